@@ -1,0 +1,198 @@
+//! Everything a start needs before it can listen: the data directory, the
+//! master key, TLS certificates (development ones generated when absent),
+//! the migrated database, and, on the very first start, the two operator
+//! tokens that are printed once and stored only as hashes.
+
+use std::path::{Path, PathBuf};
+
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::clock::rfc3339;
+use crate::config::Config;
+use crate::crypto::LocalMasterKeys;
+use crate::crypto::master::MasterKeyError;
+use crate::db::{self, Db, DbError, tokens::OperatorRole};
+use crate::ids::OperatorTokenId;
+use crate::tls::dev_certs::{self, DevCertError};
+use crate::tls::server_config::{ServerIdentity, TlsSetupError};
+use crate::token::{SecretToken, TokenKind};
+
+/// Why the gateway cannot start. Each renders as one line naming the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("refusing to start: {0}")]
+    MasterKey(#[from] MasterKeyError),
+    #[error("refusing to start: {0}")]
+    DevCert(#[from] DevCertError),
+    #[error("refusing to start: {0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("database ({url}): {source}")]
+    Db { url: String, source: DbError },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("object store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The operator tokens minted on first start.
+#[derive(Debug)]
+pub struct BootstrapTokens {
+    pub coordinator: SecretToken,
+    pub compliance: SecretToken,
+}
+
+const BOOTSTRAPPED: &str = "bootstrap_tokens_issued";
+
+/// Creates `dir` (mode 0700) if missing.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The file path of a `sqlite:` URL, to create its directory.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+pub async fn open_db(config: &Config) -> Result<Db, StartError> {
+    let url = &config.database.url;
+    if let Some(parent) = sqlite_path(url)
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        ensure_private_dir(parent).map_err(|source| StartError::DataDir {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    Db::open(url).await.map_err(|source| StartError::Db {
+        url: url.clone(),
+        source,
+    })
+}
+
+pub fn master_keys(config: &Config) -> Result<LocalMasterKeys, StartError> {
+    Ok(LocalMasterKeys::load_or_create(
+        &config.keys.master_key_file,
+    )?)
+}
+
+/// Prepares TLS: generates development certificates when none are
+/// configured. Returns the identity and the CA path if one was generated.
+pub fn tls_identity(config: &Config) -> Result<(ServerIdentity, Option<PathBuf>), StartError> {
+    let host = dev_certs::host_of(&config.server.public_url);
+    let generated = dev_certs::ensure(&config.tls.cert, &config.tls.key, host)?;
+    Ok((
+        ServerIdentity::load(&config.tls.cert, &config.tls.key)?,
+        generated,
+    ))
+}
+
+fn local_context(actor: &str) -> RequestContext {
+    RequestContext {
+        actor: actor.into(),
+        role: "operator".into(),
+        ..Default::default()
+    }
+}
+
+/// Mints an operator token directly in the database (audited).
+pub async fn create_operator_token(
+    db: &Db,
+    role: OperatorRole,
+    actor: &str,
+) -> Result<SecretToken, DbError> {
+    let mut tx = db.begin().await?;
+    let token = insert_operator_token(&mut tx, role, actor).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+async fn insert_operator_token(
+    tx: &mut db::Tx<'_>,
+    role: OperatorRole,
+    actor: &str,
+) -> Result<SecretToken, DbError> {
+    let now = rfc3339(time::OffsetDateTime::now_utc());
+    let token = SecretToken::generate(TokenKind::Operator);
+    let id = OperatorTokenId::generate();
+    db::tokens::insert(tx, &id, role, &token.hash(), &now).await?;
+    let entry = NewEntry::new("token.create", Outcome::Allow)
+        .reason(format!("{} token {id}", role.as_str()));
+    db::audit::append(tx, &local_context(actor), &now, &entry).await?;
+    Ok(token)
+}
+
+/// On the first start only: one coordinator and one compliance token.
+pub async fn bootstrap_tokens(db: &Db) -> Result<Option<BootstrapTokens>, DbError> {
+    let mut tx = db.begin().await?;
+    let done: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        .bind(BOOTSTRAPPED)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if done.is_some() {
+        return Ok(None);
+    }
+    let coordinator =
+        insert_operator_token(&mut tx, OperatorRole::Coordinator, "system:bootstrap").await?;
+    let compliance =
+        insert_operator_token(&mut tx, OperatorRole::Compliance, "system:bootstrap").await?;
+    Db::meta_set(
+        &mut tx,
+        BOOTSTRAPPED,
+        &rfc3339(time::OffsetDateTime::now_utc()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(BootstrapTokens {
+        coordinator,
+        compliance,
+    }))
+}
+
+pub fn prepare_dirs(config: &Config) -> Result<(), StartError> {
+    let dir = &config.server.data_dir;
+    ensure_private_dir(dir).map_err(|source| StartError::DataDir {
+        path: dir.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://data/casegate.db"),
+            Some(PathBuf::from("data/casegate.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/cg.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/cg.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

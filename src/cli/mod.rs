@@ -1,0 +1,47 @@
+//! The `casegate` command line: clap verbs mapped onto library calls.
+
+pub mod admin;
+pub mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "casegate",
+    version,
+    about = "Secure document-exchange gateway for second-opinion medical cases"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (embedded defaults when no config file is given).
+    Serve {
+        /// A TOML config file; environment variables CASEGATE_<SECTION>__<KEY> override it.
+        #[arg(long, env = "CASEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+/// Runs the parsed command; the error is printed as one line by `main`.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config } => serve::run(config).await,
+        Command::Admin { command } => admin::run(command).await,
+    }
+}
+
+/// Loads the config: the file if given, then the process environment.
+pub fn load_config(file: Option<&std::path::Path>) -> Result<crate::config::Config, String> {
+    crate::config::Config::load(file, std::env::vars()).map_err(|e| e.to_string())
+}

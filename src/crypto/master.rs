@@ -1,0 +1,268 @@
+//! The master key (key-encryption key, KEK), versioned. Case keys are
+//! wrapped under it; `keys rotate` adds a version and rewraps case keys.
+//!
+//! The local implementation reads a file of lines `<version> <base64url key>`
+//! (mode 0600; `#` comments allowed). A KMS can implement
+//! [`KeyEncryptionKey`] instead without touching callers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{DecryptError, aead, rng};
+use crate::fsutil;
+
+/// A key wrapped under one master key version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kek_version: u32,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WrappedKey(v{}, {} bytes)",
+            self.kek_version,
+            self.bytes.len()
+        )
+    }
+}
+
+/// Wraps and unwraps keys. `aad` binds what is wrapped (ids, purpose); the
+/// implementation adds the key version itself.
+pub trait KeyEncryptionKey: Send + Sync + 'static {
+    fn current_version(&self) -> u32;
+    fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey;
+    fn unwrap(&self, wrapped: &WrappedKey, aad: &[u8])
+    -> Result<Zeroizing<[u8; 32]>, DecryptError>;
+}
+
+/// Master key versions held in memory, zeroized on drop.
+pub struct LocalMasterKeys {
+    versions: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+}
+
+impl fmt::Debug for LocalMasterKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "LocalMasterKeys(versions {:?})",
+            self.versions.keys().collect::<Vec<_>>()
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("master key file {0}")]
+    Permissions(String),
+    #[error("master key file {path}: {message}")]
+    Format { path: String, message: String },
+    #[error("master key file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn version_aad(aad: &[u8], version: u32) -> Vec<u8> {
+    let mut out = aad.to_vec();
+    out.extend_from_slice(b"kek-version:");
+    out.extend_from_slice(version.to_string().as_bytes());
+    out.push(0);
+    out
+}
+
+impl LocalMasterKeys {
+    /// Loads the key file, creating it with one fresh version if missing.
+    /// Refuses a file that group or others can read.
+    pub fn load_or_create(path: &Path) -> Result<LocalMasterKeys, MasterKeyError> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            let keys = LocalMasterKeys::generate();
+            fsutil::create_secret_file(path, keys.serialize().as_bytes()).map_err(|source| {
+                MasterKeyError::Io {
+                    path: shown.clone(),
+                    source,
+                }
+            })?;
+            return Ok(keys);
+        }
+        LocalMasterKeys::load(path)
+    }
+
+    pub fn load(path: &Path) -> Result<LocalMasterKeys, MasterKeyError> {
+        let shown = path.display().to_string();
+        fsutil::check_private(path).map_err(MasterKeyError::Permissions)?;
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| MasterKeyError::Io {
+                    path: shown.clone(),
+                    source,
+                })?,
+            );
+        LocalMasterKeys::parse(&text).map_err(|message| MasterKeyError::Format {
+            path: shown,
+            message,
+        })
+    }
+
+    fn parse(text: &str) -> Result<LocalMasterKeys, String> {
+        let mut versions = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (version, encoded) = line
+                .split_once(' ')
+                .ok_or_else(|| format!("line {}: expected `<version> <base64url key>`", n + 1))?;
+            let version: u32 = version
+                .parse()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| format!("line {}: version must be a positive integer", n + 1))?;
+            let mut raw = URL_SAFE_NO_PAD
+                .decode(encoded.trim())
+                .map_err(|_| format!("line {}: key is not base64url", n + 1))?;
+            if raw.len() != 32 {
+                raw.zeroize();
+                return Err(format!("line {}: key must be 32 bytes", n + 1));
+            }
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(&raw);
+            raw.zeroize();
+            if versions.insert(version, key).is_some() {
+                return Err(format!("line {}: version {version} appears twice", n + 1));
+            }
+        }
+        if versions.is_empty() {
+            return Err("no key in file".into());
+        }
+        Ok(LocalMasterKeys { versions })
+    }
+
+    fn generate() -> LocalMasterKeys {
+        let mut versions = BTreeMap::new();
+        versions.insert(1, Zeroizing::new(rng::array::<32>()));
+        LocalMasterKeys { versions }
+    }
+
+    /// The file's text; holds secrets, so it is zeroized when dropped.
+    pub fn serialize(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::from(
+            "# casegate master key versions: <version> <base64url 32-byte key>. Keep secret; back up (escrow) separately from the database.\n",
+        ));
+        for (v, k) in &self.versions {
+            out.push_str(&format!("{v} {}\n", URL_SAFE_NO_PAD.encode(k.as_ref())));
+        }
+        out
+    }
+
+    pub fn versions(&self) -> Vec<u32> {
+        self.versions.keys().copied().collect()
+    }
+
+    /// Adds a new version and makes it current.
+    pub fn add_version(&mut self) -> u32 {
+        let next = self.current_version() + 1;
+        self.versions
+            .insert(next, Zeroizing::new(rng::array::<32>()));
+        next
+    }
+
+    /// Forgets a version (after every case key was rewrapped off it).
+    pub fn retire(&mut self, version: u32) -> bool {
+        version != self.current_version() && self.versions.remove(&version).is_some()
+    }
+}
+
+impl KeyEncryptionKey for LocalMasterKeys {
+    fn current_version(&self) -> u32 {
+        self.versions.keys().next_back().copied().unwrap_or(0)
+    }
+
+    fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey {
+        let version = self.current_version();
+        let kek = self
+            .versions
+            .get(&version)
+            .map(|k| **k)
+            .map(Zeroizing::new)
+            .unwrap_or_else(|| unreachable!("a loaded key set always has a current version"));
+        WrappedKey {
+            kek_version: version,
+            bytes: aead::seal(&kek, &version_aad(aad, version), key),
+        }
+    }
+
+    fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, DecryptError> {
+        let kek = self
+            .versions
+            .get(&wrapped.kek_version)
+            .ok_or(DecryptError)?;
+        let plain = Zeroizing::new(aead::open(
+            kek,
+            &version_aad(aad, wrapped.kek_version),
+            &wrapped.bytes,
+        )?);
+        let mut out = Zeroizing::new([0u8; 32]);
+        if plain.len() != 32 {
+            return Err(DecryptError);
+        }
+        out.copy_from_slice(&plain);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_load_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let mut keys = LocalMasterKeys::load_or_create(&path).unwrap();
+        let wrapped = keys.wrap(&[9u8; 32], b"case_x");
+        let again = LocalMasterKeys::load_or_create(&path).unwrap();
+        assert_eq!(*again.unwrap(&wrapped, b"case_x").unwrap(), [9u8; 32]);
+        assert!(again.unwrap(&wrapped, b"case_y").is_err());
+
+        assert_eq!(keys.add_version(), 2);
+        let w2 = keys.wrap(&[1u8; 32], b"a");
+        assert_eq!(w2.kek_version, 2);
+        // A wrapped key relabelled with another version does not unwrap.
+        let relabelled = WrappedKey {
+            kek_version: 1,
+            bytes: w2.bytes.clone(),
+        };
+        assert!(keys.unwrap(&relabelled, b"a").is_err());
+        assert!(!keys.retire(2));
+        assert!(keys.retire(1));
+        assert!(keys.unwrap(&wrapped, b"case_x").is_err());
+        assert!(!format!("{keys:?}").contains(&URL_SAFE_NO_PAD.encode([9u8; 32])));
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        for bad in [
+            "",
+            "1 short",
+            "x AAAA",
+            "0 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(LocalMasterKeys::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

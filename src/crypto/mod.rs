@@ -1,0 +1,17 @@
+//! Cryptography: the key hierarchy (master key → case key → file key) and
+//! the small AEAD helpers it is built from. Primitives come from ring; this
+//! module only composes them.
+
+pub mod aead;
+pub mod case_key;
+pub mod master;
+pub mod rng;
+
+pub use case_key::CaseKey;
+pub use master::{KeyEncryptionKey, LocalMasterKeys, WrappedKey};
+
+/// Decryption or unwrapping failed. Deliberately says nothing more: the
+/// caller knows what it tried, an attacker learns nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("decryption failed")]
+pub struct DecryptError;

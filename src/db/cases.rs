@@ -1,0 +1,169 @@
+//! Cases: the wrapped case key, the sealed reference, the patient's upload
+//! token hash and expiry. Deleting a case destroys its wrapped key.
+
+use sqlx::Row;
+
+use super::{Db, DbError, Tx};
+use crate::crypto::WrappedKey;
+use crate::ids::CaseId;
+use crate::token::TokenHash;
+
+#[derive(Debug, Clone)]
+pub struct CaseRow {
+    pub case_id: CaseId,
+    pub created_at: String,
+    pub wrapped_key: WrappedKey,
+    pub reference_sealed: Option<Vec<u8>>,
+    pub upload_expires_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseSummary {
+    pub case_id: CaseId,
+    pub created_at: String,
+    pub state: String,
+    pub file_count: i64,
+    pub total_bytes: i64,
+}
+
+pub struct NewCase<'a> {
+    pub case_id: &'a CaseId,
+    pub created_at: &'a str,
+    pub wrapped_key: &'a WrappedKey,
+    pub reference_sealed: Option<&'a [u8]>,
+    pub upload_token_hash: &'a TokenHash,
+    pub upload_expires_at: &'a str,
+}
+
+pub async fn insert(tx: &mut Tx<'_>, c: &NewCase<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO cases (case_id, created_at, state, wrapped_key, kek_version, reference_sealed,
+                            upload_token_hash, upload_expires_at)
+         VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
+    )
+    .bind(c.case_id.as_str())
+    .bind(c.created_at)
+    .bind(&c.wrapped_key.bytes)
+    .bind(i64::from(c.wrapped_key.kek_version))
+    .bind(c.reference_sealed)
+    .bind(c.upload_token_hash.as_bytes())
+    .bind(c.upload_expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CaseRow, DbError> {
+    let id: String = row.try_get("case_id")?;
+    let version: i64 = row.try_get("kek_version")?;
+    Ok(CaseRow {
+        case_id: CaseId::parse(&id).ok_or(DbError::Corrupt("cases.case_id"))?,
+        created_at: row.try_get("created_at")?,
+        wrapped_key: WrappedKey {
+            kek_version: u32::try_from(version)
+                .map_err(|_| DbError::Corrupt("cases.kek_version"))?,
+            bytes: row.try_get("wrapped_key")?,
+        },
+        reference_sealed: row.try_get("reference_sealed")?,
+        upload_expires_at: row.try_get("upload_expires_at")?,
+    })
+}
+
+const CASE_COLUMNS: &str =
+    "case_id, created_at, wrapped_key, kek_version, reference_sealed, upload_expires_at";
+
+/// An open (not deleted) case.
+pub async fn get(db: &Db, id: &CaseId) -> Result<Option<CaseRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ? AND state = 'open'"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(case_from_row).transpose()
+}
+
+/// The open case whose current upload token has this hash.
+pub async fn find_by_upload_token(
+    db: &Db,
+    hash: &TokenHash,
+) -> Result<Option<(CaseRow, Vec<u8>)>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CASE_COLUMNS}, upload_token_hash FROM cases WHERE upload_token_hash = ? AND state = 'open'"
+    )))
+    .bind(hash.as_bytes())
+    .fetch_optional(db.pool())
+    .await?;
+    match row {
+        Some(row) => Ok(Some((
+            case_from_row(&row)?,
+            row.try_get("upload_token_hash")?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+pub async fn list(db: &Db) -> Result<Vec<CaseSummary>, DbError> {
+    let rows = sqlx::query(
+        "SELECT c.case_id, c.created_at, c.state,
+                COUNT(f.file_id) AS file_count, COALESCE(SUM(f.size), 0) AS total_bytes
+         FROM cases c LEFT JOIN files f ON f.case_id = c.case_id
+         GROUP BY c.case_id ORDER BY c.created_at, c.case_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("case_id")?;
+            Ok(CaseSummary {
+                case_id: CaseId::parse(&id).ok_or(DbError::Corrupt("cases.case_id"))?,
+                created_at: row.try_get("created_at")?,
+                state: row.try_get("state")?,
+                file_count: row.try_get("file_count")?,
+                total_bytes: row.try_get("total_bytes")?,
+            })
+        })
+        .collect()
+}
+
+/// Replaces the upload token; the old one stops working at once.
+pub async fn set_upload_token(
+    tx: &mut Tx<'_>,
+    id: &CaseId,
+    hash: &TokenHash,
+    expires_at: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE cases SET upload_token_hash = ?, upload_expires_at = ? WHERE case_id = ? AND state = 'open'",
+    )
+    .bind(hash.as_bytes())
+    .bind(expires_at)
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Crypto-shreds a case: its wrapped key, sealed reference and file metadata
+/// are destroyed, its token stops working. The row stays as a tombstone so
+/// audit entries keep pointing at something. Returns false if there was no
+/// open case with this id.
+pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: &str) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE cases SET state = 'deleted', deleted_at = ?, wrapped_key = NULL, kek_version = NULL,
+                          reference_sealed = NULL, upload_token_hash = NULL
+         WHERE case_id = ? AND state = 'open'",
+    )
+    .bind(at)
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM files WHERE case_id = ?")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}

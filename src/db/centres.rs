@@ -1,0 +1,69 @@
+//! Reviewing centres: pinned by the SHA-256 of their client certificate,
+//! with the X25519 public key file keys are sealed to.
+
+use sqlx::Row;
+
+use super::{Db, DbError, Tx};
+use crate::ids::CentreId;
+
+#[derive(Debug, Clone)]
+pub struct CentreRow {
+    pub centre_id: CentreId,
+    pub name: String,
+    pub country: String,
+    pub cert_sha256: String,
+    pub x25519_public_key: Vec<u8>,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+pub struct NewCentre<'a> {
+    pub centre_id: &'a CentreId,
+    pub name: &'a str,
+    pub country: &'a str,
+    pub cert_sha256: &'a str,
+    pub cert_der: &'a [u8],
+    pub x25519_public_key: &'a [u8],
+    pub created_at: &'a str,
+}
+
+/// Inserts a centre; `Ok(false)` when the certificate is already registered.
+pub async fn insert(tx: &mut Tx<'_>, c: &NewCentre<'_>) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO centres (centre_id, name, country, cert_sha256, cert_der, x25519_public_key, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cert_sha256) DO NOTHING",
+    )
+    .bind(c.centre_id.as_str())
+    .bind(c.name)
+    .bind(c.country)
+    .bind(c.cert_sha256)
+    .bind(c.cert_der)
+    .bind(c.x25519_public_key)
+    .bind(c.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn list(db: &Db) -> Result<Vec<CentreRow>, DbError> {
+    let rows = sqlx::query(
+        "SELECT centre_id, name, country, cert_sha256, x25519_public_key, created_at, disabled_at
+         FROM centres ORDER BY created_at, centre_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("centre_id")?;
+            Ok(CentreRow {
+                centre_id: CentreId::parse(&id).ok_or(DbError::Corrupt("centres.centre_id"))?,
+                name: row.try_get("name")?,
+                country: row.try_get("country")?,
+                cert_sha256: row.try_get("cert_sha256")?,
+                x25519_public_key: row.try_get("x25519_public_key")?,
+                created_at: row.try_get("created_at")?,
+                disabled_at: row.try_get("disabled_at")?,
+            })
+        })
+        .collect()
+}

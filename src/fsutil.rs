@@ -1,0 +1,66 @@
+//! File helpers for secrets: created 0600, refused when others can read them.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Creates `path` with mode 0600 and writes `contents`, synced. Fails if the
+/// file already exists, so a secret is never silently replaced.
+pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Replaces `path` atomically (temp file + rename) with a 0600 file.
+pub fn replace_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-new");
+    let _ = std::fs::remove_file(&tmp);
+    create_secret_file(&tmp, contents)?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A key file that group or others may read is refused, with a message
+/// saying how to fix it.
+pub fn check_private(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        create_secret_file(&path, b"x").unwrap();
+        check_private(&path).unwrap();
+        assert!(create_secret_file(&path, b"y").is_err());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(check_private(&path).unwrap_err().contains("chmod 600"));
+        replace_secret_file(&path, b"z").unwrap();
+        check_private(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"z");
+    }
+}

@@ -1,0 +1,25 @@
+//! casegate: a TLS gateway for confidential second-opinion medical records.
+//!
+//! Layers, with imports pointing down only:
+//! `cli` (binary verbs) → `server` (listeners, application) → `http` (route
+//! table, auth, handlers) → `audit`, `db`, `crypto`, `store` → `config`,
+//! `clock`, `ids`, `token`.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod bootstrap;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod fsutil;
+pub mod http;
+pub mod ids;
+pub mod manifest;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod token;
+
+pub use server::Application;

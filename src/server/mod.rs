@@ -1,0 +1,154 @@
+//! The application: built from a config (binding both listeners, so port 0
+//! works and the real addresses are known), then run until a shutdown
+//! future completes. The binary and the tests build it the same way.
+
+pub mod listener;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::bootstrap::{self, BootstrapTokens, StartError};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
+use crate::store::FsRoot;
+use crate::tls::server_config;
+use listener::ListenerLimits;
+
+pub struct Application {
+    main: TcpListener,
+    centre: TcpListener,
+    main_tls: Arc<rustls::ServerConfig>,
+    centre_tls: Arc<rustls::ServerConfig>,
+    main_router: Router,
+    centre_router: Router,
+    limits: ListenerLimits,
+    bootstrap_tokens: Option<BootstrapTokens>,
+    generated_ca: Option<std::path::PathBuf>,
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        Application::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<Application, StartError> {
+        config.validate()?;
+        bootstrap::prepare_dirs(&config)?;
+        let kek = bootstrap::master_keys(&config)?;
+        let (identity, generated_ca) = bootstrap::tls_identity(&config)?;
+        let main_tls = server_config::main_listener(&identity)?;
+        let centre_tls = server_config::centre_listener(&identity)?;
+        let fs_root = config.fs_root();
+        let store = FsRoot::open(&fs_root).map_err(|source| StartError::Store {
+            path: fs_root,
+            source,
+        })?;
+        // Bind before the first-start tokens are minted: a start that cannot
+        // serve must not consume the only printing of those tokens.
+        let main = bind("server.listen", config.server.listen).await?;
+        let centre = bind("server.centre_listen", config.server.centre_listen).await?;
+        let db = bootstrap::open_db(&config).await?;
+        let bootstrap_tokens =
+            bootstrap::bootstrap_tokens(&db)
+                .await
+                .map_err(|source| StartError::Db {
+                    url: config.database.url.clone(),
+                    source,
+                })?;
+
+        let limits = ListenerLimits {
+            max_connections: config.limits.max_connections,
+            handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        };
+        let state = Arc::new(AppContext {
+            db,
+            kek: Arc::new(kek),
+            clock,
+            limiter: FailureLimiter::new(config.limits.auth_failures_per_minute),
+            config: Arc::new(config),
+            store,
+        });
+        let main_router = http::router(state);
+        // Grant routes arrive with download grants; until then the centre
+        // listener answers every path with 404.
+        let centre_router = Router::new()
+            .fallback(|| async { axum::response::IntoResponse::into_response(ApiError::NotFound) });
+        Ok(Application {
+            main,
+            centre,
+            main_tls,
+            centre_tls,
+            main_router,
+            centre_router,
+            limits,
+            bootstrap_tokens,
+            generated_ca,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.main
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn centre_addr(&self) -> SocketAddr {
+        self.centre
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The first-start operator tokens, once.
+    pub fn take_bootstrap_tokens(&mut self) -> Option<BootstrapTokens> {
+        self.bootstrap_tokens.take()
+    }
+
+    /// The development CA written at this start, if any.
+    pub fn generated_ca(&self) -> Option<&std::path::Path> {
+        self.generated_ca.as_deref()
+    }
+
+    /// Serves both listeners until `shutdown` completes, then drains.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let main = listener::serve(
+            "main",
+            self.main,
+            self.main_tls,
+            self.main_router,
+            self.limits,
+            stop_rx.clone(),
+        );
+        let centre = listener::serve(
+            "centre",
+            self.centre,
+            self.centre_tls,
+            self.centre_router,
+            self.limits,
+            stop_rx,
+        );
+        tokio::join!(main, centre);
+    }
+}
