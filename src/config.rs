@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 /// The whole configuration. Unknown keys are errors, so a typo never
 /// silently falls back to a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -122,20 +122,6 @@ pub struct LimitsConfig {
 pub struct UploadsConfig {
     /// How long a patient's upload token may upload after it is issued.
     pub token_ttl_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            database: DatabaseConfig::default(),
-            storage: StorageConfig::default(),
-            keys: KeysConfig::default(),
-            limits: LimitsConfig::default(),
-            uploads: UploadsConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

@@ -7,6 +7,9 @@ use crate::Application;
 
 pub async fn run(config_file: Option<PathBuf>) -> Result<(), String> {
     let config = super::load_config(config_file.as_deref())?;
+    // Handlers are installed before the start-up lines are printed, so a
+    // supervisor that signals right after reading them gets a clean stop.
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mut app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -25,26 +28,28 @@ pub async fn run(config_file: Option<PathBuf>) -> Result<(), String> {
         eprintln!("compliance token: {}", tokens.compliance.expose());
         eprintln!("(these tokens are shown once; store them now)");
     }
-    app.run_until_stopped(shutdown_signal()).await;
-    eprintln!("stopped");
+    app.run_until_stopped(shutdown).await;
+    say("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    eprintln!("shutting down: draining open requests");
+        say("shutting down: draining open requests");
+    })
+}
+
+/// A status line on stderr. Unlike `eprintln!`, a closed stderr (the
+/// supervisor went away) does not abort the drain.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -86,6 +86,10 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(cert_sha256);
+            // Serve the protocol ALPN chose. Never sniff: sniffing waits for
+            // bytes before any timeout runs, so an idle client would hold
+            // the connection forever. No ALPN means HTTP/1.1 (RFC 9113 §3.2).
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = ConnInfo {
                 remote_addr,
                 client_cert_sha256,
@@ -95,6 +99,11 @@ pub async fn serve(
                 app.clone().oneshot(req.map(Body::new))
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
             builder
                 .http1()
                 .timer(TokioTimer::new())
@@ -107,7 +116,7 @@ pub async fn serve(
                 .keep_alive_timeout(Duration::from_secs(20))
                 .max_concurrent_streams(64);
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .serve_connection(TokioIo::new(tls), service)
                 .into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(listener = name, error = %e, "connection ended with error");

@@ -1,0 +1,168 @@
+//! The test harness: the real application on port 0 with real TLS, a temp
+//! data directory, and HTTPS clients that trust the generated dev CA.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use casegate::Application;
+use casegate::clock::OffsetClock;
+use casegate::config::Config;
+use reqwest::{Method, Response};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub centre_addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub coordinator: String,
+    pub compliance: String,
+    pub ca_pem: Vec<u8>,
+    #[allow(dead_code)] // expiry tests (grants, uploads) move it
+    pub clock: OffsetClock,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.centre_listen = "127.0.0.1:0".parse().unwrap();
+    config.server.data_dir = dir.join("data");
+    config.server.shutdown_grace_secs = 2;
+    config.tls.cert = dir.join("certs/server.pem");
+    config.tls.key = dir.join("certs/server-key.pem");
+    config.database.url = format!("sqlite://{}", dir.join("data/casegate.db").display());
+    config.keys.master_key_file = dir.join("data/master.key");
+    config.limits.auth_failures_per_minute = 10_000;
+    config
+}
+
+pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let clock = OffsetClock::default();
+    let mut app = Application::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let tokens = app
+        .take_bootstrap_tokens()
+        .expect("first start mints tokens");
+    let (addr, centre_addr) = (app.addr(), app.centre_addr());
+    let ca_pem = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        centre_addr,
+        client: client_trusting(&ca_pem),
+        coordinator: tokens.coordinator.expose().to_owned(),
+        compliance: tokens.compliance.expose().to_owned(),
+        ca_pem,
+        clock,
+        dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Creates a case; returns (case_id, upload_token).
+    pub async fn create_case(&self, reference: Option<&str>) -> (String, String) {
+        let body = reference.map(|r| serde_json::json!({ "reference": r }));
+        let resp = self
+            .request(Method::POST, "/api/v1/cases", Some(&self.coordinator), body)
+            .await;
+        assert_eq!(resp.status(), 201);
+        let v: Value = resp.json().await.unwrap();
+        (
+            v["case_id"].as_str().unwrap().to_owned(),
+            v["upload_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The whole audit log as parsed JSON lines.
+    pub async fn audit(&self) -> Vec<Value> {
+        let resp = self
+            .request(Method::GET, "/api/v1/audit", Some(&self.compliance), None)
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Stops the server; returns the data directory for inspection.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.dir
+    }
+}
+
+/// A fresh self-signed client certificate (PEM) as a centre would present.
+pub fn centre_cert_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["centre.example".to_string()]).unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
+pub fn x25519_public_b64() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token shaped exactly like a real operator token but never issued.
+pub fn forged_operator_token() -> String {
+    format!("cgo_{}", "A".repeat(43))
+}
