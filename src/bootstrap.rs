@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::rfc3339;
 use crate::config::Config;
-use crate::crypto::LocalMasterKeys;
-use crate::crypto::master::MasterKeyError;
+use std::sync::Arc;
+
+use crate::crypto::master::{MasterKeyError, MasterKeyFile};
+use crate::crypto::{KeyEncryptionKey, LocalMasterKeys};
 use crate::db::{self, Db, DbError, tokens::OperatorRole};
 use crate::ids::OperatorTokenId;
 use crate::tls::dev_certs::{self, DevCertError};
@@ -92,10 +94,18 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
     })
 }
 
-pub fn master_keys(config: &Config) -> Result<LocalMasterKeys, StartError> {
-    Ok(LocalMasterKeys::load_or_create(
-        &config.keys.master_key_file,
-    )?)
+/// The key-encryption key: from `keys.master_key` (environment) when set,
+/// else the key file (created on first start, reloaded when rotated).
+pub fn master_keys(config: &Config) -> Result<Arc<dyn KeyEncryptionKey>, StartError> {
+    if let Some(secret) = &config.keys.master_key {
+        let keys =
+            LocalMasterKeys::parse(secret.expose()).map_err(|message| MasterKeyError::Format {
+                path: "keys.master_key".into(),
+                message,
+            })?;
+        return Ok(Arc::new(keys));
+    }
+    Ok(Arc::new(MasterKeyFile::open(&config.keys.master_key_file)?))
 }
 
 /// Prepares TLS: generates development certificates when none are

@@ -96,6 +96,27 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     pub master_key_file: PathBuf,
+    /// The master key versions themselves (`<version> <base64url>` entries
+    /// separated by `;`), normally from `CASEGATE_KEYS__MASTER_KEY`. When
+    /// set, `master_key_file` is not used.
+    pub master_key: Option<Secret>,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +189,7 @@ impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig {
             master_key_file: PathBuf::from("data/master.key"),
+            master_key: None,
         }
     }
 }

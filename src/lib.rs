@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod http;
 pub mod ids;
 pub mod manifest;
+pub mod rotation;
 pub mod server;
 pub mod store;
 pub mod tls;

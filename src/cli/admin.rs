@@ -47,7 +47,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 RoleArg::Coordinator => OperatorRole::Coordinator,
                 RoleArg::Compliance => OperatorRole::Compliance,
             };
-            let actor = format!("local-admin:{}", whoami());
+            let actor = local_actor();
             let token = bootstrap::create_operator_token(&db, role, &actor)
                 .await
                 .map_err(|e| format!("cannot create token: {e}"))?;
@@ -57,9 +57,11 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
     }
 }
 
-fn whoami() -> String {
-    std::env::var("USER")
+/// The audit actor of a verb run on the gateway's host.
+pub fn local_actor() -> String {
+    let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into());
+    format!("local-admin:{user}")
 }

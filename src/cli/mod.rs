@@ -1,6 +1,7 @@
 //! The `casegate` command line: clap verbs mapped onto library calls.
 
 pub mod admin;
+pub mod keys;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -31,6 +32,11 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Master key rotation (on the gateway's host).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 /// Runs the parsed command; the error is printed as one line by `main`.
@@ -38,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve { config } => serve::run(config).await,
         Command::Admin { command } => admin::run(command).await,
+        Command::Keys { command } => keys::run(command).await,
     }
 }
 

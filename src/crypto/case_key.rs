@@ -22,6 +22,11 @@ fn wrap_aad(case_id: &CaseId) -> Vec<u8> {
 }
 
 impl CaseKey {
+    /// The raw key, for wrapping file keys under it.
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn generate() -> CaseKey {
         CaseKey(Zeroizing::new(rng::array::<32>()))
     }

@@ -113,9 +113,17 @@ impl LocalMasterKeys {
         })
     }
 
-    fn parse(text: &str) -> Result<LocalMasterKeys, String> {
+    /// Parses the key file format; `;` may separate entries instead of
+    /// newlines (the single-line environment variable form). `line N` in
+    /// errors counts entries.
+    pub fn parse(text: &str) -> Result<LocalMasterKeys, String> {
         let mut versions = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
+        let entries = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(|l| l.split(';'));
+        for (n, line) in entries.enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -225,6 +233,90 @@ impl KeyEncryptionKey for LocalMasterKeys {
     }
 }
 
+/// The master key file as the server uses it: reloaded when it changes on
+/// disk, so `casegate keys rotate` can run while the gateway serves. New
+/// keys are wrapped under the newest version the file holds; a wrapped key
+/// naming a version not yet loaded triggers a reload before failing.
+pub struct MasterKeyFile {
+    path: std::path::PathBuf,
+    loaded: std::sync::RwLock<(LocalMasterKeys, Option<std::time::SystemTime>)>,
+}
+
+impl fmt::Debug for MasterKeyFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKeyFile({})", self.path.display())
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl MasterKeyFile {
+    pub fn open(path: &Path) -> Result<MasterKeyFile, MasterKeyError> {
+        let keys = LocalMasterKeys::load_or_create(path)?;
+        Ok(MasterKeyFile {
+            path: path.to_owned(),
+            loaded: std::sync::RwLock::new((keys, modified(path))),
+        })
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&LocalMasterKeys) -> R) -> R {
+        match self.loaded.read() {
+            Ok(guard) => f(&guard.0),
+            Err(poisoned) => f(&poisoned.into_inner().0),
+        }
+    }
+
+    /// Reloads if the file changed (or always, with `force`). A file that
+    /// became unreadable or invalid keeps the loaded keys and is logged.
+    fn refresh(&self, force: bool) {
+        let now = modified(&self.path);
+        let stale = match self.loaded.read() {
+            Ok(guard) => force || guard.1 != now,
+            Err(_) => true,
+        };
+        if !stale {
+            return;
+        }
+        match LocalMasterKeys::load(&self.path) {
+            Ok(keys) => {
+                let mut guard = match self.loaded.write() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *guard = (keys, now);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "master key file changed but cannot be loaded; keeping loaded versions")
+            }
+        }
+    }
+}
+
+impl KeyEncryptionKey for MasterKeyFile {
+    fn current_version(&self) -> u32 {
+        self.refresh(false);
+        self.read(|k| k.current_version())
+    }
+
+    fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey {
+        self.refresh(false);
+        self.read(|k| k.wrap(key, aad))
+    }
+
+    fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        aad: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, DecryptError> {
+        if !self.read(|k| k.versions.contains_key(&wrapped.kek_version)) {
+            self.refresh(true);
+        }
+        self.read(|k| k.unwrap(wrapped, aad))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +344,27 @@ mod tests {
         assert!(keys.retire(1));
         assert!(keys.unwrap(&wrapped, b"case_x").is_err());
         assert!(!format!("{keys:?}").contains(&URL_SAFE_NO_PAD.encode([9u8; 32])));
+    }
+
+    #[test]
+    fn file_reloads_after_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let served = MasterKeyFile::open(&path).unwrap();
+        // Another process rotates: new version written atomically.
+        let mut rotating = LocalMasterKeys::load(&path).unwrap();
+        rotating.add_version();
+        let wrapped_v2 = rotating.wrap(&[5u8; 32], b"x");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fsutil::replace_secret_file(&path, rotating.serialize().as_bytes()).unwrap();
+        assert_eq!(*served.unwrap(&wrapped_v2, b"x").unwrap(), [5u8; 32]);
+        assert_eq!(served.wrap(&[1u8; 32], b"y").kek_version, 2);
+    }
+
+    #[test]
+    fn env_form_with_semicolons() {
+        let k = LocalMasterKeys::parse("1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE;2 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAI").unwrap();
+        assert_eq!(k.versions(), vec![1, 2]);
     }
 
     #[test]

@@ -4,10 +4,13 @@
 
 pub mod aead;
 pub mod case_key;
+pub mod file_key;
+pub mod format;
 pub mod master;
 pub mod rng;
 
 pub use case_key::CaseKey;
+pub use file_key::FileKey;
 pub use master::{KeyEncryptionKey, LocalMasterKeys, WrappedKey};
 
 /// Decryption or unwrapping failed. Deliberately says nothing more: the

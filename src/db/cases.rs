@@ -167,3 +167,71 @@ pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: &str) -> Result<bool, DbErr
         .await?;
     Ok(true)
 }
+
+/// Up to `limit` open cases whose key is wrapped under a version other than
+/// `version`.
+pub async fn keys_not_at(
+    db: &Db,
+    version: u32,
+    limit: i64,
+) -> Result<Vec<(CaseId, WrappedKey)>, DbError> {
+    let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT case_id, wrapped_key, kek_version FROM cases
+         WHERE state = 'open' AND kek_version != ? ORDER BY case_id LIMIT ?",
+    )
+    .bind(i64::from(version))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(id, bytes, v)| {
+            Ok((
+                CaseId::parse(&id).ok_or(DbError::Corrupt("cases.case_id"))?,
+                WrappedKey {
+                    kek_version: u32::try_from(v)
+                        .map_err(|_| DbError::Corrupt("cases.kek_version"))?,
+                    bytes,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Replaces a wrapped case key only if it is still exactly `old` (a case
+/// shredded meanwhile stays shredded). Returns whether it was replaced.
+pub async fn rewrap(
+    tx: &mut Tx<'_>,
+    id: &CaseId,
+    old: &WrappedKey,
+    new: &WrappedKey,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE cases SET wrapped_key = ?, kek_version = ?
+         WHERE case_id = ? AND state = 'open' AND kek_version = ? AND wrapped_key = ?",
+    )
+    .bind(&new.bytes)
+    .bind(i64::from(new.kek_version))
+    .bind(id.as_str())
+    .bind(i64::from(old.kek_version))
+    .bind(&old.bytes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many open cases each master key version wraps.
+pub async fn key_versions(db: &Db) -> Result<Vec<(u32, i64)>, DbError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT kek_version, COUNT(*) FROM cases WHERE state = 'open' GROUP BY kek_version ORDER BY kek_version",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(v, n)| {
+            Ok((
+                u32::try_from(v).map_err(|_| DbError::Corrupt("cases.kek_version"))?,
+                n,
+            ))
+        })
+        .collect()
+}

@@ -36,3 +36,56 @@ pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, Db
         })
         .collect()
 }
+
+pub struct NewFile<'a> {
+    pub file_id: &'a FileId,
+    pub case_id: &'a CaseId,
+    pub state: &'a str,
+    pub size: i64,
+    pub created_at: &'a str,
+    pub meta_sealed: &'a [u8],
+    pub key_id: &'a [u8; 16],
+    pub wrapped_key: &'a [u8],
+}
+
+pub async fn insert(tx: &mut super::Tx<'_>, f: &NewFile<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO files (file_id, case_id, state, size, created_at, meta_sealed, key_id, wrapped_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(f.file_id.as_str())
+    .bind(f.case_id.as_str())
+    .bind(f.state)
+    .bind(f.size)
+    .bind(f.created_at)
+    .bind(f.meta_sealed)
+    .bind(f.key_id.as_slice())
+    .bind(f.wrapped_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A file's key id and wrapped data key.
+pub async fn wrapped_key(
+    db: &Db,
+    case_id: &CaseId,
+    file_id: &FileId,
+) -> Result<Option<([u8; 16], Vec<u8>)>, DbError> {
+    type KeyColumns = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<KeyColumns> =
+        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE case_id = ? AND file_id = ?")
+            .bind(case_id.as_str())
+            .bind(file_id.as_str())
+            .fetch_optional(db.pool())
+            .await?;
+    match row {
+        Some((Some(id), Some(wrapped))) => {
+            let id: [u8; 16] = id
+                .try_into()
+                .map_err(|_| DbError::Corrupt("files.key_id"))?;
+            Ok(Some((id, wrapped)))
+        }
+        _ => Ok(None),
+    }
+}

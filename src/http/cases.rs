@@ -18,6 +18,7 @@ use crate::crypto::CaseKey;
 use crate::db::{self, cases::NewCase};
 use crate::ids::CaseId;
 use crate::manifest::{self, CASE_REFERENCE};
+use crate::store;
 use crate::token::{SecretToken, TokenKind};
 
 const MAX_REFERENCE_CHARS: usize = 256;
@@ -281,5 +282,22 @@ pub async fn delete(
                 .reason("case key destroyed"),
         )
         .await?;
+    // The key is gone, so the ciphertext is already unreadable; removing it
+    // is housekeeping. A failure is recorded, not hidden, and not fatal.
+    if let Err(e) = state
+        .store
+        .delete_prefix(&store::case_prefix(&case_id))
+        .await
+    {
+        tracing::error!(case_id = %case_id, error = %e, "objects of a shredded case not deleted");
+        state
+            .audit(
+                &ctx,
+                NewEntry::new("case.delete.objects", Outcome::Error)
+                    .case(&case_id)
+                    .reason(e.to_string()),
+            )
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -17,7 +17,7 @@ use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
-use crate::store::FsRoot;
+use crate::store::FsStore;
 use crate::tls::server_config;
 use listener::ListenerLimits;
 
@@ -55,7 +55,7 @@ impl Application {
         let main_tls = server_config::main_listener(&identity)?;
         let centre_tls = server_config::centre_listener(&identity)?;
         let fs_root = config.fs_root();
-        let store = FsRoot::open(&fs_root).map_err(|source| StartError::Store {
+        let store = FsStore::open(&fs_root).map_err(|source| StartError::Store {
             path: fs_root,
             source,
         })?;
@@ -80,7 +80,7 @@ impl Application {
         };
         let state = Arc::new(AppContext {
             db,
-            kek: Arc::new(kek),
+            kek,
             clock,
             limiter: FailureLimiter::new(config.limits.auth_failures_per_minute),
             config: Arc::new(config),

@@ -1,32 +1,29 @@
-//! Object storage for ciphertext. This layer starts with the local directory
-//! backend's readiness check; the `ObjectStore` trait with fs and S3
-//! backends arrives with resumable uploads.
+//! Object storage for ciphertext. Keys are `cases/<case_id>/<file_id>`
+//! (built from validated ids only). The `fs` backend is a directory; the S3
+//! backend and streaming/multipart writes arrive with resumable uploads.
 
-use std::path::{Path, PathBuf};
+pub mod fs;
 
-/// The `fs` backend's root directory.
-#[derive(Debug, Clone)]
-pub struct FsRoot(PathBuf);
+pub use fs::FsStore;
 
-impl FsRoot {
-    /// Creates the directory (mode 0700) if needed.
-    pub fn open(path: &Path) -> std::io::Result<FsRoot> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)?;
-        Ok(FsRoot(path.to_owned()))
-    }
+use crate::ids::{CaseId, FileId};
 
-    /// Ready when the directory exists and accepts a write.
-    pub async fn check(&self) -> std::io::Result<()> {
-        let probe = self.0.join(".readyz");
-        tokio::fs::write(&probe, b"ok").await?;
-        tokio::fs::remove_file(&probe).await
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found")]
+    NotFound,
+    #[error("object store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid object key")]
+    BadKey,
+}
 
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
+/// The object key of a file's ciphertext.
+pub fn object_key(case_id: &CaseId, file_id: &FileId) -> String {
+    format!("cases/{case_id}/{file_id}")
+}
+
+/// The key prefix of everything belonging to a case.
+pub fn case_prefix(case_id: &CaseId) -> String {
+    format!("cases/{case_id}/")
 }

@@ -20,6 +20,7 @@ pub struct TestApp {
     pub coordinator: String,
     pub compliance: String,
     pub ca_pem: Vec<u8>,
+    pub config: Config,
     #[allow(dead_code)] // expiry tests (grants, uploads) move it
     pub clock: OffsetClock,
     shutdown: Option<oneshot::Sender<()>>,
@@ -57,7 +58,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(dir.path());
     adjust(&mut config);
     let clock = OffsetClock::default();
-    let mut app = Application::build_with_clock(config, Arc::new(clock.clone()))
+    let mut app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
     let tokens = app
@@ -76,6 +77,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         coordinator: tokens.coordinator.expose().to_owned(),
         compliance: tokens.compliance.expose().to_owned(),
         ca_pem,
+        config,
         clock,
         dir,
         shutdown: Some(tx),
@@ -90,6 +92,17 @@ impl TestApp {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// A separate connection to the gateway's database, as an operator
+    /// (or an attacker with a copy of it) would have.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            self.data_dir().join("casegate.db").display()
+        ))
+        .await
+        .unwrap()
     }
 
     pub async fn request(

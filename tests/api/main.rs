@@ -1,10 +1,11 @@
 //! Integration tests: the real server, real TLS, a client as users have.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod cases;
 mod centres;
 mod common;
 mod connections;
 mod hostile;
+mod keys;
 mod role_matrix;
 mod startup;

@@ -1,0 +1,170 @@
+//! Master key rotation: add a version, then rewrap every case key under it.
+//! Object data is never read or rewritten: file keys are wrapped under case
+//! keys, which do not change. Each case is rewrapped in its own small
+//! transaction with a compare-and-swap, so the run is resumable
+//! (`--resume`) and safe while the gateway serves (it reloads the key file
+//! when it changes). Old versions can be retired once nothing uses them.
+
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::bootstrap;
+use crate::clock::rfc3339;
+use crate::config::Config;
+use crate::crypto::{CaseKey, KeyEncryptionKey, LocalMasterKeys};
+use crate::db::{self, Db};
+use crate::fsutil;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    pub version: u32,
+    pub rewrapped: u64,
+    /// Cases deleted or rewrapped by someone else while this run worked.
+    pub skipped: u64,
+}
+
+const BATCH: i64 = 200;
+
+fn key_file(config: &Config) -> Result<&std::path::Path, String> {
+    if config.keys.master_key.is_some() {
+        return Err("the master key comes from keys.master_key (environment): add a version in your secret store and restart instead".into());
+    }
+    Ok(&config.keys.master_key_file)
+}
+
+async fn audit(db: &Db, actor: &str, entry: NewEntry) -> Result<(), String> {
+    let ctx = RequestContext {
+        actor: actor.into(),
+        role: "operator".into(),
+        ..Default::default()
+    };
+    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    db::audit::append(
+        &mut tx,
+        &ctx,
+        &rfc3339(time::OffsetDateTime::now_utc()),
+        &entry,
+    )
+    .await
+    .map_err(|e| format!("audit log: {e}"))?;
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+/// Adds a master key version (unless `resume`) and rewraps every open
+/// case's key under the newest version.
+pub async fn rotate(config: &Config, resume: bool, actor: &str) -> Result<RotationReport, String> {
+    let path = key_file(config)?;
+    let mut keys = LocalMasterKeys::load(path).map_err(|e| e.to_string())?;
+    let db = bootstrap::open_db(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resume {
+        keys.add_version();
+        // The new version is on disk before any case key depends on it.
+        fsutil::replace_secret_file(path, keys.serialize().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let version = keys.current_version();
+    let mut report = RotationReport {
+        version,
+        rewrapped: 0,
+        skipped: 0,
+    };
+    loop {
+        let batch = db::cases::keys_not_at(&db, version, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            break;
+        }
+        for (case_id, old) in batch {
+            let case_key = CaseKey::unwrap(&keys, &case_id, &old).map_err(|_| {
+                format!(
+                    "case {case_id}: key does not unwrap under master key version {}",
+                    old.kek_version
+                )
+            })?;
+            let new = case_key.wrap(&keys, &case_id);
+            let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+            if db::cases::rewrap(&mut tx, &case_id, &old, &new)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                tx.commit().await.map_err(|e| e.to_string())?;
+                report.rewrapped += 1;
+            } else {
+                // Deleted or rewrapped meanwhile; the next query excludes it.
+                report.skipped += 1;
+            }
+        }
+    }
+    audit(
+        &db,
+        actor,
+        NewEntry::new("keys.rotate", Outcome::Allow).reason(format!(
+            "master key version {version}; {} case keys rewrapped",
+            report.rewrapped
+        )),
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Removes master key `version` from the key file, refusing while any open
+/// case key is still wrapped under it, and refusing the current version.
+pub async fn retire(config: &Config, version: u32, actor: &str) -> Result<(), String> {
+    let path = key_file(config)?;
+    let mut keys = LocalMasterKeys::load(path).map_err(|e| e.to_string())?;
+    let db = bootstrap::open_db(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_use = db::cases::key_versions(&db)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, n)| n)
+        .unwrap_or(0);
+    if in_use > 0 {
+        return Err(format!(
+            "master key version {version} still wraps {in_use} case keys; run `casegate keys rotate --resume` first"
+        ));
+    }
+    if !keys.retire(version) {
+        return Err(format!(
+            "master key version {version} is the current version or does not exist"
+        ));
+    }
+    fsutil::replace_secret_file(path, keys.serialize().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    audit(
+        &db,
+        actor,
+        NewEntry::new("keys.retire", Outcome::Allow)
+            .reason(format!("master key version {version}")),
+    )
+    .await
+}
+
+/// Versions in the key file and how many case keys each wraps.
+pub async fn status(config: &Config) -> Result<Vec<(u32, i64)>, String> {
+    let path = key_file(config)?;
+    let keys = LocalMasterKeys::load(path).map_err(|e| e.to_string())?;
+    let db = bootstrap::open_db(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let used = db::cases::key_versions(&db)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(keys
+        .versions()
+        .into_iter()
+        .map(|v| {
+            (
+                v,
+                used.iter()
+                    .find(|(u, _)| *u == v)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0),
+            )
+        })
+        .collect())
+}
