@@ -14,8 +14,10 @@ cargo build --release --locked --manifest-path "$root/Cargo.toml"
 CASEGATE_SERVER__LISTEN=127.0.0.1:0 CASEGATE_SERVER__CENTRE_LISTEN=127.0.0.1:0 \
   cargo run --release --locked --manifest-path "$root/Cargo.toml" -- serve 2> serve.log &
 pid=$!
-for _ in $(seq 1 120); do
+# cargo run may still be compiling; wait up to 10 minutes, or until it dies.
+for _ in $(seq 1 1200); do
   grep -q '^centre listener on ' serve.log 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat serve.log; echo "smoke: gateway exited"; exit 1; }
   sleep 0.5
 done
 addr=$(sed -n 's/^listening on https:\/\///p' serve.log)
