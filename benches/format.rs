@@ -54,10 +54,15 @@ fn counter_nonce(i: usize) -> Nonce {
 }
 
 fn main() {
-    let mib: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1024);
+    let mib: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1024);
     let total = mib * 1024 * 1024;
     println!("format v1 benchmark: {mib} MiB, chunk 64 KiB, one thread, best of {PASSES}");
-    let input: Vec<u8> = (0..total).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
+    let input: Vec<u8> = (0..total)
+        .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
     let raw_key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
     let mut buf = vec![0u8; CHUNK + 16];
 
@@ -83,7 +88,9 @@ fn main() {
     let raw_open = best(|| {
         for (i, sealed) in raw_sealed.chunks(CHUNK + 16).enumerate() {
             buf.copy_from_slice(sealed);
-            raw_key.open_in_place(counter_nonce(i), Aad::empty(), &mut buf).unwrap();
+            raw_key
+                .open_in_place(counter_nonce(i), Aad::empty(), &mut buf)
+                .unwrap();
         }
     });
     drop(raw_sealed);
@@ -121,7 +128,10 @@ fn main() {
             let span = layout.chunk_span(index, len);
             chunk_buf.clear();
             chunk_buf.extend_from_slice(&object[span.start as usize..span.end as usize]);
-            plain_bytes += cipher.open_in_place(index, index + 1 == count, &mut chunk_buf).unwrap().len();
+            plain_bytes += cipher
+                .open_in_place(index, index + 1 == count, &mut chunk_buf)
+                .unwrap()
+                .len();
         }
         assert_eq!(plain_bytes, total);
     });
@@ -130,8 +140,14 @@ fn main() {
     let (vs, vo) = (gib_per_s(total, v1_seal), gib_per_s(total, v1_open));
     println!("raw AES-256-GCM seal, 64 KiB          {rs:6.2} GiB/s  (baseline)");
     println!("raw AES-256-GCM open, 64 KiB          {ro:6.2} GiB/s  (baseline)");
-    println!("format v1 encrypt, streaming          {vs:6.2} GiB/s  = {:.0}% of raw seal", 100.0 * vs / rs);
-    println!("format v1 decrypt, streaming          {vo:6.2} GiB/s  = {:.0}% of raw open", 100.0 * vo / ro);
+    println!(
+        "format v1 encrypt, streaming          {vs:6.2} GiB/s  = {:.0}% of raw seal",
+        100.0 * vs / rs
+    );
+    println!(
+        "format v1 decrypt, streaming          {vo:6.2} GiB/s  = {:.0}% of raw open",
+        100.0 * vo / ro
+    );
     println!(
         "encryptor memory: RSS grew {rss_growth} KiB over {PASSES} encrypt passes of {mib} MiB (output batches up to {} KiB, cleared each time)",
         largest_batch / 1024
