@@ -13,7 +13,7 @@ use crate::clock::{SharedClock, rfc3339};
 use crate::config::Config;
 use crate::crypto::KeyEncryptionKey;
 use crate::db::{self, Db, Tx};
-use crate::store::FsStore;
+use crate::store::ObjectStore;
 
 pub type AppState = Arc<AppContext>;
 
@@ -22,7 +22,7 @@ pub struct AppContext {
     pub kek: Arc<dyn KeyEncryptionKey>,
     pub clock: SharedClock,
     pub config: Arc<Config>,
-    pub store: FsStore,
+    pub store: ObjectStore,
     pub limiter: FailureLimiter,
 }
 

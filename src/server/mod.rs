@@ -17,7 +17,7 @@ use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
-use crate::store::FsStore;
+use crate::store::{FsStore, ObjectStore};
 use crate::tls::server_config;
 use listener::ListenerLimits;
 
@@ -55,10 +55,11 @@ impl Application {
         let main_tls = server_config::main_listener(&identity)?;
         let centre_tls = server_config::centre_listener(&identity)?;
         let fs_root = config.fs_root();
-        let store = FsStore::open(&fs_root).map_err(|source| StartError::Store {
-            path: fs_root,
-            source,
-        })?;
+        let store =
+            ObjectStore::Fs(FsStore::open(&fs_root).map_err(|source| StartError::Store {
+                path: fs_root,
+                source,
+            })?);
         // Bind before the first-start tokens are minted: a start that cannot
         // serve must not consume the only printing of those tokens.
         let main = bind("server.listen", config.server.listen).await?;

@@ -1,10 +1,23 @@
-//! Object storage for ciphertext. Keys are `cases/<case_id>/<file_id>`
-//! (built from validated ids only). The `fs` backend is a directory; the S3
-//! backend and streaming/multipart writes arrive with resumable uploads.
+//! Object storage for ciphertext, behind one `ObjectStore` with two
+//! backends: `fs` (a directory, the embedded default) and `s3` (any
+//! S3-compatible store). Keys are `cases/<case_id>/<file_id>`, built from
+//! validated ids only.
+//!
+//! Objects being uploaded are written through an [`ObjectWriter`]: bytes are
+//! appended, `sync` makes everything written so far durable and returns the
+//! backend's [`WriteProgress`], which the caller stores in the database in
+//! the same transaction as the upload offset. Reopening a writer from a
+//! stored progress discards whatever was written after it (a crash between
+//! a sync and its database commit loses nothing acknowledged and leaves no
+//! interleaved bytes).
 
 pub mod fs;
 
-pub use fs::FsStore;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+pub use fs::{FsStore, FsWriter};
 
 use crate::ids::{CaseId, FileId};
 
@@ -16,6 +29,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("invalid object key")]
     BadKey,
+    #[error("object store: {0}")]
+    Backend(String),
 }
 
 /// The object key of a file's ciphertext.
@@ -26,4 +41,112 @@ pub fn object_key(case_id: &CaseId, file_id: &FileId) -> String {
 /// The key prefix of everything belonging to a case.
 pub fn case_prefix(case_id: &CaseId) -> String {
     format!("cases/{case_id}/")
+}
+
+/// What is durably stored of an object being written. Serialised into the
+/// database with the upload's offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteProgress {
+    /// Object bytes durably written.
+    pub sealed_len: u64,
+}
+
+/// The configured backend.
+#[derive(Debug, Clone)]
+pub enum ObjectStore {
+    Fs(FsStore),
+}
+
+/// An object being appended to.
+#[derive(Debug)]
+pub enum ObjectWriter {
+    Fs(FsWriter),
+}
+
+impl ObjectStore {
+    /// Ready when the backend accepts a write.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.check().await,
+        }
+    }
+
+    /// Stores a whole object atomically and durably.
+    pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.put(key, bytes).await,
+        }
+    }
+
+    /// Bytes `range` of an object (clamped to its end).
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.get_range(key, range).await,
+        }
+    }
+
+    pub async fn len(&self, key: &str) -> Result<u64, StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.len(key).await,
+        }
+    }
+
+    /// Opens `key` for appending at `progress` (anything stored beyond it
+    /// is discarded). `expected_len` is the final object length, which the
+    /// S3 backend uses to size multipart parts.
+    pub async fn open_writer(
+        &self,
+        key: &str,
+        progress: &WriteProgress,
+        expected_len: u64,
+    ) -> Result<ObjectWriter, StoreError> {
+        let _ = expected_len;
+        match self {
+            ObjectStore::Fs(s) => Ok(ObjectWriter::Fs(s.open_writer(key, progress).await?)),
+        }
+    }
+
+    /// Deletes an unfinished object and everything kept for it.
+    pub async fn abort_write(&self, key: &str, progress: &WriteProgress) -> Result<(), StoreError> {
+        let _ = progress;
+        match self {
+            ObjectStore::Fs(s) => s.delete(key).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.delete(key).await,
+        }
+    }
+
+    /// Deletes everything under `prefix`. Deleting nothing is not an error.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        match self {
+            ObjectStore::Fs(s) => s.delete_prefix(prefix).await,
+        }
+    }
+}
+
+impl ObjectWriter {
+    /// Appends bytes (not yet durable).
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.write(bytes).await,
+        }
+    }
+
+    /// Makes everything written durable; returns the progress to record.
+    pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.sync().await,
+        }
+    }
+
+    /// After a final `sync`: makes the object readable at its key.
+    pub async fn complete(self) -> Result<(), StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.complete().await,
+        }
+    }
 }

@@ -1,0 +1,134 @@
+//! One conformance suite for every `ObjectStore` backend: whole objects,
+//! ranges, deletes, and the append/sync/reopen contract uploads rely on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use casegate::store::{FsStore, ObjectStore, StoreError, WriteProgress};
+
+async fn whole_objects(store: &ObjectStore) {
+    store.put("cases/c1/f1", b"hello world").await.unwrap();
+    assert_eq!(store.len("cases/c1/f1").await.unwrap(), 11);
+    assert_eq!(
+        store.get_range("cases/c1/f1", 0..5).await.unwrap(),
+        b"hello"
+    );
+    assert_eq!(
+        store.get_range("cases/c1/f1", 6..100).await.unwrap(),
+        b"world"
+    );
+    store.put("cases/c1/f1", b"replaced").await.unwrap();
+    assert_eq!(
+        store.get_range("cases/c1/f1", 0..100).await.unwrap(),
+        b"replaced"
+    );
+    assert!(matches!(
+        store.get_range("cases/c1/nope", 0..1).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.put("../escape", b"x").await,
+        Err(StoreError::BadKey)
+    ));
+    store.put("cases/c1/f2", b"x").await.unwrap();
+    store.put("cases/c2/f1", b"y").await.unwrap();
+    store.delete("cases/c1/f2").await.unwrap();
+    store.delete("cases/c1/f2").await.unwrap();
+    assert!(matches!(
+        store.len("cases/c1/f2").await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_prefix("cases/c1/").await.unwrap();
+    assert!(matches!(
+        store.len("cases/c1/f1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.len("cases/c2/f1").await.unwrap(),
+        1,
+        "other prefixes untouched"
+    );
+    store.delete_prefix("cases/c1/").await.unwrap();
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn append_sync_reopen(store: &ObjectStore) {
+    let key = "cases/c3/upload";
+    let expected_len = 20 * 1024 * 1024;
+    let first = pattern(3 * 1024 * 1024 + 17, 1);
+    let mut writer = store
+        .open_writer(key, &WriteProgress::default(), expected_len)
+        .await
+        .unwrap();
+    writer.write(&first).await.unwrap();
+    let progress = writer.sync().await.unwrap();
+    assert_eq!(progress.sealed_len, first.len() as u64);
+    // Written but never synced: lost on reopen, never interleaved.
+    writer.write(&pattern(5 * 1024 * 1024, 9)).await.unwrap();
+    drop(writer);
+
+    let mut writer = store
+        .open_writer(key, &progress, expected_len)
+        .await
+        .unwrap();
+    let second = pattern(9 * 1024 * 1024 + 5, 2);
+    writer.write(&second).await.unwrap();
+    let progress = writer.sync().await.unwrap();
+    drop(writer);
+    let mut writer = store
+        .open_writer(key, &progress, expected_len)
+        .await
+        .unwrap();
+    let third = pattern(1000, 3);
+    writer.write(&third).await.unwrap();
+    writer.sync().await.unwrap();
+    writer.complete().await.unwrap();
+
+    let whole: Vec<u8> = [first, second, third].concat();
+    assert_eq!(store.len(key).await.unwrap(), whole.len() as u64);
+    assert_eq!(
+        store.get_range(key, 0..whole.len() as u64).await.unwrap(),
+        whole
+    );
+    let mid = 3 * 1024 * 1024..3 * 1024 * 1024 + 100;
+    assert_eq!(
+        store
+            .get_range(key, mid.start as u64..mid.end as u64)
+            .await
+            .unwrap(),
+        &whole[mid]
+    );
+    store.delete(key).await.unwrap();
+}
+
+async fn abort_discards(store: &ObjectStore) {
+    let key = "cases/c4/upload";
+    let mut writer = store
+        .open_writer(key, &WriteProgress::default(), 1 << 20)
+        .await
+        .unwrap();
+    writer.write(&pattern(300_000, 4)).await.unwrap();
+    let progress = writer.sync().await.unwrap();
+    drop(writer);
+    store.abort_write(key, &progress).await.unwrap();
+    assert!(matches!(store.len(key).await, Err(StoreError::NotFound)));
+}
+
+async fn conformance(store: ObjectStore) {
+    store.check().await.unwrap();
+    whole_objects(&store).await;
+    append_sync_reopen(&store).await;
+    abort_discards(&store).await;
+}
+
+#[tokio::test]
+async fn fs_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(ObjectStore::Fs(
+        FsStore::open(&dir.path().join("objects")).unwrap(),
+    ))
+    .await;
+}
