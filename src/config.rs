@@ -143,6 +143,20 @@ pub struct LimitsConfig {
 pub struct UploadsConfig {
     /// How long a patient's upload token may upload after it is issued.
     pub token_ttl_secs: u64,
+    /// An unfinished upload expires this long after its last PATCH; its
+    /// stored parts are then removed.
+    pub upload_ttl_secs: u64,
+    /// A PATCH whose body stalls this long is ended (what arrived is kept).
+    pub body_idle_timeout_secs: u64,
+    /// Inside one long PATCH, take a durable point every this many bytes
+    /// (a PATCH with a checksum is durable only at its end).
+    pub sync_every_bytes: u64,
+    /// Per-case quota: total declared bytes of all files.
+    pub max_case_bytes: u64,
+    /// Per-case quota: number of files (finished or not).
+    pub max_case_files: u64,
+    /// Per-case quota: PATCH requests running at once.
+    pub max_concurrent_uploads: u64,
 }
 
 impl Default for ServerConfig {
@@ -212,6 +226,12 @@ impl Default for UploadsConfig {
     fn default() -> Self {
         UploadsConfig {
             token_ttl_secs: 30 * 24 * 3600,
+            upload_ttl_secs: 7 * 24 * 3600,
+            body_idle_timeout_secs: 60,
+            sync_every_bytes: 64 * 1024 * 1024,
+            max_case_bytes: 256 * 1024 * 1024 * 1024,
+            max_case_files: 20_000,
+            max_concurrent_uploads: 8,
         }
     }
 }
@@ -319,6 +339,18 @@ impl Config {
                 u64::from(l.auth_failures_per_minute),
             ),
             ("uploads.token_ttl_secs", self.uploads.token_ttl_secs),
+            ("uploads.upload_ttl_secs", self.uploads.upload_ttl_secs),
+            (
+                "uploads.body_idle_timeout_secs",
+                self.uploads.body_idle_timeout_secs,
+            ),
+            ("uploads.sync_every_bytes", self.uploads.sync_every_bytes),
+            ("uploads.max_case_bytes", self.uploads.max_case_bytes),
+            ("uploads.max_case_files", self.uploads.max_case_files),
+            (
+                "uploads.max_concurrent_uploads",
+                self.uploads.max_concurrent_uploads,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

@@ -22,5 +22,6 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod upload;
 
 pub use server::Application;

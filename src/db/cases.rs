@@ -161,6 +161,13 @@ pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: &str) -> Result<bool, DbErr
     if done.rows_affected() != 1 {
         return Ok(false);
     }
+    sqlx::query(
+        "UPDATE uploads SET state = 'terminated', tail_sealed = NULL, metadata_sealed = NULL
+         WHERE case_id = ? AND state = 'active'",
+    )
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("DELETE FROM files WHERE case_id = ?")
         .bind(id.as_str())
         .execute(&mut **tx)

@@ -89,3 +89,38 @@ pub async fn wrapped_key(
         _ => Ok(None),
     }
 }
+
+/// Removes a file record (its upload was terminated or expired).
+pub async fn delete(tx: &mut super::Tx<'_>, file_id: &FileId) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM files WHERE file_id = ?")
+        .bind(file_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records a finished file: its final state and completed sealed metadata.
+pub async fn finish(
+    tx: &mut super::Tx<'_>,
+    file_id: &FileId,
+    state: &str,
+    meta_sealed: &[u8],
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE files SET state = ?, meta_sealed = ? WHERE file_id = ?")
+        .bind(state)
+        .bind(meta_sealed)
+        .bind(file_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A file's sealed metadata.
+pub async fn meta_sealed(db: &Db, file_id: &FileId) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT meta_sealed FROM files WHERE file_id = ?")
+            .bind(file_id.as_str())
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod centres;
 pub mod files;
 pub mod tokens;
+pub mod uploads;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -13,6 +13,8 @@ pub enum Access {
     Compliance,
     /// A case's upload token.
     Patient,
+    /// A case's upload token, within its upload period.
+    PatientUpload,
 }
 
 #[derive(Debug, Clone)]
@@ -47,63 +49,26 @@ const fn public(method: Method, path: &'static str) -> RouteSpec {
     }
 }
 
+#[rustfmt::skip]
 pub const ROUTES: &[RouteSpec] = &[
     public(Method::GET, "/healthz"),
     public(Method::GET, "/readyz"),
-    route(
-        Method::POST,
-        "/api/v1/cases",
-        Access::Coordinator,
-        "case.create",
-    ),
-    route(
-        Method::GET,
-        "/api/v1/cases",
-        Access::Coordinator,
-        "case.list",
-    ),
-    route(
-        Method::GET,
-        "/api/v1/cases/{case_id}",
-        Access::Coordinator,
-        "case.read",
-    ),
-    route(
-        Method::DELETE,
-        "/api/v1/cases/{case_id}",
-        Access::Coordinator,
-        "case.delete",
-    ),
-    route(
-        Method::POST,
-        "/api/v1/cases/{case_id}/upload-token",
-        Access::Coordinator,
-        "case.upload_token.reissue",
-    ),
-    route(
-        Method::POST,
-        "/api/v1/centres",
-        Access::Coordinator,
-        "centre.register",
-    ),
-    route(
-        Method::GET,
-        "/api/v1/centres",
-        Access::Coordinator,
-        "centre.list",
-    ),
-    route(
-        Method::GET,
-        "/api/v1/patient/case",
-        Access::Patient,
-        "patient.case.read",
-    ),
-    route(
-        Method::GET,
-        "/api/v1/audit",
-        Access::Compliance,
-        "audit.export",
-    ),
+    route(Method::POST,   "/api/v1/cases",                          Access::Coordinator,   "case.create"),
+    route(Method::GET,    "/api/v1/cases",                          Access::Coordinator,   "case.list"),
+    route(Method::GET,    "/api/v1/cases/{case_id}",                Access::Coordinator,   "case.read"),
+    route(Method::DELETE, "/api/v1/cases/{case_id}",                Access::Coordinator,   "case.delete"),
+    route(Method::POST,   "/api/v1/cases/{case_id}/upload-token",   Access::Coordinator,   "case.upload_token.reissue"),
+    route(Method::POST,   "/api/v1/centres",                        Access::Coordinator,   "centre.register"),
+    route(Method::GET,    "/api/v1/centres",                        Access::Coordinator,   "centre.list"),
+    route(Method::GET,    "/api/v1/patient/case",                   Access::Patient,       "patient.case.read"),
+    route(Method::GET,    "/api/v1/audit",                          Access::Compliance,    "audit.export"),
+    public(Method::OPTIONS, "/tus"),
+    public(Method::OPTIONS, "/tus/"),
+    route(Method::POST,   "/tus",                                   Access::PatientUpload, "upload.create"),
+    route(Method::POST,   "/tus/",                                  Access::PatientUpload, "upload.create"),
+    route(Method::HEAD,   "/tus/{upload_id}",                       Access::PatientUpload, "upload.head"),
+    route(Method::PATCH,  "/tus/{upload_id}",                       Access::PatientUpload, "upload.patch"),
+    route(Method::DELETE, "/tus/{upload_id}",                       Access::PatientUpload, "upload.terminate"),
 ];
 
 /// The table row for a matched route.

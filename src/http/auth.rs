@@ -55,7 +55,10 @@ impl Principal {
                     ..
                 },
                 Access::Compliance
-            ) | (Principal::Patient { .. }, Access::Patient)
+            ) | (
+                Principal::Patient { .. },
+                Access::Patient | Access::PatientUpload
+            )
         )
     }
 }
@@ -212,6 +215,21 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             case.as_ref(),
             ApiError::Forbidden,
             &reason,
+        )
+        .await;
+    }
+    if spec.access == Access::PatientUpload
+        && let Principal::Patient { case } = &principal
+        && case.upload_expires_at <= state.now_str()
+    {
+        let case_id = case.case_id.clone();
+        return deny(
+            &state,
+            &ctx,
+            spec,
+            Some(&case_id),
+            ApiError::UploadExpired,
+            "upload token past its upload expiry",
         )
         .await;
     }

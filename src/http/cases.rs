@@ -260,6 +260,7 @@ pub async fn delete(
     Path(case_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let case_id = parse_case_id(&state, &ctx, "case.delete", &case_id).await?;
+    let unfinished = db::uploads::active_for_case(&state.db, &case_id).await?;
     let mut tx = state.begin().await?;
     if !db::cases::shred(&mut tx, &case_id, &state.now_str()).await? {
         drop(tx);
@@ -284,6 +285,7 @@ pub async fn delete(
         .await?;
     // The key is gone, so the ciphertext is already unreadable; removing it
     // is housekeeping. A failure is recorded, not hidden, and not fatal.
+    state.uploads.abort_case(&unfinished).await;
     if let Err(e) = state
         .store
         .delete_prefix(&store::case_prefix(&case_id))

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +35,22 @@ pub enum ApiError {
     Timeout,
     #[error("the audit log cannot be written")]
     AuditUnavailable,
+    #[error("Tus-Resumable must be 1.0.0")]
+    TusVersion,
+    #[error("{0}")]
+    OffsetMismatch(String),
+    #[error("the upload has expired or was terminated")]
+    UploadGone,
+    #[error("another request is writing this upload")]
+    UploadLocked,
+    #[error("{0}")]
+    UploadTooLarge(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("too many uploads are running for this case; try again shortly")]
+    TooManyUploads,
+    #[error("checksum mismatch; the bytes of this request were discarded")]
+    ChecksumMismatch,
     #[error("storage is unavailable")]
     StorageUnavailable,
     #[error("internal error")]
@@ -57,6 +74,14 @@ impl ApiError {
             ApiError::UploadExpired => (StatusCode::FORBIDDEN, "upload_expired"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            ApiError::TusVersion => (StatusCode::PRECONDITION_FAILED, "tus_version_unsupported"),
+            ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
+            ApiError::UploadGone => (StatusCode::GONE, "upload_gone"),
+            ApiError::UploadLocked => (StatusCode::LOCKED, "upload_locked"),
+            ApiError::UploadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large"),
+            ApiError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+            ApiError::TooManyUploads => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            ApiError::ChecksumMismatch => (checksum_mismatch(), "checksum_mismatch"),
             ApiError::StorageUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
@@ -75,6 +100,39 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         tracing::error!(error = %e, "database error");
         ApiError::StorageUnavailable
+    }
+}
+
+/// tus's 460 Checksum Mismatch (not an IANA status).
+fn checksum_mismatch() -> StatusCode {
+    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Upload errors, mapped to the tus status codes SPEC.md fixes.
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::NotFound => ApiError::NotFound,
+            UploadError::Gone => ApiError::UploadGone,
+            UploadError::Locked => ApiError::UploadLocked,
+            UploadError::OffsetMismatch { .. } => ApiError::OffsetMismatch(e.to_string()),
+            UploadError::BeyondLength | UploadError::OverMaxSize => {
+                ApiError::UploadTooLarge(e.to_string())
+            }
+            UploadError::QuotaExceeded(m) => ApiError::QuotaExceeded(m),
+            UploadError::TooManyRunning => ApiError::TooManyUploads,
+            UploadError::ChecksumMismatch => ApiError::ChecksumMismatch,
+            UploadError::BadRequest(m) => ApiError::BadRequest(m),
+            UploadError::Audit => ApiError::AuditUnavailable,
+            UploadError::Storage(m) => {
+                tracing::error!(error = %m, "upload storage failure");
+                ApiError::StorageUnavailable
+            }
+            UploadError::Internal(m) => {
+                tracing::error!(error = %m, "upload internal failure");
+                ApiError::Internal
+            }
+        }
     }
 }
 
@@ -107,6 +165,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::PRECONDITION_FAILED {
+            response
+                .headers_mut()
+                .insert("tus-version", HeaderValue::from_static("1.0.0"));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             response

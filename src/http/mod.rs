@@ -14,6 +14,7 @@ pub mod json;
 pub mod limiter;
 pub mod patient;
 pub mod state;
+pub mod tus;
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, head, options, post};
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
@@ -33,6 +34,7 @@ use state::AppState;
 /// The main listener's router.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
+    let auth = || middleware::from_fn_with_state(state.clone(), auth::authorize);
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -51,15 +53,25 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/patient/case", get(patient::case_manifest))
         .route("/api/v1/audit", get(audit_export::export))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authorize,
-        ))
+        .route_layer(auth())
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
         ));
+    // Uploads stream bodies of any size for as long as they flow: no body
+    // limit, no whole-request deadline (a stalled body is cut by the
+    // upload's idle timeout instead).
+    let tus = Router::new()
+        .route("/tus", options(tus::options).post(tus::create))
+        .route("/tus/", options(tus::options).post(tus::create))
+        .route(
+            "/tus/{upload_id}",
+            head(tus::head).patch(tus::patch).delete(tus::terminate),
+        )
+        .route_layer(auth())
+        .layer(middleware::from_fn(tus::tus_resumable_header));
+    let api = api.merge(tus);
     api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id))

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::crypto::KeyEncryptionKey;
 use crate::db::{self, Db, Tx};
 use crate::store::ObjectStore;
+use crate::upload::Uploads;
 
 pub type AppState = Arc<AppContext>;
 
@@ -24,6 +25,7 @@ pub struct AppContext {
     pub config: Arc<Config>,
     pub store: ObjectStore,
     pub limiter: FailureLimiter,
+    pub uploads: Uploads,
 }
 
 impl AppContext {

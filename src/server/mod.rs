@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
 use crate::store::{FsStore, ObjectStore};
 use crate::tls::server_config;
+use crate::upload::{UploadRegistry, Uploads};
 use listener::ListenerLimits;
 
 pub struct Application {
@@ -31,6 +32,7 @@ pub struct Application {
     limits: ListenerLimits,
     bootstrap_tokens: Option<BootstrapTokens>,
     generated_ca: Option<std::path::PathBuf>,
+    uploads: Uploads,
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -79,13 +81,23 @@ impl Application {
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
         };
+        let config = Arc::new(config);
+        let uploads = Uploads {
+            db: db.clone(),
+            store: store.clone(),
+            kek: kek.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            registry: Arc::new(UploadRegistry::default()),
+        };
         let state = Arc::new(AppContext {
             db,
             kek,
             clock,
             limiter: FailureLimiter::new(config.limits.auth_failures_per_minute),
-            config: Arc::new(config),
+            config,
             store,
+            uploads: uploads.clone(),
         });
         let main_router = http::router(state);
         // Grant routes arrive with download grants; until then the centre
@@ -102,6 +114,7 @@ impl Application {
             limits,
             bootstrap_tokens,
             generated_ca,
+            uploads,
         })
     }
 
@@ -122,6 +135,11 @@ impl Application {
         self.bootstrap_tokens.take()
     }
 
+    /// The upload service (tests drive its sweeper directly).
+    pub fn uploads(&self) -> Uploads {
+        self.uploads.clone()
+    }
+
     /// The development CA written at this start, if any.
     pub fn generated_ca(&self) -> Option<&std::path::Path> {
         self.generated_ca.as_deref()
@@ -134,6 +152,7 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        let sweeper = tokio::spawn(sweep_uploads(self.uploads.clone(), stop_rx.clone()));
         let main = listener::serve(
             "main",
             self.main,
@@ -151,5 +170,22 @@ impl Application {
             stop_rx,
         );
         tokio::join!(main, centre);
+        let _ = sweeper.await;
+    }
+}
+
+/// Expires stale uploads and finishes interrupted completions, once a
+/// minute (and once at start, to pick up work a crash left).
+async fn sweep_uploads(uploads: Uploads, mut stop: watch::Receiver<bool>) {
+    loop {
+        match uploads.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "upload sweep"),
+            Err(e) => tracing::warn!(error = %e, "upload sweep failed"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
     }
 }

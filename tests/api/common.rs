@@ -23,8 +23,42 @@ pub struct TestApp {
     pub config: Config,
     #[allow(dead_code)] // expiry tests (grants, uploads) move it
     pub clock: OffsetClock,
+    pub uploads: casegate::upload::Uploads,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Running {
+    addr: SocketAddr,
+    centre_addr: SocketAddr,
+    uploads: casegate::upload::Uploads,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(
+    config: &Config,
+    clock: &OffsetClock,
+) -> (Running, Option<casegate::bootstrap::BootstrapTokens>) {
+    let mut app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let tokens = app.take_bootstrap_tokens();
+    let (addr, centre_addr, uploads) = (app.addr(), app.centre_addr(), app.uploads());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    (
+        Running {
+            addr,
+            centre_addr,
+            uploads,
+            shutdown: tx,
+            task,
+        },
+        tokens,
+    )
 }
 
 pub fn test_config(dir: &Path) -> Config {
@@ -58,21 +92,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(dir.path());
     adjust(&mut config);
     let clock = OffsetClock::default();
-    let mut app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let tokens = app
-        .take_bootstrap_tokens()
-        .expect("first start mints tokens");
-    let (addr, centre_addr) = (app.addr(), app.centre_addr());
+    let (running, tokens) = start(&config, &clock).await;
+    let tokens = tokens.expect("first start mints tokens");
     let ca_pem = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
     TestApp {
-        addr,
-        centre_addr,
+        addr: running.addr,
+        centre_addr: running.centre_addr,
         client: client_trusting(&ca_pem),
         coordinator: tokens.coordinator.expose().to_owned(),
         compliance: tokens.compliance.expose().to_owned(),
@@ -80,8 +105,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         config,
         clock,
         dir,
-        shutdown: Some(tx),
-        task: Some(task),
+        uploads: running.uploads,
+        shutdown: Some(running.shutdown),
+        task: Some(running.task),
     }
 }
 
@@ -148,6 +174,28 @@ impl TestApp {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// Stops the gateway and starts it again on the same data directory
+    /// (new ports), as after a clean restart.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let (running, tokens) = start(&self.config, &self.clock).await;
+        assert!(
+            tokens.is_none(),
+            "tokens are minted only on the first start"
+        );
+        self.addr = running.addr;
+        self.centre_addr = running.centre_addr;
+        self.uploads = running.uploads;
+        self.shutdown = Some(running.shutdown);
+        self.task = Some(running.task);
+        self.client = client_trusting(&self.ca_pem);
     }
 
     /// Stops the server; returns the data directory for inspection.

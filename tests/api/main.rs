@@ -9,3 +9,4 @@ mod hostile;
 mod keys;
 mod role_matrix;
 mod startup;
+mod tus;

@@ -99,6 +99,56 @@ impl ChunkCipher {
         }
     }
 
+    /// Seals the partial tail of an unfinished upload (chunk `index`, not
+    /// yet full). Its associated data ends in flag byte 2 instead of the
+    /// last flag 0/1, so a tail record can never pass as a chunk of an
+    /// object. Fresh random nonce on every call: a tail is re-sealed each
+    /// time it grows.
+    pub fn seal_tail(&self, index: u64, plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plaintext.len() + CHUNK_OVERHEAD);
+        let nonce = rng::array::<NONCE_LEN>();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let aad = self.tail_aad(index);
+        match self.key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad),
+            &mut out[NONCE_LEN..],
+        ) {
+            Ok(tag) => out.extend_from_slice(tag.as_ref()),
+            Err(_) => unreachable!("tail far below the AES-GCM limit"),
+        }
+        out
+    }
+
+    /// Opens a tail record sealed by [`ChunkCipher::seal_tail`].
+    pub fn open_tail(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
+        let mut buf = sealed.to_vec();
+        if buf.len() < CHUNK_OVERHEAD
+            || buf.len() >= self.header.chunk_size as usize + CHUNK_OVERHEAD
+        {
+            return Err(FormatError::Length);
+        }
+        let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| FormatError::Chunk(index))?;
+        let aad = self.tail_aad(index);
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(&aad), body)
+            .map_err(|_| FormatError::Chunk(index))?
+            .len();
+        Ok(buf[NONCE_LEN..NONCE_LEN + len].to_vec())
+    }
+
+    fn tail_aad(&self, index: u64) -> Vec<u8> {
+        let mut aad = self.aad(index, false);
+        if let Some(flag) = aad.last_mut() {
+            *flag = 2;
+        }
+        aad
+    }
+
     /// Opens sealed chunk `index` in place; returns its plaintext.
     pub fn open_in_place<'a>(
         &self,

@@ -1,0 +1,210 @@
+//! tus upload sessions: the durable state of each upload in one row.
+
+use sqlx::Row;
+
+use super::{Db, DbError, Tx};
+use crate::ids::{CaseId, FileId, UploadId};
+use crate::store::WriteProgress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Active,
+    Complete,
+    Terminated,
+    Expired,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Active => "active",
+            UploadState::Complete => "complete",
+            UploadState::Terminated => "terminated",
+            UploadState::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<UploadState> {
+        Some(match s {
+            "active" => UploadState::Active,
+            "complete" => UploadState::Complete,
+            "terminated" => UploadState::Terminated,
+            "expired" => UploadState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    pub upload_id: UploadId,
+    pub case_id: CaseId,
+    pub file_id: FileId,
+    pub length: u64,
+    pub offset: u64,
+    pub tail_sealed: Option<Vec<u8>>,
+    pub progress: WriteProgress,
+    pub created_at: String,
+    pub expires_at: String,
+    pub state: UploadState,
+    pub metadata_sealed: Option<Vec<u8>>,
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
+    let u64_col = |name: &'static str| -> Result<u64, DbError> {
+        let v: i64 = row.try_get(name)?;
+        u64::try_from(v).map_err(|_| DbError::Corrupt(name))
+    };
+    let progress: String = row.try_get("store_progress")?;
+    let state: String = row.try_get("state")?;
+    let (upload_id, case_id, file_id): (String, String, String) = (
+        row.try_get("upload_id")?,
+        row.try_get("case_id")?,
+        row.try_get("file_id")?,
+    );
+    Ok(UploadRow {
+        upload_id: UploadId::parse(&upload_id).ok_or(DbError::Corrupt("uploads.upload_id"))?,
+        case_id: CaseId::parse(&case_id).ok_or(DbError::Corrupt("uploads.case_id"))?,
+        file_id: FileId::parse(&file_id).ok_or(DbError::Corrupt("uploads.file_id"))?,
+        length: u64_col("upload_length")?,
+        offset: u64_col("upload_offset")?,
+        tail_sealed: row.try_get("tail_sealed")?,
+        progress: serde_json::from_str(&progress)
+            .map_err(|_| DbError::Corrupt("uploads.store_progress"))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        state: UploadState::parse(&state).ok_or(DbError::Corrupt("uploads.state"))?,
+        metadata_sealed: row.try_get("metadata_sealed")?,
+    })
+}
+
+const COLUMNS: &str = "upload_id, case_id, file_id, upload_length, upload_offset, tail_sealed, store_progress, \
+                       created_at, expires_at, state, metadata_sealed";
+
+fn progress_json(p: &WriteProgress) -> String {
+    serde_json::to_string(p).unwrap_or_else(|_| "{}".into())
+}
+
+pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO uploads ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(u.upload_id.as_str())
+    .bind(u.case_id.as_str())
+    .bind(u.file_id.as_str())
+    .bind(u.length as i64)
+    .bind(u.offset as i64)
+    .bind(&u.tail_sealed)
+    .bind(progress_json(&u.progress))
+    .bind(&u.created_at)
+    .bind(&u.expires_at)
+    .bind(u.state.as_str())
+    .bind(&u.metadata_sealed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The upload with this id in this case (any state).
+pub async fn get(
+    db: &Db,
+    case_id: &CaseId,
+    upload_id: &UploadId,
+) -> Result<Option<UploadRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM uploads WHERE upload_id = ? AND case_id = ?"
+    )))
+    .bind(upload_id.as_str())
+    .bind(case_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Records a new durable point, only if the row is still at `from_offset`
+/// and active (a concurrent writer or a termination wins otherwise).
+pub async fn advance(
+    tx: &mut Tx<'_>,
+    upload_id: &UploadId,
+    from_offset: u64,
+    to_offset: u64,
+    tail_sealed: Option<&[u8]>,
+    progress: &WriteProgress,
+    expires_at: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE uploads SET upload_offset = ?, tail_sealed = ?, store_progress = ?, expires_at = ?
+         WHERE upload_id = ? AND upload_offset = ? AND state = 'active'",
+    )
+    .bind(to_offset as i64)
+    .bind(tail_sealed)
+    .bind(progress_json(progress))
+    .bind(expires_at)
+    .bind(upload_id.as_str())
+    .bind(from_offset as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_state(
+    tx: &mut Tx<'_>,
+    upload_id: &UploadId,
+    from: UploadState,
+    to: UploadState,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE uploads SET state = ?, tail_sealed = NULL WHERE upload_id = ? AND state = ?",
+    )
+    .bind(to.as_str())
+    .bind(upload_id.as_str())
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Active uploads whose expiry has passed.
+pub async fn expired(db: &Db, now: &str, limit: i64) -> Result<Vec<UploadRow>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+    )))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Active uploads of a case (for case deletion).
+pub async fn active_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<UploadRow>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND case_id = ?"
+    )))
+    .bind(case_id.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Declared bytes and number of files of a case, for quotas (terminated and
+/// expired uploads no longer count).
+pub async fn case_usage(db: &Db, case_id: &CaseId) -> Result<(u64, u64), DbError> {
+    let (bytes, files): (i64, i64) =
+        sqlx::query_as("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM files WHERE case_id = ?")
+            .bind(case_id.as_str())
+            .fetch_one(db.pool())
+            .await?;
+    Ok((bytes.max(0) as u64, files.max(0) as u64))
+}
+
+/// Active uploads with every byte stored whose completion did not finish.
+pub async fn stalled_complete(db: &Db, limit: i64) -> Result<Vec<UploadRow>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND upload_offset = upload_length AND upload_length > 0 LIMIT ?"
+    )))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}

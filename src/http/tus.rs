@@ -1,0 +1,289 @@
+//! tus 1.0.0 over HTTP: header parsing and status codes only; the upload
+//! logic is `crate::upload`. Extensions: creation, creation-with-upload,
+//! expiration, checksum (sha1, sha256), termination.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::clock::parse_rfc3339;
+use crate::db::cases::CaseRow;
+use crate::db::uploads::{UploadRow, UploadState};
+use crate::ids::UploadId;
+use crate::upload::checksum::{self, ExpectedChecksum};
+
+pub const TUS_VERSION: &str = "1.0.0";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
+const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
+    match header_str(headers, "tus-resumable") {
+        Some(TUS_VERSION) => Ok(()),
+        _ => Err(ApiError::TusVersion),
+    }
+}
+
+fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    header_str(headers, name)
+        .map(|v| {
+            // Strict: digits only (no sign, no spaces), no overflow.
+            (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| v.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name} must be a non-negative integer"))
+                })
+        })
+        .transpose()
+}
+
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    header_str(headers, "content-type")
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))
+}
+
+fn patient_case(principal: Principal) -> Result<CaseRow, ApiError> {
+    match principal {
+        Principal::Patient { case } => Ok(*case),
+        Principal::Operator { .. } => Err(ApiError::Forbidden),
+    }
+}
+
+fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
+    UploadId::parse(raw).ok_or(ApiError::NotFound)
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// `Upload-Expires` in HTTP-date form.
+fn http_date(rfc3339: &str) -> Option<String> {
+    let t = parse_rfc3339(rfc3339)?;
+    let system = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?);
+    Some(httpdate::fmt_http_date(system))
+}
+
+fn upload_headers(headers: &mut HeaderMap, upload: &UploadRow) {
+    set(headers, "upload-offset", upload.offset);
+    if upload.state == UploadState::Active
+        && let Some(date) = http_date(&upload.expires_at)
+    {
+        set(headers, "upload-expires", date);
+    }
+}
+
+/// Adds `Tus-Resumable` to every tus response, errors included.
+pub async fn tus_resumable_header(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+pub async fn options(State(state): State<AppState>) -> Response {
+    let mut headers = HeaderMap::new();
+    set(&mut headers, "tus-version", TUS_VERSION);
+    set(&mut headers, "tus-extension", EXTENSIONS);
+    set(
+        &mut headers,
+        "tus-max-size",
+        state.config.limits.max_upload_bytes,
+    );
+    set(&mut headers, "tus-checksum-algorithm", checksum::ALGORITHMS);
+    (StatusCode::NO_CONTENT, headers).into_response()
+}
+
+fn checksum_header(headers: &HeaderMap) -> Result<Option<ExpectedChecksum>, ApiError> {
+    header_str(headers, "upload-checksum")
+        .map(|h| ExpectedChecksum::parse(h).map_err(ApiError::BadRequest))
+        .transpose()
+}
+
+/// Runs a PATCH in its own task: if the client goes away mid-request, the
+/// task still sees the body end and keeps what arrived.
+async fn run_patch(
+    state: &AppState,
+    ctx: RequestContext,
+    case: CaseRow,
+    upload_id: UploadId,
+    offset: u64,
+    checksum: Option<ExpectedChecksum>,
+    body: Body,
+) -> Result<UploadRow, ApiError> {
+    let uploads = state.uploads.clone();
+    let task = tokio::spawn(async move {
+        uploads
+            .patch(
+                &ctx,
+                &case,
+                &upload_id,
+                offset,
+                checksum,
+                body.into_data_stream(),
+            )
+            .await
+    });
+    match task.await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "upload task failed");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_version(&headers)?;
+    let case = patient_case(principal)?;
+    if headers.contains_key("upload-defer-length") {
+        return Err(ApiError::BadRequest(
+            "Upload-Defer-Length is not supported; send Upload-Length".into(),
+        ));
+    }
+    let length = parse_u64(&headers, "upload-length")?
+        .ok_or_else(|| ApiError::BadRequest("Upload-Length is required".into()))?;
+    let with_data = header_str(&headers, "content-type").is_some();
+    if with_data && !is_offset_stream(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let checksum = if with_data {
+        checksum_header(&headers)?
+    } else {
+        None
+    };
+    let upload = state
+        .uploads
+        .create(&ctx, &case, length, header_str(&headers, "upload-metadata"))
+        .await?;
+    let location = format!("/tus/{}", upload.upload_id);
+    let upload = if with_data || length == 0 {
+        // creation-with-upload: the upload exists whatever happens to its
+        // first bytes; report what was stored and let the client resume.
+        match run_patch(
+            &state,
+            ctx,
+            case.clone(),
+            upload.upload_id.clone(),
+            0,
+            checksum,
+            body,
+        )
+        .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::info!(error = %e, "data sent with creation not stored");
+                state
+                    .uploads
+                    .load(&case, &upload.upload_id)
+                    .await
+                    .map_err(ApiError::from)?
+            }
+        }
+    } else {
+        upload
+    };
+    let mut out = HeaderMap::new();
+    set(&mut out, "location", location);
+    upload_headers(&mut out, &upload);
+    Ok((StatusCode::CREATED, out).into_response())
+}
+
+pub async fn head(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(upload_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_version(&headers)?;
+    let case = patient_case(principal)?;
+    let upload_id = parse_upload_id(&upload_id)?;
+    let upload = match state.uploads.load(&case, &upload_id).await {
+        Ok(u) => u,
+        Err(e) => {
+            let entry = NewEntry::new("upload.head", Outcome::Deny)
+                .case(&case.case_id)
+                .reason(e.to_string());
+            state.audit(&ctx, entry).await?;
+            return Err(e.into());
+        }
+    };
+    state
+        .audit(
+            &ctx,
+            NewEntry::new("upload.head", Outcome::Allow)
+                .case(&case.case_id)
+                .file(&upload.file_id),
+        )
+        .await?;
+    let mut out = HeaderMap::new();
+    upload_headers(&mut out, &upload);
+    set(&mut out, "upload-length", upload.length);
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(meta) = state.uploads.metadata_header(&case, &upload) {
+        set(&mut out, "upload-metadata", meta);
+    }
+    Ok((StatusCode::OK, out).into_response())
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(upload_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_version(&headers)?;
+    let case = patient_case(principal)?;
+    let upload_id = parse_upload_id(&upload_id)?;
+    if !is_offset_stream(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let offset = parse_u64(&headers, "upload-offset")?
+        .ok_or_else(|| ApiError::BadRequest("Upload-Offset is required".into()))?;
+    let checksum = checksum_header(&headers)?;
+    let upload = run_patch(&state, ctx, case, upload_id, offset, checksum, body).await?;
+    let mut out = HeaderMap::new();
+    upload_headers(&mut out, &upload);
+    Ok((StatusCode::NO_CONTENT, out).into_response())
+}
+
+pub async fn terminate(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(upload_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_version(&headers)?;
+    let case = patient_case(principal)?;
+    let upload_id = parse_upload_id(&upload_id)?;
+    state.uploads.terminate(&ctx, &case, &upload_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

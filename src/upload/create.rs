@@ -1,0 +1,145 @@
+//! Creating an upload (tus `creation`): quota checks, a new file key, the
+//! file record in state `uploading`, the upload row. A zero-length upload is
+//! complete at once.
+
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::crypto::FileKey;
+use crate::db::{self, cases::CaseRow, files::NewFile, uploads::UploadRow, uploads::UploadState};
+use crate::ids::{FileId, UploadId};
+use crate::manifest::{FILE_META, FileMeta};
+use crate::store::WriteProgress;
+
+use super::metadata::UploadMetadata;
+use super::{UploadError, Uploads};
+
+/// Sealed purpose of the raw `Upload-Metadata` header (returned on HEAD).
+pub const UPLOAD_METADATA: &str = "upload-metadata";
+
+impl Uploads {
+    pub async fn create(
+        &self,
+        ctx: &RequestContext,
+        case: &CaseRow,
+        length: u64,
+        metadata_header: Option<&str>,
+    ) -> Result<UploadRow, UploadError> {
+        let deny = |reason: String| {
+            NewEntry::new("upload.create", Outcome::Deny)
+                .case(&case.case_id)
+                .reason(reason)
+        };
+        if length > self.config.limits.max_upload_bytes {
+            self.audit(
+                ctx,
+                deny(format!("Upload-Length {length} over Tus-Max-Size")),
+            )
+            .await?;
+            return Err(UploadError::OverMaxSize);
+        }
+        let meta = match UploadMetadata::parse(metadata_header) {
+            Ok(m) => m,
+            Err(message) => {
+                self.audit(ctx, deny(format!("bad Upload-Metadata: {message}")))
+                    .await?;
+                return Err(UploadError::BadRequest(message));
+            }
+        };
+        let quotas = &self.config.uploads;
+        let (bytes, files) = db::uploads::case_usage(&self.db, &case.case_id).await?;
+        if files + 1 > quotas.max_case_files {
+            self.audit(
+                ctx,
+                deny(format!("case file quota {} reached", quotas.max_case_files)),
+            )
+            .await?;
+            return Err(UploadError::QuotaExceeded(
+                "the case holds the maximum number of files".into(),
+            ));
+        }
+        if bytes.saturating_add(length) > quotas.max_case_bytes {
+            self.audit(
+                ctx,
+                deny(format!(
+                    "case byte quota {} exceeded",
+                    quotas.max_case_bytes
+                )),
+            )
+            .await?;
+            return Err(UploadError::QuotaExceeded(
+                "the case's storage quota would be exceeded".into(),
+            ));
+        }
+
+        let case_key = self.case_key(case)?;
+        let (upload_id, file_id, file_key) = (
+            UploadId::generate(),
+            FileId::generate(),
+            FileKey::generate(),
+        );
+        let file_meta = FileMeta {
+            filename: meta.filename.clone(),
+            category: meta.category.clone(),
+            filetype: meta.filetype.clone(),
+            sha256: None,
+            dicom: None,
+        };
+        let meta_json =
+            serde_json::to_vec(&file_meta).map_err(|e| UploadError::Internal(e.to_string()))?;
+        let now = self.now_str();
+        let row = UploadRow {
+            upload_id: upload_id.clone(),
+            case_id: case.case_id.clone(),
+            file_id: file_id.clone(),
+            length,
+            offset: 0,
+            tail_sealed: None,
+            progress: WriteProgress::default(),
+            created_at: now.clone(),
+            expires_at: self.next_expiry(),
+            state: UploadState::Active,
+            metadata_sealed: metadata_header.map(|h| {
+                case_key.seal_field(
+                    &case.case_id,
+                    UPLOAD_METADATA,
+                    upload_id.as_str(),
+                    h.as_bytes(),
+                )
+            }),
+        };
+        let mut tx = self.db.begin().await?;
+        db::files::insert(
+            &mut tx,
+            &NewFile {
+                file_id: &file_id,
+                case_id: &case.case_id,
+                state: "uploading",
+                size: length as i64,
+                created_at: &now,
+                meta_sealed: &case_key.seal_field(
+                    &case.case_id,
+                    FILE_META,
+                    file_id.as_str(),
+                    &meta_json,
+                ),
+                key_id: file_key.id(),
+                wrapped_key: &file_key.wrap(&case_key, &case.case_id, &file_id),
+            },
+        )
+        .await?;
+        db::uploads::insert(&mut tx, &row).await?;
+        let entry = NewEntry::new("upload.create", Outcome::Allow)
+            .case(&case.case_id)
+            .file(&file_id)
+            .reason(format!("upload {upload_id}, {length} bytes declared"));
+        self.audit_in(&mut tx, ctx, &entry).await?;
+        tx.commit()
+            .await
+            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        self.registry.put_hash(
+            upload_id.as_str(),
+            0,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        );
+        Ok(row)
+    }
+}

@@ -1,0 +1,162 @@
+//! The rest of an upload's life: termination (tus `termination`), expiry of
+//! stale uploads with removal of their stored parts, recovery of uploads
+//! whose completion was interrupted, and aborting a deleted case's uploads.
+
+use super::create::UPLOAD_METADATA;
+use super::{UploadError, Uploads};
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
+use crate::ids::UploadId;
+use crate::store::object_key;
+
+fn system() -> RequestContext {
+    RequestContext {
+        actor: "system:uploads".into(),
+        role: "system".into(),
+        ..Default::default()
+    }
+}
+
+impl Uploads {
+    /// The raw `Upload-Metadata` header the client sent at creation.
+    pub fn metadata_header(&self, case: &CaseRow, upload: &UploadRow) -> Option<String> {
+        let sealed = upload.metadata_sealed.as_ref()?;
+        let key = self.case_key(case).ok()?;
+        key.open_field(
+            &case.case_id,
+            UPLOAD_METADATA,
+            upload.upload_id.as_str(),
+            sealed,
+        )
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    }
+
+    /// Ends an upload from `state` as `to`: row first (so no PATCH can
+    /// commit after), then the stored parts and the file record.
+    async fn end(
+        &self,
+        ctx: &RequestContext,
+        upload: &UploadRow,
+        to: UploadState,
+        action: &'static str,
+        reason: &str,
+    ) -> Result<bool, UploadError> {
+        let mut tx = self.db.begin().await?;
+        if !db::uploads::set_state(&mut tx, &upload.upload_id, UploadState::Active, to).await? {
+            return Ok(false);
+        }
+        db::files::delete(&mut tx, &upload.file_id).await?;
+        let entry = NewEntry::new(action, Outcome::Allow)
+            .case(&upload.case_id)
+            .file(&upload.file_id)
+            .reason(reason);
+        self.audit_in(&mut tx, ctx, &entry).await?;
+        tx.commit()
+            .await
+            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        self.registry.forget(upload.upload_id.as_str());
+        if let Err(e) = self
+            .store
+            .abort_write(
+                &object_key(&upload.case_id, &upload.file_id),
+                &upload.progress,
+            )
+            .await
+        {
+            tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of an ended upload not removed");
+        }
+        Ok(true)
+    }
+
+    /// tus termination: 204, then 410 for the upload.
+    pub async fn terminate(
+        &self,
+        ctx: &RequestContext,
+        case: &CaseRow,
+        upload_id: &UploadId,
+    ) -> Result<(), UploadError> {
+        let upload = self.load(case, upload_id).await?;
+        let _lock = self
+            .registry
+            .try_lock(upload_id.as_str())
+            .ok_or(UploadError::Locked)?;
+        if upload.state == UploadState::Complete {
+            // A finished file is the case's record now; only a coordinator
+            // (case deletion) removes it.
+            return Err(UploadError::BadRequest(
+                "the upload is complete and cannot be terminated".into(),
+            ));
+        }
+        if !self
+            .end(
+                ctx,
+                &upload,
+                UploadState::Terminated,
+                "upload.terminate",
+                "terminated by the patient",
+            )
+            .await?
+        {
+            return Err(UploadError::Gone);
+        }
+        Ok(())
+    }
+
+    /// One sweep: expire stale uploads, finish interrupted completions.
+    /// Returns how many uploads it changed.
+    pub async fn sweep(&self) -> Result<usize, UploadError> {
+        let ctx = system();
+        let mut changed = 0;
+        for upload in db::uploads::expired(&self.db, &self.now_str(), 100).await? {
+            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
+                continue;
+            };
+            if self
+                .end(
+                    &ctx,
+                    &upload,
+                    UploadState::Expired,
+                    "upload.expire",
+                    "no activity within the upload expiry",
+                )
+                .await?
+            {
+                changed += 1;
+            }
+        }
+        for upload in db::uploads::stalled_complete(&self.db, 100).await? {
+            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
+                continue;
+            };
+            let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
+                continue;
+            };
+            match self.finalize(&ctx, &case, &upload).await {
+                Ok(()) => changed += 1,
+                Err(e) => {
+                    tracing::warn!(upload_id = %upload.upload_id, error = %e, "completion retry failed")
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// After a case was shredded: abort its unfinished uploads' stored parts
+    /// (S3 multipart uploads would otherwise linger).
+    pub async fn abort_case(&self, uploads: &[UploadRow]) {
+        for upload in uploads {
+            self.registry.forget(upload.upload_id.as_str());
+            if let Err(e) = self
+                .store
+                .abort_write(
+                    &object_key(&upload.case_id, &upload.file_id),
+                    &upload.progress,
+                )
+                .await
+            {
+                tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of a deleted case's upload not removed");
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The tus `Upload-Metadata` header and document categories.
+//!
+//! `Upload-Metadata: filename ZGljb20uZGNt,category aW1hZ2luZ19kaWNvbQ,filetype ...`
+//! — comma-separated pairs of a key and an optional base64 value. casegate
+//! reads `filename` (required; Uppy's `name` is accepted in its place),
+//! `category` (default `other`) and `filetype`; other keys are ignored.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+
+pub const CATEGORIES: [&str; 15] = [
+    "pathology_report",
+    "pathology_slides",
+    "imaging_dicom",
+    "imaging_report",
+    "molecular_report",
+    "operative_note",
+    "endoscopy_report",
+    "discharge_summary",
+    "treatment_history",
+    "medication_list",
+    "lab_results",
+    "clinic_note",
+    "patient_questions",
+    "consent",
+    "other",
+];
+
+const MAX_FILENAME_BYTES: usize = 1024;
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadMetadata {
+    pub filename: String,
+    pub category: String,
+    pub filetype: Option<String>,
+}
+
+fn decode_value(raw: &str) -> Result<String, String> {
+    let bytes = STANDARD
+        .decode(raw)
+        .or_else(|_| STANDARD_NO_PAD.decode(raw))
+        .map_err(|_| "a metadata value is not base64".to_string())?;
+    String::from_utf8(bytes).map_err(|_| "a metadata value is not UTF-8".to_string())
+}
+
+/// Parses the raw header into key → value (values may be empty).
+pub fn parse_pairs(header: &str) -> Result<BTreeMap<String, String>, String> {
+    if header.len() > MAX_HEADER_BYTES {
+        return Err("Upload-Metadata is too long".into());
+    }
+    let mut pairs = BTreeMap::new();
+    for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut parts = item.split(' ').filter(|s| !s.is_empty());
+        let key = parts.next().ok_or("empty metadata key")?;
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("invalid metadata key".into());
+        }
+        let value = match parts.next() {
+            Some(v) => decode_value(v)?,
+            None => String::new(),
+        };
+        if parts.next().is_some() {
+            return Err("malformed Upload-Metadata pair".into());
+        }
+        if pairs.insert(key.to_owned(), value).is_some() {
+            return Err(format!("metadata key {key} appears twice"));
+        }
+    }
+    Ok(pairs)
+}
+
+impl UploadMetadata {
+    pub fn parse(header: Option<&str>) -> Result<UploadMetadata, String> {
+        let pairs = parse_pairs(header.unwrap_or(""))?;
+        let filename = pairs
+            .get("filename")
+            .or_else(|| pairs.get("name"))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or("Upload-Metadata must include filename")?;
+        if filename.len() > MAX_FILENAME_BYTES || filename.chars().any(char::is_control) {
+            return Err("filename is too long or holds control characters".into());
+        }
+        let category = pairs
+            .get("category")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("other");
+        if !CATEGORIES.contains(&category) {
+            return Err(format!("unknown category {category:?}"));
+        }
+        let filetype = pairs
+            .get("filetype")
+            .or_else(|| pairs.get("type"))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control));
+        Ok(UploadMetadata {
+            filename,
+            category: category.to_owned(),
+            filetype,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        STANDARD.encode(s)
+    }
+
+    #[test]
+    fn parses_tus_metadata() {
+        let h = format!(
+            "filename {},category {},filetype {},is_confidential",
+            b64("CT 1.dcm"),
+            b64("imaging_dicom"),
+            b64("application/dicom")
+        );
+        let m = UploadMetadata::parse(Some(&h)).unwrap();
+        assert_eq!(m.filename, "CT 1.dcm");
+        assert_eq!(m.category, "imaging_dicom");
+        assert_eq!(m.filetype.as_deref(), Some("application/dicom"));
+        let m = UploadMetadata::parse(Some(&format!("name {}", b64("report.pdf")))).unwrap();
+        assert_eq!(
+            (m.filename.as_str(), m.category.as_str()),
+            ("report.pdf", "other")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_metadata() {
+        for bad in [
+            None,
+            Some("filetype dGV4dA==".to_string()),
+            Some("filename !!!".to_string()),
+            Some(format!("filename {},category {}", b64("a"), b64("x-ray"))),
+            Some(format!("filename {},filename {}", b64("a"), b64("b"))),
+            Some(format!("filename {}", b64("a\nb"))),
+            Some(format!("filename {} extra", b64("a"))),
+        ] {
+            assert!(UploadMetadata::parse(bad.as_deref()).is_err(), "{bad:?}");
+        }
+    }
+}

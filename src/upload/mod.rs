@@ -1,0 +1,145 @@
+//! Resumable encrypted uploads (tus 1.0 semantics, transport-free): create,
+//! append (PATCH), complete, terminate, expire. Bytes are sealed into object
+//! format v1 as they arrive; the durable state of an upload is its database
+//! row (offset, sealed tail, store progress) written after the store synced.
+//! The HTTP mapping lives in `http::tus`.
+
+pub mod checksum;
+pub mod complete;
+pub mod create;
+pub mod dicom;
+pub mod lifecycle;
+pub mod metadata;
+pub mod patch;
+pub mod pipeline;
+pub mod registry;
+
+use std::sync::Arc;
+
+use crate::audit::{NewEntry, RequestContext};
+use crate::clock::{SharedClock, rfc3339};
+use crate::config::Config;
+use crate::crypto::format::{ChunkCipher, ObjectHeader};
+use crate::crypto::{CaseKey, FileKey, KeyEncryptionKey};
+use crate::db::{self, Db, DbError, Tx, cases::CaseRow, uploads::UploadRow};
+use crate::store::{ObjectStore, StoreError};
+pub use registry::UploadRegistry;
+
+/// What can go wrong with an upload request; mapped to tus status codes in
+/// one place (`http::tus`).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("no such upload")]
+    NotFound,
+    #[error("the upload has expired or was terminated")]
+    Gone,
+    #[error("another request is writing this upload")]
+    Locked,
+    #[error("Upload-Offset {sent} does not match the stored offset {stored}")]
+    OffsetMismatch { sent: u64, stored: u64 },
+    #[error("more bytes than Upload-Length")]
+    BeyondLength,
+    #[error("Upload-Length is over the maximum upload size")]
+    OverMaxSize,
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("too many uploads running for this case")]
+    TooManyRunning,
+    #[error("checksum mismatch; the bytes of this request were discarded")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    #[error("the audit log cannot be written")]
+    Audit,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DbError> for UploadError {
+    fn from(e: DbError) -> Self {
+        UploadError::Storage(e.to_string())
+    }
+}
+
+impl From<StoreError> for UploadError {
+    fn from(e: StoreError) -> Self {
+        UploadError::Storage(e.to_string())
+    }
+}
+
+/// The upload service: everything an upload request needs.
+#[derive(Clone)]
+pub struct Uploads {
+    pub db: Db,
+    pub store: ObjectStore,
+    pub kek: Arc<dyn KeyEncryptionKey>,
+    pub clock: SharedClock,
+    pub config: Arc<Config>,
+    pub registry: Arc<UploadRegistry>,
+}
+
+impl Uploads {
+    pub fn now_str(&self) -> String {
+        rfc3339(self.clock.now())
+    }
+
+    /// When an upload touched now expires.
+    pub fn next_expiry(&self) -> String {
+        rfc3339(
+            self.clock.now() + time::Duration::seconds(self.config.uploads.upload_ttl_secs as i64),
+        )
+    }
+
+    pub fn case_key(&self, case: &CaseRow) -> Result<CaseKey, UploadError> {
+        CaseKey::unwrap(self.kek.as_ref(), &case.case_id, &case.wrapped_key).map_err(|_| {
+            UploadError::Internal(format!("case {} key does not unwrap", case.case_id))
+        })
+    }
+
+    /// The chunk cipher of an upload's object.
+    pub async fn cipher(
+        &self,
+        case_key: &CaseKey,
+        upload: &UploadRow,
+    ) -> Result<ChunkCipher, UploadError> {
+        let (key_id, wrapped) = db::files::wrapped_key(&self.db, &upload.case_id, &upload.file_id)
+            .await?
+            .ok_or_else(|| UploadError::Internal(format!("file {} has no key", upload.file_id)))?;
+        let file_key =
+            FileKey::unwrap(case_key, &upload.case_id, &upload.file_id, key_id, &wrapped).map_err(
+                |_| UploadError::Internal(format!("file {} key does not unwrap", upload.file_id)),
+            )?;
+        ChunkCipher::new(
+            &file_key,
+            ObjectHeader::new(key_id),
+            upload.case_id.as_str(),
+            upload.file_id.as_str(),
+        )
+        .map_err(|e| UploadError::Internal(e.to_string()))
+    }
+
+    /// Appends an audit entry in `tx` (fail closed: an error refuses the action).
+    pub async fn audit_in(
+        &self,
+        tx: &mut Tx<'_>,
+        ctx: &RequestContext,
+        entry: &NewEntry,
+    ) -> Result<(), UploadError> {
+        db::audit::append(tx, ctx, &self.now_str(), entry)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, action = entry.action, "audit append failed");
+                UploadError::Audit
+            })?;
+        Ok(())
+    }
+
+    /// Records an entry on its own.
+    pub async fn audit(&self, ctx: &RequestContext, entry: NewEntry) -> Result<(), UploadError> {
+        let mut tx = self.db.begin().await.map_err(|_| UploadError::Audit)?;
+        self.audit_in(&mut tx, ctx, &entry).await?;
+        tx.commit().await.map_err(|_| UploadError::Audit)
+    }
+}

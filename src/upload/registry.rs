@@ -1,0 +1,115 @@
+//! In-process upload coordination: one PATCH per upload at a time (the
+//! loser gets 423), a cap on PATCHes running per case, and the running
+//! SHA-256 of each live upload (lost on restart; completion then re-hashes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ring::digest;
+
+#[derive(Default)]
+pub struct UploadRegistry {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    running: Arc<Mutex<HashMap<String, u64>>>,
+    hashes: Mutex<HashMap<String, (u64, digest::Context)>>,
+}
+
+impl std::fmt::Debug for UploadRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadRegistry")
+    }
+}
+
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Held while a request works on one upload.
+pub struct UploadLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Counts one running PATCH against its case while alive.
+pub struct CaseSlot {
+    running: Arc<Mutex<HashMap<String, u64>>>,
+    case_id: String,
+}
+
+impl Drop for CaseSlot {
+    fn drop(&mut self) {
+        let mut running = guard(&self.running);
+        if let Some(n) = running.get_mut(&self.case_id) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.case_id);
+            }
+        }
+    }
+}
+
+impl UploadRegistry {
+    /// The upload's lock, or None if another request holds it.
+    pub fn try_lock(&self, upload_id: &str) -> Option<UploadLock> {
+        let mut locks = guard(&self.locks);
+        // Forget locks nobody holds, so the map stays as small as the set
+        // of uploads in progress.
+        locks.retain(|_, l| Arc::strong_count(l) > 1 || l.try_lock().is_err());
+        let lock = locks.entry(upload_id.to_owned()).or_default().clone();
+        lock.try_lock_owned().ok().map(|g| UploadLock { _guard: g })
+    }
+
+    /// A slot for one more running PATCH in `case_id`, unless `max` run.
+    pub fn enter_case(&self, case_id: &str, max: u64) -> Option<CaseSlot> {
+        let mut running = guard(&self.running);
+        let n = running.entry(case_id.to_owned()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(CaseSlot {
+            running: self.running.clone(),
+            case_id: case_id.to_owned(),
+        })
+    }
+
+    /// The running hash of `upload_id` if it covers exactly `offset` bytes.
+    pub fn take_hash(&self, upload_id: &str, offset: u64) -> Option<digest::Context> {
+        let mut hashes = guard(&self.hashes);
+        match hashes.remove(upload_id) {
+            Some((at, ctx)) if at == offset => Some(ctx),
+            _ => None,
+        }
+    }
+
+    pub fn put_hash(&self, upload_id: &str, offset: u64, ctx: digest::Context) {
+        guard(&self.hashes).insert(upload_id.to_owned(), (offset, ctx));
+    }
+
+    pub fn forget(&self, upload_id: &str) {
+        guard(&self.hashes).remove(upload_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_lock_holder_and_case_slots() {
+        let r = UploadRegistry::default();
+        let held = r.try_lock("up_1").unwrap();
+        assert!(r.try_lock("up_1").is_none());
+        assert!(r.try_lock("up_2").is_some());
+        drop(held);
+        assert!(r.try_lock("up_1").is_some());
+
+        let a = r.enter_case("c", 2).unwrap();
+        let _b = r.enter_case("c", 2).unwrap();
+        assert!(r.enter_case("c", 2).is_none());
+        drop(a);
+        assert!(r.enter_case("c", 2).is_some());
+    }
+}
