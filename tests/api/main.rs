@@ -5,6 +5,7 @@ mod cases;
 mod centres;
 mod common;
 mod connections;
+mod crash;
 mod hostile;
 mod keys;
 mod role_matrix;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_casegate");
 
-fn casegate(dir: &Path) -> Command {
+pub fn casegate(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_remove("CASEGATE_CONFIG")
@@ -23,12 +23,17 @@ fn casegate(dir: &Path) -> Command {
 /// Starts `serve` and returns the child with its stderr lines up to the
 /// centre listener line plus whatever follows within half a second (where
 /// first-start tokens appear).
-fn start(dir: &Path) -> (Child, Vec<String>) {
-    let mut child = casegate(dir)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn start(dir: &Path) -> (Child, Vec<String>) {
+    start_with(dir, &[])
+}
+
+/// `start` with extra environment variables.
+pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Child, Vec<String>) {
+    let mut cmd = casegate(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.arg("serve").stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -66,7 +71,7 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
     panic!("gateway did not stop within 10 s of SIGTERM");
 }
 
-fn value<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+pub fn value<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
     lines.iter().find_map(|l| l.strip_prefix(prefix))
 }
 
