@@ -3,6 +3,7 @@
 
 mod cases;
 mod centres;
+mod clients;
 mod common;
 mod connections;
 mod crash;
