@@ -70,7 +70,7 @@ pub struct S3Config {
     pub region: String,
     pub bucket: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: Secret,
     #[serde(default = "default_true")]
     pub path_style: bool,
 }

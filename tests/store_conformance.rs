@@ -2,51 +2,52 @@
 //! ranges, deletes, and the append/sync/reopen contract uploads rely on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use casegate::store::{FsStore, ObjectStore, StoreError, WriteProgress};
+#[path = "support/mod.rs"]
+mod support;
+
+use casegate::store::{FsStore, ObjectStore, S3Store, StoreError, WriteProgress};
+
+/// Keys unique to this run, so a shared Garage bucket never mixes runs.
+fn k(key: &str) -> String {
+    format!("{key}-{}", casegate::ids::CaseId::generate())
+}
 
 async fn whole_objects(store: &ObjectStore) {
-    store.put("cases/c1/f1", b"hello world").await.unwrap();
-    assert_eq!(store.len("cases/c1/f1").await.unwrap(), 11);
-    assert_eq!(
-        store.get_range("cases/c1/f1", 0..5).await.unwrap(),
-        b"hello"
+    let c1 = k("cases/c1");
+    let c2 = k("cases/c2");
+    let (f1, f2, nope, c2f1) = (
+        format!("{c1}/f1"),
+        format!("{c1}/f2"),
+        format!("{c1}/nope"),
+        format!("{c2}/f1"),
     );
-    assert_eq!(
-        store.get_range("cases/c1/f1", 6..100).await.unwrap(),
-        b"world"
-    );
-    store.put("cases/c1/f1", b"replaced").await.unwrap();
-    assert_eq!(
-        store.get_range("cases/c1/f1", 0..100).await.unwrap(),
-        b"replaced"
-    );
+    store.put(&f1, b"hello world").await.unwrap();
+    assert_eq!(store.len(&f1).await.unwrap(), 11);
+    assert_eq!(store.get_range(&f1, 0..5).await.unwrap(), b"hello");
+    assert_eq!(store.get_range(&f1, 6..100).await.unwrap(), b"world");
+    store.put(&f1, b"replaced").await.unwrap();
+    assert_eq!(store.get_range(&f1, 0..100).await.unwrap(), b"replaced");
     assert!(matches!(
-        store.get_range("cases/c1/nope", 0..1).await,
+        store.get_range(&nope, 0..1).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
         store.put("../escape", b"x").await,
         Err(StoreError::BadKey)
     ));
-    store.put("cases/c1/f2", b"x").await.unwrap();
-    store.put("cases/c2/f1", b"y").await.unwrap();
-    store.delete("cases/c1/f2").await.unwrap();
-    store.delete("cases/c1/f2").await.unwrap();
-    assert!(matches!(
-        store.len("cases/c1/f2").await,
-        Err(StoreError::NotFound)
-    ));
-    store.delete_prefix("cases/c1/").await.unwrap();
-    assert!(matches!(
-        store.len("cases/c1/f1").await,
-        Err(StoreError::NotFound)
-    ));
+    store.put(&f2, b"x").await.unwrap();
+    store.put(&c2f1, b"y").await.unwrap();
+    store.delete(&f2).await.unwrap();
+    store.delete(&f2).await.unwrap();
+    assert!(matches!(store.len(&f2).await, Err(StoreError::NotFound)));
+    store.delete_prefix(&format!("{c1}/")).await.unwrap();
+    assert!(matches!(store.len(&f1).await, Err(StoreError::NotFound)));
     assert_eq!(
-        store.len("cases/c2/f1").await.unwrap(),
+        store.len(&c2f1).await.unwrap(),
         1,
         "other prefixes untouched"
     );
-    store.delete_prefix("cases/c1/").await.unwrap();
+    store.delete_prefix(&format!("{c1}/")).await.unwrap();
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -56,7 +57,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 async fn append_sync_reopen(store: &ObjectStore) {
-    let key = "cases/c3/upload";
+    let key = &k("cases/c3/upload");
     let expected_len = 20 * 1024 * 1024;
     let first = pattern(3 * 1024 * 1024 + 17, 1);
     let mut writer = store
@@ -105,7 +106,7 @@ async fn append_sync_reopen(store: &ObjectStore) {
 }
 
 async fn abort_discards(store: &ObjectStore) {
-    let key = "cases/c4/upload";
+    let key = &k("cases/c4/upload");
     let mut writer = store
         .open_writer(key, &WriteProgress::default(), 1 << 20)
         .await
@@ -131,4 +132,16 @@ async fn fs_backend() {
         FsStore::open(&dir.path().join("objects")).unwrap(),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn s3_backend_on_s3s_fs() {
+    let s3 = support::s3s_fs().await;
+    conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
+}
+
+#[tokio::test]
+async fn s3_backend_on_garage() {
+    let Some(s3) = support::garage() else { return };
+    conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
 }

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
-use crate::store::{FsStore, ObjectStore};
+use crate::store::{FsStore, ObjectStore, S3Store};
 use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
 use listener::ListenerLimits;
@@ -56,12 +56,7 @@ impl Application {
         let (identity, generated_ca) = bootstrap::tls_identity(&config)?;
         let main_tls = server_config::main_listener(&identity)?;
         let centre_tls = server_config::centre_listener(&identity)?;
-        let fs_root = config.fs_root();
-        let store =
-            ObjectStore::Fs(FsStore::open(&fs_root).map_err(|source| StartError::Store {
-                path: fs_root,
-                source,
-            })?);
+        let store = open_store(&config)?;
         // Bind before the first-start tokens are minted: a start that cannot
         // serve must not consume the only printing of those tokens.
         let main = bind("server.listen", config.server.listen).await?;
@@ -171,6 +166,26 @@ impl Application {
         );
         tokio::join!(main, centre);
         let _ = sweeper.await;
+    }
+}
+
+/// The configured object store backend.
+fn open_store(config: &Config) -> Result<ObjectStore, StartError> {
+    match (config.storage.backend, &config.storage.s3) {
+        (StorageBackend::S3, Some(s3)) => {
+            S3Store::open(s3)
+                .map(ObjectStore::S3)
+                .map_err(|e| StartError::Store {
+                    path: "storage.s3".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+        }
+        _ => {
+            let root = config.fs_root();
+            FsStore::open(&root)
+                .map(ObjectStore::Fs)
+                .map_err(|source| StartError::Store { path: root, source })
+        }
     }
 }
 

@@ -12,12 +12,14 @@
 //! interleaved bytes).
 
 pub mod fs;
+pub mod s3;
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
 pub use fs::{FsStore, FsWriter};
+pub use s3::{S3Store, S3Writer};
 
 use crate::ids::{CaseId, FileId};
 
@@ -33,6 +35,29 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Object keys are built from validated ids; anything else is refused, so a
+/// key can never escape the fs root or address another S3 prefix.
+pub(crate) fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        })
+}
+
+fn checked(key: &str) -> Result<&str, StoreError> {
+    if valid_key(key.trim_end_matches('/')) {
+        Ok(key)
+    } else {
+        Err(StoreError::BadKey)
+    }
+}
+
 /// The object key of a file's ciphertext.
 pub fn object_key(case_id: &CaseId, file_id: &FileId) -> String {
     format!("cases/{case_id}/{file_id}")
@@ -45,22 +70,40 @@ pub fn case_prefix(case_id: &CaseId) -> String {
 
 /// What is durably stored of an object being written. Serialised into the
 /// database with the upload's offset.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/..", "a b"] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+        assert!(valid_key("cases/case_1/file_2"));
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteProgress {
     /// Object bytes durably written.
     pub sealed_len: u64,
+    /// The S3 backend's multipart state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<s3::MultipartProgress>,
 }
 
 /// The configured backend.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
     Fs(FsStore),
+    S3(S3Store),
 }
 
 /// An object being appended to.
 #[derive(Debug)]
 pub enum ObjectWriter {
     Fs(FsWriter),
+    S3(S3Writer),
 }
 
 impl ObjectStore {
@@ -68,6 +111,7 @@ impl ObjectStore {
     pub async fn check(&self) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => s.check().await,
+            ObjectStore::S3(s) => s.check().await,
         }
     }
 
@@ -75,6 +119,7 @@ impl ObjectStore {
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => s.put(key, bytes).await,
+            ObjectStore::S3(s) => s.put(checked(key)?, bytes).await,
         }
     }
 
@@ -82,12 +127,14 @@ impl ObjectStore {
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
         match self {
             ObjectStore::Fs(s) => s.get_range(key, range).await,
+            ObjectStore::S3(s) => s.get_range(checked(key)?, range).await,
         }
     }
 
     pub async fn len(&self, key: &str) -> Result<u64, StoreError> {
         match self {
             ObjectStore::Fs(s) => s.len(key).await,
+            ObjectStore::S3(s) => s.len(checked(key)?).await,
         }
     }
 
@@ -100,23 +147,26 @@ impl ObjectStore {
         progress: &WriteProgress,
         expected_len: u64,
     ) -> Result<ObjectWriter, StoreError> {
-        let _ = expected_len;
         match self {
             ObjectStore::Fs(s) => Ok(ObjectWriter::Fs(s.open_writer(key, progress).await?)),
+            ObjectStore::S3(s) => Ok(ObjectWriter::S3(
+                s.open_writer(checked(key)?, progress, expected_len).await?,
+            )),
         }
     }
 
     /// Deletes an unfinished object and everything kept for it.
     pub async fn abort_write(&self, key: &str, progress: &WriteProgress) -> Result<(), StoreError> {
-        let _ = progress;
         match self {
             ObjectStore::Fs(s) => s.delete(key).await,
+            ObjectStore::S3(s) => s.abort_write(checked(key)?, progress).await,
         }
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => s.delete(key).await,
+            ObjectStore::S3(s) => s.delete(checked(key)?).await,
         }
     }
 
@@ -124,6 +174,7 @@ impl ObjectStore {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => s.delete_prefix(prefix).await,
+            ObjectStore::S3(s) => s.delete_prefix(checked(prefix)?).await,
         }
     }
 }
@@ -133,6 +184,7 @@ impl ObjectWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         match self {
             ObjectWriter::Fs(w) => w.write(bytes).await,
+            ObjectWriter::S3(w) => w.write(bytes).await,
         }
     }
 
@@ -140,6 +192,7 @@ impl ObjectWriter {
     pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
         match self {
             ObjectWriter::Fs(w) => w.sync().await,
+            ObjectWriter::S3(w) => w.sync().await,
         }
     }
 
@@ -147,6 +200,7 @@ impl ObjectWriter {
     pub async fn complete(self) -> Result<(), StoreError> {
         match self {
             ObjectWriter::Fs(w) => w.complete().await,
+            ObjectWriter::S3(w) => w.complete().await,
         }
     }
 }

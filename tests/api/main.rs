@@ -10,5 +10,9 @@ mod crash;
 mod hostile;
 mod keys;
 mod role_matrix;
+mod s3;
 mod startup;
 mod tus;
+
+#[path = "../support/mod.rs"]
+mod support;

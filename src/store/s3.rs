@@ -1,0 +1,385 @@
+//! The `s3` object store: any S3-compatible service (AWS S3, Garage, MinIO,
+//! Ceph RGW) through rust-s3, path-style or virtual-host.
+//!
+//! Objects being uploaded become multipart uploads. Parts are
+//! max(8 MiB, ⌈object length / 9000⌉) — at least 5 MiB and at most 10,000
+//! per object. Durable bytes that do not yet fill a part are kept in a
+//! staging object `staging/<key>/<generation>` (ciphertext: the bytes are
+//! sealed chunks already); a new generation is written at each durable
+//! point and the progress recorded in the database names the one that
+//! counts, so a crash between the two never points at half-written data.
+//! Staging objects and unfinished multipart uploads are removed on
+//! completion, termination, expiry and case deletion.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::serde_types::Part;
+use s3::{Bucket, Region};
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, WriteProgress};
+use crate::config::S3Config;
+
+const MIN_PART: u64 = 8 * 1024 * 1024;
+const MAX_PARTS: u64 = 9000;
+const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Multipart state of an object being uploaded, kept in [`WriteProgress`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartProgress {
+    /// None until the first full part is uploaded.
+    pub upload_id: Option<String>,
+    pub part_size: u64,
+    /// ETags of parts 1..=n.
+    pub parts: Vec<String>,
+    /// Generation of the staging object holding the bytes after the last
+    /// part (0: none).
+    pub staging_generation: u64,
+    pub staging_len: u64,
+}
+
+#[derive(Clone)]
+pub struct S3Store {
+    bucket: Arc<Bucket>,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Store({})", self.bucket.name)
+    }
+}
+
+fn status(e: &S3Error) -> Option<u16> {
+    match e {
+        S3Error::HttpFailWithBody(code, _) => Some(*code),
+        _ => None,
+    }
+}
+
+fn backend(op: &str, e: &S3Error) -> StoreError {
+    match status(e) {
+        Some(404) => StoreError::NotFound,
+        Some(code) => StoreError::Backend(format!("{op}: HTTP {code}")),
+        None => StoreError::Backend(format!("{op}: {e}")),
+    }
+}
+
+/// Transport failures, throttling and server errors are worth retrying;
+/// everything here is idempotent (puts overwrite, parts are re-uploadable).
+fn transient(e: &S3Error) -> bool {
+    match status(e) {
+        Some(code) => code == 429 || code >= 500,
+        None => !matches!(e, S3Error::HttpFail),
+    }
+}
+
+async fn retry<T, F, Fut>(op: &str, mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S3Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 4 && transient(&e) => {
+                tracing::warn!(op, attempt, error = %backend(op, &e), "S3 call failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+            }
+            Err(e) => return Err(backend(op, &e)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn staging_key(key: &str, generation: u64) -> String {
+    format!("staging/{key}/{generation:010}")
+}
+
+/// Part size for an object of `len` bytes.
+pub fn part_size(len: u64) -> u64 {
+    MIN_PART.max(len.div_ceil(MAX_PARTS))
+}
+
+impl S3Store {
+    pub fn open(config: &S3Config) -> Result<S3Store, StoreError> {
+        let region = Region::Custom {
+            region: config.region.clone(),
+            endpoint: config.endpoint.clone(),
+        };
+        let credentials = Credentials::new(
+            Some(&config.access_key),
+            Some(config.secret_key.expose()),
+            None,
+            None,
+            None,
+        )
+        .map_err(|e| StoreError::Backend(format!("S3 credentials: {e}")))?;
+        let bucket =
+            Bucket::new(&config.bucket, region, credentials).map_err(|e| backend("bucket", &e))?;
+        let bucket = if config.path_style {
+            bucket.with_path_style()
+        } else {
+            bucket
+        };
+        Ok(S3Store {
+            bucket: Arc::from(bucket),
+        })
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let probe = ".readyz";
+        retry("put", || self.bucket.put_object(probe, b"ok")).await?;
+        retry("delete", || self.bucket.delete_object(probe)).await?;
+        Ok(())
+    }
+
+    pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        retry("put", || self.bucket.put_object(key, bytes))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        if range.is_empty() {
+            self.len(key).await?;
+            return Ok(Vec::new());
+        }
+        match retry("get", || {
+            self.bucket
+                .get_object_range(key, range.start, Some(range.end - 1))
+        })
+        .await
+        {
+            Ok(data) => Ok(data.to_vec()),
+            // Range starting at or past the end.
+            Err(StoreError::Backend(m)) if m.contains("HTTP 416") => {
+                self.len(key).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn len(&self, key: &str) -> Result<u64, StoreError> {
+        let (head, _) = retry("head", || self.bucket.head_object(key)).await?;
+        head.content_length
+            .and_then(|l| u64::try_from(l).ok())
+            .ok_or_else(|| StoreError::Backend("head: no content length".into()))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match retry("delete", || self.bucket.delete_object(key)).await {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        let pages = retry("list", || self.bucket.list(prefix.to_owned(), None)).await?;
+        for page in pages {
+            for object in page.contents {
+                self.delete(&object.key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn open_writer(
+        &self,
+        key: &str,
+        progress: &WriteProgress,
+        expected_len: u64,
+    ) -> Result<S3Writer, StoreError> {
+        let state = progress.multipart.clone().unwrap_or(MultipartProgress {
+            part_size: part_size(expected_len),
+            ..Default::default()
+        });
+        let mut buffer = Vec::new();
+        if state.staging_len > 0 {
+            buffer = self
+                .get_range(
+                    &staging_key(key, state.staging_generation),
+                    0..state.staging_len,
+                )
+                .await?;
+            if buffer.len() as u64 != state.staging_len {
+                return Err(StoreError::Backend(format!(
+                    "{key}: staging object shorter than recorded"
+                )));
+            }
+        }
+        buffer.reserve(state.part_size as usize);
+        Ok(S3Writer {
+            store: self.clone(),
+            key: key.to_owned(),
+            state,
+            buffer,
+        })
+    }
+
+    /// Aborts the multipart upload, removes staging objects and any
+    /// completed object.
+    pub async fn abort_write(&self, key: &str, progress: &WriteProgress) -> Result<(), StoreError> {
+        if let Some(upload_id) = progress
+            .multipart
+            .as_ref()
+            .and_then(|m| m.upload_id.as_deref())
+        {
+            match retry("abort multipart", || {
+                self.bucket.abort_upload(key, upload_id)
+            })
+            .await
+            {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.delete_prefix(&format!("staging/{key}/")).await?;
+        self.delete(key).await
+    }
+}
+
+/// Appends to one object through a multipart upload.
+#[derive(Debug)]
+pub struct S3Writer {
+    store: S3Store,
+    key: String,
+    state: MultipartProgress,
+    /// Bytes after the last uploaded part (< part size after each write).
+    buffer: Vec<u8>,
+}
+
+impl S3Writer {
+    fn progress(&self) -> WriteProgress {
+        WriteProgress {
+            sealed_len: self.state.parts.len() as u64 * self.state.part_size
+                + self.buffer.len() as u64,
+            multipart: Some(self.state.clone()),
+        }
+    }
+
+    async fn upload_id(&mut self) -> Result<String, StoreError> {
+        if let Some(id) = &self.state.upload_id {
+            return Ok(id.clone());
+        }
+        let bucket = &self.store.bucket;
+        // Not retried: a retry after a lost answer would leave an orphan.
+        let created = bucket
+            .initiate_multipart_upload(&self.key, CONTENT_TYPE)
+            .await
+            .map_err(|e| backend("create multipart", &e))?;
+        self.state.upload_id = Some(created.upload_id.clone());
+        Ok(created.upload_id)
+    }
+
+    async fn upload_part(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let upload_id = self.upload_id().await?;
+        let number = self.state.parts.len() as u32 + 1;
+        let bucket = &self.store.bucket;
+        let key = &self.key;
+        let part = retry("upload part", || {
+            bucket.put_multipart_chunk(bytes.clone(), key, number, &upload_id, CONTENT_TYPE)
+        })
+        .await?;
+        self.state.parts.push(part.etag);
+        Ok(())
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.buffer.extend_from_slice(bytes);
+        let part = self.state.part_size as usize;
+        while self.buffer.len() >= part {
+            let rest = self.buffer.split_off(part);
+            let full = std::mem::replace(&mut self.buffer, rest);
+            self.buffer.reserve(part);
+            self.upload_part(full).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
+        let previous = self.state.staging_generation;
+        if self.buffer.is_empty() {
+            self.state.staging_len = 0;
+        } else {
+            let generation = previous + 1;
+            self.store
+                .put(&staging_key(&self.key, generation), &self.buffer)
+                .await?;
+            self.state.staging_generation = generation;
+            self.state.staging_len = self.buffer.len() as u64;
+            if generation > 2 {
+                // Two generations back is never recorded any more.
+                let _ = self
+                    .store
+                    .delete(&staging_key(&self.key, generation - 2))
+                    .await;
+            }
+        }
+        Ok(self.progress())
+    }
+
+    pub async fn complete(mut self) -> Result<(), StoreError> {
+        let expected = self.progress().sealed_len;
+        let result = if self.state.upload_id.is_none() {
+            // Smaller than one part: a single PUT.
+            self.store.put(&self.key, &self.buffer).await
+        } else {
+            let rest = std::mem::take(&mut self.buffer);
+            let mut outcome = Ok(());
+            if !rest.is_empty() {
+                outcome = self.upload_part(rest).await;
+            }
+            if outcome.is_ok() {
+                let parts: Vec<Part> = self
+                    .state
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, etag)| Part {
+                        part_number: i as u32 + 1,
+                        etag: etag.clone(),
+                    })
+                    .collect();
+                let upload_id = self.state.upload_id.clone().unwrap_or_default();
+                let bucket = &self.store.bucket;
+                outcome = retry("complete multipart", || {
+                    bucket.complete_multipart_upload(&self.key, &upload_id, parts.clone())
+                })
+                .await
+                .map(|_| ());
+            }
+            outcome
+        };
+        if let Err(e) = result {
+            // Completed by an earlier attempt whose answer was lost?
+            match self.store.len(&self.key).await {
+                Ok(len) if len == expected => {}
+                _ => return Err(e),
+            }
+        }
+        self.store
+            .delete_prefix(&format!("staging/{}/", self.key))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_keep_s3_limits() {
+        assert_eq!(part_size(0), MIN_PART);
+        assert_eq!(part_size(1 << 30), MIN_PART);
+        let huge = 5 * (1u64 << 40);
+        assert!(huge.div_ceil(part_size(huge)) <= 10_000);
+        assert!(part_size(huge) >= 5 * 1024 * 1024);
+    }
+}

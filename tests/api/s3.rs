@@ -1,0 +1,132 @@
+//! Uploads on the S3 backend through the real server: multipart parts,
+//! staging objects for durable bytes short of a part, completion,
+//! termination (multipart aborted), restart. Against s3s-fs in process,
+//! and Garage when `.ci/run` started one.
+
+use casegate::config::StorageBackend;
+use casegate::store::{ObjectStore, S3Store, StoreError, object_key};
+use reqwest::Method;
+
+use crate::common::{TestApp, spawn_app_with};
+use crate::support::{TestS3, garage, s3s_fs};
+use crate::tus::{meta, pattern, sha256_hex};
+
+async fn app_on(s3: &TestS3) -> TestApp {
+    let config = s3.config.clone();
+    spawn_app_with(move |c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(config);
+    })
+    .await
+}
+
+async fn upload_complete_terminate_restart(s3: &TestS3) {
+    let mut app = app_on(s3).await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let (case_id, patient) = app.create_case(None).await;
+
+    // 20 MiB in 3 MiB PATCHes: two full parts, staging in between.
+    let data = pattern(20 * 1024 * 1024 + 5, 31);
+    let path = app
+        .upload(
+            &patient,
+            "ct-series.zip",
+            Some("imaging_dicom"),
+            &data,
+            3 * 1024 * 1024,
+        )
+        .await;
+    let m = app.patient_manifest(&patient).await;
+    let f = &m["files"][0];
+    assert_eq!(f["sha256"], sha256_hex(&data));
+    assert_eq!(f["state"], "flagged", "claims DICOM, is not");
+    let file_id = casegate::ids::FileId::parse(f["file_id"].as_str().unwrap()).unwrap();
+    let case = casegate::ids::CaseId::parse(&case_id).unwrap();
+    let layout = casegate::crypto::format::Layout::new(65536);
+    assert_eq!(
+        store.len(&object_key(&case, &file_id)).await.unwrap(),
+        layout.object_len(data.len() as u64)
+    );
+    assert_eq!(app.tus_offset(&patient, &path).await, data.len() as u64);
+
+    // An unfinished upload survives a restart, then is terminated: its
+    // multipart upload is aborted and its staging objects removed.
+    let big = pattern(12 * 1024 * 1024, 32);
+    let unfinished = app
+        .tus_create(&patient, big.len() as u64, &meta("mri.zip", None))
+        .await;
+    assert_eq!(
+        app.tus_patch(
+            &patient,
+            &unfinished,
+            0,
+            big[..9 * 1024 * 1024 + 7].to_vec()
+        )
+        .await
+        .status(),
+        204
+    );
+    app.restart().await;
+    assert_eq!(
+        app.tus_offset(&patient, &unfinished).await,
+        9 * 1024 * 1024 + 7
+    );
+    let m = app.patient_manifest(&patient).await;
+    let unfinished_id = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["filename"] == "mri.zip")
+        .unwrap()["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .tus(Method::DELETE, &unfinished, &patient)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let unfinished_key = object_key(
+        &case,
+        &casegate::ids::FileId::parse(&unfinished_id).unwrap(),
+    );
+    assert!(matches!(
+        store.len(&unfinished_key).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .len(&format!("staging/{unfinished_key}/0000000001"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Deleting the case removes the completed object.
+    let resp = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/cases/{case_id}"),
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    assert!(matches!(
+        store.len(&object_key(&case, &file_id)).await,
+        Err(StoreError::NotFound)
+    ));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_on_s3s_fs() {
+    let s3 = s3s_fs().await;
+    upload_complete_terminate_restart(&s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_on_garage() {
+    let Some(s3) = garage() else { return };
+    upload_complete_terminate_restart(&s3).await;
+}
