@@ -852,3 +852,55 @@ async fn nothing_identifying_reaches_disk_in_plaintext() {
         "scanned {scanned} bytes: objects and database included"
     );
 }
+
+#[tokio::test]
+async fn tus_routes_deny_everyone_but_the_case_patient_and_audit_it() {
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let path = app.tus_create(&patient, 10, &meta("a", None)).await;
+    let forged = crate::common::forged_operator_token();
+    let forged_upload = format!("cgu_{}", "B".repeat(43));
+    let mut request_ids = Vec::new();
+    for (method, p) in [
+        (Method::POST, "/tus/"),
+        (Method::HEAD, path.as_str()),
+        (Method::PATCH, path.as_str()),
+        (Method::DELETE, path.as_str()),
+    ] {
+        for (token, want) in [
+            (None, 401),
+            (Some(forged.as_str()), 401),
+            (Some(forged_upload.as_str()), 401),
+            (Some(app.coordinator.as_str()), 403),
+            (Some(app.compliance.as_str()), 403),
+        ] {
+            let mut req = app
+                .client
+                .request(method.clone(), app.url(p))
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Length", "1")
+                .header("Upload-Offset", "0")
+                .header("Upload-Metadata", meta("x", None))
+                .header("Content-Type", "application/offset+octet-stream");
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), want, "{method} {p} {token:?}");
+            assert_eq!(resp.headers()["tus-resumable"], "1.0.0");
+            request_ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_owned());
+        }
+    }
+    let audit = app.audit().await;
+    for id in request_ids {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e["request_id"] == id.as_str() && e["outcome"] == "deny"),
+            "no audit entry for {id}"
+        );
+    }
+    // The upload is untouched.
+    assert_eq!(app.tus_offset(&patient, &path).await, 0);
+    app.stop().await;
+}

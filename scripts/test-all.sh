@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it, on a fresh machine with a Rust
+# toolchain, Python 3 with pip, and Node.js with npm:
+#   - installs the stock tus clients the tests drive (tuspy from PyPI,
+#     tus-js-client from npm into tests/clients/node_modules);
+#   - starts a single-node Garage S3 server on loopback (scripts/garage-dev.sh;
+#     the first run builds garage with cargo, several minutes), unless
+#     CASEGATE_TEST_S3_ENDPOINT already names one;
+#   - runs `cargo test --locked` with both required, so nothing is skipped.
+# Extra arguments go to cargo test.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+echo "== test clients: tuspy, tus-js-client"
+if ! python3 -c "import tusclient" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check tuspy==1.1.0 \
+    || python3 -m pip install --quiet --disable-pip-version-check --user tuspy==1.1.0
+fi
+(cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+
+garage_dir=""
+cleanup() {
+  if [ -n "$garage_dir" ]; then
+    bash scripts/garage-dev.sh stop "$garage_dir" || true
+    rm -rf "$garage_dir"
+  fi
+}
+trap cleanup EXIT
+if [ -z "${CASEGATE_TEST_S3_ENDPOINT:-}" ]; then
+  echo "== Garage S3 server"
+  garage_dir=$(mktemp -d)
+  bash scripts/garage-dev.sh start "$garage_dir"
+  # shellcheck disable=SC1091
+  set -a; . "$garage_dir/env"; set +a
+  export CASEGATE_TEST_S3_ENDPOINT=$S3_ENDPOINT CASEGATE_TEST_S3_REGION=$S3_REGION \
+    CASEGATE_TEST_S3_BUCKET=$S3_BUCKET CASEGATE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
+    CASEGATE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
+fi
+export CASEGATE_REQUIRE_CLIENTS=1 CASEGATE_REQUIRE_GARAGE=1
+
+echo "== cargo test"
+cargo test --locked "$@"
