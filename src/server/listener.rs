@@ -114,7 +114,8 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(20))
-                .max_concurrent_streams(64);
+                .max_concurrent_streams(64)
+                .adaptive_window(true);
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
                 .into_owned();

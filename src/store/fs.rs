@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::{StoreError, WriteProgress, valid_key};
 
@@ -123,39 +123,55 @@ impl FsStore {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
         tokio::fs::create_dir_all(&dir).await?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)
-            .await?;
-        let on_disk = file.metadata().await?.len();
-        if on_disk < progress.sealed_len {
-            // The database says more is durable than the file holds: the
-            // file was lost or truncated behind our back.
-            return Err(StoreError::Backend(format!(
-                "{key}: {on_disk} bytes on disk, {} recorded as durable",
-                progress.sealed_len
-            )));
-        }
-        // Bytes past the durable point were never acknowledged.
-        file.set_len(progress.sealed_len).await?;
-        file.seek(std::io::SeekFrom::Start(progress.sealed_len))
-            .await?;
-        let new_file = progress.sealed_len == 0;
+        let sealed_len = progress.sealed_len;
+        let file = blocking(move || {
+            use std::io::Seek;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
+            let on_disk = file.metadata()?.len();
+            if on_disk < sealed_len {
+                // The database says more is durable than the file holds:
+                // the file was lost or truncated behind our back.
+                return Err(std::io::Error::other(format!(
+                    "{on_disk} bytes on disk, {sealed_len} recorded as durable"
+                )));
+            }
+            // Bytes past the durable point were never acknowledged.
+            file.set_len(sealed_len)?;
+            file.seek(std::io::SeekFrom::Start(sealed_len))?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
         Ok(FsWriter {
-            file: BufWriter::with_capacity(256 * 1024, file),
+            file: Some(file),
+            pending: Vec::with_capacity(WRITE_BATCH),
             written: progress.sealed_len,
             dir,
-            sync_dir: new_file,
+            sync_dir: progress.sealed_len == 0,
         })
     }
 }
 
-/// Appends to one object file.
+/// Bytes gathered before one write system call (on a blocking thread).
+const WRITE_BATCH: usize = 1024 * 1024;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Appends to one object file, in batches written on a blocking thread.
 #[derive(Debug)]
 pub struct FsWriter {
-    file: BufWriter<tokio::fs::File>,
+    file: Option<std::fs::File>,
+    pending: Vec<u8>,
     written: u64,
     dir: PathBuf,
     /// A new file's directory entry must be synced once too.
@@ -164,14 +180,43 @@ pub struct FsWriter {
 
 impl FsWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.file.write_all(bytes).await?;
+        self.pending.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
+        if self.pending.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Backend("writer failed earlier".into()))?;
+        let mut buf = std::mem::take(&mut self.pending);
+        let (file, buf) = blocking(move || {
+            use std::io::Write;
+            file.write_all(&buf)?;
+            buf.clear();
+            Ok((file, buf))
+        })
+        .await?;
+        self.file = Some(file);
+        self.pending = buf;
         Ok(())
     }
 
     pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
-        self.file.flush().await?;
-        self.file.get_ref().sync_data().await?;
+        self.flush().await?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Backend("writer failed earlier".into()))?;
+        let file = blocking(move || file.sync_data().map(|()| file)).await?;
+        self.file = Some(file);
         if self.sync_dir {
             sync_dir(&self.dir).await?;
             self.sync_dir = false;
