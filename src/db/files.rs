@@ -105,10 +105,12 @@ pub async fn finish(
     file_id: &FileId,
     state: &str,
     meta_sealed: &[u8],
+    object_sha256: &str,
 ) -> Result<(), DbError> {
-    sqlx::query("UPDATE files SET state = ?, meta_sealed = ? WHERE file_id = ?")
+    sqlx::query("UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ? WHERE file_id = ?")
         .bind(state)
         .bind(meta_sealed)
+        .bind(object_sha256)
         .bind(file_id.as_str())
         .execute(&mut **tx)
         .await?;

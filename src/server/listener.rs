@@ -115,7 +115,11 @@ pub async fn serve(
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(20))
                 .max_concurrent_streams(64)
-                .adaptive_window(true);
+                // Uploads from far away need more than the 64 KiB default in
+                // flight (bandwidth × round trip); fixed windows keep the
+                // per-connection buffering bounded.
+                .initial_stream_window_size(4 * 1024 * 1024)
+                .initial_connection_window_size(8 * 1024 * 1024);
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
                 .into_owned();

@@ -10,7 +10,7 @@ use ring::digest;
 use super::dicom::{self, Inspection};
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{ChunkCipher, Layout, decrypt_planned, plan_range};
+use crate::crypto::format::{ChunkCipher, HEADER_LEN, Layout, decrypt_planned, plan_range};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::manifest::{FILE_META, FileMeta};
 use crate::store::object_key;
@@ -38,20 +38,40 @@ impl Uploads {
         })
     }
 
+    /// Re-reads a stored object: SHA-256 of its plaintext and of its bytes.
     async fn rehash(
         &self,
         cipher: &ChunkCipher,
         key: &str,
         len: u64,
-    ) -> Result<String, UploadError> {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        let mut at = 0;
-        while at < len {
-            let end = (at + REHASH_BYTES).min(len);
-            ctx.update(&self.read_plain(cipher, key, len, at..end).await?);
-            at = end;
+    ) -> Result<(String, String), UploadError> {
+        let layout = Layout::new(cipher.header().chunk_size);
+        let mut plain = digest::Context::new(&digest::SHA256);
+        let mut sealed = digest::Context::new(&digest::SHA256);
+        if len == 0 {
+            sealed.update(&self.store.get_range(key, 0..layout.object_len(0)).await?);
+        } else {
+            sealed.update(&self.store.get_range(key, 0..HEADER_LEN as u64).await?);
+            // Chunk-aligned windows, so consecutive plans are contiguous.
+            let step = REHASH_BYTES - REHASH_BYTES % layout.chunk_size();
+            let mut at = 0;
+            while at < len {
+                let end = (at + step).min(len);
+                let plan = plan_range(&layout, len, at..end);
+                let mut fetched = self.store.get_range(key, plan.object_range.clone()).await?;
+                sealed.update(&fetched);
+                let bytes =
+                    decrypt_planned(cipher, &layout, len, &plan, &mut fetched).map_err(|e| {
+                        UploadError::Internal(format!("{key}: stored object does not decrypt: {e}"))
+                    })?;
+                plain.update(&bytes);
+                at = end;
+            }
         }
-        Ok(crate::tls::hex(ctx.finish().as_ref()))
+        Ok((
+            crate::tls::hex(plain.finish().as_ref()),
+            crate::tls::hex(sealed.finish().as_ref()),
+        ))
     }
 
     pub async fn finalize(
@@ -70,11 +90,14 @@ impl Uploads {
             .await?;
         writer.complete().await?;
 
-        let sha256 = match self
+        let (sha256, object_sha256) = match self
             .registry
             .take_hash(upload.upload_id.as_str(), upload.length)
         {
-            Some(h) => crate::tls::hex(h.finish().as_ref()),
+            Some(h) => (
+                crate::tls::hex(h.plain.finish().as_ref()),
+                crate::tls::hex(h.sealed.finish().as_ref()),
+            ),
             None => self.rehash(&cipher, &key, upload.length).await?,
         };
         let head = self
@@ -132,7 +155,14 @@ impl Uploads {
             // Finished by someone else meanwhile.
             return Ok(());
         }
-        db::files::finish(&mut tx, &upload.file_id, state, &meta_sealed).await?;
+        db::files::finish(
+            &mut tx,
+            &upload.file_id,
+            state,
+            &meta_sealed,
+            &object_sha256,
+        )
+        .await?;
         let outcome = NewEntry::new("upload.complete", Outcome::Allow)
             .case(&upload.case_id)
             .file(&upload.file_id)

@@ -138,7 +138,7 @@ impl Uploads {
         self.registry.put_hash(
             upload_id.as_str(),
             0,
-            ring::digest::Context::new(&ring::digest::SHA256),
+            super::registry::RunningHashes::default(),
         );
         Ok(row)
     }

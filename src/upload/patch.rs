@@ -192,10 +192,11 @@ impl Uploads {
             if let Some(c) = checksum.as_mut() {
                 c.update(&frame);
             }
-            if let Some(h) = hash.as_mut() {
-                h.update(&frame);
-            }
             pipeline.feed(&frame, &mut out);
+            if let Some(h) = hash.as_mut() {
+                h.plain.update(&frame);
+                h.sealed.update(&out);
+            }
             if !out.is_empty() {
                 writer.write(&out).await?;
                 out.clear();
@@ -211,6 +212,9 @@ impl Uploads {
         }
         if upload.length == 0 {
             pipeline.finish_empty(&mut out);
+            if let Some(h) = hash.as_mut() {
+                h.sealed.update(&out);
+            }
             writer.write(&out).await?;
         }
 

@@ -11,7 +11,24 @@ use ring::digest;
 pub struct UploadRegistry {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: Arc<Mutex<HashMap<String, u64>>>,
-    hashes: Mutex<HashMap<String, (u64, digest::Context)>>,
+    hashes: Mutex<HashMap<String, (u64, RunningHashes)>>,
+}
+
+/// SHA-256 of an upload's plaintext so far and of the object bytes
+/// written so far (for the sealed download's ETag).
+#[derive(Clone)]
+pub struct RunningHashes {
+    pub plain: digest::Context,
+    pub sealed: digest::Context,
+}
+
+impl Default for RunningHashes {
+    fn default() -> Self {
+        RunningHashes {
+            plain: digest::Context::new(&digest::SHA256),
+            sealed: digest::Context::new(&digest::SHA256),
+        }
+    }
 }
 
 impl std::fmt::Debug for UploadRegistry {
@@ -75,8 +92,8 @@ impl UploadRegistry {
         })
     }
 
-    /// The running hash of `upload_id` if it covers exactly `offset` bytes.
-    pub fn take_hash(&self, upload_id: &str, offset: u64) -> Option<digest::Context> {
+    /// The running hashes of `upload_id` if they cover exactly `offset` bytes.
+    pub fn take_hash(&self, upload_id: &str, offset: u64) -> Option<RunningHashes> {
         let mut hashes = guard(&self.hashes);
         match hashes.remove(upload_id) {
             Some((at, ctx)) if at == offset => Some(ctx),
@@ -84,7 +101,7 @@ impl UploadRegistry {
         }
     }
 
-    pub fn put_hash(&self, upload_id: &str, offset: u64, ctx: digest::Context) {
+    pub fn put_hash(&self, upload_id: &str, offset: u64, ctx: RunningHashes) {
         guard(&self.hashes).insert(upload_id.to_owned(), (offset, ctx));
     }
 
