@@ -589,8 +589,10 @@ async fn concurrent_patches_are_refused_not_interleaved() {
         tokio::spawn(async move { req.send().await.unwrap() })
     };
     tx.send(Ok(data[..100_000].to_vec())).await.unwrap();
-    // Probe with a wrong offset (changes nothing): 423 once the first
-    // PATCH holds the lock, 409 before.
+    // Let the first PATCH reach the server and take the lock (a probe
+    // arriving first would take it itself), then probe with a wrong offset
+    // (changes nothing): 423 while the first PATCH holds the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut locked = false;
     for _ in 0..100 {
         let resp = app
