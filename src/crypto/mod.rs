@@ -8,6 +8,7 @@ pub mod file_key;
 pub mod format;
 pub mod master;
 pub mod rng;
+pub mod sealed_key;
 
 pub use case_key::CaseKey;
 pub use file_key::FileKey;
