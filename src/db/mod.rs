@@ -42,7 +42,10 @@ impl Db {
             // offsets promise exactly that.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // 1 MiB page cache per connection (SQLite's default is 2 MiB):
+            // metadata is small, and memory per upload must stay bounded.
+            .pragma("cache_size", "-1024");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))

@@ -148,7 +148,9 @@ impl FsStore {
         .map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
         Ok(FsWriter {
             file: Some(file),
+            hasher: None,
             pending: Vec::with_capacity(WRITE_BATCH),
+            in_flight: None,
             written: progress.sealed_len,
             dir,
             sync_dir: progress.sealed_len == 0,
@@ -157,7 +159,7 @@ impl FsStore {
 }
 
 /// Bytes gathered before one write system call (on a blocking thread).
-const WRITE_BATCH: usize = 1024 * 1024;
+const WRITE_BATCH: usize = 512 * 1024;
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
@@ -167,50 +169,88 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
-/// Appends to one object file, in batches written on a blocking thread.
-#[derive(Debug)]
+/// What a background write hands back: the file, the emptied buffer, the
+/// running hash of everything written.
+type WriteDone = std::io::Result<(std::fs::File, Vec<u8>, Option<ring::digest::Context>)>;
+
+/// Appends to one object file. Batches are written (and hashed, if asked)
+/// on a blocking thread while the caller prepares the next one: at most two
+/// batches in memory per writer.
 pub struct FsWriter {
     file: Option<std::fs::File>,
+    hasher: Option<ring::digest::Context>,
     pending: Vec<u8>,
+    in_flight: Option<tokio::task::JoinHandle<WriteDone>>,
     written: u64,
     dir: PathBuf,
     /// A new file's directory entry must be synced once too.
     sync_dir: bool,
 }
 
+impl std::fmt::Debug for FsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FsWriter({} bytes)", self.written)
+    }
+}
+
 impl FsWriter {
+    /// Hash every byte written from now on with `ctx` (see `take_hasher`).
+    pub fn set_hasher(&mut self, ctx: Option<ring::digest::Context>) {
+        self.hasher = ctx;
+    }
+
+    /// The running hash, after a `sync`.
+    pub fn take_hasher(&mut self) -> Option<ring::digest::Context> {
+        self.hasher.take()
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.pending.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
         if self.pending.len() >= WRITE_BATCH {
-            self.flush().await?;
+            self.start_write().await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    /// Waits for the write in flight, if any.
+    async fn settle(&mut self) -> Result<Vec<u8>, StoreError> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(Vec::with_capacity(WRITE_BATCH));
+        };
+        let (file, mut buf, hasher) = task.await.map_err(std::io::Error::other)??;
+        self.file = Some(file);
+        self.hasher = hasher;
+        buf.clear();
+        Ok(buf)
+    }
+
+    /// Hands the pending batch to a blocking thread and returns at once.
+    async fn start_write(&mut self) -> Result<(), StoreError> {
+        let spare = self.settle().await?;
+        let batch = std::mem::replace(&mut self.pending, spare);
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StoreError::Backend("writer failed earlier".into()))?;
-        let mut buf = std::mem::take(&mut self.pending);
-        let (file, buf) = blocking(move || {
+        let mut hasher = self.hasher.take();
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            file.write_all(&buf)?;
-            buf.clear();
-            Ok((file, buf))
-        })
-        .await?;
-        self.file = Some(file);
-        self.pending = buf;
+            file.write_all(&batch)?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&batch);
+            }
+            Ok((file, batch, hasher))
+        }));
         Ok(())
     }
 
     pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
-        self.flush().await?;
+        if !self.pending.is_empty() {
+            self.start_write().await?;
+        }
+        let spare = self.settle().await?;
+        self.pending = spare;
         let file = self
             .file
             .take()

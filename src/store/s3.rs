@@ -216,6 +216,7 @@ impl S3Store {
         }
         buffer.reserve(state.part_size as usize);
         Ok(S3Writer {
+            hasher: None,
             store: self.clone(),
             key: key.to_owned(),
             state,
@@ -246,13 +247,19 @@ impl S3Store {
 }
 
 /// Appends to one object through a multipart upload.
-#[derive(Debug)]
 pub struct S3Writer {
+    hasher: Option<ring::digest::Context>,
     store: S3Store,
     key: String,
     state: MultipartProgress,
     /// Bytes after the last uploaded part (< part size after each write).
     buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for S3Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Writer({})", self.key)
+    }
 }
 
 impl S3Writer {
@@ -291,7 +298,18 @@ impl S3Writer {
         Ok(())
     }
 
+    pub fn set_hasher(&mut self, ctx: Option<ring::digest::Context>) {
+        self.hasher = ctx;
+    }
+
+    pub fn take_hasher(&mut self) -> Option<ring::digest::Context> {
+        self.hasher.take()
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(bytes);
+        }
         self.buffer.extend_from_slice(bytes);
         let part = self.state.part_size as usize;
         while self.buffer.len() >= part {

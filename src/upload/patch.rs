@@ -164,8 +164,11 @@ impl Uploads {
             .store
             .open_writer(&key, &upload.progress, layout.object_len(upload.length))
             .await?;
-        let mut hash = self.registry.take_hash(upload_id.as_str(), upload.offset);
-        let hash_at_start = hash.clone();
+        // The plaintext hash runs here; the object's hash runs in the
+        // writer, next to the disk writes.
+        let hash_at_start = self.registry.take_hash(upload_id.as_str(), upload.offset);
+        let mut plain = hash_at_start.as_ref().map(|h| h.plain.clone());
+        writer.set_hasher(hash_at_start.as_ref().map(|h| h.sealed.clone()));
         let idle = Duration::from_secs(self.config.uploads.body_idle_timeout_secs);
         let mut out = Vec::with_capacity(2 * layout.sealed_chunk_len() as usize + 64);
         let mut committed = upload.offset;
@@ -193,9 +196,8 @@ impl Uploads {
                 c.update(&frame);
             }
             pipeline.feed(&frame, &mut out);
-            if let Some(h) = hash.as_mut() {
-                h.plain.update(&frame);
-                h.sealed.update(&out);
+            if let Some(p) = plain.as_mut() {
+                p.update(&frame);
             }
             if !out.is_empty() {
                 writer.write(&out).await?;
@@ -212,9 +214,6 @@ impl Uploads {
         }
         if upload.length == 0 {
             pipeline.finish_empty(&mut out);
-            if let Some(h) = hash.as_mut() {
-                h.sealed.update(&out);
-            }
             writer.write(&out).await?;
         }
 
@@ -252,6 +251,10 @@ impl Uploads {
             self.commit(ctx, &upload, &mut writer, &pipeline, committed)
                 .await?;
         }
+        let hash = match (plain, writer.take_hasher()) {
+            (Some(plain), Some(sealed)) => Some(super::registry::RunningHashes { plain, sealed }),
+            _ => None,
+        };
         drop(writer);
         if let Some(why) = &broke_off {
             tracing::info!(upload_id = %upload_id, offset = pipeline.offset(), "{why}; kept what arrived");
