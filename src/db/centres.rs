@@ -67,3 +67,56 @@ pub async fn list(db: &Db) -> Result<Vec<CentreRow>, DbError> {
         })
         .collect()
 }
+
+/// Replaces a centre's certificate and/or X25519 key. `Ok(false)` when the
+/// certificate is registered to another centre.
+pub async fn update(
+    tx: &mut Tx<'_>,
+    centre_id: &CentreId,
+    cert: Option<(&str, &[u8])>,
+    x25519_public_key: Option<&[u8]>,
+    at: &str,
+) -> Result<bool, DbError> {
+    if let Some((sha, der)) = cert {
+        let taken: Option<String> = sqlx::query_scalar(
+            "SELECT centre_id FROM centres WHERE cert_sha256 = ? AND centre_id != ?",
+        )
+        .bind(sha)
+        .bind(centre_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE centres SET cert_sha256 = ?, cert_der = ?, updated_at = ? WHERE centre_id = ?",
+        )
+        .bind(sha)
+        .bind(der)
+        .bind(at)
+        .bind(centre_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(key) = x25519_public_key {
+        sqlx::query("UPDATE centres SET x25519_public_key = ?, updated_at = ? WHERE centre_id = ?")
+            .bind(key)
+            .bind(at)
+            .bind(centre_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Disables a centre; returns whether it was active.
+pub async fn disable(tx: &mut Tx<'_>, centre_id: &CentreId, at: &str) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE centres SET disabled_at = ? WHERE centre_id = ? AND disabled_at IS NULL",
+    )
+    .bind(at)
+    .bind(centre_id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

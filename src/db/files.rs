@@ -126,3 +126,16 @@ pub async fn meta_sealed(db: &Db, file_id: &FileId) -> Result<Option<Vec<u8>>, D
             .await?,
     )
 }
+
+/// SHA-256 of a completed file's stored object (the sealed download's ETag).
+pub async fn object_sha256(db: &Db, file_id: &FileId) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT object_sha256 FROM files WHERE file_id = ?",
+        )
+        .bind(file_id.as_str())
+        .fetch_optional(db.pool())
+        .await?
+        .flatten(),
+    )
+}

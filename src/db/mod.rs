@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cases;
 pub mod centres;
 pub mod files;
+pub mod grants;
 pub mod tokens;
 pub mod uploads;
 

@@ -15,6 +15,9 @@ pub enum Access {
     Patient,
     /// A case's upload token, within its upload period.
     PatientUpload,
+    /// A grant token over a TLS connection that presented the grant's
+    /// centre certificate (centre listener only).
+    Centre,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +63,16 @@ pub const ROUTES: &[RouteSpec] = &[
     route(Method::POST,   "/api/v1/cases/{case_id}/upload-token",   Access::Coordinator,   "case.upload_token.reissue"),
     route(Method::POST,   "/api/v1/centres",                        Access::Coordinator,   "centre.register"),
     route(Method::GET,    "/api/v1/centres",                        Access::Coordinator,   "centre.list"),
+    route(Method::PUT,    "/api/v1/centres/{centre_id}",            Access::Coordinator,   "centre.update"),
+    route(Method::DELETE, "/api/v1/centres/{centre_id}",            Access::Coordinator,   "centre.disable"),
+    route(Method::POST,   "/api/v1/cases/{case_id}/grants",         Access::Coordinator,   "grant.create"),
+    route(Method::GET,    "/api/v1/cases/{case_id}/grants",         Access::Coordinator,   "grant.list"),
+    route(Method::DELETE, "/api/v1/grants/{grant_id}",              Access::Coordinator,   "grant.revoke"),
     route(Method::GET,    "/api/v1/patient/case",                   Access::Patient,       "patient.case.read"),
+    route(Method::GET,    "/api/v1/patient/access",                 Access::Patient,       "patient.access.read"),
+    route(Method::GET,    "/api/v1/grant",                          Access::Centre,        "grant.read"),
+    route(Method::GET,    "/api/v1/grant/files/{file_id}",          Access::Centre,        "download.plaintext"),
+    route(Method::GET,    "/api/v1/grant/files/{file_id}/sealed",   Access::Centre,        "download.sealed"),
     route(Method::GET,    "/api/v1/audit",                          Access::Compliance,    "audit.export"),
     public(Method::OPTIONS, "/tus"),
     public(Method::OPTIONS, "/tus/"),

@@ -23,6 +23,11 @@ use crate::token::{SecretToken, TokenKind};
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Principal {
+    /// A reviewing centre holding a valid grant, over its pinned certificate.
+    Centre {
+        grant: Box<crate::db::grants::GrantRow>,
+        centre: Box<crate::db::centres::CentreRow>,
+    },
     Operator {
         token_id: OperatorTokenId,
         role: OperatorRole,
@@ -37,6 +42,7 @@ impl Principal {
         match self {
             Principal::Operator { token_id, role } => (token_id.to_string(), role.as_str()),
             Principal::Patient { case } => (format!("patient:{}", case.case_id), "patient"),
+            Principal::Centre { centre, .. } => (format!("centre:{}", centre.centre_id), "centre"),
         }
     }
 
@@ -172,6 +178,26 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         if limited {
             return ApiError::RateLimited.into_response();
         }
+    }
+
+    if spec.access == Access::Centre {
+        let raw = bearer(req.headers()).map(str::to_owned);
+        return match super::centre_auth::authorize_centre(&state, &mut ctx, raw.as_deref()).await {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(ctx);
+                next.run(req).await
+            }
+            Err(refusal) => {
+                if refusal.counts_as_failed_auth
+                    && let Some(event) = ip.and_then(|ip| state.limiter.failure(ip))
+                    && let Err(e) = audit_limit_event(&state, &ctx, event).await
+                {
+                    return e.into_response();
+                }
+                deny(&state, &ctx, spec, None, refusal.error, &refusal.reason).await
+            }
+        };
     }
 
     let principal = match bearer(req.headers()) {

@@ -274,13 +274,21 @@ pub async fn delete(
             .await?;
         return Err(ApiError::NotFound);
     }
+    let revoked = db::grants::revoke_where(
+        &mut tx,
+        "case_id",
+        case_id.as_str(),
+        &state.now_str(),
+        "case deleted",
+    )
+    .await?;
     state
         .commit_audited(
             tx,
             &ctx,
             NewEntry::new("case.delete", Outcome::Allow)
                 .case(&case_id)
-                .reason("case key destroyed"),
+                .reason(format!("case key destroyed; {revoked} grants revoked")),
         )
         .await?;
     // The key is gone, so the ciphertext is already unreadable; removing it

@@ -37,6 +37,18 @@ pub enum ApiError {
     AuditUnavailable,
     #[error("Tus-Resumable must be 1.0.0")]
     TusVersion,
+    #[error("a client certificate is required on this listener")]
+    ClientCertificateRequired,
+    #[error("the client certificate is not the one registered for this grant's centre")]
+    CertificateMismatch,
+    #[error("the grant has expired")]
+    GrantExpired,
+    #[error("the grant was revoked")]
+    GrantRevoked,
+    #[error("the grant's downloads of this file are used up")]
+    GrantExhausted,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable(u64),
     #[error("{0}")]
     OffsetMismatch(String),
     #[error("the upload has expired or was terminated")]
@@ -75,6 +87,16 @@ impl ApiError {
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
             ApiError::TusVersion => (StatusCode::PRECONDITION_FAILED, "tus_version_unsupported"),
+            ApiError::ClientCertificateRequired => {
+                (StatusCode::UNAUTHORIZED, "client_certificate_required")
+            }
+            ApiError::CertificateMismatch => (StatusCode::FORBIDDEN, "certificate_mismatch"),
+            ApiError::GrantExpired => (StatusCode::FORBIDDEN, "grant_expired"),
+            ApiError::GrantRevoked => (StatusCode::FORBIDDEN, "grant_revoked"),
+            ApiError::GrantExhausted => (StatusCode::FORBIDDEN, "grant_exhausted"),
+            ApiError::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
             ApiError::UploadGone => (StatusCode::GONE, "upload_gone"),
             ApiError::UploadLocked => (StatusCode::LOCKED, "upload_locked"),
@@ -165,6 +187,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RangeNotSatisfiable(size) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         if status == StatusCode::PRECONDITION_FAILED {
             response

@@ -6,13 +6,18 @@ pub mod access;
 pub mod audit_export;
 pub mod auth;
 pub mod cases;
+pub mod centre_admin;
+pub mod centre_auth;
 pub mod centres;
 pub mod conn;
+pub mod downloads;
 pub mod error;
+pub mod grants;
 pub mod health;
 pub mod json;
 pub mod limiter;
 pub mod patient;
+pub mod range;
 pub mod state;
 pub mod tus;
 
@@ -23,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, head, options, post};
+use axum::routing::{delete, get, head, options, post, put};
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
@@ -52,6 +57,16 @@ pub fn router(state: AppState) -> Router {
             post(centres::register).get(centres::list),
         )
         .route("/api/v1/patient/case", get(patient::case_manifest))
+        .route("/api/v1/patient/access", get(patient::access))
+        .route(
+            "/api/v1/centres/{centre_id}",
+            put(centre_admin::update).delete(centre_admin::disable),
+        )
+        .route(
+            "/api/v1/cases/{case_id}/grants",
+            post(grants::create).get(grants::list),
+        )
+        .route("/api/v1/grants/{grant_id}", delete(grants::revoke))
         .route("/api/v1/audit", get(audit_export::export))
         .route_layer(auth())
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
@@ -73,6 +88,27 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(tus::tus_resumable_header));
     let api = api.merge(tus);
     api.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// The centre listener's router: the grant routes only.
+pub fn centre_router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    Router::new()
+        .route("/api/v1/grant", get(downloads::grant_info))
+        .route("/api/v1/grant/files/{file_id}", get(downloads::plaintext))
+        .route(
+            "/api/v1/grant/files/{file_id}/sealed",
+            get(downloads::sealed),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(limits.json_body_bytes))
+        .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id))
         .with_state(state)

@@ -55,7 +55,7 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
 fn patient_case(principal: Principal) -> Result<CaseRow, ApiError> {
     match principal {
         Principal::Patient { case } => Ok(*case),
-        Principal::Operator { .. } => Err(ApiError::Forbidden),
+        _ => Err(ApiError::Forbidden),
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StorageBackend};
-use crate::http::{self, error::ApiError, limiter::FailureLimiter, state::AppContext};
+use crate::http::{self, limiter::FailureLimiter, state::AppContext};
 use crate::store::{FsStore, ObjectStore, S3Store};
 use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
@@ -94,11 +94,8 @@ impl Application {
             store,
             uploads: uploads.clone(),
         });
-        let main_router = http::router(state);
-        // Grant routes arrive with download grants; until then the centre
-        // listener answers every path with 404.
-        let centre_router = Router::new()
-            .fallback(|| async { axum::response::IntoResponse::into_response(ApiError::NotFound) });
+        let main_router = http::router(state.clone());
+        let centre_router = http::centre_router(state);
         Ok(Application {
             main,
             centre,

@@ -1,0 +1,117 @@
+//! Authorisation on the centre listener: a grant token is usable only over
+//! a TLS connection that presented the grant's centre certificate (pinned
+//! by SHA-256), and only while the grant is live. Each refusal has its own
+//! status and code (SPEC "Status codes") and is audited with the precise
+//! reason.
+
+use subtle::ConstantTimeEq;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::audit::RequestContext;
+use crate::db;
+use crate::token::{SecretToken, TokenKind};
+
+/// Why a centre request is refused: the answer and the audit reason.
+pub struct Refusal {
+    pub error: ApiError,
+    pub reason: String,
+    pub counts_as_failed_auth: bool,
+}
+
+fn refuse(error: ApiError, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        error,
+        reason: reason.into(),
+        counts_as_failed_auth: false,
+    }
+}
+
+/// Resolves the centre principal, or says why not. `ctx` gains the grant's
+/// ids as soon as they are known, so denials are audited against them.
+pub async fn authorize_centre(
+    state: &AppState,
+    ctx: &mut RequestContext,
+    bearer: Option<&str>,
+) -> Result<Principal, Refusal> {
+    let Some(fingerprint) = ctx.client_cert_sha256.clone() else {
+        return Err(refuse(
+            ApiError::ClientCertificateRequired,
+            "no client certificate presented",
+        ));
+    };
+    let token = bearer
+        .and_then(SecretToken::parse)
+        .filter(|(kind, _)| *kind == TokenKind::Grant);
+    let Some((_, token)) = token else {
+        return Err(Refusal {
+            error: ApiError::Unauthenticated,
+            reason: "no, malformed or non-grant bearer token".into(),
+            counts_as_failed_auth: true,
+        });
+    };
+    let hash = token.hash();
+    let found = db::grants::find_by_token(&state.db, &hash)
+        .await
+        .map_err(|e| refuse(ApiError::from(e), "database error"))?;
+    let Some((grant, stored)) = found.filter(|(_, stored)| hash.ct_eq(stored)) else {
+        return Err(Refusal {
+            error: ApiError::Unauthenticated,
+            reason: "unknown grant token".into(),
+            counts_as_failed_auth: true,
+        });
+    };
+    drop(stored);
+    let centres = db::centres::list(&state.db)
+        .await
+        .map_err(|e| refuse(ApiError::from(e), "database error"))?;
+    let Some(centre) = centres.into_iter().find(|c| c.centre_id == grant.centre_id) else {
+        return Err(refuse(
+            ApiError::GrantRevoked,
+            "grant's centre no longer exists",
+        ));
+    };
+    ctx.actor = format!("centre:{}", centre.centre_id);
+    ctx.role = "centre".into();
+    let pinned: bool = centre
+        .cert_sha256
+        .as_bytes()
+        .ct_eq(fingerprint.as_bytes())
+        .into();
+    if !pinned {
+        return Err(refuse(
+            ApiError::CertificateMismatch,
+            format!(
+                "grant {} belongs to centre {}; certificate {fingerprint} is not its pinned certificate",
+                grant.grant_id, centre.centre_id
+            ),
+        ));
+    }
+    let case_open = db::cases::get(&state.db, &grant.case_id)
+        .await
+        .map_err(|e| refuse(ApiError::from(e), "database error"))?
+        .is_some();
+    if !case_open {
+        return Err(refuse(
+            ApiError::NotFound,
+            format!("grant {}: case deleted", grant.grant_id),
+        ));
+    }
+    if grant.revoked_at.is_some() || centre.disabled_at.is_some() {
+        return Err(refuse(
+            ApiError::GrantRevoked,
+            format!("grant {} revoked", grant.grant_id),
+        ));
+    }
+    if grant.expires_at <= state.now_str() {
+        return Err(refuse(
+            ApiError::GrantExpired,
+            format!("grant {} expired at {}", grant.grant_id, grant.expires_at),
+        ));
+    }
+    Ok(Principal::Centre {
+        grant: Box::new(grant),
+        centre: Box::new(centre),
+    })
+}
