@@ -1,6 +1,8 @@
 //! The `casegate` command line: clap verbs mapped onto library calls.
 
 pub mod admin;
+pub mod centre;
+pub mod fetch;
 pub mod keys;
 pub mod serve;
 
@@ -32,6 +34,13 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Reviewing centre: key generation.
+    Centre {
+        #[command(subcommand)]
+        command: centre::CentreCommand,
+    },
+    /// Reviewing centre: download, decrypt and verify every file of a grant.
+    Fetch(fetch::FetchArgs),
     /// Master key rotation (on the gateway's host).
     Keys {
         #[command(subcommand)]
@@ -45,6 +54,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve { config } => serve::run(config).await,
         Command::Admin { command } => admin::run(command).await,
         Command::Keys { command } => keys::run(command).await,
+        Command::Centre { command } => centre::run(command),
+        Command::Fetch(args) => fetch::run(args).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod clients;
 mod common;
 mod connections;
 mod crash;
+mod fetch;
 mod grants;
 mod hostile;
 mod keys;
