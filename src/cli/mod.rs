@@ -1,6 +1,7 @@
 //! The `casegate` command line: clap verbs mapped onto library calls.
 
 pub mod admin;
+pub mod api_client;
 pub mod centre;
 pub mod fetch;
 pub mod keys;

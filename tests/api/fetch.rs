@@ -243,3 +243,87 @@ async fn keygen_register_grant_fetch_resume() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_verbs_over_http() {
+    let app = spawn_app().await;
+    let ca = app.dir.path().join("certs/dev-ca.pem");
+    let server = app.url("");
+    let admin = |args: &[&str]| -> (bool, Value, String) {
+        let out = Command::new(BIN)
+            .arg("admin")
+            .args(args)
+            .args(["--server", &server, "--token", &app.coordinator])
+            .arg("--ca")
+            .arg(&ca)
+            .env_remove("CASEGATE_TOKEN")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.success(),
+            serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, created, _) = admin(&["case", "create", "--reference", "CLI-1"]);
+    assert!(ok);
+    let case = created["case_id"].as_str().unwrap().to_owned();
+    let patient = created["upload_token"].as_str().unwrap().to_owned();
+    app.upload(&patient, "x.pdf", None, &pattern(10_000, 3), 10_000)
+        .await;
+
+    let keys = app.dir.path().join("k");
+    assert!(
+        Command::new(BIN)
+            .args(["centre", "keygen", "--out"])
+            .arg(&keys)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cert = keys.join("centre.pem").display().to_string();
+    let key = keys.join("x25519.pub").display().to_string();
+    let (ok, centre, err) = admin(&[
+        "centre",
+        "register",
+        "--name",
+        "CLI Centre",
+        "--country",
+        "NL",
+        "--cert",
+        &cert,
+        "--x25519-pub",
+        &key,
+    ]);
+    assert!(ok, "{err}");
+    let centre_id = centre["centre_id"].as_str().unwrap().to_owned();
+    let (ok, g, err) = admin(&[
+        "grant",
+        "create",
+        &case,
+        "--centre",
+        &centre_id,
+        "--expires-in",
+        "600",
+        "--max-downloads",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    assert!(g["grant_token"].as_str().unwrap().starts_with("cgg_"));
+    let (ok, list, _) = admin(&["grant", "list", &case]);
+    assert!(ok);
+    assert_eq!(list["grants"][0]["state"], "active");
+    let (ok, _, _) = admin(&["centre", "disable", &centre_id]);
+    assert!(ok);
+    let (_, list, _) = admin(&["grant", "list", &case]);
+    assert_eq!(
+        list["grants"][0]["state"], "revoked",
+        "disabling a centre revokes its grants"
+    );
+    let (ok, _, err) = admin(&["case", "show", "case_00000000000000000000000000000000"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, _) = admin(&["case", "delete", &case]);
+    assert!(ok);
+    app.stop().await;
+}
