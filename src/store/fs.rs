@@ -6,7 +6,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{StoreError, WriteProgress, valid_key};
 
@@ -79,15 +79,19 @@ impl FsStore {
     }
 
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
-        let mut file = tokio::fs::File::open(self.path(key)?)
-            .await
-            .map_err(not_found)?;
-        let len = file.metadata().await?.len();
-        let (start, end) = (range.start.min(len), range.end.min(len));
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-        let mut out = vec![0u8; (end - start) as usize];
-        file.read_exact(&mut out).await?;
-        Ok(out)
+        let path = self.path(key)?;
+        // One trip to a blocking thread: open, size, positioned read.
+        blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            let (start, end) = (range.start.min(len), range.end.min(len));
+            let mut out = vec![0u8; (end - start) as usize];
+            file.read_exact_at(&mut out, start)?;
+            Ok(out)
+        })
+        .await
+        .map_err(not_found)
     }
 
     pub async fn len(&self, key: &str) -> Result<u64, StoreError> {

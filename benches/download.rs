@@ -1,0 +1,220 @@
+//! Download throughput and server memory, in one run (`bench/download`):
+//!
+//! (a) TLS ceiling: a minimal TLS source (rustls + hyper) sending the same
+//!     bytes from memory to the same client over loopback;
+//! (b) casegate (release binary, fs backend, its own process): plaintext
+//!     download (decrypted on the fly) and sealed download (the object as
+//!     stored) of one file, over the centre listener with mutual TLS;
+//! (c) the gateway's RSS before and after those downloads (flat memory).
+//!
+//! `cargo bench --bench download -- [MiB, default 2048]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
+/// A TLS server answering every request with `total` bytes from memory.
+async fn source(total: u64) -> (u16, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| async move {
+                        let piece = payload();
+                        let stream = futures_util::stream::unfold(total, move |left| {
+                            let piece = piece.clone();
+                            async move {
+                                if left == 0 {
+                                    return None;
+                                }
+                                let n = left.min(PIECE as u64) as usize;
+                                Some((
+                                    Ok::<_, std::io::Error>(hyper::body::Frame::data(
+                                        piece.slice(..n),
+                                    )),
+                                    left - n as u64,
+                                ))
+                            }
+                        });
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::StreamBody::new(stream),
+                        ))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http1_only()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, cert.pem().into_bytes())
+}
+
+/// Downloads `url`, discarding the bytes; returns (bytes, MiB/s).
+async fn drain(req: reqwest::RequestBuilder) -> (u64, f64) {
+    let started = Instant::now();
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let mut stream = resp.bytes_stream();
+    let mut n = 0u64;
+    while let Some(piece) = stream.next().await {
+        n += piece.unwrap().len() as u64;
+    }
+    (n, mib_s(n, started.elapsed().as_secs_f64()))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let mib: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2048);
+    let total = mib * MIB;
+    println!("download benchmark: {mib} MiB, HTTP/1.1 over TLS 1.3, loopback, 2 cores shared");
+
+    let (port, ca) = source(total).await;
+    let (_, ceiling) = drain(client(&ca).get(format!("https://127.0.0.1:{port}/"))).await;
+    println!("(a) TLS ceiling, minimal rustls source        {ceiling:8.0} MiB/s  (baseline)");
+
+    let gw = Gateway::start();
+    let c = client(&gw.ca);
+    let token = gw.patient(&c).await;
+    gw.upload(&c, &token, total, 64 * MIB).await;
+
+    // A centre: certificate, X25519 key, registration, grant.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["bench.centre".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (_, public) = casegate::crypto::sealed_key::generate_keypair();
+    use base64::Engine;
+    let centre: serde_json::Value = c
+        .post(format!("{}/api/v1/centres", gw.base))
+        .bearer_auth(&gw.coordinator)
+        .json(
+            &serde_json::json!({ "name": "Bench", "country": "DE", "client_cert_pem": cert.pem(),
+            "x25519_public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public) }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cases: serde_json::Value = c
+        .get(format!("{}/api/v1/cases", gw.base))
+        .bearer_auth(&gw.coordinator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case_id = cases["cases"][0]["case_id"].as_str().unwrap().to_owned();
+    let grant: serde_json::Value = c
+        .post(format!("{}/api/v1/cases/{case_id}/grants", gw.base))
+        .bearer_auth(&gw.coordinator)
+        .json(&serde_json::json!({ "centre_id": centre["centre_id"], "expires_in_secs": 3600, "max_downloads": 10 }))
+        .send().await.unwrap().json().await.unwrap();
+    let grant_token = grant["grant_token"].as_str().unwrap().to_owned();
+    let centre_client = reqwest::Client::builder()
+        .http1_only()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca).unwrap())
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let centre_base = gw.base.replace(
+        &gw.base[gw.base.rfind(':').unwrap()..],
+        &format!(":{}", gw.centre_port),
+    );
+    let info: serde_json::Value = centre_client
+        .get(format!("{centre_base}/api/v1/grant"))
+        .bearer_auth(&grant_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+
+    let rss_before = rss_mib(gw.child.id());
+    let (n, plain) = drain(
+        centre_client
+            .get(format!("{centre_base}/api/v1/grant/files/{file_id}"))
+            .bearer_auth(&grant_token),
+    )
+    .await;
+    assert_eq!(n, total);
+    println!(
+        "(b) casegate plaintext download               {plain:8.0} MiB/s  = {:.0}% of ceiling",
+        100.0 * plain / ceiling
+    );
+    let (_, sealed) = drain(
+        centre_client
+            .get(format!("{centre_base}/api/v1/grant/files/{file_id}/sealed"))
+            .bearer_auth(&grant_token),
+    )
+    .await;
+    println!(
+        "(b) casegate sealed download                  {sealed:8.0} MiB/s  = {:.0}% of ceiling",
+        100.0 * sealed / ceiling
+    );
+    println!(
+        "(c) gateway RSS {rss_before:.1} MiB before, {:.1} MiB after two {mib} MiB downloads (peak {:.1} MiB, including the upload)",
+        rss_mib(gw.child.id()),
+        gw.peak_rss_mib()
+    );
+}

@@ -1,0 +1,234 @@
+//! Shared pieces of the benchmarks: the request body from memory, a
+//! client, the minimal TLS sink, and a casegate gateway in its own process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub const MIB: u64 = 1024 * 1024;
+pub const PIECE: usize = 1024 * 1024;
+
+pub fn payload() -> Bytes {
+    Bytes::from(
+        (0..PIECE)
+            .map(|i| (i * 131 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A request body of `total` bytes, streamed from one in-memory piece.
+pub fn body(total: u64) -> reqwest::Body {
+    let piece = payload();
+    let stream = futures_util::stream::unfold(total, move |left| {
+        let piece = piece.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(PIECE as u64) as usize;
+            Some((Ok::<_, std::io::Error>(piece.slice(..n)), left - n as u64))
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+pub fn client(ca: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The minimal TLS sink: same TLS settings as casegate, body drained.
+pub async fn sink() -> (u16, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut body = req.into_body();
+                        while let Some(frame) = body.frame().await {
+                            if frame.is_err() {
+                                break;
+                            }
+                        }
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(204)
+                                .body(String::new())
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http1_only()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, cert.pem().into_bytes())
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    pub ca: Vec<u8>,
+    pub coordinator: String,
+    pub centre_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_casegate"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("CASEGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("CASEGATE_SERVER__CENTRE_LISTEN", "127.0.0.1:0")
+            .env("CASEGATE_UPLOADS__MAX_CONCURRENT_UPLOADS", "64")
+            .env(
+                "CASEGATE_UPLOADS__SYNC_EVERY_BYTES",
+                std::env::var("BENCH_SYNC_EVERY").unwrap_or("67108864".into()),
+            )
+            .env("CASEGATE_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut base, mut coordinator, mut centre_port) = (String::new(), String::new(), 0u16);
+        while coordinator.is_empty() {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(a) = line.strip_prefix("listening on ") {
+                base = a.to_owned();
+            }
+            if let Some(a) = line.strip_prefix("centre listener on ") {
+                centre_port = a.rsplit(':').next().unwrap().parse().unwrap();
+            }
+            if let Some(t) = line.strip_prefix("coordinator token: ") {
+                coordinator = t.to_owned();
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
+        // Sequential reads of the listening line come before the centre
+        // line; both are printed before the tokens.
+        assert!(centre_port != 0, "centre listener line not seen");
+        Gateway {
+            child,
+            base,
+            ca,
+            coordinator,
+            centre_port,
+            _dir: dir,
+        }
+    }
+
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
+    pub async fn patient(&self, c: &reqwest::Client) -> String {
+        let v: serde_json::Value = c
+            .post(format!("{}/api/v1/cases", self.base))
+            .bearer_auth(&self.coordinator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["upload_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create(&self, c: &reqwest::Client, token: &str, len: u64) -> String {
+        let resp = c
+            .post(format!("{}/tus/", self.base))
+            .bearer_auth(token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", len.to_string())
+            .header("Upload-Metadata", "filename YmVuY2guYmlu")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        format!(
+            "{}{}",
+            self.base,
+            resp.headers()["location"].to_str().unwrap()
+        )
+    }
+
+    /// Uploads `len` bytes in PATCHes of `chunk` bytes.
+    pub async fn upload(&self, c: &reqwest::Client, token: &str, len: u64, chunk: u64) {
+        let url = self.create(c, token, len).await;
+        let mut offset = 0;
+        while offset < len {
+            let n = chunk.min(len - offset);
+            let resp = c
+                .patch(&url)
+                .bearer_auth(token)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", offset.to_string())
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(body(n))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
+            offset += n;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn mib_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / MIB as f64 / secs
+}
