@@ -10,12 +10,10 @@
 //! `cargo bench --bench download -- [MiB, default 2048]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -23,24 +21,7 @@ use support::*;
 
 /// A TLS server answering every request with `total` bytes from memory.
 async fn source(total: u64) -> (u16, Vec<u8>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(cert.der().to_vec())],
-        PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-    )
-    .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, ca) = tls_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -81,7 +62,7 @@ async fn source(total: u64) -> (u16, Vec<u8>) {
             });
         }
     });
-    (port, cert.pem().into_bytes())
+    (port, ca)
 }
 
 /// Downloads `url`, discarding the bytes; returns (bytes, MiB/s).

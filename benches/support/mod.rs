@@ -47,8 +47,9 @@ pub fn client(ca: &[u8]) -> reqwest::Client {
         .unwrap()
 }
 
-/// The minimal TLS sink: same TLS settings as casegate, body drained.
-pub async fn sink() -> (u16, Vec<u8>) {
+/// A rustls acceptor (ring, TLS 1.3/1.2, ALPN http/1.1) with a fresh
+/// self-signed certificate for 127.0.0.1, and that certificate's PEM.
+pub fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, Vec<u8>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
@@ -66,7 +67,15 @@ pub async fn sink() -> (u16, Vec<u8>) {
     )
     .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        cert.pem().into_bytes(),
+    )
+}
+
+/// The minimal TLS sink: same TLS settings as casegate, body drained.
+pub async fn sink() -> (u16, Vec<u8>) {
+    let (acceptor, ca) = tls_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -100,7 +109,7 @@ pub async fn sink() -> (u16, Vec<u8>) {
             });
         }
     });
-    (port, cert.pem().into_bytes())
+    (port, ca)
 }
 
 pub struct Gateway {

@@ -5,32 +5,22 @@
 //! `max_downloads × size`. Running downloads re-check the grant every two
 //! seconds and stop when it is revoked or expires.
 
-use std::time::{Duration, Instant};
-
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 
 use super::auth::Principal;
+use super::download_stream::{Kind, stream_body};
 use super::error::ApiError;
 use super::range;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{
-    ChunkCipher, HEADER_LEN, Layout, ObjectHeader, decrypt_planned, plan_range,
-};
+use crate::crypto::format::{ChunkCipher, HEADER_LEN, Layout, ObjectHeader};
 use crate::crypto::{CaseKey, FileKey, sealed_key};
 use crate::db::{self, cases::CaseRow, centres::CentreRow, grants::GrantRow};
 use crate::ids::FileId;
 use crate::manifest::{FILE_META, FileMeta};
-use crate::store::object_key;
-
-/// Plaintext (or object bytes) per store read while streaming: 16 chunks.
-const WINDOW: u64 = 16 * 64 * 1024;
-const RECHECK: Duration = Duration::from_secs(2);
 
 fn centre(principal: Principal) -> Result<(GrantRow, CentreRow), ApiError> {
     match principal {
@@ -168,20 +158,6 @@ fn content_disposition(filename: &str) -> HeaderValue {
         "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
-}
-
-enum Kind {
-    Plaintext,
-    Sealed,
-}
-
-impl Kind {
-    fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Plaintext => "plaintext",
-            Kind::Sealed => "sealed",
-        }
-    }
 }
 
 async fn download(
@@ -357,147 +333,6 @@ fn centre_key(centre: &CentreRow) -> Result<[u8; 32], ApiError> {
         .as_slice()
         .try_into()
         .map_err(|_| ApiError::Internal)
-}
-
-struct Streaming {
-    state: AppState,
-    ctx: RequestContext,
-    grant: GrantRow,
-    centre: CentreRow,
-    file_id: FileId,
-    size: u64,
-    span: std::ops::Range<u64>,
-    at: u64,
-    kind: Kind,
-    cipher: ChunkCipher,
-    checked: Instant,
-    done: bool,
-}
-
-impl Streaming {
-    async fn still_allowed(&mut self) -> Result<(), String> {
-        if self.checked.elapsed() < RECHECK {
-            return Ok(());
-        }
-        self.checked = Instant::now();
-        let grant = db::grants::get(&self.state.db, &self.grant.grant_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        match grant {
-            Some(g) if g.revoked_at.is_none() && g.expires_at > self.state.now_str() => Ok(()),
-            Some(g) if g.revoked_at.is_some() => Err("grant revoked during the download".into()),
-            _ => Err("grant expired during the download".into()),
-        }
-    }
-
-    async fn next_piece(&mut self) -> Result<Bytes, String> {
-        let layout = Layout::new(crate::crypto::format::DEFAULT_CHUNK_SIZE);
-        let key = object_key(&self.grant.case_id, &self.file_id);
-        // Sealed bytes go out as stored: bigger reads, fewer store calls.
-        let window = match self.kind {
-            Kind::Sealed => 4 * WINDOW,
-            Kind::Plaintext => WINDOW,
-        };
-        let end = (self.at + window).min(self.span.end);
-        let bytes = match self.kind {
-            Kind::Sealed => self
-                .state
-                .store
-                .get_range(&key, self.at..end)
-                .await
-                .map_err(|e| e.to_string())?,
-            Kind::Plaintext => {
-                let plan = plan_range(&layout, self.size, self.at..end);
-                let mut fetched = self
-                    .state
-                    .store
-                    .get_range(&key, plan.object_range.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                decrypt_planned(&self.cipher, &layout, self.size, &plan, &mut fetched)
-                    .map_err(|e| format!("stored object does not decrypt: {e}"))?
-            }
-        };
-        if bytes.len() as u64 != end - self.at {
-            return Err("stored object shorter than expected".into());
-        }
-        self.at = end;
-        Ok(Bytes::from(bytes))
-    }
-
-    async fn finish(&self, outcome: Outcome, reason: String) {
-        let entry = NewEntry::new(
-            match self.kind {
-                Kind::Plaintext => "download.plaintext",
-                Kind::Sealed => "download.sealed",
-            },
-            outcome,
-        )
-        .case(&self.grant.case_id)
-        .centre(&self.centre.centre_id)
-        .grant(&self.grant.grant_id)
-        .file(&self.file_id)
-        .reason(reason);
-        if let Err(e) = self.state.audit(&self.ctx, entry).await {
-            tracing::error!(error = %e, "download end not audited");
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn stream_body(
-    state: AppState,
-    ctx: RequestContext,
-    grant: GrantRow,
-    centre: CentreRow,
-    file_id: FileId,
-    size: u64,
-    span: std::ops::Range<u64>,
-    kind: Kind,
-    cipher: ChunkCipher,
-) -> Body {
-    let at = span.start;
-    let s = Streaming {
-        state,
-        ctx,
-        grant,
-        centre,
-        file_id,
-        size,
-        span,
-        at,
-        kind,
-        cipher,
-        checked: Instant::now(),
-        done: false,
-    };
-    let stream = futures_util::stream::unfold(s, |mut s| async move {
-        if s.done {
-            return None;
-        }
-        if s.at >= s.span.end {
-            s.done = true;
-            let sent = s.span.end - s.span.start;
-            s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
-                .await;
-            return None;
-        }
-        let step = match s.still_allowed().await {
-            Ok(()) => s.next_piece().await,
-            Err(why) => Err(why),
-        };
-        match step {
-            Ok(bytes) => Some((Ok(bytes), s)),
-            Err(why) => {
-                s.done = true;
-                let sent = s.at - s.span.start;
-                s.finish(Outcome::Deny, format!("cut after {sent} bytes: {why}"))
-                    .await;
-                Some((Err(std::io::Error::other(why)), s))
-            }
-        }
-    });
-    Body::from_stream(stream)
 }
 
 pub async fn plaintext(

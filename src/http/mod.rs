@@ -10,6 +10,7 @@ pub mod centre_admin;
 pub mod centre_auth;
 pub mod centres;
 pub mod conn;
+pub mod download_stream;
 pub mod downloads;
 pub mod error;
 pub mod grants;

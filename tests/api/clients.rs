@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::spawn_app;
+use crate::common::spawn_app_with;
 use crate::tus::{pattern, sha256_hex};
 
 fn clients_dir() -> &'static Path {
@@ -26,8 +26,19 @@ fn available(what: &str, probe: &mut Command) -> bool {
     ok
 }
 
-async fn run_client(name: &str, command: &mut Command, category: &str) {
-    let app = spawn_app().await;
+async fn run_client(
+    name: &str,
+    command: &mut Command,
+    category: &str,
+    s3: Option<casegate::config::S3Config>,
+) {
+    let app = spawn_app_with(move |c| {
+        if let Some(s3) = s3 {
+            c.storage.backend = casegate::config::StorageBackend::S3;
+            c.storage.s3 = Some(s3);
+        }
+    })
+    .await;
     let (_, patient) = app.create_case(None).await;
     let data = pattern(1_500_000 + 321, 1234);
     let file = app.dir.path().join(name);
@@ -78,7 +89,29 @@ async fn tuspy_uploads_with_interruption_and_resume() {
     }
     let mut cmd = Command::new("python3");
     cmd.arg("tuspy_upload.py");
-    run_client("pathology-tuspy.pdf", &mut cmd, "pathology_report").await;
+    run_client("pathology-tuspy.pdf", &mut cmd, "pathology_report", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuspy_on_garage() {
+    if !available(
+        "tuspy (pip install tuspy)",
+        Command::new("python3").args(["-c", "import tusclient"]),
+    ) {
+        return;
+    }
+    let Some(s3) = crate::support::garage() else {
+        return;
+    };
+    let mut cmd = Command::new("python3");
+    cmd.arg("tuspy_upload.py");
+    run_client(
+        "pathology-tuspy.pdf",
+        &mut cmd,
+        "pathology_report",
+        Some(s3.config.clone()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,5 +125,28 @@ async fn tus_js_client_uploads_with_interruption_and_resume() {
     }
     let mut cmd = Command::new("node");
     cmd.arg("tus_js_upload.mjs");
-    run_client("ct-tus-js.zip", &mut cmd, "imaging_report").await;
+    run_client("ct-tus-js.zip", &mut cmd, "imaging_report", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_on_garage() {
+    let probe = clients_dir().join("node_modules/tus-js-client/package.json");
+    if !available(
+        "tus-js-client (npm ci in tests/clients)",
+        Command::new("test").arg("-f").arg(&probe),
+    ) {
+        return;
+    }
+    let Some(s3) = crate::support::garage() else {
+        return;
+    };
+    let mut cmd = Command::new("node");
+    cmd.arg("tus_js_upload.mjs");
+    run_client(
+        "ct-tus-js.zip",
+        &mut cmd,
+        "imaging_report",
+        Some(s3.config.clone()),
+    )
+    .await;
 }
