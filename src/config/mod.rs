@@ -1,0 +1,240 @@
+//! Layered configuration: embedded defaults, then an optional TOML file, then
+//! `CASEGATE_<SECTION>__<KEY>` environment variables. Parsed and validated
+//! once at start (`load.rs`); every error names the offending key in one line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration. Unknown keys are errors, so a typo never
+/// silently falls back to a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub limits: LimitsConfig,
+    pub uploads: UploadsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub centre_listen: SocketAddr,
+    pub public_url: String,
+    pub allowed_origins: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// Directory of the `fs` backend; default `<data_dir>/objects`.
+    pub fs_root: Option<PathBuf>,
+    pub s3: Option<S3Config>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Fs,
+    S3,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key", &"<redacted>")
+            .field("secret_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    pub master_key_file: PathBuf,
+    /// The master key versions themselves (`<version> <base64url>` entries
+    /// separated by `;`), normally from `CASEGATE_KEYS__MASTER_KEY`. When
+    /// set, `master_key_file` is not used.
+    pub master_key: Option<Secret>,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Concurrent TLS connections per listener; further ones are closed at once.
+    pub max_connections: usize,
+    pub tls_handshake_timeout_secs: u64,
+    /// Time a client gets to send a request's headers (slowloris guard); also
+    /// bounds how long an idle keep-alive connection is held.
+    pub header_read_timeout_secs: u64,
+    /// Whole-request deadline on JSON API routes.
+    pub request_timeout_secs: u64,
+    pub json_body_bytes: usize,
+    /// `Tus-Max-Size`: the largest single upload.
+    pub max_upload_bytes: u64,
+    /// Failed authentications from one address within a minute before it
+    /// gets 429 for the rest of that minute.
+    pub auth_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// How long a patient's upload token may upload after it is issued.
+    pub token_ttl_secs: u64,
+    /// An unfinished upload expires this long after its last PATCH; its
+    /// stored parts are then removed.
+    pub upload_ttl_secs: u64,
+    /// A PATCH whose body stalls this long is ended (what arrived is kept).
+    pub body_idle_timeout_secs: u64,
+    /// Inside one long PATCH, take a durable point every this many bytes
+    /// (a PATCH with a checksum is durable only at its end).
+    pub sync_every_bytes: u64,
+    /// Per-case quota: total declared bytes of all files.
+    pub max_case_bytes: u64,
+    /// Per-case quota: number of files (finished or not).
+    pub max_case_files: u64,
+    /// Per-case quota: PATCH requests running at once.
+    pub max_concurrent_uploads: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            centre_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            public_url: "https://localhost:8443".into(),
+            allowed_origins: Vec::new(),
+            data_dir: PathBuf::from("data"),
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::from("certs/server.pem"),
+            key: PathBuf::from("certs/server-key.pem"),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://data/casegate.db".into(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: StorageBackend::Fs,
+            fs_root: None,
+            s3: None,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            master_key_file: PathBuf::from("data/master.key"),
+            master_key: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 1024,
+            tls_handshake_timeout_secs: 10,
+            header_read_timeout_secs: 15,
+            request_timeout_secs: 30,
+            json_body_bytes: 64 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
+            auth_failures_per_minute: 30,
+        }
+    }
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            token_ttl_secs: 30 * 24 * 3600,
+            upload_ttl_secs: 7 * 24 * 3600,
+            body_idle_timeout_secs: 60,
+            sync_every_bytes: 64 * 1024 * 1024,
+            max_case_bytes: 256 * 1024 * 1024 * 1024,
+            max_case_files: 20_000,
+            max_concurrent_uploads: 8,
+        }
+    }
+}
+
+mod load;
+
+pub use load::ConfigError;
