@@ -63,6 +63,17 @@ fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
     UploadId::parse(raw).ok_or(ApiError::NotFound)
 }
 
+/// What every request on one upload checks first: protocol version, the
+/// patient's case, a well-formed upload id.
+fn upload_target(
+    headers: &HeaderMap,
+    principal: Principal,
+    raw_id: &str,
+) -> Result<(CaseRow, UploadId), ApiError> {
+    check_version(headers)?;
+    Ok((patient_case(principal)?, parse_upload_id(raw_id)?))
+}
+
 fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
     if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
         headers.insert(HeaderName::from_static(name), v);
@@ -220,9 +231,7 @@ pub async fn head(
     Path(upload_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&headers)?;
-    let case = patient_case(principal)?;
-    let upload_id = parse_upload_id(&upload_id)?;
+    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
     let upload = match state.uploads.load(&case, &upload_id).await {
         Ok(u) => u,
         Err(e) => {
@@ -259,9 +268,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_version(&headers)?;
-    let case = patient_case(principal)?;
-    let upload_id = parse_upload_id(&upload_id)?;
+    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
     if !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -281,9 +288,7 @@ pub async fn terminate(
     Path(upload_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&headers)?;
-    let case = patient_case(principal)?;
-    let upload_id = parse_upload_id(&upload_id)?;
+    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
     state.uploads.terminate(&ctx, &case, &upload_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
