@@ -71,14 +71,25 @@ EOF
   chmod 600 "$conf"
   setsid "$bin" -c "$conf" server > "$dir/garage.log" 2>&1 < /dev/null &
   echo $! > "$dir/garage.pid"
+  pid=$!
   g() { "$bin" -c "$conf" "$@"; }
-  for _ in $(seq 1 100); do
-    if g node id -q >/dev/null 2>&1; then break; fi
+  fail() {
+    echo "garage-dev: $1; the server's log follows" >&2
+    tail -n 40 "$dir/garage.log" >&2 || true
+    exit 1
+  }
+  # `node id` reads the key file the server writes at start, so it can succeed
+  # before the RPC listener is up; `status` goes through RPC. Wait for both.
+  ready=""
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || fail "garage exited during start"
+    if g status >/dev/null 2>&1; then ready=1; break; fi
     sleep 0.2
   done
+  [ -n "$ready" ] || fail "garage did not answer on its RPC port within 60 s"
   node=$(g node id -q | cut -d@ -f1)
-  g layout assign -z dc1 -c 1G "$node" >/dev/null
-  g layout apply --version 1 >/dev/null
+  g layout assign -z dc1 -c 1G "$node" >/dev/null || fail "layout assign failed"
+  g layout apply --version 1 >/dev/null || fail "layout apply failed"
   for _ in $(seq 1 50); do
     if g bucket create "$bucket" >/dev/null 2>&1 || g bucket info "$bucket" >/dev/null 2>&1; then break; fi
     sleep 0.2
