@@ -105,6 +105,47 @@ async fn append_sync_reopen(store: &ObjectStore) {
     store.delete(key).await.unwrap();
 }
 
+/// A writer dropped mid-write (a request that failed) leaves nothing that
+/// shows up after the next writer reopens at the durable point.
+async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
+    let key = &k("cases/c5/upload");
+    let expected_len = 8 * 1024 * 1024;
+    let mut writer = store
+        .open_writer(key, &WriteProgress::default(), expected_len)
+        .await
+        .unwrap();
+    let durable = pattern(100_000, 4);
+    writer.write(&durable).await.unwrap();
+    let progress = writer.sync().await.unwrap();
+    drop(writer);
+    for round in 0..10u8 {
+        let mut writer = store
+            .open_writer(key, &progress, expected_len)
+            .await
+            .unwrap();
+        writer
+            .write(&pattern(1536 * 1024, 100 + round))
+            .await
+            .unwrap();
+        drop(writer);
+    }
+    let mut writer = store
+        .open_writer(key, &progress, expected_len)
+        .await
+        .unwrap();
+    let last = pattern(1536 * 1024 + 3, 7);
+    writer.write(&last).await.unwrap();
+    writer.sync().await.unwrap();
+    writer.complete().await.unwrap();
+    let whole: Vec<u8> = [durable, last].concat();
+    assert_eq!(store.len(key).await.unwrap(), whole.len() as u64);
+    assert!(
+        store.get_range(key, 0..whole.len() as u64).await.unwrap() == whole,
+        "object holds bytes of a dropped writer"
+    );
+    store.delete(key).await.unwrap();
+}
+
 async fn abort_discards(store: &ObjectStore) {
     let key = &k("cases/c4/upload");
     let mut writer = store
@@ -122,6 +163,7 @@ async fn conformance(store: ObjectStore) {
     store.check().await.unwrap();
     whole_objects(&store).await;
     append_sync_reopen(&store).await;
+    dropped_writer_leaves_nothing(&store).await;
     abort_discards(&store).await;
 }
 

@@ -8,12 +8,29 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
+use super::buffers::BufferPool;
 use super::{StoreError, WriteProgress, valid_key};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FsStore {
     root: PathBuf,
+    buffers: BufferPool,
+    abandoned: Abandoned,
 }
+
+impl std::fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStore").field("root", &self.root).finish()
+    }
+}
+
+/// Writes still running for writers that were dropped (a request that
+/// failed mid-way), by file. Opening a writer on the same file waits for
+/// them first: a late write landing after the reopen's truncation would
+/// put unacknowledged bytes inside the object.
+type Abandoned = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<PathBuf, tokio::task::JoinHandle<WriteDone>>>,
+>;
 
 fn not_found(e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
@@ -38,6 +55,8 @@ impl FsStore {
             .create(path)?;
         Ok(FsStore {
             root: path.to_owned(),
+            buffers: BufferPool::new(WRITE_BATCH, KEEP_BATCHES),
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -127,8 +146,18 @@ impl FsStore {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
         tokio::fs::create_dir_all(&dir).await?;
+        let late = match self.abandoned.lock() {
+            Ok(mut map) => map.remove(&path),
+            Err(_) => None,
+        };
+        if let Some(task) = late {
+            // Its outcome does not matter, only that it is over.
+            let _ = task.await;
+        }
         let sealed_len = progress.sealed_len;
+        let file_path = path.clone();
         let file = blocking(move || {
+            let path = file_path;
             use std::io::Seek;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -146,16 +175,24 @@ impl FsStore {
             // Bytes past the durable point were never acknowledged.
             file.set_len(sealed_len)?;
             file.seek(std::io::SeekFrom::Start(sealed_len))?;
-            Ok(file)
+            let flusher = file.try_clone()?;
+            Ok((file, flusher))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
+        let (file, flusher) = file;
         Ok(FsWriter {
             file: Some(file),
+            flusher: std::sync::Arc::new(flusher),
+            writeback: None,
+            unflushed: 0,
             hasher: None,
-            pending: Vec::with_capacity(WRITE_BATCH),
+            pending: self.buffers.take(),
+            buffers: self.buffers.clone(),
             in_flight: None,
             written: progress.sealed_len,
+            path,
+            abandoned: self.abandoned.clone(),
             dir,
             sync_dir: progress.sealed_len == 0,
         })
@@ -164,6 +201,13 @@ impl FsStore {
 
 /// Bytes gathered before one write system call (on a blocking thread).
 const WRITE_BATCH: usize = 512 * 1024;
+/// Idle batch buffers kept for reuse (two per concurrent writer at most).
+const KEEP_BATCHES: usize = 32;
+
+/// Bytes written after which a background `fdatasync` starts, so the disk
+/// works while the next bytes arrive and a durable point finds little left
+/// to flush. Only `sync` promises anything; this is write-behind.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
@@ -182,9 +226,17 @@ type WriteDone = std::io::Result<(std::fs::File, Vec<u8>, Option<ring::digest::C
 /// batches in memory per writer.
 pub struct FsWriter {
     file: Option<std::fs::File>,
+    /// A second handle on the same file for write-behind flushes.
+    flusher: std::sync::Arc<std::fs::File>,
+    writeback: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Bytes handed to the disk since the last write-behind flush started.
+    unflushed: u64,
     hasher: Option<ring::digest::Context>,
     pending: Vec<u8>,
+    buffers: BufferPool,
     in_flight: Option<tokio::task::JoinHandle<WriteDone>>,
+    path: PathBuf,
+    abandoned: Abandoned,
     written: u64,
     dir: PathBuf,
     /// A new file's directory entry must be synced once too.
@@ -194,6 +246,17 @@ pub struct FsWriter {
 impl std::fmt::Debug for FsWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "FsWriter({} bytes)", self.written)
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        self.buffers.give(std::mem::take(&mut self.pending));
+        if let Some(task) = self.in_flight.take()
+            && let Ok(mut map) = self.abandoned.lock()
+        {
+            map.insert(std::mem::take(&mut self.path), task);
+        }
     }
 }
 
@@ -208,11 +271,16 @@ impl FsWriter {
         self.hasher.take()
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.pending.extend_from_slice(bytes);
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
         self.written += bytes.len() as u64;
-        if self.pending.len() >= WRITE_BATCH {
-            self.start_write().await?;
+        // Batches are filled exactly, so buffers never grow past their size.
+        while !bytes.is_empty() {
+            let take = (WRITE_BATCH - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.pending.len() == WRITE_BATCH {
+                self.start_write().await?;
+            }
         }
         Ok(())
     }
@@ -220,7 +288,7 @@ impl FsWriter {
     /// Waits for the write in flight, if any.
     async fn settle(&mut self) -> Result<Vec<u8>, StoreError> {
         let Some(task) = self.in_flight.take() else {
-            return Ok(Vec::with_capacity(WRITE_BATCH));
+            return Ok(self.buffers.take());
         };
         let (file, mut buf, hasher) = task.await.map_err(std::io::Error::other)??;
         self.file = Some(file);
@@ -233,6 +301,7 @@ impl FsWriter {
     async fn start_write(&mut self) -> Result<(), StoreError> {
         let spare = self.settle().await?;
         let batch = std::mem::replace(&mut self.pending, spare);
+        let batch_len = batch.len() as u64;
         let mut file = self
             .file
             .take()
@@ -246,6 +315,24 @@ impl FsWriter {
             }
             Ok((file, batch, hasher))
         }));
+        self.unflushed += batch_len;
+        if self.unflushed >= WRITEBACK_EVERY
+            && self.writeback.as_ref().is_none_or(|w| w.is_finished())
+        {
+            self.settle_writeback().await?;
+            let flusher = self.flusher.clone();
+            self.writeback = Some(tokio::task::spawn_blocking(move || flusher.sync_data()));
+            self.unflushed = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the write-behind flush, if one runs. Its failure fails the
+    /// writer: after a failed flush the kernel may have dropped the pages.
+    async fn settle_writeback(&mut self) -> Result<(), StoreError> {
+        if let Some(task) = self.writeback.take() {
+            task.await.map_err(std::io::Error::other)??;
+        }
         Ok(())
     }
 
@@ -254,7 +341,9 @@ impl FsWriter {
             self.start_write().await?;
         }
         let spare = self.settle().await?;
-        self.pending = spare;
+        self.buffers.give(spare);
+        self.settle_writeback().await?;
+        self.unflushed = 0;
         let file = self
             .file
             .take()

@@ -11,6 +11,7 @@
 //! a sync and its database commit loses nothing acknowledged and leaves no
 //! interleaved bytes).
 
+pub mod buffers;
 pub mod fs;
 pub mod s3;
 
