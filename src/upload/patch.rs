@@ -15,7 +15,7 @@ use super::checksum::ExpectedChecksum;
 use super::pipeline::ChunkPipeline;
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::Layout;
+use crate::crypto::format::{HEADER_LEN, Layout};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::ids::UploadId;
 use crate::store::{ObjectWriter, object_key};
@@ -170,7 +170,10 @@ impl Uploads {
         let mut plain = hash_at_start.as_ref().map(|h| h.plain.clone());
         writer.set_hasher(hash_at_start.as_ref().map(|h| h.sealed.clone()));
         let idle = Duration::from_secs(self.config.uploads.body_idle_timeout_secs);
-        let mut out = Vec::with_capacity(2 * layout.sealed_chunk_len() as usize + 64);
+        // Fed at most a chunk at a time, the pipeline completes at most one
+        // chunk (and the header) per feed: `out` never grows past this.
+        let feed_max = layout.chunk_size() as usize;
+        let mut out = Vec::with_capacity(layout.sealed_chunk_len() as usize + HEADER_LEN);
         let mut committed = upload.offset;
         let mut broke_off: Option<String> = None;
         let mut beyond_length = false;
@@ -195,13 +198,15 @@ impl Uploads {
             if let Some(c) = checksum.as_mut() {
                 c.update(&frame);
             }
-            pipeline.feed(&frame, &mut out);
             if let Some(p) = plain.as_mut() {
                 p.update(&frame);
             }
-            if !out.is_empty() {
-                writer.write(&out).await?;
-                out.clear();
+            for piece in frame.chunks(feed_max) {
+                pipeline.feed(piece, &mut out);
+                if !out.is_empty() {
+                    writer.write(&out).await?;
+                    out.clear();
+                }
             }
             if checksum.is_none()
                 && pipeline.offset() - committed >= self.config.uploads.sync_every_bytes
