@@ -238,3 +238,31 @@ fn a_taken_port_is_refused() {
     let status = stop(child);
     assert!(status.success(), "{status:?}");
 }
+
+fn environ(child: &Child) -> String {
+    let raw = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    String::from_utf8_lossy(&raw).replace('\0', "\n")
+}
+
+/// `serve` runs with the allocator settings that keep its memory bounded
+/// under many uploads (src/main.rs), in the same process the operator
+/// started (same pid, so kill and systemd see the gateway), and an
+/// operator's own setting is left alone.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn serve_runs_with_its_allocator_settings_unless_the_operator_set_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines) = start(dir.path());
+    assert!(value(&lines, "listening on ").is_some(), "{lines:?}");
+    let env = environ(&child);
+    assert!(env.contains("MALLOC_MMAP_THRESHOLD_=4194304"), "{env}");
+    assert!(env.contains("MALLOC_TRIM_THRESHOLD_=33554432"), "{env}");
+    assert!(stop(child).success());
+
+    let (child, lines) = start_with(dir.path(), &[("MALLOC_TRIM_THRESHOLD_", "1048576")]);
+    assert!(value(&lines, "listening on ").is_some(), "{lines:?}");
+    let env = environ(&child);
+    assert!(env.contains("MALLOC_TRIM_THRESHOLD_=1048576"), "{env}");
+    assert!(!env.contains("MALLOC_MMAP_THRESHOLD_"), "{env}");
+    assert!(stop(child).success());
+}
