@@ -3,6 +3,7 @@
 //! grant re-checked every two seconds so a revocation or expiry cuts it,
 //! and an audit entry when it ends or is cut.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -15,10 +16,14 @@ use crate::db::{self, centres::CentreRow, grants::GrantRow};
 use crate::ids::FileId;
 use crate::store::object_key;
 
-/// Plaintext (or object bytes) per store read while streaming: 16 chunks.
+/// Plaintext per store read while streaming: 16 chunks.
 const WINDOW: u64 = 16 * 64 * 1024;
+/// Object bytes per store read on the sealed route (passed through as
+/// stored, so bigger reads cost no decryption latency).
+const SEALED_WINDOW: u64 = 2 * WINDOW;
 const RECHECK: Duration = Duration::from_secs(2);
 
+#[derive(Clone, Copy)]
 pub enum Kind {
     Plaintext,
     Sealed,
@@ -43,7 +48,9 @@ struct Streaming {
     span: std::ops::Range<u64>,
     at: u64,
     kind: Kind,
-    cipher: ChunkCipher,
+    cipher: Arc<ChunkCipher>,
+    /// The next window, read (and decrypted) while this one is sent.
+    ahead: Option<ReadAhead>,
     checked: Instant,
     done: bool,
     /// The rest of the current window, handed out in small frames so the
@@ -73,39 +80,39 @@ impl Streaming {
         }
     }
 
-    async fn next_piece(&mut self) -> Result<Bytes, String> {
-        let layout = Layout::new(DEFAULT_CHUNK_SIZE);
+    fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {
+        let (state, kind, cipher, size) = (
+            self.state.clone(),
+            self.kind,
+            self.cipher.clone(),
+            self.size,
+        );
         let key = object_key(&self.grant.case_id, &self.file_id);
-        // Sealed bytes go out as stored: bigger reads, fewer store calls.
+        ReadAhead(tokio::spawn(async move {
+            read_window(&state, &key, kind, &cipher, size, range).await
+        }))
+    }
+
+    /// The window at `at`, and the read of the one after it started.
+    async fn next_piece(&mut self) -> Result<Bytes, String> {
         let window = match self.kind {
-            Kind::Sealed => 4 * WINDOW,
+            Kind::Sealed => SEALED_WINDOW,
             Kind::Plaintext => WINDOW,
         };
         let end = (self.at + window).min(self.span.end);
-        let bytes = match self.kind {
-            Kind::Sealed => self
-                .state
-                .store
-                .get_range(&key, self.at..end)
-                .await
-                .map_err(|e| e.to_string())?,
-            Kind::Plaintext => {
-                let plan = plan_range(&layout, self.size, self.at..end);
-                let mut fetched = self
-                    .state
-                    .store
-                    .get_range(&key, plan.object_range.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                decrypt_planned(&self.cipher, &layout, self.size, &plan, &mut fetched)
-                    .map_err(|e| format!("stored object does not decrypt: {e}"))?
-            }
+        let current = match self.ahead.take() {
+            Some(ahead) => ahead,
+            None => self.read(self.at..end),
         };
+        if end < self.span.end {
+            self.ahead = Some(self.read(end..(end + window).min(self.span.end)));
+        }
+        let bytes = current.wait().await?;
         if bytes.len() as u64 != end - self.at {
             return Err("stored object shorter than expected".into());
         }
         self.at = end;
-        Ok(Bytes::from(bytes))
+        Ok(bytes)
     }
 
     async fn finish(&self, outcome: Outcome, reason: String) {
@@ -150,7 +157,8 @@ pub fn stream_body(
         span,
         at,
         kind,
-        cipher,
+        cipher: Arc::new(cipher),
+        ahead: None,
         checked: Instant::now(),
         done: false,
         pending: Bytes::new(),
@@ -187,4 +195,52 @@ pub fn stream_body(
         }
     });
     Body::from_stream(stream)
+}
+
+/// A window read on another task; dropping it stops the read.
+struct ReadAhead(tokio::task::JoinHandle<Result<Bytes, String>>);
+
+impl ReadAhead {
+    async fn wait(mut self) -> Result<Bytes, String> {
+        (&mut self.0)
+            .await
+            .map_err(|e| format!("window read failed: {e}"))?
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads `range` of the file: object bytes as stored (sealed route) or the
+/// plaintext, decrypting only the chunks the range touches.
+async fn read_window(
+    state: &AppState,
+    key: &str,
+    kind: Kind,
+    cipher: &ChunkCipher,
+    size: u64,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, String> {
+    let bytes = match kind {
+        Kind::Sealed => state
+            .store
+            .get_range(key, range)
+            .await
+            .map_err(|e| e.to_string())?,
+        Kind::Plaintext => {
+            let layout = Layout::new(DEFAULT_CHUNK_SIZE);
+            let plan = plan_range(&layout, size, range);
+            let mut fetched = state
+                .store
+                .get_range(key, plan.object_range.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            decrypt_planned(cipher, &layout, size, &plan, &mut fetched)
+                .map_err(|e| format!("stored object does not decrypt: {e}"))?
+        }
+    };
+    Ok(Bytes::from(bytes))
 }
