@@ -32,6 +32,14 @@ async fn main() {
         "upload benchmark: {mib} MiB per transfer, HTTP/1.1 over TLS 1.3, loopback, 2 cores shared"
     );
 
+    // `--concurrent-only`: just the 16-upload phase (e.g. under BENCH_WRAP).
+    if !args.iter().any(|a| a == "--concurrent-only") {
+        single_uploads(total, quick).await;
+    }
+    concurrent_uploads(quick).await;
+}
+
+async fn single_uploads(total: u64, quick: bool) {
     let (port, sink_ca) = sink().await;
     let c = client(&sink_ca);
     let started = Instant::now();
@@ -100,7 +108,9 @@ async fn main() {
         gw.peak_rss_mib()
     );
     drop(gw);
+}
 
+async fn concurrent_uploads(quick: bool) {
     let each = if quick { 32 * MIB } else { 256 * MIB };
     let gw = Arc::new(Gateway::start());
     let c = client(&gw.ca);
