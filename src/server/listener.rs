@@ -10,9 +10,11 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+
+/// How often an HTTP/2 connection checks whether it has gone idle.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -39,7 +41,6 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -65,7 +66,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let watcher = graceful.watcher();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls =
@@ -94,7 +95,10 @@ pub async fn serve(
                 remote_addr,
                 client_cert_sha256,
             };
+            let activity = Activity::default();
+            let seen = activity.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                seen.request_started();
                 req.extensions_mut().insert(info.clone());
                 app.clone().oneshot(req.map(Body::new))
             });
@@ -123,16 +127,86 @@ pub async fn serve(
             let connection = builder
                 .serve_connection(TokioIo::new(tls), service)
                 .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(listener = name, error = %e, "connection ended with error");
+            // Runs the connection to its end. On server shutdown it is asked
+            // to finish gracefully (HTTP/1.1: after the running request;
+            // HTTP/2: GOAWAY, running streams complete). An HTTP/2
+            // connection on which no request started for the header read
+            // timeout gets the same GOAWAY: hyper has no idle timeout for
+            // HTTP/2 (its pings keep a silent client's connection alive);
+            // idle HTTP/1.1 connections are cut by the header read timeout.
+            let mut connection = std::pin::pin!(connection);
+            let mut stop = stop;
+            let mut closing = false;
+            let mut tick = tokio::time::interval(IDLE_CHECK);
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(listener = name, error = %e, "connection ended with error");
+                        }
+                        break;
+                    }
+                    _ = stop.wait_for(|stop| *stop), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = tick.tick(), if !closing && h2 => {
+                        let (idle, ever_used) = activity.idle();
+                        if idle >= limits.header_read_timeout {
+                            tracing::debug!(listener = name, "idle HTTP/2 connection closed");
+                            if !ever_used {
+                                // No request ever: hyper defers a graceful
+                                // close until the client's preface, which
+                                // may never come. Nothing runs; drop it.
+                                break;
+                            }
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
             }
         });
     }
     drop(listener);
+    // Every connection task holds a permit until it ends: all permits back
+    // means drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(listener = name, "drained"),
+        _ = permits.acquire_many(all) => tracing::info!(listener = name, "drained"),
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(listener = name, "grace period over; closing remaining connections");
         }
+    }
+}
+
+/// When the last request on a connection started, or the connection if
+/// none did yet, and whether any did (HTTP/2 idle detection).
+#[derive(Clone)]
+struct Activity(Arc<std::sync::Mutex<(tokio::time::Instant, bool)>>);
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity(Arc::new(std::sync::Mutex::new((
+            tokio::time::Instant::now(),
+            false,
+        ))))
+    }
+}
+
+impl Activity {
+    fn request_started(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = (tokio::time::Instant::now(), true);
+        }
+    }
+
+    /// Time since the last request started (or the connection), and
+    /// whether any request started.
+    fn idle(&self) -> (Duration, bool) {
+        self.0
+            .lock()
+            .map(|at| (at.0.elapsed(), at.1))
+            .unwrap_or_default()
     }
 }

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -302,6 +304,76 @@ async fn slowloris_and_idle_connections_are_cut() {
     app.stop().await;
 }
 
+/// HTTP/2 keeps connections alive with pings, so hyper alone never cuts a
+/// client that stops sending requests: the server sends GOAWAY once no
+/// request started for the header read timeout. A client that never sends
+/// the HTTP/2 preface is cut too.
+#[tokio::test]
+async fn idle_http2_connections_are_cut() {
+    let app = spawn_app_with(|c| c.limits.header_read_timeout_secs = 1).await;
+    let port = app.addr.port();
+    let h2 = || client_config(&app, &[&rustls::version::TLS13], &[b"h2"]);
+
+    let mut silent = connect(h2(), port).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an h2 connection without a preface kept open"
+    );
+
+    let tls = connect(h2(), port).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::get(format!("https://localhost:{port}/healthz"))
+        .body(BoxBody::new(
+            http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {}),
+        ))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "the connection works before it idles");
+
+    // A request still running when the connection goes idle (no new one
+    // for longer than the limit) completes: the close is graceful.
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>(2);
+    let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let req = hyper::Request::post(format!("https://localhost:{port}/api/v1/cases"))
+        .header("authorization", format!("Bearer {}", app.coordinator))
+        .header("content-type", "application/json")
+        .body(BoxBody::new(body))
+        .unwrap();
+    let running = tokio::spawn(sender.send_request(req));
+    tx.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+        b"{",
+    ))))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tx.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+        b"}",
+    ))))
+    .await
+    .unwrap();
+    drop(tx);
+    let resp = running.await.unwrap().unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "a running request survives the idle close"
+    );
+    // Now idle: the server must end the connection (the client's driver
+    // future finishes once the server's GOAWAY closes it).
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    assert!(ended.is_ok(), "idle h2 connection kept open");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_are_closed() {
     let app = spawn_app_with(|c| c.limits.max_connections = 2).await;
@@ -336,4 +408,11 @@ async fn connections_beyond_the_cap_are_closed() {
     }
     assert!(served, "a slot frees up after a connection closes");
     app.stop().await;
+}
+
+/// A stream over an mpsc receiver (a request body fed by the test).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
