@@ -147,21 +147,26 @@ pub async fn serve(
                         break;
                     }
                     _ = stop.wait_for(|stop| *stop), if !closing => {
+                        // hyper defers a graceful HTTP/2 close until the
+                        // client's preface, which may never come; with no
+                        // request ever started nothing runs: drop it.
+                        if h2 && !activity.idle().1 {
+                            break;
+                        }
                         connection.as_mut().graceful_shutdown();
                         closing = true;
                     }
-                    _ = tick.tick(), if !closing && h2 => {
+                    _ = tick.tick(), if h2 => {
                         let (idle, ever_used) = activity.idle();
                         if idle >= limits.header_read_timeout {
-                            tracing::debug!(listener = name, "idle HTTP/2 connection closed");
                             if !ever_used {
-                                // No request ever: hyper defers a graceful
-                                // close until the client's preface, which
-                                // may never come. Nothing runs; drop it.
                                 break;
                             }
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
+                            if !closing {
+                                tracing::debug!(listener = name, "idle HTTP/2 connection closed");
+                                connection.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
                         }
                     }
                 }
