@@ -28,39 +28,21 @@ async fn create_manifest_list_and_views() {
     let app = spawn_app().await;
     let (case_id, patient) = app.create_case(Some("Ref 2026/17 — Müller")).await;
     let manifest: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/v1/cases/{case_id}"),
-            Some(&app.coordinator),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/cases/{case_id}"), &app.coordinator)
+        .await;
     assert_eq!(manifest["case_id"], case_id.as_str());
     assert_eq!(manifest["reference"], "Ref 2026/17 — Müller");
     assert_eq!(manifest["files"], json!([]));
     assert_eq!(manifest["studies"], json!([]));
 
-    let own: Value = app
-        .request(Method::GET, "/api/v1/patient/case", Some(&patient), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let own: Value = app.get_json("/api/v1/patient/case", &patient).await;
     assert_eq!(own["case_id"], case_id.as_str());
     assert!(
         own.get("reference").is_none(),
         "patients do not see the coordinator's reference"
     );
 
-    let list: Value = app
-        .request(Method::GET, "/api/v1/cases", Some(&app.coordinator), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/cases", &app.coordinator).await;
     let item = &list["cases"][0];
     assert_eq!(item["case_id"], case_id.as_str());
     assert_eq!(item["file_count"], 0);
@@ -108,12 +90,7 @@ async fn delete_shreds_and_hides_the_case() {
         .request(Method::GET, "/api/v1/patient/case", Some(&patient), None)
         .await;
     assert_eq!(resp.status(), 401, "a deleted case's upload token is dead");
-    let list: Value = app
-        .request(Method::GET, "/api/v1/cases", Some(&app.coordinator), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/cases", &app.coordinator).await;
     assert_eq!(list["cases"][0]["state"], "deleted");
 
     // The wrapped case key is gone from the database.

@@ -46,12 +46,7 @@ async fn register_list_and_reject_duplicates() {
     assert_eq!(resp.status(), 409);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "conflict");
 
-    let list: Value = app
-        .request(Method::GET, "/api/v1/centres", Some(&app.coordinator), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/centres", &app.coordinator).await;
     let c = &list["centres"][0];
     assert_eq!(c["centre_id"], centre_id.as_str());
     assert_eq!(c["name"], "Centre Léon Bérard");
@@ -132,12 +127,7 @@ async fn hostile_registrations_are_refused() {
         let problem: Value = resp.json().await.unwrap();
         assert_eq!(problem["code"], "invalid_request", "{what}");
     }
-    let list: Value = app
-        .request(Method::GET, "/api/v1/centres", Some(&app.coordinator), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/centres", &app.coordinator).await;
     assert_eq!(list["centres"], json!([]));
     app.stop().await;
 }

@@ -148,6 +148,15 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// GET `path` with `token`; the JSON answer (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.request(Method::GET, path, Some(token), None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Creates a case; returns (case_id, upload_token).
     pub async fn create_case(&self, reference: Option<&str>) -> (String, String) {
         let body = reference.map(|r| serde_json::json!({ "reference": r }));

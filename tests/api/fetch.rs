@@ -204,16 +204,8 @@ async fn keygen_register_grant_fetch_resume() {
     // Two downloads from byte 0 of the report so far: the first fetch and
     // the partial one above; the resume was a continuation.
     let list: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/v1/cases/{case}/grants"),
-            Some(&app.coordinator),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/cases/{case}/grants"), &app.coordinator)
+        .await;
     let used = list["grants"][0]["files"]
         .as_array()
         .unwrap()

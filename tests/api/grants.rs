@@ -205,16 +205,8 @@ async fn grant_download_plaintext_and_sealed() {
 
     // Coordinator's view: state and use counts; patient's view: who and when.
     let list: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/v1/cases/{case}/grants"),
-            Some(&app.coordinator),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/cases/{case}/grants"), &app.coordinator)
+        .await;
     let g = &list["grants"][0];
     assert_eq!(g["state"], "active");
     let used = g["files"]
@@ -227,12 +219,7 @@ async fn grant_download_plaintext_and_sealed() {
         used["downloads"], 2,
         "two downloads from byte 0; ranges from later bytes are continuations"
     );
-    let access: Value = app
-        .request(Method::GET, "/api/v1/patient/access", Some(&patient), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let access: Value = app.get_json("/api/v1/patient/access", &patient).await;
     let accesses = access["accesses"].as_array().unwrap();
     assert_eq!(accesses.len(), 2);
     assert_eq!(accesses[0]["centre"]["name"], "Clinique Lumière");
@@ -410,16 +397,8 @@ async fn every_refusal_has_its_status_and_is_audited() {
     assert_eq!((s.as_u16(), c.as_str()), (403, "grant_expired"));
     audited.push(id);
     let list: Value = app
-        .request(
-            Method::GET,
-            &format!("/api/v1/cases/{case}/grants"),
-            Some(&app.coordinator),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/cases/{case}/grants"), &app.coordinator)
+        .await;
     let state_of = |id: &str| {
         list["grants"]
             .as_array()
