@@ -280,6 +280,7 @@ impl FsWriter {
             bytes = &bytes[take..];
             if self.pending.len() == WRITE_BATCH {
                 self.start_write().await?;
+                self.maybe_write_behind().await?;
             }
         }
         Ok(())
@@ -316,6 +317,13 @@ impl FsWriter {
             Ok((file, batch, hasher))
         }));
         self.unflushed += batch_len;
+        Ok(())
+    }
+
+    /// Starts a write-behind flush once enough was written since the last
+    /// one (and none is running). Not on the way to a `sync`, which flushes
+    /// anyway: a flush started there would be waited for and repeated.
+    async fn maybe_write_behind(&mut self) -> Result<(), StoreError> {
         if self.unflushed >= WRITEBACK_EVERY
             && self.writeback.as_ref().is_none_or(|w| w.is_finished())
         {
