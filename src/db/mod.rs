@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
 
 pub type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -50,6 +50,21 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    // A COMMIT that fails with SQLITE_FULL (disk full) lets
+                    // SQLite roll the transaction back itself; the rollback
+                    // sqlx then queues fails ("no transaction is active")
+                    // and its depth counter stays at 1, so every later
+                    // BEGIN on this connection would be refused. Flush the
+                    // queued rollback, then close a connection that still
+                    // believes it is in a transaction instead of pooling it:
+                    // the pool opens a clean one, and writes recover as
+                    // soon as the disk has room again.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -68,6 +83,16 @@ impl Db {
 
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Commits a one-row write, as the audit log does for every action:
+    /// readiness must fail while writes fail (disk full, database locked or
+    /// read-only), not only when reads do.
+    pub async fn probe_write(&self, now: &str) -> Result<(), DbError> {
+        let mut tx = self.begin().await?;
+        Db::meta_set(&mut tx, "readiness_probe", now).await?;
+        tx.commit().await?;
         Ok(())
     }
 

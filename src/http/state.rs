@@ -26,6 +26,7 @@ pub struct AppContext {
     pub store: ObjectStore,
     pub limiter: FailureLimiter,
     pub uploads: Uploads,
+    pub readiness: super::health::Readiness,
 }
 
 impl AppContext {

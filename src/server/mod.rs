@@ -62,6 +62,19 @@ impl Application {
         let main = bind("server.listen", config.server.listen).await?;
         let centre = bind("server.centre_listen", config.server.centre_listen).await?;
         let db = bootstrap::open_db(&config).await?;
+        // Downloads that were running when an earlier run of this gateway
+        // died: their leases are settled at the progress they recorded, so
+        // they can be continued. (Only `serve` does this: another command
+        // on the same database must not end a running gateway's leases.)
+        let settled = crate::db::grants::settle_orphaned_leases(&db)
+            .await
+            .map_err(|source| StartError::Db {
+                url: config.database.url.clone(),
+                source,
+            })?;
+        if settled > 0 {
+            tracing::info!(settled, "settled download leases left by an earlier run");
+        }
         let bootstrap_tokens =
             bootstrap::bootstrap_tokens(&db)
                 .await
@@ -93,6 +106,7 @@ impl Application {
             config,
             store,
             uploads: uploads.clone(),
+            readiness: Default::default(),
         });
         let main_router = http::router(state.clone());
         let centre_router = http::centre_router(state);
