@@ -24,10 +24,14 @@ fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> 
         return Err(());
     }
     let (a, b) = spec.split_once('-').ok_or(())?;
+    // Digits only; a value too large for u64 saturates (a last-byte-pos
+    // beyond the end means "to the end", RFC 9110 §14.1.2), and every sum
+    // below is checked, so no client number can overflow.
     let num = |s: &str| -> Result<u64, ()> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().map_err(|_| ()))
-            .ok_or(())?
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(());
+        }
+        Ok(s.parse().unwrap_or(u64::MAX))
     };
     let range = match (a.trim(), b.trim()) {
         ("", n) => {
@@ -43,7 +47,7 @@ fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> 
             if e < s {
                 return Err(());
             }
-            s..(e + 1).min(len)
+            s..e.saturating_add(1).min(len)
         }
     };
     if range.start >= len || range.is_empty() {
@@ -69,6 +73,18 @@ mod tests {
         assert_eq!(parse(&h("bytes=5-"), 10), Ok(Some(5..10)));
         assert_eq!(parse(&h("bytes=-3"), 10), Ok(Some(7..10)));
         assert_eq!(parse(&h("bytes=8-100"), 10), Ok(Some(8..10)));
+        assert_eq!(
+            parse(&h("bytes=0-18446744073709551615"), 10),
+            Ok(Some(0..10))
+        );
+        assert_eq!(
+            parse(&h("bytes=3-99999999999999999999999"), 10),
+            Ok(Some(3..10))
+        );
+        assert_eq!(
+            parse(&h("bytes=-99999999999999999999"), 10),
+            Ok(Some(0..10))
+        );
         for bad in [
             "bytes=10-",
             "bytes=5-4",
@@ -78,6 +94,7 @@ mod tests {
             "bytes=a-b",
             "bytes=-",
             "bytes= 1-2x",
+            "bytes=99999999999999999999-",
         ] {
             assert_eq!(parse(&h(bad), 10), Err(Unsatisfiable), "{bad}");
         }
