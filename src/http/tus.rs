@@ -224,6 +224,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, out).into_response())
 }
 
+/// How long a HEAD waits for a running PATCH on the same upload to end.
+const HEAD_WAITS_FOR_PATCH: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn head(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
@@ -232,7 +235,20 @@ pub async fn head(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
-    let upload = match state.uploads.load(&case, &upload_id).await {
+    // A PATCH still running on this upload — typically one whose connection
+    // just dropped, still syncing its last durable point (an S3 part and
+    // the staging object take a while) — would move the offset after we
+    // answered, and the client's next PATCH would get 409. Wait, bounded,
+    // for it to finish; a PATCH that is still receiving after the bound is
+    // live, and the durable offset is answered as it stands.
+    let settled = state
+        .uploads
+        .registry
+        .lock_within(upload_id.as_str(), HEAD_WAITS_FOR_PATCH)
+        .await;
+    let loaded = state.uploads.load(&case, &upload_id).await;
+    drop(settled);
+    let upload = match loaded {
         Ok(u) => u,
         Err(e) => {
             let entry = NewEntry::new("upload.head", Outcome::Deny)

@@ -78,6 +78,26 @@ impl UploadRegistry {
         lock.try_lock_owned().ok().map(|g| UploadLock { _guard: g })
     }
 
+    /// Waits up to `bound` for the upload's lock: for a request that must
+    /// see the upload as the running PATCH leaves it (a HEAD after a PATCH
+    /// whose connection dropped, which may still be taking its last durable
+    /// point). None if it is still held after `bound`.
+    pub async fn lock_within(
+        &self,
+        upload_id: &str,
+        bound: std::time::Duration,
+    ) -> Option<UploadLock> {
+        let lock = {
+            let mut locks = guard(&self.locks);
+            locks.retain(|_, l| Arc::strong_count(l) > 1 || l.try_lock().is_err());
+            locks.entry(upload_id.to_owned()).or_default().clone()
+        };
+        tokio::time::timeout(bound, lock.lock_owned())
+            .await
+            .ok()
+            .map(|g| UploadLock { _guard: g })
+    }
+
     /// A slot for one more running PATCH in `case_id`, unless `max` run.
     pub fn enter_case(&self, case_id: &str, max: u64) -> Option<CaseSlot> {
         let mut running = guard(&self.running);

@@ -130,3 +130,86 @@ async fn uploads_on_garage() {
     let Some(s3) = garage() else { return };
     upload_complete_terminate_restart(&s3).await;
 }
+
+/// A PATCH whose connection drops mid-body, then at once the client's HEAD
+/// and a PATCH from the offset HEAD gave, at many drop points: the offset
+/// HEAD answers is always the one the next PATCH is accepted at (never
+/// 409), and the stored file is the original.
+async fn head_after_dropped_patches(app: &TestApp) {
+    let (_, patient) = app.create_case(None).await;
+    let data = pattern(20 * 1024 * 1024 + 11, 77);
+    let path = app
+        .tus_create(&patient, data.len() as u64, &meta("pet.zip", None))
+        .await;
+    let mut offset = 0usize;
+    for (i, cut) in [1_572_864usize, 3 << 20, 700_001, 5 << 20, 2_500_000]
+        .into_iter()
+        .enumerate()
+    {
+        let piece = bytes::Bytes::copy_from_slice(&data[offset..offset + cut]);
+        let parts: Vec<Result<bytes::Bytes, std::io::Error>> =
+            vec![Ok(piece), Err(std::io::Error::other("connection dropped"))];
+        let dropped = app
+            .tus(Method::PATCH, &path, &patient)
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                parts,
+            )))
+            .send()
+            .await;
+        assert!(dropped.is_err(), "drop {i}: the PATCH was not cut");
+        let at = app.tus_offset(&patient, &path).await as usize;
+        assert!(
+            at >= offset && at <= offset + cut,
+            "drop {i}: HEAD said {at}"
+        );
+        let next = (at + 1_000_000).min(data.len());
+        let resp = app
+            .tus_patch(&patient, &path, at as u64, data[at..next].to_vec())
+            .await;
+        assert_eq!(resp.status(), 204, "drop {i}: PATCH at HEAD's offset {at}");
+        offset = next;
+    }
+    let resp = app
+        .tus_patch(&patient, &path, offset as u64, data[offset..].to_vec())
+        .await;
+    assert_eq!(resp.status(), 204);
+    let m = app.patient_manifest(&patient).await;
+    assert_eq!(m["files"][0]["sha256"], sha256_hex(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_after_a_dropped_patch_on_fs() {
+    let app = spawn_app_with(|c| c.uploads.sync_every_bytes = 256 * 1024).await;
+    head_after_dropped_patches(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_after_a_dropped_patch_on_s3s_fs() {
+    let s3 = s3s_fs().await;
+    let config = s3.config.clone();
+    let app = spawn_app_with(move |c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(config);
+        c.uploads.sync_every_bytes = 256 * 1024;
+    })
+    .await;
+    head_after_dropped_patches(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_after_a_dropped_patch_on_garage() {
+    let Some(s3) = garage() else { return };
+    let config = s3.config.clone();
+    let app = spawn_app_with(move |c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(config);
+        c.uploads.sync_every_bytes = 256 * 1024;
+    })
+    .await;
+    head_after_dropped_patches(&app).await;
+    app.stop().await;
+}
