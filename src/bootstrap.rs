@@ -67,6 +67,35 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// The database holds wrapped keys and sealed metadata: owner-only, like
+/// the data directory. SQLite creates its WAL and shared-memory files with
+/// the database file's mode, so creating that file 0600 before SQLite does
+/// covers all three; files an older version created are tightened.
+fn private_database_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)?;
+    }
+    let mut files = vec![db.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        let mode = std::fs::metadata(file)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
+}
+
 /// The file path of a `sqlite:` URL, to create its directory.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url
@@ -85,6 +114,12 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
     {
         ensure_private_dir(parent).map_err(|source| StartError::DataDir {
             path: parent.to_owned(),
+            source,
+        })?;
+    }
+    if let Some(path) = sqlite_path(url) {
+        private_database_files(&path).map_err(|source| StartError::DataDir {
+            path: path.clone(),
             source,
         })?;
     }

@@ -4,6 +4,7 @@
 //! per durable point; reopening truncates to the recorded length.
 
 use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
@@ -38,6 +39,17 @@ fn not_found(e: std::io::Error) -> StoreError {
     } else {
         e.into()
     }
+}
+
+/// Creates `dir` and its missing parents owner-only (0700): objects are
+/// ciphertext, but who holds which case's files is not for other users.
+async fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await?;
+    Ok(())
 }
 
 async fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -83,9 +95,15 @@ impl FsStore {
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
-        tokio::fs::create_dir_all(&dir).await?;
+        private_dir(&dir).await?;
         let tmp = path.with_extension("partial");
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await?;
         file.write_all(bytes).await?;
         file.sync_all().await?;
         drop(file);
@@ -145,7 +163,7 @@ impl FsStore {
     ) -> Result<FsWriter, StoreError> {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
-        tokio::fs::create_dir_all(&dir).await?;
+        private_dir(&dir).await?;
         let late = match self.abandoned.lock() {
             Ok(mut map) => map.remove(&path),
             Err(_) => None,
@@ -163,6 +181,7 @@ impl FsStore {
                 .create(true)
                 .write(true)
                 .truncate(false)
+                .mode(0o600)
                 .open(&path)?;
             let on_disk = file.metadata()?.len();
             if on_disk < sealed_len {
