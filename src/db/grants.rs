@@ -169,9 +169,24 @@ pub async fn revoke_where(
         .rows_affected())
 }
 
-/// Counts the start of a download (a request from byte 0) and reserves
-/// `bytes`, atomically against the limits: at most `max_downloads` starts,
-/// at most `max_downloads × size` bytes. Continuations reserve bytes only.
+/// What a cut download may have had in flight — handed to the connection
+/// (TLS and socket buffers, the read-ahead window) but never received. The
+/// gateway cannot tell those bytes from received ones, and a continuation
+/// asks for them again; without an allowance a download under
+/// `max_downloads = 1` that broke once could never be finished. Each cut
+/// adds at most `IN_FLIGHT_PER_CUT` (and never more than it sent) to the
+/// file's allowance, which never exceeds `IN_FLIGHT_CAP` or the file's size.
+/// A download that completed adds nothing.
+pub const IN_FLIGHT_PER_CUT: i64 = 16 * 1024 * 1024;
+pub const IN_FLIGHT_CAP: i64 = 64 * 1024 * 1024;
+
+/// Counts the start of a download (a request from byte 0) and leases
+/// `bytes` of the file's budget, atomically against the limits: at most
+/// `max_downloads` starts, and at most `max_downloads × size` bytes (plus
+/// the in-flight allowance) settled plus leased. Leases whose heartbeat is older than `stale_before` (their
+/// gateway died) are settled first at their recorded progress. Returns the
+/// lease, or `None` when the limits refuse.
+#[allow(clippy::too_many_arguments)]
 pub async fn reserve(
     tx: &mut Tx<'_>,
     grant_id: &GrantId,
@@ -180,14 +195,25 @@ pub async fn reserve(
     bytes: i64,
     max_downloads: i64,
     size: i64,
-) -> Result<bool, DbError> {
+    now: i64,
+    stale_before: i64,
+) -> Result<Option<i64>, DbError> {
+    settle_where(
+        tx,
+        "grant_id = ? AND file_id = ? AND heartbeat_at < ?",
+        &[grant_id.as_str(), file_id.as_str()],
+        Some(stale_before),
+    )
+    .await?;
     let done = sqlx::query(
-        "UPDATE grant_files SET downloads = downloads + ?, bytes_served = bytes_served + ?
+        "UPDATE grant_files SET downloads = downloads + ?
          WHERE grant_id = ? AND file_id = ?
-           AND downloads + ? <= ? AND bytes_served + ? <= ? * MAX(?, 1)",
+           AND downloads + ? <= ?
+           AND bytes_served + ? + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
+                 WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id), 0)
+               <= ? * MAX(?, 1) + MIN(in_flight_allowance, ?)",
     )
     .bind(i64::from(starts_download))
-    .bind(bytes)
     .bind(grant_id.as_str())
     .bind(file_id.as_str())
     .bind(i64::from(starts_download))
@@ -195,9 +221,98 @@ pub async fn reserve(
     .bind(bytes)
     .bind(max_downloads)
     .bind(size)
+    .bind(size)
     .execute(&mut **tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let lease: i64 = sqlx::query_scalar(
+        "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at)
+         VALUES (?, ?, ?, 0, ?) RETURNING lease_id",
+    )
+    .bind(grant_id.as_str())
+    .bind(file_id.as_str())
+    .bind(bytes)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(lease))
+}
+
+/// Records a running download's progress. `false`: the lease is gone (it
+/// was settled as stale), and the download must stop.
+pub async fn heartbeat(db: &Db, lease: i64, sent: i64, now: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE download_leases SET sent = MIN(?, reserved), heartbeat_at = ? WHERE lease_id = ?",
+    )
+    .bind(sent)
+    .bind(now)
+    .bind(lease)
+    .execute(db.pool())
+    .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Ends a lease: the file's budget is charged the bytes actually sent
+/// (never more than were leased) and the rest is given back; a download
+/// that did not complete adds to the in-flight allowance.
+pub async fn settle(tx: &mut Tx<'_>, lease: i64, sent: i64, cut: bool) -> Result<(), DbError> {
+    sqlx::query("UPDATE download_leases SET sent = MIN(?, reserved), cut = ? WHERE lease_id = ?")
+        .bind(sent)
+        .bind(i64::from(cut))
+        .bind(lease)
+        .execute(&mut **tx)
+        .await?;
+    settle_where(tx, "lease_id = ?", &[], Some(lease)).await
+}
+
+/// Settles every lease left by an earlier run of this gateway (a crash or
+/// kill -9 mid-download) at its last recorded progress. Only for a gateway
+/// that is the database's sole user, at start.
+pub async fn settle_orphaned_leases(db: &Db) -> Result<u64, DbError> {
+    let mut tx = db.begin().await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_leases")
+        .fetch_one(&mut *tx)
+        .await?;
+    settle_where(&mut tx, "1 = 1", &[], None).await?;
+    tx.commit().await?;
+    Ok(n.max(0) as u64)
+}
+
+/// Charges the matching leases' `sent` to their files and deletes them.
+/// `texts` and then `last` are bound in order to the placeholders of `filter`.
+async fn settle_where(
+    tx: &mut Tx<'_>,
+    filter: &'static str,
+    texts: &[&str],
+    last: Option<i64>,
+) -> Result<(), DbError> {
+    let charge = format!(
+        "UPDATE grant_files SET bytes_served = bytes_served + (
+             SELECT COALESCE(SUM(l.sent), 0) FROM download_leases l
+             WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND ({filter})),
+           in_flight_allowance = MIN({IN_FLIGHT_CAP}, in_flight_allowance + (
+             SELECT COALESCE(SUM(MIN(l.sent, {IN_FLIGHT_PER_CUT})), 0) FROM download_leases l
+             WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND l.cut = 1
+               AND ({filter})))
+         WHERE EXISTS (SELECT 1 FROM download_leases l
+             WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND ({filter}))"
+    );
+    let delete = format!("DELETE FROM download_leases WHERE {filter}");
+    for (sql, times) in [(charge, 3), (delete, 1)] {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for _ in 0..times {
+            for t in texts {
+                q = q.bind(*t);
+            }
+            if let Some(v) = last {
+                q = q.bind(v);
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 pub struct DownloadEvent<'a> {

@@ -22,8 +22,40 @@ const WINDOW: u64 = 16 * 64 * 1024;
 /// stored, so bigger reads cost no decryption latency).
 const SEALED_WINDOW: u64 = 2 * WINDOW;
 const RECHECK: Duration = Duration::from_secs(2);
+/// A download lease without a heartbeat for this long belongs to a gateway
+/// that died; its bytes are settled at its last recorded progress. A live
+/// download beats every `RECHECK` while its client reads.
+pub const LEASE_TTL_SECS: i64 = 120;
 
-#[derive(Clone, Copy)]
+/// How the bytes of a download are charged to a file's budget of
+/// `max_downloads × size`: plaintext bytes as they are; bytes of the sealed
+/// object scaled to the plaintext size (rounded down, at least 1), so a
+/// whole sealed download costs exactly one plaintext download and the two
+/// representations can be mixed.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub kind: Kind,
+    /// Plaintext size of the file.
+    pub size: u64,
+    /// Length of the representation served (plaintext size or object length).
+    pub total: u64,
+}
+
+impl Budget {
+    pub fn charge(&self, bytes: u64) -> i64 {
+        let units = match self.kind {
+            Kind::Plaintext => bytes,
+            Kind::Sealed if bytes == 0 || self.total == 0 => 0,
+            Kind::Sealed => {
+                let scaled = u128::from(bytes) * u128::from(self.size) / u128::from(self.total);
+                u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+            }
+        };
+        i64::try_from(units).unwrap_or(i64::MAX)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Plaintext,
     Sealed,
@@ -58,6 +90,10 @@ struct Streaming {
     pending: Bytes,
     /// Bytes actually handed to the connection.
     sent: u64,
+    /// The lease on the file's download budget, settled at `sent` when the
+    /// download ends, is cut, or its body is dropped.
+    lease: i64,
+    budget: Budget,
 }
 
 /// Largest body frame: a slow client pulls a new frame (and so triggers a
@@ -70,6 +106,13 @@ impl Streaming {
             return Ok(());
         }
         self.checked = Instant::now();
+        let now = self.state.now().unix_timestamp();
+        let charge = self.budget.charge(self.sent);
+        match db::grants::heartbeat(&self.state.db, self.lease, charge, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err("download lease expired".into()),
+            Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
+        }
         let grant = db::grants::get(&self.state.db, &self.grant.grant_id)
             .await
             .map_err(|e| e.to_string())?;
@@ -115,21 +158,78 @@ impl Streaming {
         Ok(bytes)
     }
 
-    async fn finish(&self, outcome: Outcome, reason: String) {
-        let entry = NewEntry::new(
-            match self.kind {
-                Kind::Plaintext => "download.plaintext",
-                Kind::Sealed => "download.sealed",
-            },
-            outcome,
-        )
-        .case(&self.grant.case_id)
-        .centre(&self.centre.centre_id)
-        .grant(&self.grant.grant_id)
-        .file(&self.file_id)
-        .reason(reason);
-        if let Err(e) = self.state.audit(&self.ctx, entry).await {
-            tracing::error!(error = %e, "download end not audited");
+    async fn finish(&mut self, outcome: Outcome, reason: String) {
+        self.done = true;
+        let closing = Closing::of(self);
+        closing.run(outcome, reason).await;
+    }
+}
+
+/// What it takes to end a download after its body is gone: settle the
+/// lease at the bytes sent and write the end (or cut) entry, in one
+/// transaction.
+struct Closing {
+    state: AppState,
+    ctx: RequestContext,
+    entry: NewEntry,
+    lease: i64,
+    charge: i64,
+    complete: bool,
+}
+
+impl Closing {
+    fn of(s: &Streaming) -> Closing {
+        Closing {
+            state: s.state.clone(),
+            ctx: s.ctx.clone(),
+            entry: NewEntry::new(
+                match s.kind {
+                    Kind::Plaintext => "download.plaintext",
+                    Kind::Sealed => "download.sealed",
+                },
+                Outcome::Allow,
+            )
+            .case(&s.grant.case_id)
+            .centre(&s.centre.centre_id)
+            .grant(&s.grant.grant_id)
+            .file(&s.file_id),
+            lease: s.lease,
+            charge: s.budget.charge(s.sent),
+            complete: s.at >= s.span.end && s.pending.is_empty(),
+        }
+    }
+
+    async fn run(self, outcome: Outcome, reason: String) {
+        let mut entry = self.entry.reason(reason);
+        entry.outcome = outcome;
+        let result = async {
+            let mut tx = self.state.begin().await?;
+            db::grants::settle(&mut tx, self.lease, self.charge, !self.complete)
+                .await
+                .map_err(super::error::ApiError::from)?;
+            self.state.commit_audited(tx, &self.ctx, entry).await
+        }
+        .await;
+        if let Err(e) = result {
+            // The lease is settled later from its last heartbeat.
+            tracing::error!(error = %e, "download end not recorded");
+        }
+    }
+}
+
+impl Drop for Streaming {
+    /// A body dropped before its end (the client went away, the connection
+    /// broke, the server shut down) still settles its lease and gets its
+    /// audit entry.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let closing = Closing::of(self);
+        let reason = format!("cut after {} bytes: the client went away", self.sent);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(closing.run(Outcome::Deny, reason));
         }
     }
 }
@@ -145,6 +245,8 @@ pub fn stream_body(
     span: std::ops::Range<u64>,
     kind: Kind,
     cipher: ChunkCipher,
+    lease: i64,
+    budget: Budget,
 ) -> Body {
     let at = span.start;
     let s = Streaming {
@@ -163,13 +265,14 @@ pub fn stream_body(
         done: false,
         pending: Bytes::new(),
         sent: 0,
+        lease,
+        budget,
     };
     let stream = futures_util::stream::unfold(s, |mut s| async move {
         if s.done {
             return None;
         }
         if s.pending.is_empty() && s.at >= s.span.end {
-            s.done = true;
             let sent = s.sent;
             s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
                 .await;
@@ -186,7 +289,6 @@ pub fn stream_body(
                 Some((Ok(frame), s))
             }
             Err(why) => {
-                s.done = true;
                 let sent = s.sent;
                 s.finish(Outcome::Deny, format!("cut after {sent} bytes: {why}"))
                     .await;

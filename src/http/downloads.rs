@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Principal;
-use super::download_stream::{Kind, stream_body};
+use super::download_stream::{Budget, Kind, LEASE_TTL_SECS, stream_body};
 use super::error::ApiError;
 use super::range;
 use super::state::AppState;
@@ -209,19 +209,29 @@ async fn download(
     };
     let span = requested.clone().unwrap_or(0..total);
     let starts = span.start == 0;
-    // Reserve the use (and the bytes) before sending anything.
+    // Lease the bytes before sending anything; they are charged to the
+    // file's budget as they are actually sent, so an interrupted download
+    // can be continued with a Range request.
+    let budget = Budget {
+        kind,
+        size: file.size,
+        total,
+    };
+    let now = state.now().unix_timestamp();
     let mut tx = state.begin().await?;
-    if !db::grants::reserve(
+    let Some(lease) = db::grants::reserve(
         &mut tx,
         &grant.grant_id,
         &file_id,
         starts,
-        (span.end - span.start) as i64,
+        budget.charge(span.end - span.start),
         grant.max_downloads,
-        total as i64,
+        file.size as i64,
+        now,
+        now - LEASE_TTL_SECS,
     )
     .await?
-    {
+    else {
         drop(tx);
         state
             .audit(
@@ -230,7 +240,7 @@ async fn download(
             )
             .await?;
         return Err(ApiError::GrantExhausted);
-    }
+    };
     db::grants::record_download(
         &mut tx,
         &db::grants::DownloadEvent {
@@ -322,7 +332,7 @@ async fn download(
     )
     .map_err(|_| ApiError::Internal)?;
     let body = stream_body(
-        state, ctx, grant, centre, file_id, file.size, span, kind, cipher,
+        state, ctx, grant, centre, file_id, file.size, span, kind, cipher, lease, budget,
     );
     Ok((status, out, body).into_response())
 }

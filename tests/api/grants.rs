@@ -22,10 +22,14 @@ pub struct Centre {
 }
 
 fn client_with_identity(app: &TestApp, identity: Option<(&str, &str)>) -> reqwest::Client {
+    client_with_identity_for(&app.ca_pem, identity)
+}
+
+fn client_with_identity_for(ca_pem: &[u8], identity: Option<(&str, &str)>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .http1_only()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&app.ca_pem).unwrap());
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap());
     if let Some((cert, key)) = identity {
         b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
     }
@@ -33,6 +37,27 @@ fn client_with_identity(app: &TestApp, identity: Option<(&str, &str)>) -> reqwes
 }
 
 pub async fn register_centre(app: &TestApp, name: &str) -> Centre {
+    register_centre_at(
+        &app.client,
+        &app.url(""),
+        &app.coordinator,
+        &app.ca_pem,
+        &format!("https://127.0.0.1:{}", app.centre_addr.port()),
+        name,
+    )
+    .await
+}
+
+/// Registers a centre with the gateway at `main_base` (as its coordinator)
+/// and returns it ready to talk to `centre_base`.
+pub async fn register_centre_at(
+    client: &reqwest::Client,
+    main_base: &str,
+    coordinator: &str,
+    ca_pem: &[u8],
+    centre_base: &str,
+    name: &str,
+) -> Centre {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["centre.test".to_string()])
         .unwrap()
@@ -44,21 +69,20 @@ pub async fn register_centre(app: &TestApp, name: &str) -> Centre {
         "name": name, "country": "CH", "client_cert_pem": cert.pem(),
         "x25519_public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
     });
-    let resp = app
-        .request(
-            Method::POST,
-            "/api/v1/centres",
-            Some(&app.coordinator),
-            Some(body),
-        )
-        .await;
+    let resp = client
+        .post(format!("{main_base}/api/v1/centres"))
+        .bearer_auth(coordinator)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
     let v: Value = resp.json().await.unwrap();
     Centre {
         id: v["centre_id"].as_str().unwrap().to_owned(),
-        client: client_with_identity(app, Some((&cert.pem(), &key.serialize_pem()))),
+        client: client_with_identity_for(ca_pem, Some((&cert.pem(), &key.serialize_pem()))),
         secret,
-        base: format!("https://127.0.0.1:{}", app.centre_addr.port()),
+        base: centre_base.to_owned(),
     }
 }
 
