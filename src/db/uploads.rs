@@ -188,12 +188,13 @@ pub async fn active_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<UploadRow>
 }
 
 /// Declared bytes and number of files of a case, for quotas (terminated and
-/// expired uploads no longer count).
-pub async fn case_usage(db: &Db, case_id: &CaseId) -> Result<(u64, u64), DbError> {
+/// expired uploads no longer count). Read inside the write transaction that
+/// inserts the new file, so parallel creates cannot all pass one check.
+pub async fn case_usage(tx: &mut Tx<'_>, case_id: &CaseId) -> Result<(u64, u64), DbError> {
     let (bytes, files): (i64, i64) =
         sqlx::query_as("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM files WHERE case_id = ?")
             .bind(case_id.as_str())
-            .fetch_one(db.pool())
+            .fetch_one(&mut **tx)
             .await?;
     Ok((bytes.max(0) as u64, files.max(0) as u64))
 }

@@ -44,32 +44,6 @@ impl Uploads {
                 return Err(UploadError::BadRequest(message));
             }
         };
-        let quotas = &self.config.uploads;
-        let (bytes, files) = db::uploads::case_usage(&self.db, &case.case_id).await?;
-        if files + 1 > quotas.max_case_files {
-            self.audit(
-                ctx,
-                deny(format!("case file quota {} reached", quotas.max_case_files)),
-            )
-            .await?;
-            return Err(UploadError::QuotaExceeded(
-                "the case holds the maximum number of files".into(),
-            ));
-        }
-        if bytes.saturating_add(length) > quotas.max_case_bytes {
-            self.audit(
-                ctx,
-                deny(format!(
-                    "case byte quota {} exceeded",
-                    quotas.max_case_bytes
-                )),
-            )
-            .await?;
-            return Err(UploadError::QuotaExceeded(
-                "the case's storage quota would be exceeded".into(),
-            ));
-        }
-
         let case_key = self.case_key(case)?;
         let (upload_id, file_id, file_key) = (
             UploadId::generate(),
@@ -106,7 +80,15 @@ impl Uploads {
                 )
             }),
         };
+        // The usage check and the insert share one write transaction
+        // (BEGIN IMMEDIATE holds SQLite's write lock), so N parallel
+        // creates can never together exceed a quota.
         let mut tx = self.db.begin().await?;
+        if let Err((reason, refusal)) = self.check_quota(&mut tx, case, length).await? {
+            drop(tx);
+            self.audit(ctx, deny(reason)).await?;
+            return Err(refusal);
+        }
         db::files::insert(
             &mut tx,
             &NewFile {
@@ -141,5 +123,30 @@ impl Uploads {
             super::registry::RunningHashes::default(),
         );
         Ok(row)
+    }
+
+    /// `Ok(Err((audit reason, refusal)))` when a new file of `length` bytes
+    /// would exceed the case's quotas.
+    async fn check_quota(
+        &self,
+        tx: &mut db::Tx<'_>,
+        case: &CaseRow,
+        length: u64,
+    ) -> Result<Result<(), (String, UploadError)>, UploadError> {
+        let quotas = &self.config.uploads;
+        let (bytes, files) = db::uploads::case_usage(tx, &case.case_id).await?;
+        if files.saturating_add(1) > quotas.max_case_files {
+            return Ok(Err((
+                format!("case file quota {} reached", quotas.max_case_files),
+                UploadError::QuotaExceeded("the case holds the maximum number of files".into()),
+            )));
+        }
+        if bytes.saturating_add(length) > quotas.max_case_bytes {
+            return Ok(Err((
+                format!("case byte quota {} exceeded", quotas.max_case_bytes),
+                UploadError::QuotaExceeded("the case's storage quota would be exceeded".into()),
+            )));
+        }
+        Ok(Ok(()))
     }
 }
