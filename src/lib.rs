@@ -16,6 +16,7 @@ pub mod db;
 pub mod fsutil;
 pub mod http;
 pub mod ids;
+pub mod logging;
 pub mod manifest;
 pub mod rotation;
 pub mod server;

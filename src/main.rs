@@ -23,9 +23,13 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_env("CASEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Never `std::io::stderr` directly: tracing-subscriber reports a failed
+    // write with `eprintln!`, which panics on a closed stderr — in every
+    // request that logs. The lossy writer drops such lines instead.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(casegate::logging::LossyStderr::start())
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -14,19 +14,22 @@ pub async fn run(config_file: Option<PathBuf>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     if let Some(ca) = app.generated_ca() {
-        eprintln!(
+        say(&format!(
             "generated development certificates; clients trust {}",
             ca.display()
-        );
+        ));
     }
     // These lines are a contract (SPEC "Listeners", "Configuration"):
     // their own lines, nothing in front.
-    eprintln!("listening on https://{}", app.addr());
-    eprintln!("centre listener on https://{}", app.centre_addr());
+    say(&format!("listening on https://{}", app.addr()));
+    say(&format!("centre listener on https://{}", app.centre_addr()));
     if let Some(tokens) = app.take_bootstrap_tokens() {
-        eprintln!("coordinator token: {}", tokens.coordinator.expose());
-        eprintln!("compliance token: {}", tokens.compliance.expose());
-        eprintln!("(these tokens are shown once; store them now)");
+        say(&format!(
+            "coordinator token: {}",
+            tokens.coordinator.expose()
+        ));
+        say(&format!("compliance token: {}", tokens.compliance.expose()));
+        say("(these tokens are shown once; store them now)");
     }
     app.run_until_stopped(shutdown).await;
     say("stopped");
@@ -48,7 +51,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 }
 
 /// A status line on stderr. Unlike `eprintln!`, a closed stderr (the
-/// supervisor went away) does not abort the drain.
+/// supervisor went away) never panics: not at start, not in the drain.
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");

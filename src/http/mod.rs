@@ -30,6 +30,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, head, options, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id))
+        .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
 
@@ -112,7 +114,16 @@ pub fn centre_router(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id))
+        .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// A handler that panics answers its own request with a 500; the
+/// connection and every other request on it go on. The panic message is
+/// logged, never sent.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal.into_response()
 }
 
 async fn fallback() -> Response {
