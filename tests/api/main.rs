@@ -7,6 +7,7 @@ mod clients;
 mod common;
 mod connections;
 mod crash;
+mod denial_floods;
 mod fetch;
 mod grants;
 mod hostile;
