@@ -1,6 +1,7 @@
-//! One TLS listener: accept, cap concurrent connections, bound the TLS
-//! handshake, serve HTTP/1.1 or HTTP/2 (by ALPN) with a header-read timeout
-//! (slowloris guard), and drain gracefully on shutdown.
+//! One TLS listener: accept, cap concurrent connections (in all and per
+//! client address), bound the TLS handshake, serve HTTP/1.1 or HTTP/2 (by
+//! ALPN) with a header-read timeout (slowloris guard), and drain gracefully
+//! on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,15 @@ const IDLE_CHECK: Duration = Duration::from_millis(500);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::shares::ConnectionShares;
 use crate::http::conn::ConnInfo;
+use crate::http::limiter::AddressKey;
 use crate::tls::cert_sha256;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -41,6 +45,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shares = ConnectionShares::new(limits.max_connections_per_address);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -54,6 +59,19 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // The address's share first: one address holding its share must
+        // not also use up the listener's cap for everyone else.
+        let address = AddressKey::from(remote_addr.ip());
+        let Some(share) = shares.take(address) else {
+            tracing::debug!(
+                listener = name,
+                %address,
+                refused_total = shares.refused(),
+                "per-address connection share used up; closing new connection"
+            );
+            drop(tcp);
+            continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(
@@ -69,6 +87,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _share = share;
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => stream,

@@ -4,6 +4,7 @@
 
 pub mod limiter_summaries;
 pub mod listener;
+pub mod shares;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,6 +76,7 @@ impl Application {
 
         let limits = ListenerLimits {
             max_connections: config.limits.max_connections,
+            max_connections_per_address: config.limits.connections_per_address(),
             handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),

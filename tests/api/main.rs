@@ -1,6 +1,7 @@
 //! Integration tests: the real server, real TLS, a client as users have.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
+mod address_shares;
 mod cases;
 mod centres;
 mod clients;
