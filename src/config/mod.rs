@@ -136,8 +136,8 @@ pub struct LimitsConfig {
     pub json_body_bytes: usize,
     /// `Tus-Max-Size`: the largest single upload.
     pub max_upload_bytes: u64,
-    /// Failed authentications from one address within a minute before it
-    /// gets 429 for the rest of that minute.
+    /// Denied requests (401, 403, …) from one address within a minute
+    /// before it gets 429 for the rest of that minute.
     pub auth_failures_per_minute: u32,
 }
 
