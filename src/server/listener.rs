@@ -16,6 +16,10 @@ use tokio::sync::{Semaphore, watch};
 
 /// How often an HTTP/2 connection checks whether it has gone idle.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// While the listener is full, at most one warning per this interval (with
+/// the number of connections closed), so a flood of connections does not
+/// become a flood of log lines.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -46,6 +50,8 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let shares = ConnectionShares::new(limits.max_connections_per_address);
+    let mut closed_while_full: u64 = 0;
+    let mut warned_full_at: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -74,11 +80,17 @@ pub async fn serve(
             continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                listener = name,
-                "connection limit reached; closing new connection"
-            );
             drop(tcp);
+            closed_while_full += 1;
+            if warned_full_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                tracing::warn!(
+                    listener = name,
+                    closed = closed_while_full,
+                    "connection limit reached; closing new connections"
+                );
+                closed_while_full = 0;
+                warned_full_at = Some(tokio::time::Instant::now());
+            }
             continue;
         };
         let _ = tcp.set_nodelay(true);
