@@ -91,6 +91,23 @@ impl Config {
             ));
         }
         let l = &self.limits;
+        if let Some(share) = l.max_connections_per_address {
+            if share == 0 {
+                return Err(invalid(
+                    "limits.max_connections_per_address",
+                    "must be greater than 0",
+                ));
+            }
+            if share > l.max_connections {
+                return Err(invalid(
+                    "limits.max_connections_per_address",
+                    format!(
+                        "must not exceed limits.max_connections ({})",
+                        l.max_connections
+                    ),
+                ));
+            }
+        }
         for (key, value) in [
             ("limits.max_connections", l.max_connections as u64),
             (
@@ -216,6 +233,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn connection_share_per_address() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.limits.connections_per_address(), 64);
+        let c = Config::load(None, env(&[("CASEGATE_LIMITS__MAX_CONNECTIONS", "40")])).unwrap();
+        assert_eq!(c.limits.connections_per_address(), 8);
+        let c = Config::load(None, env(&[("CASEGATE_LIMITS__MAX_CONNECTIONS", "2")])).unwrap();
+        assert_eq!(c.limits.connections_per_address(), 2);
+        let c = Config::load(
+            None,
+            env(&[("CASEGATE_LIMITS__MAX_CONNECTIONS_PER_ADDRESS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.connections_per_address(), 3);
+        for bad in ["0", "1025", "-1", "many"] {
+            let err = Config::load(
+                None,
+                env(&[("CASEGATE_LIMITS__MAX_CONNECTIONS_PER_ADDRESS", bad)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("limits.max_connections_per_address") && !err.contains('\n'),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -123,6 +123,10 @@ impl std::fmt::Debug for Secret {
 pub struct LimitsConfig {
     /// Concurrent TLS connections per listener; further ones are closed at once.
     pub max_connections: usize,
+    /// Concurrent connections one client address (IPv6: one /64) may hold
+    /// per listener, so no address can take every connection; further ones
+    /// are closed at accept. Unset: [`LimitsConfig::connections_per_address`].
+    pub max_connections_per_address: Option<usize>,
     pub tls_handshake_timeout_secs: u64,
     /// Time a client gets to send a request's headers (slowloris guard); also
     /// bounds how long an idle keep-alive connection is held.
@@ -132,9 +136,21 @@ pub struct LimitsConfig {
     pub json_body_bytes: usize,
     /// `Tus-Max-Size`: the largest single upload.
     pub max_upload_bytes: u64,
-    /// Failed authentications from one address within a minute before it
-    /// gets 429 for the rest of that minute.
+    /// Denied requests (401, 403, …) from one address within a minute
+    /// before it gets 429 for the rest of that minute.
     pub auth_failures_per_minute: u32,
+}
+
+impl LimitsConfig {
+    /// The per-address connection share: the configured one, else
+    /// max(8, max_connections / 16) — a sixteenth of the listener, but room
+    /// for a browser's or `fetch --jobs`'s parallel connections even on a
+    /// small listener — never more than `max_connections`.
+    pub fn connections_per_address(&self) -> usize {
+        self.max_connections_per_address
+            .unwrap_or_else(|| (self.max_connections / 16).max(8))
+            .min(self.max_connections)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +227,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_connections: 1024,
+            max_connections_per_address: None,
             tls_handshake_timeout_secs: 10,
             header_read_timeout_secs: 15,
             request_timeout_secs: 30,

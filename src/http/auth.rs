@@ -2,18 +2,23 @@
 //! route table, authenticate the bearer token, check the role, and audit
 //! every denial. Handlers receive the [`Principal`] and the
 //! [`RequestContext`] for their own (allow) entries.
-
-use std::net::IpAddr;
+//!
+//! Every denial counts toward its address's failure limit ([`limiter`]):
+//! the layer's own (401, 403 of every kind) and the refusals handlers give
+//! callers it let through (see [`counts_as_failure`]). A limited address is
+//! answered 429 before any token lookup or audit write.
+//!
+//! [`limiter`]: super::limiter
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::access::{self, Access, RouteSpec};
 use super::conn::{ConnInfo, RequestId};
 use super::error::ApiError;
-use super::limiter::LimitEvent;
+use super::limiter::{AddressKey, Subject, Verdict};
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::db::{self, cases::CaseRow, tokens::OperatorRole};
@@ -109,34 +114,59 @@ fn target_case(template: &str, path: &str) -> Option<CaseId> {
         .and_then(|(_, v)| CaseId::parse(v))
 }
 
+/// Answers a denial: counts it against the address and audits it, unless
+/// the address is over its limit (then 429, counted in the aggregate, no
+/// entry). Failures of ours (5xx) are audited but not counted.
 async fn deny(
     state: &AppState,
     ctx: &RequestContext,
+    address: Option<AddressKey>,
     spec: &RouteSpec,
     case: Option<&CaseId>,
     error: ApiError,
     reason: &str,
 ) -> Response {
+    let response = error.into_response();
+    if response.status().is_client_error()
+        && let Some(address) = address
+    {
+        match state.limiter.failure(address) {
+            Verdict::Refuse => return ApiError::RateLimited.into_response(),
+            Verdict::Record { started: None } => {}
+            Verdict::Record {
+                started: Some(subject),
+            } => {
+                if let Err(e) = audit_limiting_started(state, ctx, subject).await {
+                    return e.into_response();
+                }
+            }
+        }
+    }
     let mut entry = NewEntry::new(spec.action.unwrap_or("unknown"), Outcome::Deny).reason(reason);
     if let Some(case) = case {
         entry = entry.case(case);
     }
     match state.audit(ctx, entry).await {
-        Ok(()) => error.into_response(),
+        Ok(()) => response,
         Err(audit_error) => audit_error.into_response(),
     }
 }
 
-async fn audit_limit_event(
+/// The entry for the denial that reached the limit; the matching summary
+/// is written when the window ends (`server::limiter_summaries`).
+async fn audit_limiting_started(
     state: &AppState,
     ctx: &RequestContext,
-    event: LimitEvent,
+    subject: Subject,
 ) -> Result<(), ApiError> {
-    let reason = match event {
-        LimitEvent::Started(n) => {
-            format!("{n} failed authentications within 60 s; limiting this address")
-        }
-        LimitEvent::Ended(n) => format!("limiting ended; {n} requests were refused"),
+    let limit = state.config.limits.auth_failures_per_minute;
+    let reason = match subject {
+        Subject::Address(address) => format!(
+            "{limit} denied requests from {address} within 60 s; further requests from it get 429 until the minute is over"
+        ),
+        Subject::Overflow => format!(
+            "{limit} denied requests within 60 s from addresses beyond the limiter's table, which share one limit; further denials from them get 429 until the minute is over"
+        ),
     };
     state
         .audit(
@@ -146,7 +176,48 @@ async fn audit_limit_event(
         .await
 }
 
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Whether a handler's answer to an authorised caller is a refusal that
+/// counts toward the address's limit: 401 and 403 for everyone; for
+/// patients and centres (credentials held outside the operators' control)
+/// every 4xx but 408 and 429, which are about load, not about the caller —
+/// else probing ids, ranges or uploads writes an audit entry per try.
+fn counts_as_failure(operator: bool, status: StatusCode) -> bool {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return true;
+    }
+    !operator
+        && status.is_client_error()
+        && status != StatusCode::REQUEST_TIMEOUT
+        && status != StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Runs the handler for an authorised caller and counts its answer if it
+/// is a refusal (the handler has audited it already; over the limit, the
+/// next request from the address gets 429).
+async fn run_counted(
+    state: &AppState,
+    ctx: RequestContext,
+    address: Option<AddressKey>,
+    principal: Principal,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let audit_ctx = ctx.clone();
+    let operator = matches!(principal, Principal::Operator { .. });
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(ctx);
+    let response = next.run(req).await;
+    if counts_as_failure(operator, response.status())
+        && let Some(address) = address
+        && let Some(subject) = state.limiter.recorded_failure(address)
+        && let Err(e) = audit_limiting_started(state, &audit_ctx, subject).await
+    {
+        return e.into_response();
+    }
+    response
+}
+
+pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let matched = req
         .extensions()
         .get::<MatchedPath>()
@@ -165,37 +236,28 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         client_cert_sha256: conn.as_ref().and_then(|c| c.client_cert_sha256.clone()),
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
     };
-    let ip: Option<IpAddr> = conn.as_ref().map(|c| c.remote_addr.ip());
+    let address = conn.as_ref().map(|c| AddressKey::from(c.remote_addr.ip()));
     let case = target_case(spec.path, req.uri().path());
 
-    if let Some(ip) = ip {
-        let (limited, event) = state.limiter.check(ip);
-        if let Some(event) = event
-            && let Err(e) = audit_limit_event(&state, &ctx, event).await
-        {
-            return e.into_response();
-        }
-        if limited {
-            return ApiError::RateLimited.into_response();
-        }
+    if address.is_some_and(|a| state.limiter.is_limited(a)) {
+        return ApiError::RateLimited.into_response();
     }
 
     if spec.access == Access::Centre {
         let raw = bearer(req.headers()).map(str::to_owned);
         return match super::centre_auth::authorize_centre(&state, &mut ctx, raw.as_deref()).await {
-            Ok(principal) => {
-                req.extensions_mut().insert(principal);
-                req.extensions_mut().insert(ctx);
-                next.run(req).await
-            }
+            Ok(principal) => run_counted(&state, ctx, address, principal, req, next).await,
             Err(refusal) => {
-                if refusal.counts_as_failed_auth
-                    && let Some(event) = ip.and_then(|ip| state.limiter.failure(ip))
-                    && let Err(e) = audit_limit_event(&state, &ctx, event).await
-                {
-                    return e.into_response();
-                }
-                deny(&state, &ctx, spec, None, refusal.error, &refusal.reason).await
+                deny(
+                    &state,
+                    &ctx,
+                    address,
+                    spec,
+                    None,
+                    refusal.error,
+                    &refusal.reason,
+                )
+                .await
             }
         };
     }
@@ -213,14 +275,10 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         } else {
             "no bearer token"
         };
-        if let Some(event) = ip.and_then(|ip| state.limiter.failure(ip))
-            && let Err(e) = audit_limit_event(&state, &ctx, event).await
-        {
-            return e.into_response();
-        }
         return deny(
             &state,
             &ctx,
+            address,
             spec,
             case.as_ref(),
             ApiError::Unauthenticated,
@@ -237,6 +295,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         return deny(
             &state,
             &ctx,
+            address,
             spec,
             case.as_ref(),
             ApiError::Forbidden,
@@ -252,6 +311,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         return deny(
             &state,
             &ctx,
+            address,
             spec,
             Some(&case_id),
             ApiError::UploadExpired,
@@ -259,7 +319,5 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         )
         .await;
     }
-    req.extensions_mut().insert(principal);
-    req.extensions_mut().insert(ctx);
-    next.run(req).await
+    run_counted(&state, ctx, address, principal, req, next).await
 }

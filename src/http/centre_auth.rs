@@ -2,7 +2,8 @@
 //! a TLS connection that presented the grant's centre certificate (pinned
 //! by SHA-256), and only while the grant is live. Each refusal has its own
 //! status and code (SPEC "Status codes") and is audited with the precise
-//! reason.
+//! reason; every one of them counts toward the address's failure limit
+//! (the auth layer does that, by status).
 
 use subtle::ConstantTimeEq;
 
@@ -17,14 +18,12 @@ use crate::token::{SecretToken, TokenKind};
 pub struct Refusal {
     pub error: ApiError,
     pub reason: String,
-    pub counts_as_failed_auth: bool,
 }
 
 fn refuse(error: ApiError, reason: impl Into<String>) -> Refusal {
     Refusal {
         error,
         reason: reason.into(),
-        counts_as_failed_auth: false,
     }
 }
 
@@ -45,22 +44,17 @@ pub async fn authorize_centre(
         .and_then(SecretToken::parse)
         .filter(|(kind, _)| *kind == TokenKind::Grant);
     let Some((_, token)) = token else {
-        return Err(Refusal {
-            error: ApiError::Unauthenticated,
-            reason: "no, malformed or non-grant bearer token".into(),
-            counts_as_failed_auth: true,
-        });
+        return Err(refuse(
+            ApiError::Unauthenticated,
+            "no, malformed or non-grant bearer token",
+        ));
     };
     let hash = token.hash();
     let found = db::grants::find_by_token(&state.db, &hash)
         .await
         .map_err(|e| refuse(ApiError::from(e), "database error"))?;
     let Some((grant, stored)) = found.filter(|(_, stored)| hash.ct_eq(stored)) else {
-        return Err(Refusal {
-            error: ApiError::Unauthenticated,
-            reason: "unknown grant token".into(),
-            counts_as_failed_auth: true,
-        });
+        return Err(refuse(ApiError::Unauthenticated, "unknown grant token"));
     };
     drop(stored);
     let centres = db::centres::list(&state.db)

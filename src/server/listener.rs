@@ -1,6 +1,7 @@
-//! One TLS listener: accept, cap concurrent connections, bound the TLS
-//! handshake, serve HTTP/1.1 or HTTP/2 (by ALPN) with a header-read timeout
-//! (slowloris guard), and drain gracefully on shutdown.
+//! One TLS listener: accept, cap concurrent connections (in all and per
+//! client address), bound the TLS handshake, serve HTTP/1.1 or HTTP/2 (by
+//! ALPN) with a header-read timeout (slowloris guard), and drain gracefully
+//! on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +16,22 @@ use tokio::sync::{Semaphore, watch};
 
 /// How often an HTTP/2 connection checks whether it has gone idle.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+/// While the listener is full, at most one warning per this interval (with
+/// the number of connections closed), so a flood of connections does not
+/// become a flood of log lines.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::shares::ConnectionShares;
 use crate::http::conn::ConnInfo;
+use crate::http::limiter::AddressKey;
 use crate::tls::cert_sha256;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -41,6 +49,9 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shares = ConnectionShares::new(limits.max_connections_per_address);
+    let mut closed_while_full: u64 = 0;
+    let mut warned_full_at: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -55,12 +66,31 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
+        // The address's share first: one address holding its share must
+        // not also use up the listener's cap for everyone else.
+        let address = AddressKey::from(remote_addr.ip());
+        let Some(share) = shares.take(address) else {
+            tracing::debug!(
                 listener = name,
-                "connection limit reached; closing new connection"
+                %address,
+                refused_total = shares.refused(),
+                "per-address connection share used up; closing new connection"
             );
             drop(tcp);
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(tcp);
+            closed_while_full += 1;
+            if warned_full_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                tracing::warn!(
+                    listener = name,
+                    closed = closed_while_full,
+                    "connection limit reached; closing new connections"
+                );
+                closed_while_full = 0;
+                warned_full_at = Some(tokio::time::Instant::now());
+            }
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -69,6 +99,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _share = share;
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => stream,

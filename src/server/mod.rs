@@ -2,7 +2,9 @@
 //! works and the real addresses are known), then run until a shutdown
 //! future completes. The binary and the tests build it the same way.
 
+pub mod limiter_summaries;
 pub mod listener;
+pub mod shares;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +18,8 @@ use tokio::sync::watch;
 use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StorageBackend};
-use crate::http::{self, limiter::FailureLimiter, state::AppContext};
+use crate::http::state::{AppContext, AppState};
+use crate::http::{self, limiter::FailureLimiter};
 use crate::store::{FsStore, ObjectStore, S3Store};
 use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
@@ -30,6 +33,7 @@ pub struct Application {
     main_router: Router,
     centre_router: Router,
     limits: ListenerLimits,
+    state: AppState,
     bootstrap_tokens: Option<BootstrapTokens>,
     generated_ca: Option<std::path::PathBuf>,
     uploads: Uploads,
@@ -85,6 +89,7 @@ impl Application {
 
         let limits = ListenerLimits {
             max_connections: config.limits.max_connections,
+            max_connections_per_address: config.limits.connections_per_address(),
             handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
             header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
             shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
@@ -109,7 +114,7 @@ impl Application {
             readiness: Default::default(),
         });
         let main_router = http::router(state.clone());
-        let centre_router = http::centre_router(state);
+        let centre_router = http::centre_router(state.clone());
         Ok(Application {
             main,
             centre,
@@ -118,6 +123,7 @@ impl Application {
             main_router,
             centre_router,
             limits,
+            state,
             bootstrap_tokens,
             generated_ca,
             uploads,
@@ -159,6 +165,7 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         let sweeper = tokio::spawn(sweep_uploads(self.uploads.clone(), stop_rx.clone()));
+        let summaries = tokio::spawn(limiter_summaries::run(self.state.clone(), stop_rx.clone()));
         let main = listener::serve(
             "main",
             self.main,
@@ -176,6 +183,8 @@ impl Application {
             stop_rx,
         );
         tokio::join!(main, centre);
+        let _ = summaries.await;
+        limiter_summaries::flush(&self.state).await;
         let _ = sweeper.await;
     }
 }

@@ -1,12 +1,13 @@
 //! Integration tests: the real server, real TLS, a client as users have.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
-
+mod address_shares;
 mod cases;
 mod centres;
 mod clients;
 mod common;
 mod connections;
 mod crash;
+mod denial_floods;
 mod download_resume;
 mod faults;
 mod fetch;
@@ -17,7 +18,7 @@ mod races;
 mod role_matrix;
 mod s3;
 mod startup;
+mod support;
 mod tus;
 
 #[path = "../support/mod.rs"]
-mod support;
