@@ -8,6 +8,8 @@ mod common;
 mod connections;
 mod crash;
 mod fetch;
+mod fetch_harness;
+mod fetch_names;
 mod grants;
 mod hostile;
 mod keys;

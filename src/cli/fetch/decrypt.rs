@@ -1,12 +1,32 @@
-//! The local side of a fetch: the sealed object decrypted chunk by chunk
-//! while hashing, checked against the manifest's SHA-256, and moved into
-//! place.
+//! The local side of a fetch: the file key unsealed in memory, the sealed
+//! object decrypted chunk by chunk while hashing into a temporary file,
+//! checked against the manifest's size and SHA-256, and only then moved
+//! into place. Unverified plaintext never stays behind, and the key is
+//! never written anywhere (it is zeroized when dropped).
 
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
-use crate::crypto::FileKey;
+use zeroize::Zeroizing;
+
+use super::manifest::GrantedFile;
 use crate::crypto::format::{CHUNK_OVERHEAD, ChunkCipher, HEADER_LEN, Layout, ObjectHeader};
+use crate::crypto::{FileKey, sealed_key};
+
+/// Why a file did not land.
+#[derive(Debug)]
+pub enum DecryptError {
+    /// The sealed download is not the object the grant describes: it is
+    /// discarded, so the next run downloads it afresh.
+    BadObject(String),
+    /// Local trouble (disk, permissions, a folder in the way) or a key that
+    /// does not open: the sealed download is kept for the next run.
+    Local(String),
+}
+
+fn local(path: &Path) -> impl Fn(std::io::Error) -> DecryptError + '_ {
+    move |e| DecryptError::Local(format!("{}: {e}", path.display()))
+}
 
 pub fn sha256_file(path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
@@ -22,47 +42,109 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
     Ok(crate::tls::hex(ctx.finish().as_ref()))
 }
 
-/// Decrypts the sealed object at `part` into `dest`, verifying SHA-256.
+fn read_header(sealed: &Path) -> Result<[u8; HEADER_LEN], DecryptError> {
+    let mut header = [0u8; HEADER_LEN];
+    std::fs::File::open(sealed)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(local(sealed))?;
+    Ok(header)
+}
+
+/// Unseals the file key delivered with the download (in memory only).
+pub fn open_file_key(
+    secret: &Zeroizing<[u8; 32]>,
+    info: &[u8],
+    sealed: &Path,
+    sealed_key_header: &str,
+) -> Result<FileKey, DecryptError> {
+    let header = read_header(sealed)?;
+    let key_id = ObjectHeader::decode(&header)
+        .map_err(|e| DecryptError::BadObject(e.to_string()))?
+        .key_id;
+    let dek = sealed_key::open(
+        secret,
+        info,
+        &header,
+        &sealed_key::decode(sealed_key_header)
+            .map_err(|_| DecryptError::Local("malformed sealed key".into()))?,
+    )
+    .map_err(|_| {
+        DecryptError::Local("the sealed file key does not open with this X25519 key".into())
+    })?;
+    if dek.len() != 32 {
+        return Err(DecryptError::Local(
+            "sealed key has the wrong length".into(),
+        ));
+    }
+    let mut secret = Zeroizing::new([0u8; 32]);
+    secret.copy_from_slice(&dek);
+    Ok(FileKey::from_parts(key_id, *secret))
+}
+
+/// Decrypts the sealed object at `sealed` through `plain` into `dest`,
+/// verifying size and SHA-256. `plain` is gone afterwards, whatever happens.
 pub fn decrypt_to(
-    part: &Path,
+    sealed: &Path,
+    plain: &Path,
     dest: &Path,
     key: &FileKey,
     case_id: &str,
-    file_id: &str,
-    size: u64,
-    sha256: &str,
-) -> Result<(), String> {
-    let mut input = std::io::BufReader::new(std::fs::File::open(part).map_err(|e| e.to_string())?);
+    file: &GrantedFile,
+) -> Result<(), DecryptError> {
+    let result = decrypt_into(sealed, plain, key, case_id, file)
+        .and_then(|()| std::fs::rename(plain, dest).map_err(local(dest)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(plain);
+    }
+    result
+}
+
+fn decrypt_into(
+    sealed: &Path,
+    plain: &Path,
+    key: &FileKey,
+    case_id: &str,
+    file: &GrantedFile,
+) -> Result<(), DecryptError> {
+    let bad = |m: &str| DecryptError::BadObject(m.to_owned());
+    let mut input = std::io::BufReader::new(std::fs::File::open(sealed).map_err(local(sealed))?);
     let mut header = [0u8; HEADER_LEN];
-    input.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let header = ObjectHeader::decode(&header).map_err(|e| e.to_string())?;
-    let cipher = ChunkCipher::new(key, header, case_id, file_id).map_err(|e| e.to_string())?;
+    input.read_exact(&mut header).map_err(local(sealed))?;
+    let header = ObjectHeader::decode(&header).map_err(|e| bad(&e.to_string()))?;
     let layout = Layout::new(header.chunk_size);
-    let tmp = dest.with_extension("casegate-part");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| e.to_string())?);
+    if layout.object_len(file.size) != file.sealed_size {
+        return Err(bad("the sealed object does not match the grant's sizes"));
+    }
+    let cipher = ChunkCipher::new(key, header, case_id, file.file_id.as_str())
+        .map_err(|e| bad(&e.to_string()))?;
+    let mut out = BufWriter::new(std::fs::File::create(plain).map_err(local(plain))?);
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let count = layout.chunk_count(size);
+    let count = layout.chunk_count(file.size);
     let mut buf = vec![0u8; header.chunk_size as usize + CHUNK_OVERHEAD];
     for index in 0..count {
-        let n = layout.chunk_plain_len(index, size) as usize + CHUNK_OVERHEAD;
+        let n = layout.chunk_plain_len(index, file.size) as usize + CHUNK_OVERHEAD;
         input
             .read_exact(&mut buf[..n])
-            .map_err(|_| "sealed object is truncated".to_string())?;
-        let plain = cipher
+            .map_err(|_| bad("sealed object is truncated"))?;
+        let chunk = cipher
             .open_in_place(index, index + 1 == count, &mut buf[..n])
-            .map_err(|_| "decryption failed: the object was altered".to_string())?;
-        ctx.update(plain);
-        out.write_all(plain).map_err(|e| e.to_string())?;
+            .map_err(|_| bad("decryption failed: the object was altered"))?;
+        ctx.update(chunk);
+        out.write_all(chunk).map_err(local(plain))?;
     }
     let mut extra = [0u8; 1];
-    if input.read(&mut extra).map_err(|e| e.to_string())? != 0 {
-        return Err("sealed object is longer than expected".into());
+    if input.read(&mut extra).map_err(local(sealed))? != 0 {
+        return Err(bad("sealed object is longer than expected"));
     }
-    out.flush().map_err(|e| e.to_string())?;
     let got = crate::tls::hex(ctx.finish().as_ref());
-    if got != sha256 {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("SHA-256 mismatch: expected {sha256}, got {got}"));
+    if got != file.sha256 {
+        return Err(DecryptError::BadObject(format!(
+            "SHA-256 mismatch: expected {}, got {got}",
+            file.sha256
+        )));
     }
-    std::fs::rename(&tmp, dest).map_err(|e| e.to_string())
+    out.into_inner()
+        .map_err(|e| local(plain)(e.into_error()))?
+        .sync_all()
+        .map_err(local(plain))
 }

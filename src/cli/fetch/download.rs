@@ -2,11 +2,14 @@
 //! or resumed with a `Range` continuation, and the gateway's problem
 //! answers turned into one line.
 
-use std::io::Write;
+use std::cmp::Ordering;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::Value;
 
 pub async fn problem(resp: reqwest::Response) -> String {
@@ -21,8 +24,20 @@ pub async fn problem(resp: reqwest::Response) -> String {
     )
 }
 
+/// Where to continue a sealed download of `sealed_size` bytes that has
+/// `on_disk` bytes so far. A complete one is re-confirmed from its last
+/// byte: the sealed key only comes with a response, and a continuation is
+/// not another download. Anything longer than the object is not ours.
+fn resume_from(on_disk: u64, sealed_size: u64) -> u64 {
+    match on_disk.cmp(&sealed_size) {
+        Ordering::Less => on_disk,
+        Ordering::Equal => sealed_size.saturating_sub(1),
+        Ordering::Greater => 0,
+    }
+}
+
 /// Downloads (or resumes) the sealed object into `part`; returns the
-/// sealed key header.
+/// sealed key header. On success `part` holds exactly `sealed_size` bytes.
 pub async fn download_sealed(
     client: &reqwest::Client,
     url: &str,
@@ -31,40 +46,78 @@ pub async fn download_sealed(
     sealed_size: u64,
     bar: &ProgressBar,
 ) -> Result<String, String> {
-    let have = std::fs::metadata(part)
-        .map(|m| m.len())
-        .unwrap_or(0)
-        .min(sealed_size);
+    let on_disk = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let have = resume_from(on_disk, sealed_size);
     let mut req = client.get(url).bearer_auth(token);
-    if have > 0 && have < sealed_size {
-        req = req.header("Range", format!("bytes={have}-"));
+    if have > 0 {
+        req = req.header(RANGE, format!("bytes={have}-"));
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;
-    let resuming = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
     if !resp.status().is_success() {
         return Err(problem(resp).await);
     }
+    let start = if resp.status() == StatusCode::PARTIAL_CONTENT {
+        let expected = format!("bytes {have}-{}/{sealed_size}", sealed_size - 1);
+        let got = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if got != expected {
+            return Err(format!(
+                "the gateway answered the range {got:?}, not {expected:?}"
+            ));
+        }
+        have
+    } else {
+        0
+    };
     let sealed_key = resp
         .headers()
         .get("casegate-sealed-key")
         .and_then(|v| v.to_str().ok())
         .ok_or("no Casegate-Sealed-Key header")?
         .to_owned();
+    let io = |e: std::io::Error| format!("{}: {e}", part.display());
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .append(resuming)
-        .truncate(!resuming)
+        .truncate(false)
         .open(part)
-        .map_err(|e| format!("{}: {e}", part.display()))?;
-    bar.set_position(if resuming { have } else { 0 });
+        .map_err(io)?;
+    file.set_len(start).map_err(io)?;
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    bar.set_position(start);
     let mut stream = resp.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece =
             piece.map_err(|e| format!("download interrupted: {e} (run fetch again to resume)"))?;
-        file.write_all(&piece).map_err(|e| e.to_string())?;
+        file.write_all(&piece).map_err(io)?;
         bar.inc(piece.len() as u64);
     }
-    file.sync_all().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(io)?;
+    let got = file.metadata().map_err(io)?.len();
+    if got != sealed_size {
+        return Err(format!(
+            "download interrupted after {got} of {sealed_size} bytes (run fetch again to resume)"
+        ));
+    }
     Ok(sealed_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumes_where_the_download_stopped() {
+        assert_eq!(resume_from(0, 100), 0);
+        assert_eq!(resume_from(40, 100), 40);
+        assert_eq!(resume_from(100, 100), 99, "complete: confirm the last byte");
+        assert_eq!(
+            resume_from(150, 100),
+            0,
+            "longer than the object: start over"
+        );
+    }
 }

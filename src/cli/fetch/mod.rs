@@ -7,23 +7,25 @@
 
 mod decrypt;
 mod download;
+mod manifest;
 mod names;
+mod one;
+mod partial;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::crypto::format::{HEADER_LEN, ObjectHeader};
-use crate::crypto::{FileKey, sealed_key};
-use decrypt::{decrypt_to, sha256_file};
-use download::{download_sealed, problem};
+use download::problem;
+use manifest::GrantedFile;
 use names::destination;
+use one::{Landed, Session, fetch_one};
+use partial::Partials;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -102,78 +104,43 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         return Err(format!("grant: {}", problem(resp).await));
     }
     let grant: Value = resp.json().await.map_err(|e| e.to_string())?;
-    let (grant_id, case_id) = (
-        grant["grant_id"].as_str().unwrap_or(""),
-        grant["case_id"].as_str().unwrap_or(""),
-    );
-    let files = grant["files"].as_array().cloned().unwrap_or_default();
+    let files = grant["files"]
+        .as_array()
+        .map(|entries| entries.iter().map(GrantedFile::parse).collect())
+        .unwrap_or(Ok(Vec::new()))?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let style =
-        ProgressStyle::with_template("{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let session = Session {
+        client,
+        base,
+        token: &args.grant,
+        secret,
+        grant_id: grant["grant_id"].as_str().unwrap_or("").to_owned(),
+        case_id: grant["case_id"].as_str().unwrap_or("").to_owned(),
+        partials: Partials::new(&args.out),
+        style: ProgressStyle::with_template(
+            "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    };
     let mut fetched = 0;
     for file in &files {
-        let file_id = file["file_id"]
-            .as_str()
-            .ok_or("grant lists a file without id")?;
-        let size = file["size"]
-            .as_u64()
-            .ok_or("grant lists a file without size")?;
-        let sealed_size = file["sealed_size"]
-            .as_u64()
-            .ok_or("grant lists a file without sealed_size")?;
-        let sha256 = file["sha256"]
-            .as_str()
-            .ok_or("grant lists a file without sha256")?;
         let dest = destination(&args.out, file);
         if !dest.starts_with(&args.out) {
             return Err(format!("refusing to write outside {}", args.out.display()));
         }
-        if dest.exists()
-            && std::fs::metadata(&dest).map(|m| m.len()).ok() == Some(size)
-            && sha256_file(&dest)? == sha256
-        {
-            continue;
+        let shown = dest
+            .strip_prefix(&args.out)
+            .unwrap_or(&dest)
+            .display()
+            .to_string();
+        let landed = fetch_one(&session, file, &dest, &shown)
+            .await
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if matches!(landed, Landed::Fetched) {
+            fetched += 1;
         }
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        let part = dest.with_extension("casegate-sealed");
-        let bar = ProgressBar::new(sealed_size)
-            .with_style(style.clone())
-            .with_message(file["filename"].as_str().unwrap_or(file_id).to_owned());
-        let url = format!("{base}/api/v1/grant/files/{file_id}/sealed");
-        let sealed_key_header =
-            download_sealed(&client, &url, &args.grant, &part, sealed_size, &bar).await?;
-        bar.finish();
-        let object_header = {
-            let mut h = [0u8; HEADER_LEN];
-            std::fs::File::open(&part)
-                .and_then(|mut f| f.read_exact(&mut h))
-                .map_err(|e| e.to_string())?;
-            h
-        };
-        let dek = sealed_key::open(
-            &secret,
-            &sealed_key::info(grant_id, case_id, file_id),
-            &object_header,
-            &sealed_key::decode(&sealed_key_header).map_err(|_| "malformed sealed key")?,
-        )
-        .map_err(|_| "the sealed file key does not open with this X25519 key")?;
-        let key_id = ObjectHeader::decode(&object_header)
-            .map_err(|e| e.to_string())?
-            .key_id;
-        let file_key = FileKey::from_parts(
-            key_id,
-            dek.as_slice()
-                .try_into()
-                .map_err(|_| "sealed key has the wrong length")?,
-        );
-        decrypt_to(&part, &dest, &file_key, case_id, file_id, size, sha256)?;
-        drop(file_key);
-        let _ = std::fs::remove_file(&part);
-        fetched += 1;
     }
+    session.partials.tidy();
     eprintln!(
         "{fetched} of {} files fetched into {} (others were already there)",
         files.len(),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use super::manifest::GrantedFile;
 
 /// One path component from a stored name: no separators, no `..`, no
 /// control characters, never empty.
@@ -27,23 +27,29 @@ pub fn safe_component(name: &str) -> String {
 }
 
 /// Where a file goes under `out`: `category/[study/series/]filename`.
-pub fn destination(out: &Path, file: &Value) -> PathBuf {
-    let mut path = out.join(safe_component(file["category"].as_str().unwrap_or("other")));
-    if let Some(d) = file["dicom"].as_object() {
-        for key in ["study_instance_uid", "series_instance_uid"] {
-            if let Some(uid) = d.get(key).and_then(Value::as_str).filter(|u| !u.is_empty()) {
-                path = path.join(safe_component(uid));
-            }
-        }
+pub fn destination(out: &Path, file: &GrantedFile) -> PathBuf {
+    let mut path = out.join(safe_component(&file.category));
+    for uid in &file.folders {
+        path = path.join(safe_component(uid));
     }
-    path.join(safe_component(
-        file["filename"].as_str().unwrap_or("unnamed"),
-    ))
+    path.join(safe_component(&file.filename))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn granted(name: &str, category: &str, folders: &[&str]) -> GrantedFile {
+        GrantedFile {
+            file_id: crate::ids::FileId::generate(),
+            filename: name.into(),
+            category: category.into(),
+            folders: folders.iter().map(|f| f.to_string()).collect(),
+            size: 0,
+            sealed_size: 0,
+            sha256: String::new(),
+        }
+    }
 
     #[test]
     fn names_cannot_escape() {
@@ -55,8 +61,7 @@ mod tests {
             ("a\u{0}b", "other"),
             ("", ""),
         ] {
-            let file = serde_json::json!({ "filename": name, "category": cat });
-            let d = destination(out, &file);
+            let d = destination(out, &granted(name, cat, &[]));
             assert!(d.starts_with(out), "{d:?}");
             assert_eq!(
                 d.components().count(),
@@ -65,8 +70,7 @@ mod tests {
             );
             assert!(!d.components().any(|c| c.as_os_str() == ".."), "{d:?}");
         }
-        let dicom = serde_json::json!({ "filename": "IM1", "category": "imaging_dicom",
-            "dicom": { "study_instance_uid": "1.2", "series_instance_uid": "1.2.3" } });
+        let dicom = granted("IM1", "imaging_dicom", &["1.2", "1.2.3"]);
         assert_eq!(
             destination(out, &dicom),
             Path::new("/tmp/out/imaging_dicom/1.2/1.2.3/IM1")

@@ -1,0 +1,143 @@
+//! A reviewing centre for the fetch tests: keys from `casegate centre
+//! keygen`, registered at the gateway, a grant over every file of a case,
+//! and `casegate fetch` run as the real binary against a chosen server (the
+//! gateway's centre listener, or a fake one that misbehaves).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+use crate::grants::grant;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_casegate");
+
+pub struct Centre {
+    pub keys: PathBuf,
+    pub token: String,
+    pub case: String,
+}
+
+/// What one `casegate fetch` run did.
+pub struct Fetched {
+    pub ok: bool,
+    pub stderr: String,
+}
+
+impl Centre {
+    /// Keys, registration and a grant over every complete file of `case`.
+    pub async fn with_grant(app: &TestApp, case: &str, max_downloads: u32) -> Centre {
+        let keys = app.dir.path().join("fetch-centre");
+        let out = Command::new(BIN)
+            .args(["centre", "keygen", "--out"])
+            .arg(&keys)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
+        let body = json!({
+            "name": "Fetch Test Centre", "country": "CH",
+            "client_cert_pem": read("centre.pem"),
+            "x25519_public_key": read("x25519.pub").trim(),
+        });
+        let resp = app
+            .request(
+                Method::POST,
+                "/api/v1/centres",
+                Some(&app.coordinator),
+                Some(body),
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+        let centre_id = resp.json::<Value>().await.unwrap()["centre_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, token) = grant(
+            app,
+            case,
+            json!({ "centre_id": centre_id, "expires_in_secs": 3600,
+                    "max_downloads": max_downloads }),
+        )
+        .await;
+        Centre {
+            keys,
+            token,
+            case: case.to_owned(),
+        }
+    }
+
+    /// `casegate fetch` into `out` from the server at 127.0.0.1:`port`.
+    pub fn fetch(&self, app: &TestApp, port: u16, out: &Path) -> Fetched {
+        let out = Command::new(BIN)
+            .arg("fetch")
+            .args(["--server", &format!("https://127.0.0.1:{port}")])
+            .args(["--grant", &self.token])
+            .arg("--cert")
+            .arg(self.keys.join("centre.pem"))
+            .arg("--key")
+            .arg(self.keys.join("centre-key.pem"))
+            .arg("--x25519-key")
+            .arg(self.keys.join("x25519.key"))
+            .arg("--out")
+            .arg(out)
+            .arg("--ca")
+            .arg(app.dir.path().join("certs/dev-ca.pem"))
+            .env_remove("CASEGATE_GRANT")
+            .output()
+            .unwrap();
+        Fetched {
+            ok: out.status.success(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// How often each file of the grant was downloaded (from byte 0).
+    pub async fn downloads(&self, app: &TestApp) -> BTreeMap<String, i64> {
+        let list = app
+            .get_json(
+                &format!("/api/v1/cases/{}/grants", self.case),
+                &app.coordinator,
+            )
+            .await;
+        list["grants"][0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["file_id"].as_str().unwrap().to_owned(),
+                    f["downloads"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Every regular file under `dir` (hidden ones included), relative path →
+/// size.
+pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                found.insert(
+                    e.path().strip_prefix(dir).unwrap().to_path_buf(),
+                    meta.len(),
+                );
+            }
+        }
+    }
+    found
+}
