@@ -19,6 +19,8 @@ pub struct Centre {
     pub keys: PathBuf,
     pub token: String,
     pub case: String,
+    /// Speaks to the centre listener with the centre's certificate.
+    pub client: reqwest::Client,
 }
 
 /// What one `casegate fetch` run did.
@@ -63,10 +65,18 @@ impl Centre {
                     "max_downloads": max_downloads }),
         )
         .await;
+        let identity = format!("{}{}", read("centre.pem"), read("centre-key.pem"));
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&app.ca_pem).unwrap())
+            .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+            .build()
+            .unwrap();
         Centre {
             keys,
             token,
             case: case.to_owned(),
+            client,
         }
     }
 
@@ -93,6 +103,22 @@ impl Centre {
             ok: out.status.success(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// The grant's file list, as the centre sees it.
+    pub async fn manifest(&self, app: &TestApp) -> Value {
+        self.client
+            .get(format!(
+                "https://127.0.0.1:{}/api/v1/grant",
+                app.centre_addr.port()
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// How often each file of the grant was downloaded (from byte 0).

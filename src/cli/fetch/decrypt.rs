@@ -19,9 +19,12 @@ pub enum DecryptError {
     /// The sealed download is not the object the grant describes: it is
     /// discarded, so the next run downloads it afresh.
     BadObject(String),
-    /// Local trouble (disk, permissions, a folder in the way) or a key that
-    /// does not open: the sealed download is kept for the next run.
+    /// Local trouble (disk, permissions, a folder in the way): the sealed
+    /// download is kept for the next run.
     Local(String),
+    /// The centre's X25519 key does not open the sealed file key: no other
+    /// file will open either.
+    WrongKey,
 }
 
 fn local(path: &Path) -> impl Fn(std::io::Error) -> DecryptError + '_ {
@@ -68,9 +71,7 @@ pub fn open_file_key(
         &sealed_key::decode(sealed_key_header)
             .map_err(|_| DecryptError::Local("malformed sealed key".into()))?,
     )
-    .map_err(|_| {
-        DecryptError::Local("the sealed file key does not open with this X25519 key".into())
-    })?;
+    .map_err(|_| DecryptError::WrongKey)?;
     if dek.len() != 32 {
         return Err(DecryptError::Local(
             "sealed key has the wrong length".into(),

@@ -12,16 +12,43 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::Value;
 
-pub async fn problem(resp: reqwest::Response) -> String {
+/// Why one file did not land.
+#[derive(Debug)]
+pub struct FileError {
+    pub message: String,
+    /// Every other file would fail alike — the gateway refused the grant
+    /// itself (revoked, expired, another certificate, rate limited), or the
+    /// X25519 key opens no sealed key — so fetch stops instead of trying
+    /// (and counting a download of) each.
+    pub stop: bool,
+}
+
+impl From<String> for FileError {
+    fn from(message: String) -> FileError {
+        FileError {
+            message,
+            stop: false,
+        }
+    }
+}
+
+impl From<&str> for FileError {
+    fn from(message: &str) -> FileError {
+        message.to_owned().into()
+    }
+}
+
+/// A gateway's error answer as one line; whether it refuses the whole grant
+/// rather than this one file (`grant_exhausted` counts per file).
+pub async fn problem(resp: reqwest::Response) -> FileError {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    format!(
-        "{status}: {}",
-        body["detail"]
-            .as_str()
-            .or(body["code"].as_str())
-            .unwrap_or("")
-    )
+    let code = body["code"].as_str().unwrap_or("");
+    FileError {
+        message: format!("{status}: {}", body["detail"].as_str().unwrap_or(code)),
+        stop: matches!(status.as_u16(), 401 | 429)
+            || (status == StatusCode::FORBIDDEN && code != "grant_exhausted"),
+    }
 }
 
 /// Where to continue a sealed download of `sealed_size` bytes that has
@@ -45,7 +72,7 @@ pub async fn download_sealed(
     part: &Path,
     sealed_size: u64,
     bar: &ProgressBar,
-) -> Result<String, String> {
+) -> Result<String, FileError> {
     let on_disk = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = resume_from(on_disk, sealed_size);
     let mut req = client.get(url).bearer_auth(token);
@@ -64,9 +91,7 @@ pub async fn download_sealed(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if got != expected {
-            return Err(format!(
-                "the gateway answered the range {got:?}, not {expected:?}"
-            ));
+            return Err(format!("the gateway answered the range {got:?}, not {expected:?}").into());
         }
         have
     } else {
@@ -100,7 +125,8 @@ pub async fn download_sealed(
     if got != sealed_size {
         return Err(format!(
             "download interrupted after {got} of {sealed_size} bytes (run fetch again to resume)"
-        ));
+        )
+        .into());
     }
     Ok(sealed_key)
 }

@@ -90,6 +90,14 @@ fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
     Ok(key)
 }
 
+/// What became of the grant's files.
+#[derive(Default)]
+struct Tally {
+    fetched: usize,
+    already_there: usize,
+    failed: usize,
+}
+
 pub async fn run(args: FetchArgs) -> Result<(), String> {
     let secret = x25519_secret(&args.x25519_key)?;
     let client = client(&args)?;
@@ -101,13 +109,10 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
-        return Err(format!("grant: {}", problem(resp).await));
+        return Err(format!("grant: {}", problem(resp).await.message));
     }
     let grant: Value = resp.json().await.map_err(|e| e.to_string())?;
-    let files = grant["files"]
-        .as_array()
-        .map(|entries| entries.iter().map(GrantedFile::parse).collect())
-        .unwrap_or(Ok(Vec::new()))?;
+    let entries = grant["files"].as_array().cloned().unwrap_or_default();
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let session = Session {
         client,
@@ -122,29 +127,68 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     };
-    let mut fetched = 0;
-    for file in &files {
-        let dest = destination(&args.out, file);
-        if !dest.starts_with(&args.out) {
-            return Err(format!("refusing to write outside {}", args.out.display()));
-        }
+    let mut tally = Tally::default();
+    let mut landed = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let file = match GrantedFile::parse(entry) {
+            Ok(file) => file,
+            Err(why) => {
+                eprintln!("casegate: skipped: {why}");
+                tally.failed += 1;
+                continue;
+            }
+        };
+        let dest = destination(&args.out, &file);
         let shown = dest
             .strip_prefix(&args.out)
             .unwrap_or(&dest)
             .display()
             .to_string();
-        let landed = fetch_one(&session, file, &dest, &shown)
-            .await
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if matches!(landed, Landed::Fetched) {
-            fetched += 1;
+        if !dest.starts_with(&args.out) {
+            eprintln!("casegate: {shown}: refusing to write outside --out");
+            tally.failed += 1;
+            continue;
         }
+        match fetch_one(&session, &file, &dest, &shown).await {
+            Ok(Landed::Fetched) => tally.fetched += 1,
+            Ok(Landed::AlreadyThere) => tally.already_there += 1,
+            Err(e) => {
+                eprintln!("casegate: {shown} ({}): {}", file.file_id, e.message);
+                tally.failed += 1;
+                if e.stop {
+                    let rest = entries.len() - index - 1;
+                    eprintln!(
+                        "casegate: the gateway refused the grant; {rest} more files not tried"
+                    );
+                    tally.failed += rest;
+                    break;
+                }
+            }
+        }
+        landed.push((dest, file.size));
     }
     session.partials.tidy();
+    // Count what is really on disk, not what the loop believed.
+    let on_disk = landed
+        .iter()
+        .filter(|(dest, size)| {
+            std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == *size)
+        })
+        .count();
     eprintln!(
-        "{fetched} of {} files fetched into {} (others were already there)",
-        files.len(),
-        args.out.display()
+        "{on_disk} of {} files are in {}: {} fetched now, {} already there, {} failed",
+        entries.len(),
+        args.out.display(),
+        tally.fetched,
+        tally.already_there,
+        tally.failed
     );
+    if tally.failed > 0 {
+        return Err(format!(
+            "{} of {} files did not land (see above); run fetch again to retry them",
+            tally.failed,
+            entries.len()
+        ));
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use super::decrypt::{DecryptError, decrypt_to, open_file_key, sha256_file};
-use super::download::download_sealed;
+use super::download::{FileError, download_sealed};
 use super::manifest::GrantedFile;
 use super::partial::Partials;
 use crate::crypto::sealed_key;
@@ -43,7 +43,7 @@ pub async fn fetch_one(
     file: &GrantedFile,
     dest: &Path,
     shown: &str,
-) -> Result<Landed, String> {
+) -> Result<Landed, FileError> {
     if in_place(dest, file)? {
         return Ok(Landed::AlreadyThere);
     }
@@ -91,8 +91,13 @@ pub async fn fetch_one(
             let _ = std::fs::remove_file(&sealed);
             Err(format!(
                 "{why}; the sealed download was discarded (run fetch again to download it afresh)"
-            ))
+            )
+            .into())
         }
-        Err(DecryptError::Local(why)) => Err(why),
+        Err(DecryptError::Local(why)) => Err(why.into()),
+        Err(DecryptError::WrongKey) => Err(FileError {
+            message: "the sealed file key does not open with this X25519 key".into(),
+            stop: true,
+        }),
     }
 }
