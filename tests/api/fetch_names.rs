@@ -19,6 +19,27 @@ fn assert_landed(out: &Path, name: &str, data: &[u8]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_names_are_cut_to_255_bytes_keeping_the_extension() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    // 1,004 bytes, 504 characters: accepted at upload.
+    let long = format!("{}.pdf", "é".repeat(500));
+    let (a, b) = (pattern(3_000, 7), pattern(4_000, 8));
+    app.upload(&patient, &long, None, &a, 3_000).await;
+    app.upload(&patient, "short.txt", None, &b, 4_000).await;
+    let centre = Centre::with_grant(&app, &case, 3).await;
+    let out = app.dir.path().join("received");
+
+    let run = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(run.ok, "{}", run.stderr);
+    // 125 × 2 bytes + ".pdf": the longest cut on a character boundary.
+    assert_landed(&out, &format!("other/{}.pdf", "é".repeat(125)), &a);
+    assert_landed(&out, "other/short.txt", &b);
+    assert!(run.stderr.contains("2 of 2 files are in"), "{}", run.stderr);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_file_that_cannot_be_written_does_not_stop_the_others() {
     let app = spawn_app().await;
     let (case, patient) = app.create_case(None).await;
@@ -102,5 +123,73 @@ async fn names_like_temporary_files_are_kept() {
     );
     let downloads = centre.downloads(&app).await;
     assert!(downloads.values().all(|d| *d == 1), "{downloads:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn characters_that_disguise_names_are_neutralised() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let files = [
+        // Shows as "reportexe.pdf" in most file managers.
+        ("report\u{202e}fdp.exe", "report_fdp.exe"),
+        ("a\u{200b}b\u{2066}c\u{2069}.txt", "a_b_c_.txt"),
+        ("\u{feff}bom.txt", "_bom.txt"),
+        ("x\u{061c}y\u{200e}z\u{200f}.txt", "x_y_z_.txt"),
+        ("soft\u{ad}hyphen\u{2060}.txt", "soft_hyphen_.txt"),
+        ("CON.txt", "_CON.txt"),
+        ("lpt1", "_lpt1"),
+        ("trailing. . .", "trailing"),
+    ];
+    let mut contents = Vec::new();
+    for (i, (name, _)) in files.iter().enumerate() {
+        let data = pattern(1_000 + i, 30 + i as u64);
+        app.upload(&patient, name, None, &data, 4_000).await;
+        contents.push(data);
+    }
+    let centre = Centre::with_grant(&app, &case, 3).await;
+    let out = app.dir.path().join("received");
+
+    let run = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(run.ok, "{}", run.stderr);
+    for ((_, shown), data) in files.iter().zip(&contents) {
+        assert_landed(&out, &format!("other/{shown}"), data);
+    }
+    assert!(!run.stderr.contains('\u{202e}'), "{}", run.stderr);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dicom_folders_from_file_contents_are_sanitised_and_cut() {
+    use casegate::upload::dicom::testdata::ct_file;
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    // StudyInstanceUID and SeriesInstanceUID come from inside the file: the
+    // patient's CD, not the gateway, chose them.
+    let study = format!("1.2.{}", "é".repeat(200));
+    let ct = ct_file(&study, "..", "Doe^Jane", 2_000);
+    let sneaky = ct_file("1.2.3", "4\u{1b}5/../..", "Doe^John", 2_000);
+    app.upload(&patient, "IM1.dcm", Some("imaging_dicom"), &ct, 4_000)
+        .await;
+    app.upload(&patient, "IM2.dcm", Some("imaging_dicom"), &sneaky, 4_000)
+        .await;
+    let centre = Centre::with_grant(&app, &case, 3).await;
+    let out = app.dir.path().join("received");
+
+    let run = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(run.ok, "{}", run.stderr);
+    // The gateway reads these UIDs in DICOM's default character set
+    // (Latin-1): each UTF-8 byte of "é" is one character, 804 bytes in all.
+    let read: String = study.bytes().map(char::from).collect();
+    assert_eq!(read.len(), 804);
+    let mut cut = String::new();
+    for c in read.chars() {
+        if cut.len() + c.len_utf8() > 255 {
+            break;
+        }
+        cut.push(c);
+    }
+    assert_landed(&out, &format!("imaging_dicom/{cut}/unnamed/IM1.dcm"), &ct);
+    assert_landed(&out, "imaging_dicom/1.2.3/4_5_.._/IM2.dcm", &sneaky);
     app.stop().await;
 }
