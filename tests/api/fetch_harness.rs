@@ -143,6 +143,17 @@ impl Centre {
     }
 }
 
+/// The manifest entry whose plaintext has this SHA-256.
+pub fn entry_for<'a>(manifest: &'a Value, data: &[u8]) -> &'a Value {
+    let sha = casegate::tls::hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["sha256"] == sha.as_str())
+        .unwrap()
+}
+
 /// Every regular file under `dir` (hidden ones included), relative path →
 /// size.
 pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {

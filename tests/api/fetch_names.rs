@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::common::spawn_app;
-use crate::fetch_harness::{Centre, files_under};
+use crate::fetch_harness::{Centre, entry_for, files_under};
 use crate::tus::pattern;
 
 /// `name` on disk must hold exactly `data`.
@@ -16,6 +16,78 @@ fn assert_landed(out: &Path, name: &str, data: &[u8]) {
         Ok(found) => assert!(found == data, "{name}: wrong content"),
         Err(e) => panic!("{name}: {e}; found {:?}", files_under(out).keys()),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_sharing_a_name_all_land_and_reruns_skip_them() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let long = |tail: &str| format!("{}{tail}.txt", "a".repeat(300));
+    let files = [
+        ("report.pdf", "pathology_report", pattern(5_000, 1)),
+        ("report.pdf", "pathology_report", pattern(6_000, 2)),
+        // Same file on a case-insensitive disk (macOS, Windows).
+        ("REPORT.pdf", "pathology_report", pattern(7_000, 3)),
+        // Equal once cut to the byte limit.
+        (&long("1"), "clinic_note", pattern(8_000, 4)),
+        (&long("2"), "clinic_note", pattern(9_000, 5)),
+        // Another folder: no collision, the plain name.
+        ("report.pdf", "imaging_report", pattern(10_000, 6)),
+    ];
+    for (name, category, data) in &files {
+        app.upload(&patient, name, Some(category), data, 4_000)
+            .await;
+    }
+    let centre = Centre::with_grant(&app, &case, 3).await;
+    let manifest = centre.manifest(&app).await;
+    let id = |data: &[u8]| {
+        entry_for(&manifest, data)["file_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let out = app.dir.path().join("received");
+
+    let run = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(run.ok, "{}", run.stderr);
+    let on_disk = files_under(&out);
+    assert_eq!(on_disk.len(), files.len(), "{on_disk:?}");
+    for (stem, data) in [
+        ("report", &files[0].2),
+        ("report", &files[1].2),
+        ("REPORT", &files[2].2),
+    ] {
+        assert_landed(
+            &out,
+            &format!("pathology_report/{stem} ({}).pdf", id(data)),
+            data,
+        );
+    }
+    for (_, _, data) in &files[3..5] {
+        let suffix = format!(" ({}).txt", id(data));
+        let (name, _) = on_disk
+            .iter()
+            .find(|(p, _)| p.to_str().unwrap().ends_with(&suffix))
+            .unwrap_or_else(|| panic!("no file ends with {suffix}: {on_disk:?}"));
+        let file_name = name.file_name().unwrap().to_str().unwrap();
+        assert!(file_name.len() <= 255 && file_name.starts_with("aaaa"));
+        assert_landed(&out, name.to_str().unwrap(), data);
+    }
+    assert_landed(&out, "imaging_report/report.pdf", &files[5].2);
+    assert!(run.stderr.contains("6 of 6 files are in"), "{}", run.stderr);
+
+    // A rerun finds every file in place and downloads nothing.
+    let run = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("0 fetched now, 6 already there"),
+        "{}",
+        run.stderr
+    );
+    let downloads = centre.downloads(&app).await;
+    assert!(downloads.values().all(|d| *d == 1), "{downloads:?}");
+    assert_eq!(files_under(&out), on_disk);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ mod manifest;
 mod names;
 mod one;
 mod partial;
+mod plan;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -23,9 +25,9 @@ use zeroize::Zeroizing;
 
 use download::problem;
 use manifest::GrantedFile;
-use names::destination;
 use one::{Landed, Session, fetch_one};
 use partial::Partials;
+use plan::plan;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -128,20 +130,26 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     };
     let mut tally = Tally::default();
-    let mut landed = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let file = match GrantedFile::parse(entry) {
-            Ok(file) => file,
+    let mut files = Vec::new();
+    let mut ids = HashSet::new();
+    for entry in &entries {
+        match GrantedFile::parse(entry) {
+            Ok(file) if ids.insert(file.file_id.clone()) => files.push(file),
+            Ok(file) => {
+                eprintln!("casegate: skipped: the grant lists {} twice", file.file_id);
+                tally.failed += 1;
+            }
             Err(why) => {
                 eprintln!("casegate: skipped: {why}");
                 tally.failed += 1;
-                continue;
             }
-        };
-        let dest = destination(&args.out, &file);
+        }
+    }
+    let destinations = plan(&args.out, &files);
+    for (index, (file, dest)) in files.iter().zip(&destinations).enumerate() {
         let shown = dest
             .strip_prefix(&args.out)
-            .unwrap_or(&dest)
+            .unwrap_or(dest)
             .display()
             .to_string();
         if !dest.starts_with(&args.out) {
@@ -149,30 +157,28 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
             tally.failed += 1;
             continue;
         }
-        match fetch_one(&session, &file, &dest, &shown).await {
+        match fetch_one(&session, file, dest, &shown).await {
             Ok(Landed::Fetched) => tally.fetched += 1,
             Ok(Landed::AlreadyThere) => tally.already_there += 1,
             Err(e) => {
                 eprintln!("casegate: {shown} ({}): {}", file.file_id, e.message);
                 tally.failed += 1;
                 if e.stop {
-                    let rest = entries.len() - index - 1;
-                    eprintln!(
-                        "casegate: the gateway refused the grant; {rest} more files not tried"
-                    );
+                    let rest = files.len() - index - 1;
+                    eprintln!("casegate: stopping; {rest} more files not tried");
                     tally.failed += rest;
                     break;
                 }
             }
         }
-        landed.push((dest, file.size));
     }
     session.partials.tidy();
     // Count what is really on disk, not what the loop believed.
-    let on_disk = landed
+    let on_disk = files
         .iter()
-        .filter(|(dest, size)| {
-            std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == *size)
+        .zip(&destinations)
+        .filter(|(file, dest)| {
+            std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == file.size)
         })
         .count();
     eprintln!(

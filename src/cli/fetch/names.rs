@@ -13,9 +13,8 @@
 //! - at most [`NAME_MAX`] bytes, cut on a character boundary, keeping the
 //!   extension.
 
-use std::path::{Path, PathBuf};
-
 use super::manifest::GrantedFile;
+use crate::ids::FileId;
 
 /// Bytes per path component on Linux, macOS and most file systems.
 pub const NAME_MAX: usize = 255;
@@ -133,18 +132,39 @@ pub fn component(raw: &str) -> String {
     fit(stem, "", ext)
 }
 
-/// Where a file goes under `out`: `category/[study/series/]filename`.
-pub fn destination(out: &Path, file: &GrantedFile) -> PathBuf {
-    let mut path = out.join(component(&file.category));
-    for uid in &file.folders {
-        path = path.join(component(uid));
-    }
-    path.join(component(&file.filename))
+/// `name` (a component) with the file's id before its extension, as when
+/// its name collides: `report (file_…).pdf`, still at most [`NAME_MAX`]
+/// bytes. No two files end up with the same such name: the id is unique
+/// and the extension, the only text after it, holds no other dot.
+pub fn with_id(name: &str, file_id: &FileId) -> String {
+    let (stem, ext) = split_extension(name);
+    fit(stem, &format!(" ({file_id})"), ext)
+}
+
+/// A file's path under `--out`, `category/[study/series/]filename`, as
+/// components; the file name carries the id when `with_id`.
+pub fn relative(file: &GrantedFile, with_id_suffix: bool) -> Vec<String> {
+    let mut parts = vec![component(&file.category)];
+    parts.extend(file.folders.iter().map(|uid| component(uid)));
+    let name = component(&file.filename);
+    parts.push(if with_id_suffix {
+        with_id(&name, &file.file_id)
+    } else {
+        name
+    });
+    parts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn destination(out: &Path, file: &GrantedFile) -> PathBuf {
+        relative(file, false)
+            .iter()
+            .fold(out.to_path_buf(), |path, part| path.join(part))
+    }
 
     fn granted(name: &str, category: &str, folders: &[&str]) -> GrantedFile {
         GrantedFile {
@@ -244,12 +264,20 @@ mod tests {
         // A cut never leaves a trailing dot or space.
         let dotted = format!("{}. b", "a".repeat(254));
         assert_eq!(component(&dotted), "a".repeat(254));
+        let id = FileId::generate();
+        let with = with_id(&component(&long), &id);
+        assert!(with.len() <= NAME_MAX, "{} bytes", with.len());
+        assert!(with.starts_with("éé") && with.ends_with(&format!(" ({id}).pdf")));
+        assert_eq!(with_id("report.pdf", &id), format!("report ({id}).pdf"));
+        assert_eq!(with_id("README", &id), format!("README ({id})"));
         for raw in [
             "a".repeat(1000),
             format!("{}.tar.gz", "ж".repeat(400)),
             format!("{}🩺.pdf", "😀".repeat(100)),
         ] {
             let name = component(&raw);
+            assert!(name.len() <= NAME_MAX, "{} bytes", name.len());
+            let name = with_id(&name, &id);
             assert!(name.len() <= NAME_MAX, "{} bytes", name.len());
         }
     }
