@@ -121,6 +121,26 @@ impl Centre {
             .unwrap()
     }
 
+    /// One file's sealed object and its `Casegate-Sealed-Key` header.
+    pub async fn sealed(&self, app: &TestApp, file_id: &str) -> (Vec<u8>, String) {
+        let resp = self
+            .client
+            .get(format!(
+                "https://127.0.0.1:{}/api/v1/grant/files/{file_id}/sealed",
+                app.centre_addr.port()
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let key = resp.headers()["casegate-sealed-key"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (resp.bytes().await.unwrap().to_vec(), key)
+    }
+
     /// How often each file of the grant was downloaded (from byte 0).
     pub async fn downloads(&self, app: &TestApp) -> BTreeMap<String, i64> {
         let list = app

@@ -9,6 +9,7 @@ mod connections;
 mod crash;
 mod fetch;
 mod fetch_harness;
+mod fetch_hostile;
 mod fetch_names;
 mod grants;
 mod hostile;

@@ -12,6 +12,8 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::Value;
 
+use super::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
+
 /// Why one file did not land.
 #[derive(Debug)]
 pub struct FileError {
@@ -42,10 +44,17 @@ impl From<&str> for FileError {
 /// rather than this one file (`grant_exhausted` counts per file).
 pub async fn problem(resp: reqwest::Response) -> FileError {
     let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let body: Value = body_within(resp, MAX_PROBLEM_BYTES)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
     let code = body["code"].as_str().unwrap_or("");
     FileError {
-        message: format!("{status}: {}", body["detail"].as_str().unwrap_or(code)),
+        message: printable(&format!(
+            "{status}: {}",
+            body["detail"].as_str().unwrap_or(code)
+        )),
         stop: matches!(status.as_u16(), 401 | 429)
             || (status == StatusCode::FORBIDDEN && code != "grant_exhausted"),
     }
@@ -91,12 +100,25 @@ pub async fn download_sealed(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if got != expected {
-            return Err(format!("the gateway answered the range {got:?}, not {expected:?}").into());
+            return Err(format!(
+                "the gateway answered the range {:?}, not {expected:?}",
+                printable(got)
+            )
+            .into());
         }
         have
     } else {
         0
     };
+    // Everything past what the grant promised is refused before it is read.
+    let promised = sealed_size - start;
+    if let Some(announced) = resp.content_length().filter(|n| *n > promised) {
+        return Err(format!(
+            "the gateway announced {announced} bytes where the grant promised {promised}; \
+             nothing was written"
+        )
+        .into());
+    }
     let sealed_key = resp
         .headers()
         .get("casegate-sealed-key")
@@ -114,9 +136,20 @@ pub async fn download_sealed(
     file.seek(SeekFrom::Start(start)).map_err(io)?;
     bar.set_position(start);
     let mut stream = resp.bytes_stream();
+    let mut received = 0u64;
     while let Some(piece) = stream.next().await {
         let piece =
             piece.map_err(|e| format!("download interrupted: {e} (run fetch again to resume)"))?;
+        received += piece.len() as u64;
+        if received > promised {
+            drop(file);
+            let _ = std::fs::remove_file(part);
+            return Err(format!(
+                "the gateway sent more than the {sealed_size} bytes the grant promised; \
+                 the download was stopped and discarded"
+            )
+            .into());
+        }
         file.write_all(&piece).map_err(io)?;
         bar.inc(piece.len() as u64);
     }

@@ -1,11 +1,50 @@
-//! The grant's file list as `GET /api/v1/grant` returns it, parsed once: a
-//! file whose entry is malformed (no valid id, size or SHA-256) is refused
-//! before anything touches the disk, since its id names temporary files
-//! and its sizes bound every read.
+//! The grant's file list as `GET /api/v1/grant` returns it, read within
+//! [`MAX_MANIFEST_BYTES`] and parsed once: a file whose entry is malformed
+//! (no valid id, size or SHA-256) is refused before anything touches the
+//! disk, since its id names temporary files and its sizes bound every read.
 
 use serde_json::Value;
 
+use super::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
+use super::download::problem;
 use crate::ids::FileId;
+
+/// The grant as listed; entries are parsed one by one, so one bad entry
+/// does not hide the others.
+pub struct Grant {
+    pub grant_id: String,
+    pub case_id: String,
+    pub entries: Vec<Value>,
+}
+
+pub async fn fetch(client: &reqwest::Client, base: &str, token: &str) -> Result<Grant, String> {
+    let resp = client
+        .get(format!("{base}/api/v1/grant"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("grant: {}", problem(resp).await.message));
+    }
+    let body = body_within(resp, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => format!(
+                "the grant's manifest is larger than {} MiB; refusing to read it",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+            BodyError::Interrupted(why) => format!("reading the grant's manifest: {why}"),
+        })?;
+    let grant: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("the grant's manifest is not JSON: {e}"))?;
+    let text = |key: &str| grant[key].as_str().unwrap_or("").to_owned();
+    Ok(Grant {
+        grant_id: text("grant_id"),
+        case_id: text("case_id"),
+        entries: grant["files"].as_array().cloned().unwrap_or_default(),
+    })
+}
 
 /// One file of the grant, as the gateway described it. Names and DICOM
 /// UIDs are raw: whatever the patient's files held.

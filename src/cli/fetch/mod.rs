@@ -5,6 +5,7 @@
 //! study/series). An interrupted fetch resumes with Range requests; files
 //! already fetched are skipped. Nothing is written outside `--out`.
 
+mod bounded;
 mod decrypt;
 mod download;
 mod manifest;
@@ -20,10 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
 use indicatif::ProgressStyle;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
-use download::problem;
 use manifest::GrantedFile;
 use one::{Landed, Session, fetch_one};
 use partial::Partials;
@@ -104,25 +103,19 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
     let secret = x25519_secret(&args.x25519_key)?;
     let client = client(&args)?;
     let base = args.server.trim_end_matches('/');
-    let resp = client
-        .get(format!("{base}/api/v1/grant"))
-        .bearer_auth(&args.grant)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("grant: {}", problem(resp).await.message));
-    }
-    let grant: Value = resp.json().await.map_err(|e| e.to_string())?;
-    let entries = grant["files"].as_array().cloned().unwrap_or_default();
+    let manifest::Grant {
+        grant_id,
+        case_id,
+        entries,
+    } = manifest::fetch(&client, base, &args.grant).await?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let session = Session {
         client,
         base,
         token: &args.grant,
         secret,
-        grant_id: grant["grant_id"].as_str().unwrap_or("").to_owned(),
-        case_id: grant["case_id"].as_str().unwrap_or("").to_owned(),
+        grant_id,
+        case_id,
         partials: Partials::new(&args.out),
         style: ProgressStyle::with_template(
             "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",

@@ -49,11 +49,15 @@ const FORMAT_CHARS: &[(char, char)] = &[
     ('\u{E0020}', '\u{E007F}'),
 ];
 
+/// Control and format characters: invisible, or they change what is
+/// displayed around them (terminal escapes, bidi reordering).
+pub fn hidden(c: char) -> bool {
+    c.is_control() || FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
 /// Characters that never reach the disk as they are.
 fn neutralised(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*')
-        || FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+    hidden(c) || matches!(c, '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*')
 }
 
 /// Device names Windows reserves, with any extension (`CON`, `nul.txt`).
