@@ -1,9 +1,13 @@
 //! `casegate fetch`: a reviewing centre downloads every file of its grant
 //! end to end — the sealed object as stored, its file key sealed to the
 //! centre's X25519 key — decrypts locally, verifies size and SHA-256, and
-//! writes files under their original names grouped by category (and DICOM
-//! study/series). An interrupted fetch resumes with Range requests; files
-//! already fetched are skipped. Nothing is written outside `--out`.
+//! writes each file under `--out` as `category/[study/series/]name`: names
+//! made safe (`names`), colliding ones kept apart by file id (`plan`).
+//! Every read is bounded by what the manifest promised (`bounded`,
+//! `download`); unfinished work waits in a hidden folder (`partial`) so an
+//! interrupted fetch resumes, and files already in place are skipped. A
+//! file that fails is reported and the others go on; the exit status says
+//! whether all landed. Nothing is written outside `--out`.
 
 mod bounded;
 mod decrypt;
