@@ -93,7 +93,8 @@ pub async fn download_sealed(
         return Err(problem(resp).await);
     }
     let start = if resp.status() == StatusCode::PARTIAL_CONTENT {
-        let expected = format!("bytes {have}-{}/{sealed_size}", sealed_size - 1);
+        let last = sealed_size.saturating_sub(1);
+        let expected = format!("bytes {have}-{last}/{sealed_size}");
         let got = resp
             .headers()
             .get(CONTENT_RANGE)
@@ -111,7 +112,7 @@ pub async fn download_sealed(
         0
     };
     // Everything past what the grant promised is refused before it is read.
-    let promised = sealed_size - start;
+    let promised = sealed_size.saturating_sub(start);
     if let Some(announced) = resp.content_length().filter(|n| *n > promised) {
         return Err(format!(
             "the gateway announced {announced} bytes where the grant promised {promised}; \

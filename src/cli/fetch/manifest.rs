@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
 use super::download::problem;
+use crate::crypto::format::{CHUNK_OVERHEAD, HEADER_LEN};
 use crate::ids::FileId;
 
 /// The grant as listed; entries are parsed one by one, so one bad entry
@@ -72,6 +73,14 @@ impl GrantedFile {
                 .ok_or(format!("the grant lists {file_id} without {name}"))
         };
         let (size, sealed_size) = (field("size")?, field("sealed_size")?);
+        // Even an empty file is a header and one sealed chunk.
+        let smallest = (HEADER_LEN + CHUNK_OVERHEAD) as u64;
+        if sealed_size < size.saturating_add(smallest) {
+            return Err(format!(
+                "the grant lists {file_id} with a sealed size ({sealed_size}) that cannot hold \
+                 {size} bytes"
+            ));
+        }
         let sha256 = entry["sha256"]
             .as_str()
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -115,6 +124,8 @@ mod tests {
             ("file_id", serde_json::json!("file_x/..")),
             ("size", serde_json::json!(-1)),
             ("sealed_size", Value::Null),
+            ("sealed_size", serde_json::json!(0)),
+            ("sealed_size", serde_json::json!(60)),
             ("sha256", serde_json::json!("abc")),
         ] {
             let mut bad = good.clone();
