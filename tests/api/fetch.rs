@@ -192,7 +192,9 @@ async fn keygen_register_grant_fetch_resume() {
         .await
         .unwrap();
     std::fs::remove_file(&report_path).unwrap();
-    std::fs::write(report_path.with_extension("casegate-sealed"), &partial).unwrap();
+    let sealed_partial = dest.join(format!(".casegate-partial/{report_id}.sealed"));
+    std::fs::create_dir_all(sealed_partial.parent().unwrap()).unwrap();
+    std::fs::write(&sealed_partial, &partial).unwrap();
     let out = fetch();
     assert!(
         out.status.success(),
@@ -200,7 +202,11 @@ async fn keygen_register_grant_fetch_resume() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read(&report_path).unwrap(), report);
-    assert!(!report_path.with_extension("casegate-sealed").exists());
+    assert!(!sealed_partial.exists());
+    assert!(
+        !dest.join(".casegate-partial").exists(),
+        "nothing left to resume"
+    );
     // Two downloads from byte 0 of the report so far: the first fetch and
     // the partial one above; the resume was a continuation.
     let list: Value = app

@@ -1,0 +1,183 @@
+//! The network side of a fetch: the sealed object of one file, downloaded
+//! or resumed with a `Range` continuation, and the gateway's problem
+//! answers turned into one line.
+
+use std::cmp::Ordering;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use serde_json::Value;
+
+use super::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
+
+/// Why one file did not land.
+#[derive(Debug)]
+pub struct FileError {
+    pub message: String,
+    /// Every other file would fail alike — the gateway refused the grant
+    /// itself (revoked, expired, another certificate, rate limited), or the
+    /// X25519 key opens no sealed key — so fetch stops instead of trying
+    /// (and counting a download of) each.
+    pub stop: bool,
+}
+
+impl From<String> for FileError {
+    fn from(message: String) -> FileError {
+        FileError {
+            message,
+            stop: false,
+        }
+    }
+}
+
+impl From<&str> for FileError {
+    fn from(message: &str) -> FileError {
+        message.to_owned().into()
+    }
+}
+
+/// A gateway's error answer as one line; whether it refuses the whole grant
+/// rather than this one file (`grant_exhausted` counts per file).
+pub async fn problem(resp: reqwest::Response) -> FileError {
+    let status = resp.status();
+    let body: Value = body_within(resp, MAX_PROBLEM_BYTES)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let code = body["code"].as_str().unwrap_or("");
+    FileError {
+        message: printable(&format!(
+            "{status}: {}",
+            body["detail"].as_str().unwrap_or(code)
+        )),
+        stop: matches!(status.as_u16(), 401 | 429)
+            || (status == StatusCode::FORBIDDEN && code != "grant_exhausted"),
+    }
+}
+
+/// Where to continue a sealed download of `sealed_size` bytes that has
+/// `on_disk` bytes so far. A complete one is re-confirmed from its last
+/// byte: the sealed key only comes with a response, and a continuation is
+/// not another download. Anything longer than the object is not ours.
+fn resume_from(on_disk: u64, sealed_size: u64) -> u64 {
+    match on_disk.cmp(&sealed_size) {
+        Ordering::Less => on_disk,
+        Ordering::Equal => sealed_size.saturating_sub(1),
+        Ordering::Greater => 0,
+    }
+}
+
+/// Downloads (or resumes) the sealed object into `part`; returns the
+/// sealed key header. On success `part` holds exactly `sealed_size` bytes.
+pub async fn download_sealed(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    part: &Path,
+    sealed_size: u64,
+    bar: &ProgressBar,
+) -> Result<String, FileError> {
+    let on_disk = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let have = resume_from(on_disk, sealed_size);
+    let mut req = client.get(url).bearer_auth(token);
+    if have > 0 {
+        req = req.header(RANGE, format!("bytes={have}-"));
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(problem(resp).await);
+    }
+    let start = if resp.status() == StatusCode::PARTIAL_CONTENT {
+        let last = sealed_size.saturating_sub(1);
+        let expected = format!("bytes {have}-{last}/{sealed_size}");
+        let got = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if got != expected {
+            return Err(format!(
+                "the gateway answered the range {:?}, not {expected:?}",
+                printable(got)
+            )
+            .into());
+        }
+        have
+    } else {
+        0
+    };
+    // Everything past what the grant promised is refused before it is read.
+    let promised = sealed_size.saturating_sub(start);
+    if let Some(announced) = resp.content_length().filter(|n| *n > promised) {
+        return Err(format!(
+            "the gateway announced {announced} bytes where the grant promised {promised}; \
+             nothing was written"
+        )
+        .into());
+    }
+    let sealed_key = resp
+        .headers()
+        .get("casegate-sealed-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Casegate-Sealed-Key header")?
+        .to_owned();
+    let io = |e: std::io::Error| format!("{}: {e}", part.display());
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(part)
+        .map_err(io)?;
+    file.set_len(start).map_err(io)?;
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    bar.set_position(start);
+    let mut stream = resp.bytes_stream();
+    let mut received = 0u64;
+    while let Some(piece) = stream.next().await {
+        let piece =
+            piece.map_err(|e| format!("download interrupted: {e} (run fetch again to resume)"))?;
+        received += piece.len() as u64;
+        if received > promised {
+            drop(file);
+            let _ = std::fs::remove_file(part);
+            return Err(format!(
+                "the gateway sent more than the {sealed_size} bytes the grant promised; \
+                 the download was stopped and discarded"
+            )
+            .into());
+        }
+        file.write_all(&piece).map_err(io)?;
+        bar.inc(piece.len() as u64);
+    }
+    file.sync_all().map_err(io)?;
+    let got = file.metadata().map_err(io)?.len();
+    if got != sealed_size {
+        return Err(format!(
+            "download interrupted after {got} of {sealed_size} bytes (run fetch again to resume)"
+        )
+        .into());
+    }
+    Ok(sealed_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumes_where_the_download_stopped() {
+        assert_eq!(resume_from(0, 100), 0);
+        assert_eq!(resume_from(40, 100), 40);
+        assert_eq!(resume_from(100, 100), 99, "complete: confirm the last byte");
+        assert_eq!(
+            resume_from(150, 100),
+            0,
+            "longer than the object: start over"
+        );
+    }
+}
