@@ -43,7 +43,7 @@ fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> 
             if e < s {
                 return Err(());
             }
-            s..(e + 1).min(len)
+            s..e.saturating_add(1).min(len)
         }
     };
     if range.start >= len || range.is_empty() {
@@ -69,6 +69,11 @@ mod tests {
         assert_eq!(parse(&h("bytes=5-"), 10), Ok(Some(5..10)));
         assert_eq!(parse(&h("bytes=-3"), 10), Ok(Some(7..10)));
         assert_eq!(parse(&h("bytes=8-100"), 10), Ok(Some(8..10)));
+        // Found by fuzz/range_header: e + 1 overflowed (panic in debug, 416 in release).
+        assert_eq!(
+            parse(&h("bytes=0-18446744073709551615"), 10),
+            Ok(Some(0..10))
+        );
         for bad in [
             "bytes=10-",
             "bytes=5-4",
