@@ -23,7 +23,7 @@ fi
 
 # cargo-fuzz passes -Z flags only nightly rustc accepts; this lets stable
 # accept them. The fuzz build lives in fuzz/target, never in a shared
-# CARGO_TARGET_DIR (it is built with ASan and coverage instrumentation).
+# CARGO_TARGET_DIR: its instrumentation flags differ from every other build.
 export RUSTC_BOOTSTRAP=1
 unset CARGO_TARGET_DIR
 
@@ -37,8 +37,13 @@ cargo fuzz build "${flags[@]}"
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+targets=$(cargo fuzz list)
+if [ -z "$targets" ]; then
+  echo "fuzz: no targets found in fuzz/" >&2
+  exit 1
+fi
 failed=()
-for target in $(cargo fuzz list); do
+for target in $targets; do
   corpus=(corpus/"$target")
   mkdir -p "${corpus[0]}"
   if [ -d "seeds/$target" ]; then
