@@ -37,6 +37,8 @@ cargo fuzz build "${flags[@]}"
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+# Scratch files of the targets (key_files writes its TLS files there).
+mkdir "$logs/tmp"
 targets=$(cargo fuzz list)
 if [ -z "$targets" ]; then
   echo "fuzz: no targets found in fuzz/" >&2
@@ -50,7 +52,7 @@ for target in $targets; do
     corpus+=("seeds/$target")
   fi
   echo "== fuzz $target: ${seconds}s"
-  if cargo fuzz run "${flags[@]}" "$target" "${corpus[@]}" -- \
+  if TMPDIR=$logs/tmp cargo fuzz run "${flags[@]}" "$target" "${corpus[@]}" -- \
     -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$logs/$target" 2>&1; then
     grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' "$logs/$target" || true
   else
