@@ -25,14 +25,14 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
     match header_str(headers, "tus-resumable") {
         Some(TUS_VERSION) => Ok(()),
         _ => Err(ApiError::TusVersion),
     }
 }
 
-fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+pub fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     header_str(headers, name)
         .map(|v| {
             // Strict: digits only (no sign, no spaces), no overflow.
@@ -46,7 +46,7 @@ fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-fn is_offset_stream(headers: &HeaderMap) -> bool {
+pub fn is_offset_stream(headers: &HeaderMap) -> bool {
     header_str(headers, "content-type")
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))

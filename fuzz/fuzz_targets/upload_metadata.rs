@@ -1,0 +1,81 @@
+//! The tus `Upload-Metadata` header (`casegate::upload::metadata`): the
+//! key/value pair parser and the filename/category/filetype rules on top.
+//!
+//! Invariants: parsed keys are non-empty visible ASCII; the pairs survive a
+//! round trip through their own encoding; a parsed upload has a filename
+//! that is trimmed, non-empty, at most 1 KiB and free of control
+//! characters, one of the known categories, and a bounded filetype.
+#![no_main]
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use casegate::upload::metadata::{CATEGORIES, UploadMetadata, parse_pairs};
+use libfuzzer_sys::fuzz_target;
+
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(header) = std::str::from_utf8(data) else {
+        return;
+    };
+    let pairs = parse_pairs(header);
+    let meta = UploadMetadata::parse(Some(header));
+    if meta.is_ok() {
+        assert!(pairs.is_ok(), "{header:?}");
+    }
+    let Ok(pairs) = pairs else {
+        return;
+    };
+    assert!(header.len() <= MAX_HEADER_BYTES);
+    for key in pairs.keys() {
+        assert!(!key.is_empty(), "{header:?}");
+        assert!(
+            key.bytes().all(|b| b.is_ascii_graphic() && b != b','),
+            "{key:?}"
+        );
+    }
+
+    // Encode the pairs the way a tus client does and parse them again.
+    let encoded = pairs
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k} {}", STANDARD.encode(v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if encoded.len() <= MAX_HEADER_BYTES {
+        match parse_pairs(&encoded) {
+            Ok(again) => assert_eq!(again, pairs, "{encoded:?}"),
+            Err(e) => panic!("re-encoded pairs refused ({e}): {encoded:?}"),
+        }
+    }
+
+    let Ok(meta) = meta else {
+        return;
+    };
+    let Some(raw) = pairs.get("filename").or_else(|| pairs.get("name")) else {
+        panic!("parsed without filename or name: {header:?}");
+    };
+    assert_eq!(meta.filename, raw.trim());
+    assert!(!meta.filename.is_empty());
+    assert!(meta.filename.len() <= 1024);
+    assert!(
+        !meta.filename.chars().any(char::is_control),
+        "{:?}",
+        meta.filename
+    );
+    assert!(
+        CATEGORIES.contains(&meta.category.as_str()),
+        "{:?}",
+        meta.category
+    );
+    if let Some(filetype) = &meta.filetype {
+        assert!(!filetype.is_empty() && filetype.len() <= 255);
+        assert_eq!(filetype.as_str(), filetype.trim());
+        assert!(!filetype.chars().any(char::is_control), "{filetype:?}");
+    }
+});
