@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod rotation;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod token;
 pub mod upload;

@@ -84,6 +84,10 @@ impl UploadMetadata {
         if filename.len() > MAX_FILENAME_BYTES || filename.chars().any(char::is_control) {
             return Err("filename is too long or holds control characters".into());
         }
+        // Bidi controls and other invisible format characters would make
+        // the name display as something else (`report\u{202e}fdp.exe` as
+        // "reportexe.pdf") to coordinators and centres: stored as `_`.
+        let filename = crate::text::neutralise(&filename);
         let category = pairs
             .get("category")
             .map(|s| s.trim())
@@ -123,6 +127,9 @@ mod tests {
         );
         let m = UploadMetadata::parse(Some(&h)).unwrap();
         assert_eq!(m.filename, "CT 1.dcm");
+        let m = UploadMetadata::parse(Some(&format!("filename {}", b64("report\u{202e}fdp.exe"))))
+            .unwrap();
+        assert_eq!(m.filename, "report_fdp.exe");
         assert_eq!(m.category, "imaging_dicom");
         assert_eq!(m.filetype.as_deref(), Some("application/dicom"));
         let m = UploadMetadata::parse(Some(&format!("name {}", b64("report.pdf")))).unwrap();

@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real TLS, a client as users have.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
 mod address_shares;
 mod cases;
 mod centres;
@@ -21,7 +22,7 @@ mod races;
 mod role_matrix;
 mod s3;
 mod startup;
-mod support;
 mod tus;
 
 #[path = "../support/mod.rs"]
+mod support;
