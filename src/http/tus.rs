@@ -21,33 +21,41 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A header's value; `Err` when it is present but not visible ASCII — such
+/// a header is wrong, never the same as an absent one (an unreadable
+/// `Upload-Checksum` must not mean "no checksum").
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ()))
+        .transpose()
 }
 
 pub fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
     match header_str(headers, "tus-resumable") {
-        Some(TUS_VERSION) => Ok(()),
+        Ok(Some(TUS_VERSION)) => Ok(()),
         _ => Err(ApiError::TusVersion),
     }
 }
 
 pub fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    let not_a_number = || ApiError::BadRequest(format!("{name} must be a non-negative integer"));
     header_str(headers, name)
+        .map_err(|()| not_a_number())?
         .map(|v| {
             // Strict: digits only (no sign, no spaces), no overflow.
             (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| v.parse::<u64>().ok())
                 .flatten()
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!("{name} must be a non-negative integer"))
-                })
+                .ok_or_else(not_a_number)
         })
         .transpose()
 }
 
 pub fn is_offset_stream(headers: &HeaderMap) -> bool {
     header_str(headers, "content-type")
+        .ok()
+        .flatten()
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))
 }
@@ -124,6 +132,7 @@ pub async fn options(State(state): State<AppState>) -> Response {
 
 fn checksum_header(headers: &HeaderMap) -> Result<Option<ExpectedChecksum>, ApiError> {
     header_str(headers, "upload-checksum")
+        .map_err(|()| ApiError::BadRequest("Upload-Checksum must be ASCII".into()))?
         .map(|h| ExpectedChecksum::parse(h).map_err(ApiError::BadRequest))
         .transpose()
 }
@@ -177,7 +186,10 @@ pub async fn create(
     }
     let length = parse_u64(&headers, "upload-length")?
         .ok_or_else(|| ApiError::BadRequest("Upload-Length is required".into()))?;
-    let with_data = header_str(&headers, "content-type").is_some();
+    let metadata = header_str(&headers, "upload-metadata").map_err(|()| {
+        ApiError::BadRequest("Upload-Metadata must be ASCII (values are base64)".into())
+    })?;
+    let with_data = headers.contains_key(header::CONTENT_TYPE);
     if with_data && !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -186,10 +198,7 @@ pub async fn create(
     } else {
         None
     };
-    let upload = state
-        .uploads
-        .create(&ctx, &case, length, header_str(&headers, "upload-metadata"))
-        .await?;
+    let upload = state.uploads.create(&ctx, &case, length, metadata).await?;
     let location = format!("/tus/{}", upload.upload_id);
     let upload = if with_data || length == 0 {
         // creation-with-upload: the upload exists whatever happens to its

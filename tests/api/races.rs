@@ -70,3 +70,34 @@ async fn parallel_creates_never_exceed_the_byte_quota() {
     assert!(declared <= 1 << 20, "declared {declared}");
     app.stop().await;
 }
+
+/// An `Upload-Checksum` (or `Upload-Metadata`) that is not ASCII is a bad
+/// request, never the same as no header: the bytes are not stored
+/// unverified.
+#[tokio::test]
+async fn an_unreadable_checksum_header_is_refused_not_ignored() {
+    let app = crate::common::spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let path = app.tus_create(&patient, 10, &meta("a.txt", None)).await;
+    let bad = reqwest::header::HeaderValue::from_bytes(b"sha256 \xff\xfe").unwrap();
+    let resp = app
+        .tus(Method::PATCH, &path, &patient)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Checksum", bad.clone())
+        .body(b"0123456789".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(app.tus_offset(&patient, &path).await, 0);
+    let resp = app
+        .tus(Method::POST, "/tus/", &patient)
+        .header("Upload-Length", "10")
+        .header("Upload-Metadata", bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    app.stop().await;
+}
