@@ -65,14 +65,29 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
             .collect();
+        // Variables whose value read as a TOML number, boolean, date or
+        // array: if the key wants a string (`CASEGATE_STORAGE__S3__BUCKET=2024`)
+        // the raw text is used instead.
+        let mut typed: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (name, raw) in overrides {
-            apply_env(&mut table, &name, &raw)?;
+            if let Some(dotted) = apply_env(&mut table, &name, &raw, false)? {
+                typed.insert(dotted, (name, raw));
+            }
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                invalid(&key, e.into_inner().message().to_owned())
-            })?;
+        let config: Config = loop {
+            match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let key = e.path().to_string();
+                    match typed.remove(&key) {
+                        Some((name, raw)) => {
+                            apply_env(&mut table, &name, &raw, true)?;
+                        }
+                        None => return Err(invalid(&key, e.into_inner().message().to_owned())),
+                    }
+                }
+            }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -169,8 +184,15 @@ impl Config {
 
 /// `CASEGATE_SERVER__LISTEN=…` → `server.listen`; nested sections use more
 /// `__` (`CASEGATE_STORAGE__S3__BUCKET`). The value is read as a TOML value
-/// when it parses as one (numbers, booleans, arrays), else as a string.
-fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), ConfigError> {
+/// when it parses as one (numbers, booleans, arrays), else — or when
+/// `as_string` — as a string. Returns the dotted key when the value was
+/// read as something other than a string.
+fn apply_env(
+    table: &mut toml::Table,
+    name: &str,
+    raw: &str,
+    as_string: bool,
+) -> Result<Option<String>, ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..]
         .split("__")
         .map(str::to_ascii_lowercase)
@@ -183,7 +205,9 @@ fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), Confi
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
+        .filter(|_| !as_string)
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let typed = (!value.is_str()).then(|| dotted.clone());
     let (last, sections) = path.split_last().ok_or_else(|| invalid(&dotted, "empty"))?;
     let mut cursor = table;
     for section in sections {
@@ -195,7 +219,7 @@ fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), Confi
             .ok_or_else(|| invalid(&dotted, format!("{section} is not a section")))?;
     }
     cursor.insert(last.clone(), value);
-    Ok(())
+    Ok(typed)
 }
 
 #[cfg(test)]
@@ -237,6 +261,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.listen"), "{err}");
+        // A string key whose value looks like a number is still a string.
+        let c = Config::load(
+            None,
+            env(&[
+                ("CASEGATE_STORAGE__BACKEND", "s3"),
+                ("CASEGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:3900"),
+                ("CASEGATE_STORAGE__S3__REGION", "garage"),
+                ("CASEGATE_STORAGE__S3__BUCKET", "2024"),
+                ("CASEGATE_STORAGE__S3__ACCESS_KEY", "1e5"),
+                ("CASEGATE_STORAGE__S3__SECRET_KEY", "true"),
+            ]),
+        )
+        .unwrap();
+        let s3 = c.storage.s3.unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.access_key.as_str()),
+            ("2024", "1e5")
+        );
         let err = Config::load(None, env(&[("CASEGATE_SERVER__LISEN", "1")]))
             .unwrap_err()
             .to_string();
