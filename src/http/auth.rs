@@ -179,17 +179,21 @@ async fn audit_limiting_started(
 /// Whether a handler's answer to an authorised caller is a refusal that
 /// counts toward the address's limit: 401 and 403 for everyone; for
 /// patients and centres (credentials held outside the operators' control)
-/// every 4xx but 408 and 429, which are about load, not about the caller —
-/// else probing ids, ranges or uploads writes an audit entry per try.
+/// every other 4xx but the [`RESUMPTION_STATUSES`] — else probing ids,
+/// ranges or uploads writes an audit entry per try.
 fn counts_as_failure(operator: bool, status: StatusCode) -> bool {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return true;
     }
-    !operator
-        && status.is_client_error()
-        && status != StatusCode::REQUEST_TIMEOUT
-        && status != StatusCode::TOO_MANY_REQUESTS
+    !operator && status.is_client_error() && !RESUMPTION_STATUSES.contains(&status.as_u16())
 }
+
+/// 4xx answers a well-behaved client meets on a flaky connection, about
+/// load or about where an upload stands rather than about the caller: 408,
+/// 429, and tus's 409 (offset moved), 423 (a PATCH still running) and 460
+/// (checksum mismatch, the client resends). They never count as failures,
+/// or a patient resuming over a bad line would lock themselves out.
+const RESUMPTION_STATUSES: [u16; 5] = [408, 409, 423, 429, 460];
 
 /// Runs the handler for an authorised caller and counts its answer if it
 /// is a refusal (the handler has audited it already; over the limit, the
