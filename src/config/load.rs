@@ -20,6 +20,9 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// The longest token or upload lifetime the config accepts.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -170,6 +173,19 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        // Added to "now" to make expiry times: bounded, so no value can
+        // overflow a date.
+        for (key, value) in [
+            ("uploads.token_ttl_secs", self.uploads.token_ttl_secs),
+            ("uploads.upload_ttl_secs", self.uploads.upload_ttl_secs),
+        ] {
+            if value > MAX_TTL_SECS {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {MAX_TTL_SECS} (10 years)"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -261,6 +277,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.listen"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("CASEGATE_UPLOADS__TOKEN_TTL_SECS", "99999999999999")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("uploads.token_ttl_secs"), "{err}");
         // A string key whose value looks like a number is still a string.
         let c = Config::load(
             None,
