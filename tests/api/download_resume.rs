@@ -17,6 +17,20 @@ use crate::tus::{pattern, sha256_hex};
 
 const SIZE: usize = 8 << 20;
 
+/// The grant's file list and the id of its first file.
+async fn first_granted_file(centre: &Centre, token: &str) -> (Value, String) {
+    let info: Value = centre
+        .get("/api/v1/grant", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    (info, file_id)
+}
+
 /// Reads at least `want` bytes of the body, then drops the response.
 async fn read_then_abandon(resp: reqwest::Response, want: usize) -> Vec<u8> {
     let mut got = Vec::new();
@@ -65,15 +79,7 @@ async fn an_abandoned_download_continues_under_max_downloads_1() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }),
     )
     .await;
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let (_, file_id) = first_granted_file(&centre, &token).await;
     let path = format!("/api/v1/grant/files/{file_id}");
 
     let resp = centre.get(&path, &token).send().await.unwrap();
@@ -118,15 +124,7 @@ async fn sealed_then_plaintext_fit_max_downloads_2() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 2 }),
     )
     .await;
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let (_, file_id) = first_granted_file(&centre, &token).await;
     let sealed = format!("/api/v1/grant/files/{file_id}/sealed");
     let plain = format!("/api/v1/grant/files/{file_id}");
     for path in [&sealed, &plain] {
@@ -206,15 +204,7 @@ async fn a_download_cut_by_kill_9_continues_after_restart() {
         .await
         .unwrap();
     let token = grant["grant_token"].as_str().unwrap().to_owned();
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let (info, file_id) = first_granted_file(&centre, &token).await;
     let path = format!("/api/v1/grant/files/{file_id}/sealed");
     let sealed_size = info["files"][0]["sealed_size"].as_u64().unwrap() as usize;
 
@@ -259,15 +249,7 @@ async fn a_range_to_u64_max_is_the_whole_file() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 3 }),
     )
     .await;
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let (_, file_id) = first_granted_file(&centre, &token).await;
     let resp = centre
         .get(&format!("/api/v1/grant/files/{file_id}"), &token)
         .header("Range", "bytes=0-18446744073709551615")
