@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
     let Some(raw) = pairs.get("filename").or_else(|| pairs.get("name")) else {
         panic!("parsed without filename or name: {header:?}");
     };
-    assert_eq!(meta.filename, raw.trim());
+    // Stored with control-like format characters (bidi overrides, zero
+    // width) neutralised.
+    assert_eq!(meta.filename, casegate::text::neutralise(raw.trim()));
+    assert!(!meta.filename.chars().any(casegate::text::hidden));
     assert!(!meta.filename.is_empty());
     assert!(meta.filename.len() <= 1024);
     assert!(
