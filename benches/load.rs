@@ -11,7 +11,10 @@
 //! the centre's grant, and plaintext and sealed downloads, whole and Range
 //! (over mutual TLS). It prints per request kind count, errors, p50/p99/max
 //! latency and throughput; every distinct error with its count; the
-//! gateway's RSS over time, its peak, and the CPU both sides used.
+//! gateway's RSS over time, its peak, and the CPU both sides used. A 5 s
+//! run of one client first gives the same table without contention, and
+//! afterwards the gateway's state is checked against what the clients did
+//! (files listed per case, grant use counts and bytes served).
 //!
 //! Nothing is timed as a pass/fail: this is a measurement.
 //!
@@ -36,9 +39,12 @@ mod setup;
 mod stats;
 #[path = "support/mod.rs"]
 mod support;
+#[path = "load/verify.rs"]
+mod verify;
 
 use stats::{Progress, Recorder};
 use support::{Gateway, payload};
+use verify::Tally;
 
 struct Args {
     clients: usize,
@@ -108,15 +114,95 @@ fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(base + i as u32))
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// What the clients share in a phase.
+struct Shared {
+    fx: Arc<setup::Fixture>,
+    pattern: Bytes,
+    upload: Bytes,
+    seed: u64,
+}
+
+/// `clients` clients for `secs` seconds; progress lines every `every`
+/// (with the gateway's largest RSS, sampled 4× a second) unless `None`.
+/// Returns their merged record, their tallies (client i ↔ case i) and the
+/// phase's wall time.
+async fn phase(
+    shared: &Shared,
+    clients: usize,
+    secs: u64,
+    pid: &str,
+    every: Option<Duration>,
+) -> (Recorder, Vec<Tally>, f64) {
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..clients)
+        .map(|i| {
+            let worker = client::Client {
+                fx: shared.fx.clone(),
+                http: shared.fx.client(source(i)),
+                case: i,
+                rng: client::Rng::new(shared.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+                progress: progress.clone(),
+                pattern: shared.pattern.clone(),
+                upload: shared.upload.clone(),
+                rec: Recorder::new(),
+                tally: Tally::new(shared.fx.grants.files.len()),
+            };
+            tokio::spawn(worker.run(deadline))
+        })
+        .collect();
+    let monitor = every.map(|every| {
+        let (progress, pid) = (progress.clone(), pid.to_owned());
+        tokio::spawn(async move {
+            let (mut last, mut next, mut max_rss) = (0, started + every, 0f64);
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                max_rss = max_rss.max(status_mib(&pid, "VmRSS:"));
+                if Instant::now() < next {
+                    continue;
+                }
+                next += every;
+                let done = progress.requests.load(Ordering::Relaxed);
+                println!(
+                    "  t={:>4.0} s  requests {done:>7} (+{:>5.0}/s)  errors {:>5}  gateway RSS max {max_rss:6.1} MiB",
+                    started.elapsed().as_secs_f64(),
+                    (done - last) as f64 / every.as_secs_f64(),
+                    progress.errors.load(Ordering::Relaxed),
+                );
+                (last, max_rss) = (done, 0.0);
+            }
+        })
+    });
+    let mut all = Recorder::new();
+    let mut tallies = Vec::with_capacity(clients);
+    for w in workers {
+        let (rec, tally) = w.await.expect("client task");
+        all.merge(&rec);
+        tallies.push(tally);
+    }
+    if let Some(m) = monitor {
+        m.abort();
+    }
+    (all, tallies, started.elapsed().as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
     println!(
         "load test: {} clients for {} s, HTTP/1.1 over TLS 1.3, loopback; gateway (release binary, \
-         SQLite + fs store) and load generator share this machine's {} cores",
+         SQLite + fs store) and load generator share this machine's {} cores (load average {})",
         args.clients,
         args.secs,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
     );
     if args.clients > 1000 {
         println!("note: more clients than limits.max_connections (1024) allows per listener");
@@ -149,74 +235,46 @@ async fn main() {
     while upload.len() < client::PATCH_LEN.1 as usize {
         upload.extend_from_slice(&pattern);
     }
-    let upload = Bytes::from(upload);
-    let progress = Arc::new(Progress::default());
+    let shared = Shared {
+        fx: fx.clone(),
+        pattern,
+        upload: Bytes::from(upload),
+        seed: args.seed,
+    };
+    let mut per_case = vec![Tally::new(fx.grants.files.len()); fx.cases.len()];
+    if let Some(download_case) = per_case.last_mut() {
+        // Set up before the clients ran (the last case).
+        download_case.created = setup::DOWNLOAD_SIZES.len() as u64;
+        download_case.completed = download_case.created;
+    }
+
+    // The same mix from one client: latencies without contention.
+    let (one, tallies, secs) = phase(&shared, 1, 5, &pid, None).await;
+    per_case[0] = tallies[0].clone();
+    println!("\nbaseline: 1 client, {secs:.1} s:");
+    one.print(secs);
 
     let rss_before = status_mib(&pid, "VmRSS:");
     let cpu_before = (cpu_secs(&pid), cpu_secs("self"));
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.secs);
-    let workers: Vec<_> = (0..args.clients)
-        .map(|i| {
-            let worker = client::Client {
-                fx: fx.clone(),
-                http: fx.client(source(i)),
-                case: i,
-                rng: client::Rng::new(args.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
-                progress: progress.clone(),
-                pattern: pattern.clone(),
-                upload: upload.clone(),
-                rec: Recorder::new(),
-            };
-            tokio::spawn(worker.run(deadline))
-        })
-        .collect();
-
-    // Progress and the gateway's RSS while the load runs.
+    println!("\nload: {} clients for {} s", args.clients, args.secs);
     let every = Duration::from_secs((args.secs / 6).clamp(2, 10));
-    let monitor = {
-        let (progress, pid) = (progress.clone(), pid.clone());
-        tokio::spawn(async move {
-            let mut last = 0;
-            loop {
-                tokio::time::sleep(every).await;
-                let done = progress.requests.load(Ordering::Relaxed);
-                println!(
-                    "  t={:>4.0} s  requests {done:>7} (+{:>5.0}/s)  errors {:>5}  gateway RSS {:6.1} MiB",
-                    started.elapsed().as_secs_f64(),
-                    (done - last) as f64 / every.as_secs_f64(),
-                    progress.errors.load(Ordering::Relaxed),
-                    status_mib(&pid, "VmRSS:"),
-                );
-                last = done;
-            }
-        })
-    };
-
-    let mut all = Recorder::new();
-    for w in workers {
-        all.merge(&w.await.expect("client task"));
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (all, tallies, secs) = phase(&shared, args.clients, args.secs, &pid, Some(every)).await;
     let cpu_gateway = cpu_secs(&pid) - cpu_before.0;
     let cpu_generator = cpu_secs("self") - cpu_before.1;
-    monitor.abort();
     let rss_after = status_mib(&pid, "VmRSS:");
+    for (case, t) in per_case.iter_mut().zip(&tallies) {
+        case.add(t);
+    }
 
     println!(
-        "\n{} clients, {secs:.1} s (the last requests finish after the deadline):",
-        args.clients
+        "\n{} clients, {secs:.1} s (the last requests finish after the deadline; load average {}):",
+        args.clients,
+        loadavg(),
     );
     all.print(secs);
-    let ready = fx
-        .client(IpAddr::from([127, 0, 0, 1]))
-        .get(format!("{}/readyz", fx.base))
-        .send()
-        .await
-        .map(|r| r.status().as_u16());
     println!(
         "gateway: RSS {rss_before:.1} MiB before the load, {rss_after:.1} MiB after, peak {:.1} MiB \
-         (VmHWM, setup included); CPU {cpu_gateway:.1} s = {:.0}% of one core; /readyz after: {ready:?}",
+         (VmHWM, setup included); CPU {cpu_gateway:.1} s = {:.0}% of one core",
         gw.peak_rss_mib(),
         100.0 * cpu_gateway / secs,
     );
@@ -225,10 +283,21 @@ async fn main() {
         100.0 * cpu_generator / secs,
         status_mib("self", "VmHWM:"),
     );
-    if all.total_errors() > 0 {
+
+    // Downloads settle their byte count just after the body ends.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = fx.client(IpAddr::from([127, 0, 0, 1]));
+    let ready = c
+        .get(format!("{}/readyz", fx.base))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    println!("after: /readyz {ready:?}");
+    let mismatches = verify::check(&fx, &c, &per_case).await;
+    if all.total_errors() + one.total_errors() > 0 || mismatches > 0 {
         println!(
-            "NOTE: {} requests failed (target 0), listed above",
-            all.total_errors()
+            "NOTE: {} failed requests and {mismatches} mismatches (target 0), listed above",
+            all.total_errors() + one.total_errors()
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::grants::Booking;
 use crate::setup::{Case, Fixture, issue_grant};
 use crate::stats::{Op, Progress, Recorder};
 use crate::support::PIECE;
+use crate::verify::Tally;
 
 /// Upload lengths and PATCH sizes are drawn uniformly from these ranges.
 pub const UPLOAD_LEN: (u64, u64) = (256 * 1024, 8 * 1024 * 1024);
@@ -73,10 +74,11 @@ pub struct Client {
     /// Upload bodies are slices of this (at least `PATCH_LEN.1` bytes).
     pub upload: Bytes,
     pub rec: Recorder,
+    pub tally: Tally,
 }
 
 impl Client {
-    pub async fn run(mut self, deadline: Instant) -> Recorder {
+    pub async fn run(mut self, deadline: Instant) -> (Recorder, Tally) {
         let weights: u64 = MIX.iter().map(|(_, w)| w).sum();
         while Instant::now() < deadline {
             let mut draw = self.rng.below(weights);
@@ -112,7 +114,7 @@ impl Client {
                 _ => self.download(op).await,
             }
         }
-        self.rec
+        (self.rec, self.tally)
     }
 
     fn own_case(&self) -> &Case {
@@ -152,6 +154,7 @@ impl Client {
         .await;
         let url = match created {
             Ok(url) => {
+                self.tally.created += 1;
                 self.record(Op::TusCreate, started, 0, Ok(()));
                 url
             }
@@ -191,6 +194,9 @@ impl Client {
                 return;
             }
             offset += n;
+        }
+        if offset == len {
+            self.tally.completed += 1;
         }
     }
 
@@ -232,7 +238,7 @@ impl Client {
     /// plaintext (every byte checked) or sealed (length and key header).
     async fn download(&mut self, op: Op) {
         let mut attempts = 0;
-        let (token, file) = loop {
+        let (token, index) = loop {
             attempts += 1;
             if attempts > 3 {
                 // Grants could not be issued (counted as errors there).
@@ -250,7 +256,7 @@ impl Client {
                 Booking::Retired | Booking::Empty => self.issue().await,
             }
         };
-        let file = self.fx.grants.files[file].clone();
+        let file = self.fx.grants.files[index].clone();
         let sealed = matches!(op, Op::SealedWhole | Op::SealedRange);
         let total = if sealed { file.sealed_size } else { file.size };
         let range = matches!(op, Op::PlainRange | Op::SealedRange).then(|| {
@@ -297,6 +303,13 @@ impl Client {
             Ok(())
         }
         .await;
+        // As the gateway charges a grant's byte budget.
+        self.tally.starts[index] += u64::from(start == 0);
+        self.tally.charged[index] += match (sealed, received) {
+            (false, n) => n,
+            (true, 0) => 0,
+            (true, n) => (u128::from(n) * u128::from(file.size) / u128::from(total)).max(1) as u64,
+        };
         self.record(op, started, received, outcome);
     }
 }
