@@ -230,6 +230,15 @@ async fn main() {
         source(args.clients - 1),
     );
 
+    // Names only: values may be secrets.
+    let inherited: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("CASEGATE_"))
+        .collect();
+    if !inherited.is_empty() {
+        println!("also set in this environment, so passed to the gateway: {inherited:?}");
+    }
+
     let pattern = payload();
     let mut upload = Vec::with_capacity(client::PATCH_LEN.1 as usize);
     while upload.len() < client::PATCH_LEN.1 as usize {

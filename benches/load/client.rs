@@ -21,6 +21,8 @@ pub const UPLOAD_LEN: (u64, u64) = (256 * 1024, 8 * 1024 * 1024);
 pub const PATCH_LEN: (u64, u64) = (256 * 1024, 4 * 1024 * 1024);
 /// The longest Range asked for.
 const MAX_RANGE: u64 = 4 * 1024 * 1024;
+/// A client pauses this long after an action that failed.
+const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// `filename load.bin`, `category other`.
 const METADATA: &str = "filename bG9hZC5iaW4,category b3RoZXI";
 
@@ -81,6 +83,7 @@ impl Client {
     pub async fn run(mut self, deadline: Instant) -> (Recorder, Tally) {
         let weights: u64 = MIX.iter().map(|(_, w)| w).sum();
         while Instant::now() < deadline {
+            let errors = self.rec.total_errors();
             let mut draw = self.rng.below(weights);
             let op = MIX
                 .iter()
@@ -112,6 +115,11 @@ impl Client {
                     }
                 }
                 _ => self.download(op).await,
+            }
+            if self.rec.total_errors() > errors {
+                // As a real client would: a failing gateway is not hammered
+                // (and a storm of refusals does not spin this process).
+                tokio::time::sleep(ERROR_PAUSE).await;
             }
         }
         (self.rec, self.tally)
@@ -272,7 +280,7 @@ impl Client {
             if sealed { "/sealed" } else { "" }
         );
         let started = Instant::now();
-        let mut received = 0u64;
+        let (mut received, mut accepted) = (0u64, false);
         let outcome = async {
             let mut req = self.http.get(&url).bearer_auth(&*token);
             if range.is_some() {
@@ -280,6 +288,7 @@ impl Client {
             }
             let resp = req.send().await.map_err(describe)?;
             let resp = expect_status(resp, if range.is_some() { 206 } else { 200 }).await?;
+            accepted = true;
             if resp.content_length() != Some(len) {
                 return Err(format!(
                     "Content-Length {:?}, not {len}",
@@ -304,7 +313,7 @@ impl Client {
         }
         .await;
         // As the gateway charges a grant's byte budget.
-        self.tally.starts[index] += u64::from(start == 0);
+        self.tally.starts[index] += u64::from(accepted && start == 0);
         self.tally.charged[index] += match (sealed, received) {
             (false, n) => n,
             (true, 0) => 0,
