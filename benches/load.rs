@@ -271,6 +271,7 @@ async fn main() {
     let cpu_gateway = cpu_secs(&pid) - cpu_before.0;
     let cpu_generator = cpu_secs("self") - cpu_before.1;
     let rss_after = status_mib(&pid, "VmRSS:");
+    let load_ended = Instant::now();
     for (case, t) in per_case.iter_mut().zip(&tallies) {
         case.add(t);
     }
@@ -303,6 +304,13 @@ async fn main() {
         .map(|r| r.status().as_u16());
     println!("after: /readyz {ready:?}");
     let mismatches = verify::check(&fx, &c, &per_case).await;
+    drop(c);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "gateway RSS idle, {:.0} s after the load: {:.1} MiB",
+        Instant::now().duration_since(load_ended).as_secs_f64(),
+        status_mib(&pid, "VmRSS:"),
+    );
     if all.total_errors() + one.total_errors() > 0 || mismatches > 0 {
         println!(
             "NOTE: {} failed requests and {mismatches} mismatches (target 0), listed above",
