@@ -190,10 +190,12 @@ fn counts_as_failure(operator: bool, status: StatusCode) -> bool {
 
 /// 4xx answers a well-behaved client meets on a flaky connection, about
 /// load or about where an upload stands rather than about the caller: 408,
-/// 429, and tus's 409 (offset moved), 423 (a PATCH still running) and 460
-/// (checksum mismatch, the client resends). They never count as failures,
-/// or a patient resuming over a bad line would lock themselves out.
-const RESUMPTION_STATUSES: [u16; 5] = [408, 409, 423, 429, 460];
+/// 429, 413 (a quota is full: a patient dropping a large folder meets it
+/// once per remaining file), and tus's 409 (offset moved), 423 (a PATCH
+/// still running) and 460 (checksum mismatch, the client resends). They
+/// never count as failures, or a patient resuming over a bad line would
+/// lock themselves out.
+const RESUMPTION_STATUSES: [u16; 6] = [408, 409, 413, 423, 429, 460];
 
 /// Runs the handler for an authorised caller and counts its answer if it
 /// is a refusal (the handler has audited it already; over the limit, the
