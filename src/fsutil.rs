@@ -19,6 +19,27 @@ pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Creates `dir` and any missing parents owner-only (0700). Patient records
+/// land in them (`fetch`), so other users of the machine see nothing.
+pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Opens `path` for writing, creating it owner-only (0600) if missing;
+/// truncated when `truncate`.
+pub fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Replaces `path` atomically (temp file + rename) with a 0600 file.
 pub fn replace_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-new");

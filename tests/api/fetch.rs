@@ -139,6 +139,14 @@ async fn keygen_register_grant_fetch_resume() {
         ct
     );
     assert!(!app.dir.path().join("escape.txt").exists());
+    // Patient records are owner-only on the centre's machine too.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&report_path), 0o600);
+        assert_eq!(mode(report_path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dest), 0o700);
+    }
 
     // Interrupted: the report is gone, a partial sealed download is left.
     let centre_client = reqwest::Client::builder()

@@ -118,7 +118,7 @@ fn decrypt_into(
     }
     let cipher = ChunkCipher::new(key, header, case_id, file.file_id.as_str())
         .map_err(|e| bad(&e.to_string()))?;
-    let mut out = BufWriter::new(std::fs::File::create(plain).map_err(local(plain))?);
+    let mut out = BufWriter::new(crate::fsutil::private_file(plain, true).map_err(local(plain))?);
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let count = layout.chunk_count(file.size);
     let mut buf = vec![0u8; header.chunk_size as usize + CHUNK_OVERHEAD];

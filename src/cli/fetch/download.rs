@@ -127,12 +127,7 @@ pub async fn download_sealed(
         .ok_or("no Casegate-Sealed-Key header")?
         .to_owned();
     let io = |e: std::io::Error| format!("{}: {e}", part.display());
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(part)
-        .map_err(io)?;
+    let mut file = crate::fsutil::private_file(part, false).map_err(io)?;
     file.set_len(start).map_err(io)?;
     file.seek(SeekFrom::Start(start)).map_err(io)?;
     bar.set_position(start);

@@ -112,7 +112,8 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         case_id,
         entries,
     } = manifest::fetch(&client, base, &args.grant).await?;
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    crate::fsutil::private_dir_all(&args.out)
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
     let session = Session {
         client,
         base,

@@ -48,7 +48,7 @@ pub async fn fetch_one(
         return Ok(Landed::AlreadyThere);
     }
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        crate::fsutil::private_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     session.partials.ensure()?;
     let sealed = session.partials.sealed(&file.file_id);

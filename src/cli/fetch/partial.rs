@@ -26,7 +26,8 @@ impl Partials {
 
     /// Creates the folder (on first use).
     pub fn ensure(&self) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))
+        crate::fsutil::private_dir_all(&self.dir)
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
     }
 
     /// The sealed download of `file_id`.
