@@ -45,27 +45,40 @@ pub async fn insert(tx: &mut Tx<'_>, c: &NewCentre<'_>) -> Result<bool, DbError>
     Ok(done.rows_affected() == 1)
 }
 
+const COLUMNS: &str =
+    "centre_id, name, country, cert_sha256, x25519_public_key, created_at, disabled_at";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CentreRow, DbError> {
+    let id: String = row.try_get("centre_id")?;
+    Ok(CentreRow {
+        centre_id: CentreId::parse(&id).ok_or(DbError::Corrupt("centres.centre_id"))?,
+        name: row.try_get("name")?,
+        country: row.try_get("country")?,
+        cert_sha256: row.try_get("cert_sha256")?,
+        x25519_public_key: row.try_get("x25519_public_key")?,
+        created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+    })
+}
+
 pub async fn list(db: &Db) -> Result<Vec<CentreRow>, DbError> {
-    let rows = sqlx::query(
-        "SELECT centre_id, name, country, cert_sha256, x25519_public_key, created_at, disabled_at
-         FROM centres ORDER BY created_at, centre_id",
-    )
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM centres ORDER BY created_at, centre_id"
+    )))
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let id: String = row.try_get("centre_id")?;
-            Ok(CentreRow {
-                centre_id: CentreId::parse(&id).ok_or(DbError::Corrupt("centres.centre_id"))?,
-                name: row.try_get("name")?,
-                country: row.try_get("country")?,
-                cert_sha256: row.try_get("cert_sha256")?,
-                x25519_public_key: row.try_get("x25519_public_key")?,
-                created_at: row.try_get("created_at")?,
-                disabled_at: row.try_get("disabled_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(from_row).collect()
+}
+
+/// One centre (also a disabled one), by id.
+pub async fn get(db: &Db, centre_id: &CentreId) -> Result<Option<CentreRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM centres WHERE centre_id = ?"
+    )))
+    .bind(centre_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
 }
 
 /// Replaces a centre's certificate and/or X25519 key. `Ok(false)` when the

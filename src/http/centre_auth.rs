@@ -57,10 +57,11 @@ pub async fn authorize_centre(
         return Err(refuse(ApiError::Unauthenticated, "unknown grant token"));
     };
     drop(stored);
-    let centres = db::centres::list(&state.db)
+    // One row, not the whole centre table, on every grant request.
+    let centre = db::centres::get(&state.db, &grant.centre_id)
         .await
         .map_err(|e| refuse(ApiError::from(e), "database error"))?;
-    let Some(centre) = centres.into_iter().find(|c| c.centre_id == grant.centre_id) else {
+    let Some(centre) = centre else {
         return Err(refuse(
             ApiError::GrantRevoked,
             "grant's centre no longer exists",

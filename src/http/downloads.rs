@@ -35,8 +35,8 @@ struct Granted {
     file_id: FileId,
     size: u64,
     meta: FileMeta,
-    file_key: FileKey,
-    object_sha256: Option<String>,
+    /// The file key and the sealed object's digest (`only` requests).
+    keys: Option<(FileKey, Option<String>)>,
     downloads: i64,
 }
 
@@ -72,18 +72,29 @@ async fn granted_files(
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(ApiError::Internal)?;
-        let (key_id, wrapped) = db::files::wrapped_key(&state.db, &case.case_id, &row.file_id)
-            .await?
-            .ok_or(ApiError::Internal)?;
-        let file_key = FileKey::unwrap(&case_key, &case.case_id, &row.file_id, key_id, &wrapped)
-            .map_err(|_| ApiError::Internal)?;
+        // The key and the object digest only for a download of one file:
+        // the grant's file list needs neither, and a DICOM study has
+        // thousands of files.
+        let keys = match only {
+            Some(_) => {
+                let (key_id, wrapped) =
+                    db::files::wrapped_key(&state.db, &case.case_id, &row.file_id)
+                        .await?
+                        .ok_or(ApiError::Internal)?;
+                let file_key =
+                    FileKey::unwrap(&case_key, &case.case_id, &row.file_id, key_id, &wrapped)
+                        .map_err(|_| ApiError::Internal)?;
+                let sha = db::files::object_sha256(&state.db, &row.file_id).await?;
+                Some((file_key, sha))
+            }
+            None => None,
+        };
         out.push(Granted {
             case: case.clone(),
             file_id: row.file_id.clone(),
             size: row.size.max(0) as u64,
             meta,
-            file_key,
-            object_sha256: db::files::object_sha256(&state.db, &row.file_id).await?,
+            keys,
             downloads: u.downloads,
         });
     }
@@ -266,7 +277,10 @@ async fn download(
         ));
     state.commit_audited(tx, &ctx, start_entry).await?;
 
-    let header = ObjectHeader::new(*file.file_key.id());
+    let Some((file_key, object_sha256)) = &file.keys else {
+        return Err(ApiError::Internal);
+    };
+    let header = ObjectHeader::new(*file_key.id());
     let mut out = HeaderMap::new();
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -297,7 +311,7 @@ async fn download(
             );
         }
         Kind::Sealed => {
-            if let Some(sha) = &file.object_sha256
+            if let Some(sha) = object_sha256
                 && let Ok(v) = HeaderValue::from_str(&format!("\"{sha}\""))
             {
                 out.insert(header::ETAG, v);
@@ -311,7 +325,7 @@ async fn download(
                 &centre_key(&centre)?,
                 &info,
                 &header.encode(),
-                file.file_key.secret(),
+                file_key.secret(),
             )
             .map_err(|_| ApiError::Internal)?;
             if let Ok(v) = HeaderValue::from_str(&sealed_key::encode(&sealed)) {
@@ -325,7 +339,7 @@ async fn download(
         StatusCode::OK
     };
     let cipher = ChunkCipher::new(
-        &file.file_key,
+        file_key,
         header,
         file.case.case_id.as_str(),
         file_id.as_str(),
