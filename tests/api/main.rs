@@ -10,6 +10,8 @@ mod connections;
 mod crash;
 mod denial_floods;
 mod download_resume;
+mod fault_gateway;
+mod fault_kill;
 mod faults;
 mod fetch;
 mod fetch_harness;
