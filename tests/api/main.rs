@@ -12,6 +12,7 @@ mod denial_floods;
 mod download_resume;
 mod fault_gateway;
 mod fault_kill;
+mod fault_s3;
 mod faults;
 mod fetch;
 mod fetch_harness;
