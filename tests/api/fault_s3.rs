@@ -5,7 +5,8 @@
 //! forwarder of the test's own (stopping the shared Garage would break the
 //! other tests running at once).
 //!
-//! During the outage a PATCH answers 503 `storage_unavailable` (or its
+//! An outage shorter than the gateway's S3 retries is ridden out. During
+//! a longer one a PATCH answers 503 `storage_unavailable` (or its
 //! connection is cut), the offset stays at the last durable point,
 //! `/readyz` is 503; a running download is cut. Once the store is back the
 //! upload continues from HEAD's offset to the original SHA-256, and a Range
@@ -162,6 +163,47 @@ async fn outage_mid_upload_garage() {
         return;
     };
     outage_mid_upload(&mut s3).await;
+}
+
+/// An outage shorter than the gateway's S3 retries (4 tries, 0.2 s, 0.6 s
+/// and 1.8 s apart) is ridden out: the PATCH that meets it succeeds.
+async fn short_outage(s3: &mut TestS3) {
+    let app = app_on(s3).await;
+    let (_, patient) = app.create_case(None).await;
+    let data = pattern(3 * MIB + 3, 4);
+    let path = app
+        .tus_create(&patient, data.len() as u64, &meta("labs.pdf", None))
+        .await;
+    // Staging holds these bytes: the next PATCH reads them back at once.
+    let resp = app
+        .tus_patch(&patient, &path, 0, data[..MIB].to_vec())
+        .await;
+    assert_eq!(resp.status(), 204);
+    s3.stop().await;
+    let patch = app.tus_patch(&patient, &path, MIB as u64, data[MIB..].to_vec());
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s3.start().await;
+    };
+    let (resp, ()) = tokio::join!(patch, restart);
+    assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
+    let m = app.patient_manifest(&patient).await;
+    assert_eq!(m["files"][0]["sha256"], sha256_hex(&data));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_ridden_out_s3s_fs() {
+    let mut s3 = s3s_fs().await;
+    short_outage(&mut s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_ridden_out_garage() {
+    let Some(mut s3) = garage_behind_a_switch().await else {
+        return;
+    };
+    short_outage(&mut s3).await;
 }
 
 /// A completed file, a centre and a grant of one download of it.

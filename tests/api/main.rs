@@ -10,6 +10,7 @@ mod connections;
 mod crash;
 mod denial_floods;
 mod download_resume;
+mod fault_db;
 mod fault_gateway;
 mod fault_kill;
 mod fault_s3;
