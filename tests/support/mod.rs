@@ -1,10 +1,20 @@
 //! Real S3 servers for tests: s3s-fs in process (always), and Garage when
 //! `.ci/run` started one (CASEGATE_TEST_S3_* variables; with
 //! CASEGATE_REQUIRE_GARAGE set, a missing Garage is a failure).
+//!
+//! Outages: an s3s-fs server can be stopped (its listener closes and every
+//! open connection is cut) and started again on the same port and
+//! directory; Garage, shared by every test running at once, is instead
+//! reached through a forwarder on its own port that can be stopped and
+//! started the same way.
 #![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use casegate::config::{S3Config, Secret};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
 
 const ACCESS_KEY: &str = "AKCASEGATETEST";
 const SECRET_KEY: &str = "casegate-test-secret-key-0123456789";
@@ -13,6 +23,17 @@ pub struct TestS3 {
     pub config: S3Config,
     _dir: Option<tempfile::TempDir>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// What `start` serves again after a `stop`, and where.
+    restartable: Option<(SocketAddr, Serve)>,
+}
+
+/// What a restartable server serves.
+#[derive(Clone)]
+enum Serve {
+    /// s3s-fs on this directory.
+    Fs(PathBuf),
+    /// A plain TCP forwarder to this address (Garage).
+    Forward(SocketAddr),
 }
 
 impl Drop for TestS3 {
@@ -21,6 +42,76 @@ impl Drop for TestS3 {
             t.abort();
         }
     }
+}
+
+impl TestS3 {
+    /// The store goes away: the listener closes and every open connection
+    /// is cut, as when the S3 server's process dies.
+    pub async fn stop(&mut self) {
+        assert!(
+            self.restartable.is_some(),
+            "this S3 server cannot be stopped"
+        );
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The store comes back on the same port (and, for s3s-fs, the same
+    /// directory: every object and multipart part written before is there).
+    pub async fn start(&mut self) {
+        let (addr, serve) = self.restartable.clone().expect("a restartable S3 server");
+        assert!(self.task.is_none(), "already running");
+        let listener = TcpListener::bind(addr).await.unwrap();
+        self.task = Some(spawn_server(listener, serve));
+    }
+}
+
+/// Serves `listener` until aborted; aborting also cuts every connection
+/// (they live in a `JoinSet` owned by the accepting task).
+fn spawn_server(listener: TcpListener, serve: Serve) -> tokio::task::JoinHandle<()> {
+    let service = match &serve {
+        Serve::Fs(root) => {
+            let fs = s3s_fs::FileSystem::new(root).unwrap();
+            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            Some(builder.build())
+        }
+        Serve::Forward(_) => None,
+    };
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                Some(_) = connections.join_next() => continue,
+            };
+            match (&serve, &service) {
+                (Serve::Fs(_), Some(service)) => {
+                    let service = service.clone();
+                    connections.spawn(async move {
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                (Serve::Forward(upstream), _) => {
+                    let upstream = *upstream;
+                    connections.spawn(async move {
+                        let mut stream = stream;
+                        if let Ok(mut to) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut stream, &mut to).await;
+                        }
+                    });
+                }
+                _ => unreachable!("s3s-fs has its service"),
+            }
+        }
+    })
 }
 
 fn config(endpoint: String, region: &str, bucket: &str, ak: &str, sk: &str) -> S3Config {
@@ -32,30 +123,16 @@ fn config(endpoint: String, region: &str, bucket: &str, ak: &str, sk: &str) -> S
     config
 }
 
-/// An s3s-fs server on 127.0.0.1:0 with one bucket.
+/// An s3s-fs server on 127.0.0.1:0 with one bucket; `stop` and `start`
+/// take it away and bring it back.
 pub async fn s3s_fs() -> TestS3 {
     let dir = tempfile::tempdir().unwrap();
     let bucket = "casegate";
     std::fs::create_dir(dir.path().join(bucket)).unwrap();
-    let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let serve = Serve::Fs(dir.path().to_path_buf());
+    let task = spawn_server(listener, serve.clone());
     TestS3 {
         config: config(
             format!("http://{addr}"),
@@ -66,6 +143,7 @@ pub async fn s3s_fs() -> TestS3 {
         ),
         _dir: Some(dir),
         task: Some(task),
+        restartable: Some((addr, serve)),
     }
 }
 
@@ -86,6 +164,7 @@ pub fn garage() -> Option<TestS3> {
             config,
             _dir: None,
             task: None,
+            restartable: None,
         }),
         None => {
             assert!(
@@ -95,5 +174,38 @@ pub fn garage() -> Option<TestS3> {
             eprintln!("skipped: no Garage (CASEGATE_TEST_S3_* unset; .ci/run starts one)");
             None
         }
+    }
+}
+
+/// The Garage server `.ci/run` started, if any, reached through a forwarder
+/// of this test's own: `stop` and `start` cut and restore the way to it
+/// without disturbing the other tests that share Garage.
+pub async fn garage_behind_a_switch() -> Option<TestS3> {
+    Some(behind_a_switch(&garage()?).await)
+}
+
+/// `s3` reached through a TCP forwarder on a port of its own, which `stop`
+/// and `start` take away and bring back (`s3` itself keeps running).
+pub async fn behind_a_switch(s3: &TestS3) -> TestS3 {
+    let upstream = s3
+        .config
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let upstream: SocketAddr = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .expect("the S3 server's address");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = Serve::Forward(upstream);
+    let mut config = s3.config.clone();
+    config.endpoint = format!("http://{addr}");
+    TestS3 {
+        config,
+        _dir: None,
+        task: Some(spawn_server(listener, serve.clone())),
+        restartable: Some((addr, serve)),
     }
 }
