@@ -220,6 +220,20 @@ async fn download(
     };
     let span = requested.clone().unwrap_or(0..total);
     let starts = span.start == 0;
+    // The store must answer before a use is counted: a download asked for
+    // while it is away gets 503 and costs nothing, instead of a 200 cut at
+    // 0 bytes that used up one of the grant's downloads.
+    let key = crate::store::object_key(&grant.case_id, &file_id);
+    if let Err(e) = state.store.len(&key).await {
+        tracing::warn!(error = %e, "object store unavailable for a download");
+        state
+            .audit(
+                &ctx,
+                deny(format!("object store unavailable for {file_id}")).file(&file_id),
+            )
+            .await?;
+        return Err(ApiError::StorageUnavailable);
+    }
     // Lease the bytes before sending anything; they are charged to the
     // file's budget as they are actually sent, so an interrupted download
     // can be continued with a Range request.

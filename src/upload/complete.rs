@@ -7,6 +7,7 @@
 
 use ring::digest;
 
+use super::audit_unavailable;
 use super::dicom::{self, Inspection};
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
@@ -143,7 +144,9 @@ impl Uploads {
             &meta_json,
         );
 
-        let mut tx = self.db.begin().await?;
+        // The action and its audit entry share this transaction: if it cannot
+        // be opened or committed, the audit log cannot be written.
+        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         if !db::uploads::set_state(
             &mut tx,
             &upload.upload_id,
@@ -171,9 +174,7 @@ impl Uploads {
                 upload.length
             ));
         self.audit_in(&mut tx, ctx, &outcome).await?;
-        tx.commit()
-            .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        tx.commit().await.map_err(audit_unavailable)?;
         self.registry.forget(upload.upload_id.as_str());
         Ok(())
     }

@@ -9,6 +9,7 @@ use crate::ids::{FileId, UploadId};
 use crate::manifest::{FILE_META, FileMeta};
 use crate::store::WriteProgress;
 
+use super::audit_unavailable;
 use super::metadata::UploadMetadata;
 use super::{UploadError, Uploads};
 
@@ -83,7 +84,9 @@ impl Uploads {
         // The usage check and the insert share one write transaction
         // (BEGIN IMMEDIATE holds SQLite's write lock), so N parallel
         // creates can never together exceed a quota.
-        let mut tx = self.db.begin().await?;
+        // The action and its audit entry share this transaction: if it cannot
+        // be opened or committed, the audit log cannot be written.
+        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         if let Err((reason, refusal)) = self.check_quota(&mut tx, case, length).await? {
             drop(tx);
             self.audit(ctx, deny(reason)).await?;
@@ -114,9 +117,7 @@ impl Uploads {
             .file(&file_id)
             .reason(format!("upload {upload_id}, {length} bytes declared"));
         self.audit_in(&mut tx, ctx, &entry).await?;
-        tx.commit()
-            .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        tx.commit().await.map_err(audit_unavailable)?;
         self.registry.put_hash(
             upload_id.as_str(),
             0,

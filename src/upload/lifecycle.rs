@@ -2,6 +2,7 @@
 //! stale uploads with removal of their stored parts, recovery of uploads
 //! whose completion was interrupted, and aborting a deleted case's uploads.
 
+use super::audit_unavailable;
 use super::create::UPLOAD_METADATA;
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
@@ -42,7 +43,9 @@ impl Uploads {
         action: &'static str,
         reason: &str,
     ) -> Result<bool, UploadError> {
-        let mut tx = self.db.begin().await?;
+        // The action and its audit entry share this transaction: if it cannot
+        // be opened or committed, the audit log cannot be written.
+        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         if !db::uploads::set_state(&mut tx, &upload.upload_id, UploadState::Active, to).await? {
             return Ok(false);
         }
@@ -52,9 +55,7 @@ impl Uploads {
             .file(&upload.file_id)
             .reason(reason);
         self.audit_in(&mut tx, ctx, &entry).await?;
-        tx.commit()
-            .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        tx.commit().await.map_err(audit_unavailable)?;
         self.registry.forget(upload.upload_id.as_str());
         if let Err(e) = self
             .store

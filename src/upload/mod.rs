@@ -63,6 +63,14 @@ impl From<DbError> for UploadError {
     }
 }
 
+/// A transaction that carries an audit entry could not be opened or
+/// committed (disk full, database locked): the action is refused as the
+/// audit log's, logged here with the cause.
+pub(crate) fn audit_unavailable(e: impl std::fmt::Display) -> UploadError {
+    tracing::error!(error = %e, "audited transaction failed; refusing the action");
+    UploadError::Audit
+}
+
 impl From<StoreError> for UploadError {
     fn from(e: StoreError) -> Self {
         UploadError::Storage(e.to_string())
@@ -138,8 +146,8 @@ impl Uploads {
 
     /// Records an entry on its own.
     pub async fn audit(&self, ctx: &RequestContext, entry: NewEntry) -> Result<(), UploadError> {
-        let mut tx = self.db.begin().await.map_err(|_| UploadError::Audit)?;
+        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         self.audit_in(&mut tx, ctx, &entry).await?;
-        tx.commit().await.map_err(|_| UploadError::Audit)
+        tx.commit().await.map_err(audit_unavailable)
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::audit_unavailable;
 use super::checksum::ExpectedChecksum;
 use super::pipeline::ChunkPipeline;
 use super::{UploadError, Uploads};
@@ -66,7 +67,9 @@ impl Uploads {
         let progress = writer.sync().await?;
         let tail = pipeline.tail_record();
         let to = pipeline.offset();
-        let mut tx = self.db.begin().await?;
+        // The action and its audit entry share this transaction: if it cannot
+        // be opened or committed, the audit log cannot be written.
+        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         let advanced = db::uploads::advance(
             &mut tx,
             &upload.upload_id,
@@ -87,9 +90,7 @@ impl Uploads {
             .file(&upload.file_id)
             .reason(format!("bytes {from}..{to} of {} stored", upload.length));
         self.audit_in(&mut tx, ctx, &entry).await?;
-        tx.commit()
-            .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?;
+        tx.commit().await.map_err(audit_unavailable)?;
         Ok(())
     }
 

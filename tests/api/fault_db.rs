@@ -253,7 +253,6 @@ async fn a_locked_database_refuses_a_patch_and_keeps_its_offset() {
 
 /// The refusal says what failed: its audit entry could not be written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a tus PATCH refused because the database is locked answers 503 storage_unavailable, not audit_unavailable like every other audited action (src/upload/mod.rs: From<DbError> for UploadError maps the failed BEGIN IMMEDIATE of the durable point's transaction in Uploads::commit, src/upload/patch.rs, to Storage)"]
 async fn a_patch_refused_by_a_locked_database_says_audit_unavailable() {
     let app = spawn_app_with(|c| c.uploads.sync_every_bytes = 256 * 1024).await;
     let (_, patient) = app.create_case(None).await;

@@ -357,14 +357,12 @@ async fn outage_before_a_download(s3: &mut TestS3) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a download from byte 0 while the store is away answers 200 and cuts the body at 0 bytes, and still uses one of the grant's max_downloads (src/http/downloads.rs download(): reserve + start entry committed before any store read)"]
 async fn outage_before_a_download_s3s_fs() {
     let mut s3 = s3s_fs().await;
     outage_before_a_download(&mut s3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a download from byte 0 while the store is away answers 200 and cuts the body at 0 bytes, and still uses one of the grant's max_downloads (src/http/downloads.rs download(): reserve + start entry committed before any store read)"]
 async fn outage_before_a_download_garage() {
     let Some(mut s3) = garage_behind_a_switch().await else {
         return;
