@@ -101,3 +101,38 @@ async fn an_unreadable_checksum_header_is_refused_not_ignored() {
     assert_eq!(resp.status(), 400);
     app.stop().await;
 }
+
+/// Everything the gateway writes under its data directory is owner-only:
+/// the database and its WAL, objects and their directories.
+#[tokio::test]
+async fn the_data_directory_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = crate::common::spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    app.upload(
+        &patient,
+        "scan.pdf",
+        None,
+        &crate::tus::pattern(200_000, 5),
+        100_000,
+    )
+    .await;
+    let mut stack = vec![app.data_dir()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode, 0o600, "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 3, "database, WAL and an object at least");
+    app.stop().await;
+}
