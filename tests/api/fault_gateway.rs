@@ -293,9 +293,13 @@ impl Client {
 
     /// The patient's manifest entry of the upload, once it is no longer
     /// `uploading` (completion runs in the last PATCH, or in the sweeper
-    /// at start when a kill interrupted it).
+    /// at start when a kill interrupted it). A completion after a restart
+    /// re-hashes the whole object (the running hash is not kept across a
+    /// kill): 64 MiB read back from S3 by a debug build on a CI machine
+    /// running the rest of the suite in parallel has been seen to take
+    /// over a minute.
     pub async fn finished(&self, gw: &Gateway, ctx: &str) -> Option<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             let resp = self
                 .http
