@@ -327,7 +327,14 @@ async fn kill_9_at_random_points_fs() {
     kill_9_at_random_points("fs", Vec::new(), FS).await;
 }
 
+/// Not in the default run: s3s-fs runs inside the test process as a debug
+/// build, and with the rest of the suite in parallel the completion after
+/// the last kill (which re-hashes the whole 64 MiB object read back from
+/// S3) has taken over 120 s in CI. The same test runs against Garage (a
+/// release binary) in CI. Run it alone: `cargo test --test api
+/// kill_9_at_random_points_s3s_fs -- --ignored` (~100 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow under a parallel CI run (in-process debug S3 re-hash); Garage variant runs in CI"]
 async fn kill_9_at_random_points_s3s_fs() {
     let s3 = crate::support::s3s_fs().await;
     kill_9_at_random_points("s3s-fs", s3_env(&s3.config), S3).await;
