@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::crypto::rng;
+use crate::{hex, random};
 
 const ID_BYTES: usize = 16;
 
@@ -22,12 +22,8 @@ macro_rules! opaque_id {
 
             /// Accepts exactly the shape `generate` produces.
             pub fn parse(s: &str) -> Option<Self> {
-                let hex = s.strip_prefix($prefix)?;
-                let ok = hex.len() == ID_BYTES * 2
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                ok.then(|| $name(s.to_owned()))
+                let digits = s.strip_prefix($prefix)?;
+                hex::is_lower(digits, ID_BYTES).then(|| $name(s.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -46,6 +42,16 @@ macro_rules! opaque_id {
                 s.serialize_str(&self.0)
             }
         }
+
+        /// Deserializes only the shape `generate` produces, so a path
+        /// segment or JSON field is checked where it enters.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s)
+                    .ok_or_else(|| serde::de::Error::custom(concat!("not a ", stringify!($name))))
+            }
+        }
     };
 }
 
@@ -57,10 +63,7 @@ opaque_id!(UploadId, "up_");
 opaque_id!(OperatorTokenId, "op_");
 
 fn random_hex() -> String {
-    rng::array::<ID_BYTES>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&random::array::<ID_BYTES>())
 }
 
 #[cfg(test)]
@@ -75,5 +78,14 @@ mod tests {
         assert!(CaseId::parse(&id.as_str().replace("case_", "ctr_")).is_none());
         assert!(CaseId::parse(&id.as_str().to_uppercase()).is_none());
         assert_ne!(CaseId::generate(), CaseId::generate());
+    }
+
+    #[test]
+    fn deserializes_only_valid_ids() {
+        let id = CaseId::generate();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<CaseId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<CaseId>("\"case_x\"").is_err());
+        assert!(serde_json::from_str::<FileId>(&json).is_err());
     }
 }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::crypto::rng;
+use crate::random as rng;
 
 const SECRET_BYTES: usize = 32;
 const ENCODED_LEN: usize = 43;

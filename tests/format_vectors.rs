@@ -9,10 +9,7 @@ use casegate::crypto::format::{ChunkCipher, FormatError, Layout, ObjectHeader, d
 use serde_json::Value;
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    casegate::hex::decode(s).unwrap()
 }
 
 fn vectors() -> Vec<Value> {

@@ -4,7 +4,8 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use super::{DecryptError, rng};
+use super::DecryptError;
+use crate::random as rng;
 
 pub const KEY_LEN: usize = 32;
 pub const OVERHEAD: usize = NONCE_LEN + 16;

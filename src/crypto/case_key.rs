@@ -5,8 +5,9 @@
 
 use zeroize::Zeroizing;
 
-use super::{DecryptError, KeyEncryptionKey, WrappedKey, aead, rng};
+use super::{DecryptError, KeyEncryptionKey, WrappedKey, aead};
 use crate::ids::CaseId;
+use crate::random as rng;
 
 /// A case key in memory. Zeroized on drop, never printed.
 pub struct CaseKey(Zeroizing<[u8; 32]>);

@@ -5,8 +5,9 @@
 
 use zeroize::Zeroizing;
 
-use super::{CaseKey, DecryptError, aead, rng};
+use super::{CaseKey, DecryptError, aead};
 use crate::ids::{CaseId, FileId};
+use crate::random as rng;
 
 pub struct FileKey {
     id: [u8; 16],
@@ -15,7 +16,11 @@ pub struct FileKey {
 
 impl std::fmt::Debug for FileKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FileKey(id {}, <redacted>)", crate::tls::hex(&self.id))
+        write!(
+            f,
+            "FileKey(id {}, <redacted>)",
+            crate::hex::encode(&self.id)
+        )
     }
 }
 
@@ -24,7 +29,7 @@ fn wrap_aad(case_id: &str, file_id: &str, key_id: &[u8; 16]) -> Vec<u8> {
         b"casegate file key v1",
         case_id.as_bytes(),
         file_id.as_bytes(),
-        crate::tls::hex(key_id).as_bytes(),
+        crate::hex::encode(key_id).as_bytes(),
     ])
 }
 
@@ -95,6 +100,6 @@ mod tests {
         assert!(FileKey::unwrap(&case_key, &case, &other_file, *key.id(), &wrapped).is_err());
         assert!(FileKey::unwrap(&case_key, &case, &file, [0u8; 16], &wrapped).is_err());
         assert!(FileKey::unwrap(&CaseKey::generate(), &case, &file, *key.id(), &wrapped).is_err());
-        assert!(!format!("{key:?}").contains(&crate::tls::hex(key.secret())));
+        assert!(!format!("{key:?}").contains(&crate::hex::encode(key.secret())));
     }
 }

@@ -13,8 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{DecryptError, aead, rng};
+use super::{DecryptError, aead};
 use crate::fsutil;
+use crate::random as rng;
 
 /// A key wrapped under one master key version.
 #[derive(Clone, PartialEq, Eq)]

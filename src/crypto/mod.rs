@@ -7,7 +7,6 @@ pub mod case_key;
 pub mod file_key;
 pub mod format;
 pub mod master;
-pub mod rng;
 pub mod sealed_key;
 
 pub use case_key::CaseKey;

@@ -10,11 +10,7 @@ use rustls::pki_types::CertificateDer;
 
 /// Lowercase hex SHA-256 of a certificate's DER: how centres are pinned.
 pub fn cert_sha256(der: &CertificateDer<'_>) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, der.as_ref()).as_ref())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(ring::digest::digest(&ring::digest::SHA256, der.as_ref()).as_ref())
 }
 
 /// The crypto provider of every TLS endpoint: ring, nothing else.

@@ -70,8 +70,8 @@ impl Uploads {
             }
         }
         Ok((
-            crate::tls::hex(plain.finish().as_ref()),
-            crate::tls::hex(sealed.finish().as_ref()),
+            crate::hex::encode(plain.finish().as_ref()),
+            crate::hex::encode(sealed.finish().as_ref()),
         ))
     }
 
@@ -96,8 +96,8 @@ impl Uploads {
             .take_hash(upload.upload_id.as_str(), upload.length)
         {
             Some(h) => (
-                crate::tls::hex(h.plain.finish().as_ref()),
-                crate::tls::hex(h.sealed.finish().as_ref()),
+                crate::hex::encode(h.plain.finish().as_ref()),
+                crate::hex::encode(h.sealed.finish().as_ref()),
             ),
             None => self.rehash(&cipher, &key, upload.length).await?,
         };

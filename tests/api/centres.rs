@@ -9,11 +9,7 @@ use serde_json::{Value, json};
 use crate::common::{centre_cert_pem, spawn_app, x25519_public_b64};
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 #[tokio::test]

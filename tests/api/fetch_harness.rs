@@ -165,7 +165,7 @@ impl Centre {
 
 /// The manifest entry whose plaintext has this SHA-256.
 pub fn entry_for<'a>(manifest: &'a Value, data: &[u8]) -> &'a Value {
-    let sha = casegate::tls::hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    let sha = casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
     manifest["files"]
         .as_array()
         .unwrap()

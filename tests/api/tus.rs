@@ -18,11 +18,7 @@ pub fn meta(filename: &str, category: Option<&str>) -> String {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {

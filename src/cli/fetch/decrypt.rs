@@ -42,7 +42,7 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
         }
         ctx.update(&buf[..n]);
     }
-    Ok(crate::tls::hex(ctx.finish().as_ref()))
+    Ok(crate::hex::encode(ctx.finish().as_ref()))
 }
 
 fn read_header(sealed: &Path) -> Result<[u8; HEADER_LEN], DecryptError> {
@@ -137,7 +137,7 @@ fn decrypt_into(
     if input.read(&mut extra).map_err(local(sealed))? != 0 {
         return Err(bad("sealed object is longer than expected"));
     }
-    let got = crate::tls::hex(ctx.finish().as_ref());
+    let got = crate::hex::encode(ctx.finish().as_ref());
     if got != file.sha256 {
         return Err(DecryptError::BadObject(format!(
             "SHA-256 mismatch: expected {}, got {got}",

@@ -9,7 +9,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use super::{CHUNK_OVERHEAD, FormatError, HEADER_LEN, NONCE_LEN, ObjectHeader, TAG_LEN};
 use crate::crypto::file_key::FileKey;
-use crate::crypto::rng;
+use crate::random as rng;
 
 pub struct ChunkCipher {
     key: LessSafeKey,

@@ -13,14 +13,11 @@ use serde_json::{Value, json};
 
 use super::{CHUNK_OVERHEAD, ChunkCipher, HEADER_LEN, Layout, ObjectHeader};
 use crate::crypto::FileKey;
+use crate::hex::encode as hex;
 
 const CASE_ID: &str = "case_000102030405060708090a0b0c0d0e0f";
 const FILE_ID: &str = "file_101112131415161718191a1b1c1d1e1f";
 const OTHER_FILE_ID: &str = "file_202122232425262728292a2b2c2d2e2f";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn key() -> FileKey {
     FileKey::from_parts(

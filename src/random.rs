@@ -1,4 +1,6 @@
 //! The one source of randomness: the operating system's CSPRNG via ring.
+//! At the bottom of the crate so ids and tokens can draw from it without
+//! depending on `crypto`.
 
 use ring::rand::{SecureRandom, SystemRandom};
 
