@@ -9,7 +9,7 @@ use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::bootstrap;
 use crate::clock::rfc3339;
 use crate::config::Config;
-use crate::crypto::{CaseKey, KeyEncryptionKey, LocalMasterKeys};
+use crate::crypto::{KeyEncryptionKey, Keyring, LocalMasterKeys};
 use crate::db::{self, Db};
 use crate::fsutil;
 
@@ -63,6 +63,7 @@ pub async fn rotate(config: &Config, resume: bool, actor: &str) -> Result<Rotati
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     let version = keys.current_version();
+    let keyring = Keyring::new(std::sync::Arc::new(keys));
     let mut report = RotationReport {
         version,
         rewrapped: 0,
@@ -76,13 +77,12 @@ pub async fn rotate(config: &Config, resume: bool, actor: &str) -> Result<Rotati
             break;
         }
         for (case_id, old) in batch {
-            let case_key = CaseKey::unwrap(&keys, &case_id, &old).map_err(|_| {
+            let new = keyring.rewrap_case_key(&case_id, &old).map_err(|_| {
                 format!(
                     "case {case_id}: key does not unwrap under master key version {}",
                     old.kek_version
                 )
             })?;
-            let new = case_key.wrap(&keys, &case_id);
             let mut tx = db.begin().await.map_err(|e| e.to_string())?;
             if db::cases::rewrap(&mut tx, &case_id, &old, &new)
                 .await

@@ -37,7 +37,8 @@ impl CaseKey {
         kek.wrap(&self.0, &wrap_aad(case_id))
     }
 
-    pub fn unwrap(
+    /// Only the [`super::Keyring`] unwraps; callers outside `crypto` ask it.
+    pub(super) fn unwrap(
         kek: &dyn KeyEncryptionKey,
         case_id: &CaseId,
         wrapped: &WrappedKey,

@@ -66,7 +66,8 @@ impl FileKey {
         )
     }
 
-    pub fn unwrap(
+    /// Only the [`super::Keyring`] unwraps; callers outside `crypto` ask it.
+    pub(super) fn unwrap(
         case_key: &CaseKey,
         case_id: &CaseId,
         file_id: &FileId,

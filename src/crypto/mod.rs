@@ -1,16 +1,19 @@
-//! Cryptography: the key hierarchy (master key → case key → file key) and
-//! the small AEAD helpers it is built from. Primitives come from ring; this
-//! module only composes them.
+//! Cryptography: the key hierarchy (master key → case key → file key, asked
+//! through one [`Keyring`]), object format v1, and the small AEAD helpers
+//! they are built from. Primitives come from ring; this module only
+//! composes them.
 
 pub mod aead;
 pub mod case_key;
 pub mod file_key;
 pub mod format;
+pub mod keyring;
 pub mod master;
 pub mod sealed_key;
 
 pub use case_key::CaseKey;
 pub use file_key::FileKey;
+pub use keyring::Keyring;
 pub use master::{KeyEncryptionKey, LocalMasterKeys, WrappedKey};
 
 /// Decryption or unwrapping failed. Deliberately says nothing more: the

@@ -14,7 +14,7 @@ use super::json;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::rfc3339;
-use crate::crypto::CaseKey;
+use crate::crypto::{CaseKey, Keyring};
 use crate::db::{self, cases::NewCase};
 use crate::ids::CaseId;
 use crate::manifest::{self, CASE_REFERENCE};
@@ -188,7 +188,7 @@ pub async fn open_case(
             .await?;
         return Err(ApiError::NotFound);
     };
-    let key = CaseKey::unwrap(state.kek.as_ref(), case_id, &case.wrapped_key).map_err(|_| {
+    let key = Keyring::new(state.kek.clone()).case_key(case_id, &case.wrapped_key).map_err(|_| {
         tracing::error!(case_id = %case_id, "case key does not unwrap (wrong master key or tampered row)");
         ApiError::Internal
     })?;

@@ -17,7 +17,7 @@ use super::range;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::format::{ChunkCipher, HEADER_LEN, Layout, ObjectHeader};
-use crate::crypto::{CaseKey, FileKey, sealed_key};
+use crate::crypto::{CaseKey, FileKey, Keyring, sealed_key};
 use crate::db::{self, cases::CaseRow, centres::CentreRow, grants::GrantRow};
 use crate::ids::FileId;
 use crate::manifest::{FILE_META, FileMeta};
@@ -44,7 +44,8 @@ async fn case_and_key(state: &AppState, grant: &GrantRow) -> Result<(CaseRow, Ca
     let case = db::cases::get(&state.db, &grant.case_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let key = CaseKey::unwrap(state.kek.as_ref(), &case.case_id, &case.wrapped_key)
+    let key = Keyring::new(state.kek.clone())
+        .case_key(&case.case_id, &case.wrapped_key)
         .map_err(|_| ApiError::Internal)?;
     Ok((case, key))
 }
@@ -81,9 +82,9 @@ async fn granted_files(
                     db::files::wrapped_key(&state.db, &case.case_id, &row.file_id)
                         .await?
                         .ok_or(ApiError::Internal)?;
-                let file_key =
-                    FileKey::unwrap(&case_key, &case.case_id, &row.file_id, key_id, &wrapped)
-                        .map_err(|_| ApiError::Internal)?;
+                let file_key = Keyring::new(state.kek.clone())
+                    .file_key(&case_key, &case.case_id, &row.file_id, key_id, &wrapped)
+                    .map_err(|_| ApiError::Internal)?;
                 let sha = db::files::object_sha256(&state.db, &row.file_id).await?;
                 Some((file_key, sha))
             }

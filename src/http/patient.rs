@@ -9,7 +9,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::CaseKey;
+use crate::crypto::Keyring;
 use crate::manifest;
 
 pub async fn case_manifest(
@@ -20,8 +20,9 @@ pub async fn case_manifest(
     let Principal::Patient { case } = principal else {
         return Err(ApiError::Forbidden);
     };
-    let key =
-        CaseKey::unwrap(state.kek.as_ref(), &case.case_id, &case.wrapped_key).map_err(|_| {
+    let key = Keyring::new(state.kek.clone())
+        .case_key(&case.case_id, &case.wrapped_key)
+        .map_err(|_| {
             tracing::error!(case_id = %case.case_id, "case key does not unwrap");
             ApiError::Internal
         })?;
@@ -50,7 +51,8 @@ pub async fn access(
     let Principal::Patient { case } = principal else {
         return Err(ApiError::Forbidden);
     };
-    let key = CaseKey::unwrap(state.kek.as_ref(), &case.case_id, &case.wrapped_key)
+    let key = Keyring::new(state.kek.clone())
+        .case_key(&case.case_id, &case.wrapped_key)
         .map_err(|_| ApiError::Internal)?;
     let files = crate::db::files::list_for_case(&state.db, &case.case_id).await?;
     let name_of = |file_id: &str| -> Option<String> {

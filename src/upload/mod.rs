@@ -20,7 +20,7 @@ use crate::audit::{NewEntry, RequestContext};
 use crate::clock::{SharedClock, rfc3339};
 use crate::config::Config;
 use crate::crypto::format::{ChunkCipher, ObjectHeader};
-use crate::crypto::{CaseKey, FileKey, KeyEncryptionKey};
+use crate::crypto::{CaseKey, KeyEncryptionKey, Keyring};
 use crate::db::{self, Db, DbError, Tx, cases::CaseRow, uploads::UploadRow};
 use crate::store::{ObjectStore, StoreError};
 pub use registry::UploadRegistry;
@@ -101,9 +101,15 @@ impl Uploads {
     }
 
     pub fn case_key(&self, case: &CaseRow) -> Result<CaseKey, UploadError> {
-        CaseKey::unwrap(self.kek.as_ref(), &case.case_id, &case.wrapped_key).map_err(|_| {
-            UploadError::Internal(format!("case {} key does not unwrap", case.case_id))
-        })
+        self.keyring()
+            .case_key(&case.case_id, &case.wrapped_key)
+            .map_err(|_| {
+                UploadError::Internal(format!("case {} key does not unwrap", case.case_id))
+            })
+    }
+
+    fn keyring(&self) -> Keyring {
+        Keyring::new(self.kek.clone())
     }
 
     /// The chunk cipher of an upload's object.
@@ -115,17 +121,18 @@ impl Uploads {
         let (key_id, wrapped) = db::files::wrapped_key(&self.db, &upload.case_id, &upload.file_id)
             .await?
             .ok_or_else(|| UploadError::Internal(format!("file {} has no key", upload.file_id)))?;
-        let file_key =
-            FileKey::unwrap(case_key, &upload.case_id, &upload.file_id, key_id, &wrapped).map_err(
-                |_| UploadError::Internal(format!("file {} key does not unwrap", upload.file_id)),
-            )?;
-        ChunkCipher::new(
-            &file_key,
-            ObjectHeader::new(key_id),
-            upload.case_id.as_str(),
-            upload.file_id.as_str(),
-        )
-        .map_err(|e| UploadError::Internal(e.to_string()))
+        self.keyring()
+            .file_cipher(
+                case_key,
+                &upload.case_id,
+                &upload.file_id,
+                key_id,
+                &wrapped,
+                ObjectHeader::new(key_id),
+            )
+            .map_err(|_| {
+                UploadError::Internal(format!("file {} key does not unwrap", upload.file_id))
+            })
     }
 
     /// Appends an audit entry in `tx` (fail closed: an error refuses the action).

@@ -4,7 +4,7 @@
 //! deletion cannot be decrypted with anything the gateway still holds.
 
 use casegate::crypto::format::{Encryptor, decrypt_object};
-use casegate::crypto::{CaseKey, FileKey, KeyEncryptionKey, LocalMasterKeys, WrappedKey};
+use casegate::crypto::{FileKey, KeyEncryptionKey, Keyring, LocalMasterKeys, WrappedKey};
 use casegate::ids::{CaseId, FileId};
 use casegate::manifest::{FILE_META, FileMeta};
 use casegate::rotation;
@@ -34,17 +34,18 @@ fn master(app: &TestApp) -> LocalMasterKeys {
     LocalMasterKeys::load(&app.config.keys.master_key_file).unwrap()
 }
 
+fn keyring(keys: LocalMasterKeys) -> Keyring {
+    Keyring::new(std::sync::Arc::new(keys))
+}
+
 /// Stores one encrypted file in a case the way the upload path does:
 /// a fresh file key wrapped under the case key, sealed metadata, ciphertext
 /// in the object store. Returns (file_id, object bytes).
 async fn store_file(app: &TestApp, case: &str, plaintext: &[u8]) -> (String, Vec<u8>) {
     let case_id = CaseId::parse(case).unwrap();
-    let case_key = CaseKey::unwrap(
-        &master(app),
-        &case_id,
-        &wrapped_case_key(app, case).await.unwrap(),
-    )
-    .unwrap();
+    let case_key = keyring(master(app))
+        .case_key(&case_id, &wrapped_case_key(app, case).await.unwrap())
+        .unwrap();
     let file_id = FileId::generate();
     let file_key = FileKey::generate();
     let mut object = Vec::new();
@@ -204,26 +205,24 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
     // Before deletion, the chain master → case → file key decrypts the copy.
     let case_id = CaseId::parse(&case).unwrap();
     let fid = FileId::parse(&file_id).unwrap();
-    let case_key = CaseKey::unwrap(
-        &master(&app),
-        &case_id,
-        &wrapped_case_key(&app, &case).await.unwrap(),
-    )
-    .unwrap();
+    let case_key = keyring(master(&app))
+        .case_key(&case_id, &wrapped_case_key(&app, &case).await.unwrap())
+        .unwrap();
     let (key_id, wrapped): (Vec<u8>, Vec<u8>) =
         sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE file_id = ?")
             .bind(&file_id)
             .fetch_one(&app.db().await)
             .await
             .unwrap();
-    let file_key = FileKey::unwrap(
-        &case_key,
-        &case_id,
-        &fid,
-        key_id.clone().try_into().unwrap(),
-        &wrapped,
-    )
-    .unwrap();
+    let file_key = keyring(master(&app))
+        .file_key(
+            &case_key,
+            &case_id,
+            &fid,
+            key_id.clone().try_into().unwrap(),
+            &wrapped,
+        )
+        .unwrap();
     assert_eq!(
         decrypt_object(&file_key, &case, &file_id, &object).unwrap(),
         plaintext
@@ -254,6 +253,8 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
     // Everything the gateway still holds: every master key version, every
     // wrapped case key, every wrapped file key. None opens the copy.
     let keys = master(&app);
+    let current_version = keys.current_version();
+    let keys = keyring(keys);
     let pool = app.db().await;
     let case_rows: Vec<(String, Option<Vec<u8>>, Option<i64>)> =
         sqlx::query_as("SELECT case_id, wrapped_key, kek_version FROM cases")
@@ -279,7 +280,7 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
             bytes: bytes.clone(),
         };
         for as_case in [owner.as_str(), case.as_str()] {
-            if let Ok(k) = CaseKey::unwrap(&keys, &CaseId::parse(as_case).unwrap(), &wrapped) {
+            if let Ok(k) = keys.case_key(&CaseId::parse(as_case).unwrap(), &wrapped) {
                 case_keys.push((as_case.to_owned(), k));
             }
         }
@@ -297,7 +298,7 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
                 (owner.as_str(), other_file.as_str()),
                 (case.as_str(), file_id.as_str()),
             ] {
-                let Ok(k) = FileKey::unwrap(
+                let Ok(k) = keys.file_key(
                     case_key,
                     &CaseId::parse(as_case).unwrap(),
                     &FileId::parse(as_file).unwrap(),
@@ -310,7 +311,7 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
             }
         }
     }
-    assert_eq!(keys.current_version(), 1);
+    assert_eq!(current_version, 1);
     // The audit trail of the shredded case stays.
     let audit = app.audit().await;
     assert!(
