@@ -8,14 +8,15 @@
 //! 2. format v1 streaming encrypt of the input held in memory, fed in 1 MiB
 //!    pieces into a sink that is cleared after each piece (so the
 //!    encryptor's own memory is what is measured);
-//! 3. format v1 streaming decrypt: each sealed chunk copied into a reusable
-//!    buffer (as a reader from a socket or file would) and opened in place.
+//! 3. format v1 streaming decrypt (the `Decryptor` `fetch` uses): each
+//!    sealed chunk read into a reusable buffer (as from a socket or file)
+//!    and opened in place.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 
 use casegate::crypto::FileKey;
-use casegate::crypto::format::{ChunkCipher, Encryptor, Layout, ObjectHeader};
+use casegate::crypto::format::{Decryptor, Encryptor, HEADER_LEN, Layout, ObjectHeader};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 const CHUNK: usize = 64 * 1024;
@@ -106,7 +107,7 @@ fn main() {
             largest_batch = largest_batch.max(sink.len());
             sink.clear();
         }
-        enc.finish(&mut sink);
+        enc.finish(&mut sink).unwrap();
         sink.clear();
     });
     let rss_growth = rss_kib().saturating_sub(rss_before);
@@ -114,25 +115,22 @@ fn main() {
     let mut object = Vec::with_capacity(Layout::new(65536).object_len(total as u64) as usize);
     let mut enc = Encryptor::new(&key, CASE_ID, FILE_ID).unwrap();
     enc.update(&input, &mut object);
-    enc.finish(&mut object);
+    enc.finish(&mut object).unwrap();
     drop(input);
     let header = ObjectHeader::decode(&object).unwrap();
-    let cipher = ChunkCipher::new(&key, header, CASE_ID, FILE_ID).unwrap();
-    let layout = Layout::new(header.chunk_size);
-    let len = layout.plaintext_len(object.len() as u64).unwrap();
-    let count = layout.chunk_count(len);
-    let mut chunk_buf = Vec::with_capacity(CHUNK + 28);
+    let len = Layout::new(header.chunk_size)
+        .plaintext_len(object.len() as u64)
+        .unwrap();
+    let decryptor = Decryptor::new(&key, &object, CASE_ID, FILE_ID, len).unwrap();
     let v1_open = best(|| {
         let mut plain_bytes = 0usize;
-        for index in 0..count {
-            let span = layout.chunk_span(index, len);
-            chunk_buf.clear();
-            chunk_buf.extend_from_slice(&object[span.start as usize..span.end as usize]);
-            plain_bytes += cipher
-                .open_in_place(index, index + 1 == count, &mut chunk_buf)
-                .unwrap()
-                .len();
-        }
+        let mut body = &object[HEADER_LEN..];
+        decryptor
+            .read_all(&mut body, |plain| {
+                plain_bytes += plain.len();
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(plain_bytes, total);
     });
 

@@ -1,11 +1,11 @@
 //! Object format v1 against the committed vectors in tests/vectors/: every
-//! positive vector decrypts to its plaintext and re-encrypts (with its
-//! listed nonces) to exactly its object; every negative vector fails.
+//! positive vector decrypts to its plaintext; every negative vector fails,
+//! with the error its `reason` names.
 //! Plus a robustness pass: mutated objects never panic the decoder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use casegate::crypto::FileKey;
-use casegate::crypto::format::{ChunkCipher, FormatError, Layout, ObjectHeader, decrypt_object};
+use casegate::crypto::format::{FormatError, Layout, ObjectHeader, decrypt_object};
 use serde_json::Value;
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -35,7 +35,10 @@ fn decrypt(v: &Value) -> Result<Vec<u8>, FormatError> {
 }
 
 #[test]
-fn positive_vectors_decrypt_and_reencrypt_exactly() {
+fn positive_vectors_decrypt() {
+    // Re-encryption from the listed nonces, and that the file is exactly
+    // what the generator writes, are checked inside the crate
+    // (crypto::format::vectors): choosing nonces is not public API.
     let all = vectors();
     let ok: Vec<&Value> = all.iter().filter(|v| v["expect"] == "ok").collect();
     assert!(ok.len() >= 5);
@@ -43,51 +46,44 @@ fn positive_vectors_decrypt_and_reencrypt_exactly() {
         let name = v["name"].as_str().unwrap();
         let plaintext = unhex(v["plaintext"].as_str().unwrap());
         assert_eq!(decrypt(v).unwrap(), plaintext, "{name}");
-
-        let key = key_of(v);
         let chunk_size = v["chunk_size"].as_u64().unwrap() as u32;
-        let header = ObjectHeader {
-            chunk_size,
-            key_id: *key.id(),
-        };
-        let cipher = ChunkCipher::new(
-            &key,
-            header,
-            v["case_id"].as_str().unwrap(),
-            v["file_id"].as_str().unwrap(),
-        )
-        .unwrap();
-        let nonces: Vec<[u8; 12]> = v["nonces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| unhex(n.as_str().unwrap()).try_into().unwrap())
-            .collect();
-        let layout = Layout::new(chunk_size);
+        let object = unhex(v["object"].as_str().unwrap());
         assert_eq!(
-            nonces.len() as u64,
-            layout.chunk_count(plaintext.len() as u64),
+            ObjectHeader::decode(&object).unwrap().chunk_size,
+            chunk_size,
             "{name}"
         );
-        let mut object = header.encode().to_vec();
-        let chunks: Vec<&[u8]> = if plaintext.is_empty() {
-            vec![&[]]
-        } else {
-            plaintext.chunks(chunk_size as usize).collect()
-        };
-        for (i, (chunk, nonce)) in chunks.iter().zip(&nonces).enumerate() {
-            cipher.seal_with_nonce(*nonce, i as u64, i + 1 == chunks.len(), chunk, &mut object);
-        }
         assert_eq!(
-            object,
-            unhex(v["object"].as_str().unwrap()),
-            "{name}: re-encryption differs"
+            v["nonces"].as_array().unwrap().len() as u64,
+            Layout::new(chunk_size).chunk_count(plaintext.len() as u64),
+            "{name}"
         );
     }
 }
 
+/// The error a decoder reports for each negative vector's `reason`.
+fn expected_error(reason: &str) -> fn(&FormatError) -> bool {
+    match reason {
+        // A changed chunk size makes the length impossible for it.
+        "no_chunks" | "extended" | "tampered_chunk_size" => |e| *e == FormatError::Length,
+        "tampered_magic" => |e| *e == FormatError::BadMagic,
+        "tampered_reserved" => |e| *e == FormatError::BadHeader,
+        "tampered_key_id" => |e| *e == FormatError::WrongKey,
+        "truncated_at_chunk_boundary"
+        | "truncated_last_chunk"
+        | "reordered_chunks"
+        | "chunk_from_other_file"
+        | "object_of_other_file"
+        | "tampered_nonce"
+        | "tampered_ciphertext"
+        | "tampered_tag"
+        | "wrong_file_key" => |e| matches!(e, FormatError::Chunk(_)),
+        other => panic!("negative vector with unknown reason {other:?}"),
+    }
+}
+
 #[test]
-fn negative_vectors_fail() {
+fn negative_vectors_fail_for_their_reason() {
     let all = vectors();
     let fail: Vec<&Value> = all.iter().filter(|v| v["expect"] == "fail").collect();
     let names: Vec<&str> = fail.iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -107,23 +103,16 @@ fn negative_vectors_fail() {
         );
     }
     for v in fail {
-        assert!(decrypt(v).is_err(), "{} must fail", v["name"]);
+        let reason = v["reason"]
+            .as_str()
+            .expect("every negative vector has a reason");
+        let err = decrypt(v).expect_err(v["name"].as_str().unwrap());
+        assert!(
+            expected_error(reason)(&err),
+            "{}: {reason} but the decoder said {err:?}",
+            v["name"]
+        );
     }
-}
-
-#[test]
-fn vectors_file_is_what_the_generator_writes() {
-    // Same inputs, same nonces → same file; a silent format change would
-    // show up here as well as in the vectors above.
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/format-v1.json"
-    ))
-    .unwrap();
-    assert!(
-        casegate::crypto::format::vectors::generate_json() == committed,
-        "regenerate with: cargo run --example format_vectors > tests/vectors/format-v1.json"
-    );
 }
 
 /// Deterministic xorshift, so failures reproduce.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{ChunkCipher, DEFAULT_CHUNK_SIZE, Layout, decrypt_planned, plan_range};
+use crate::crypto::format::{ChunkCipher, Decryptor, ReadError};
 use crate::db::{self, centres::CentreRow, grants::GrantRow};
 use crate::ids::FileId;
 use crate::store::object_key;
@@ -76,11 +76,11 @@ struct Streaming {
     grant: GrantRow,
     centre: CentreRow,
     file_id: FileId,
-    size: u64,
     span: std::ops::Range<u64>,
     at: u64,
     kind: Kind,
-    cipher: Arc<ChunkCipher>,
+    /// Reads the object: the plaintext by range, chunk size from its header.
+    object: Arc<Decryptor>,
     /// The next window, read (and decrypted) while this one is sent.
     ahead: Option<ReadAhead>,
     checked: Instant,
@@ -124,15 +124,10 @@ impl Streaming {
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {
-        let (state, kind, cipher, size) = (
-            self.state.clone(),
-            self.kind,
-            self.cipher.clone(),
-            self.size,
-        );
+        let (state, kind, object) = (self.state.clone(), self.kind, self.object.clone());
         let key = object_key(&self.grant.case_id, &self.file_id);
         ReadAhead(tokio::spawn(async move {
-            read_window(&state, &key, kind, &cipher, size, range).await
+            read_window(&state, &key, kind, &object, range).await
         }))
     }
 
@@ -255,11 +250,10 @@ pub fn stream_body(
         grant,
         centre,
         file_id,
-        size,
         span,
         at,
         kind,
-        cipher: Arc::new(cipher),
+        object: Arc::new(Decryptor::from_cipher(cipher, size)),
         ahead: None,
         checked: Instant::now(),
         done: false,
@@ -322,8 +316,7 @@ async fn read_window(
     state: &AppState,
     key: &str,
     kind: Kind,
-    cipher: &ChunkCipher,
-    size: u64,
+    object: &Decryptor,
     range: std::ops::Range<u64>,
 ) -> Result<Bytes, String> {
     let bytes = match kind {
@@ -332,17 +325,13 @@ async fn read_window(
             .get_range(key, range)
             .await
             .map_err(|e| e.to_string())?,
-        Kind::Plaintext => {
-            let layout = Layout::new(DEFAULT_CHUNK_SIZE);
-            let plan = plan_range(&layout, size, range);
-            let mut fetched = state
-                .store
-                .get_range(key, plan.object_range.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            decrypt_planned(cipher, &layout, size, &plan, &mut fetched)
-                .map_err(|e| format!("stored object does not decrypt: {e}"))?
-        }
+        Kind::Plaintext => object
+            .read_range(range, |r| state.store.get_range(key, r))
+            .await
+            .map_err(|e| match e {
+                ReadError::Fetch(e) => e.to_string(),
+                ReadError::Format(e) => format!("stored object does not decrypt: {e}"),
+            })?,
     };
     Ok(Bytes::from(bytes))
 }

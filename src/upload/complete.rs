@@ -11,7 +11,8 @@ use super::audit_unavailable;
 use super::dicom::{self, Inspection};
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{ChunkCipher, HEADER_LEN, Layout, decrypt_planned, plan_range};
+use crate::crypto::CaseKey;
+use crate::crypto::format::{Decryptor, HEADER_LEN, ReadError};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::manifest::{FILE_META, FileMeta};
 use crate::store::object_key;
@@ -19,60 +20,75 @@ use crate::store::object_key;
 /// Plaintext read per store request when re-hashing (64 chunks).
 const REHASH_BYTES: u64 = 4 * 1024 * 1024;
 
+fn undecryptable(key: &str, e: impl std::fmt::Display) -> UploadError {
+    UploadError::Internal(format!("{key}: stored object does not decrypt: {e}"))
+}
+
 impl Uploads {
-    /// Plaintext bytes `range` of a stored object.
+    /// Plaintext bytes `range` of the stored object `key`.
     pub async fn read_plain(
         &self,
-        cipher: &ChunkCipher,
+        object: &Decryptor,
         key: &str,
-        len: u64,
         range: std::ops::Range<u64>,
     ) -> Result<Vec<u8>, UploadError> {
-        if range.is_empty() {
-            return Ok(Vec::new());
-        }
-        let layout = Layout::new(cipher.header().chunk_size);
-        let plan = plan_range(&layout, len, range);
-        let mut fetched = self.store.get_range(key, plan.object_range.clone()).await?;
-        decrypt_planned(cipher, &layout, len, &plan, &mut fetched).map_err(|e| {
-            UploadError::Internal(format!("{key}: stored object does not decrypt: {e}"))
-        })
+        object
+            .read_range(range, |r| self.store.get_range(key, r))
+            .await
+            .map_err(|e| match e {
+                ReadError::Fetch(e) => e.into(),
+                ReadError::Format(e) => undecryptable(key, e),
+            })
     }
 
     /// Re-reads a stored object: SHA-256 of its plaintext and of its bytes.
-    async fn rehash(
-        &self,
-        cipher: &ChunkCipher,
-        key: &str,
-        len: u64,
-    ) -> Result<(String, String), UploadError> {
-        let layout = Layout::new(cipher.header().chunk_size);
+    async fn rehash(&self, object: &Decryptor, key: &str) -> Result<(String, String), UploadError> {
+        let len = object.plaintext_len();
         let mut plain = digest::Context::new(&digest::SHA256);
         let mut sealed = digest::Context::new(&digest::SHA256);
         if len == 0 {
-            sealed.update(&self.store.get_range(key, 0..layout.object_len(0)).await?);
+            sealed.update(&self.store.get_range(key, 0..object.object_len()).await?);
         } else {
             sealed.update(&self.store.get_range(key, 0..HEADER_LEN as u64).await?);
             // Chunk-aligned windows, so consecutive plans are contiguous.
-            let step = REHASH_BYTES - REHASH_BYTES % layout.chunk_size();
+            let chunk_size = u64::from(object.header().chunk_size);
+            let step = REHASH_BYTES - REHASH_BYTES % chunk_size;
             let mut at = 0;
-            while at < len {
-                let end = (at + step).min(len);
-                let plan = plan_range(&layout, len, at..end);
+            while let Some(plan) = object
+                .plan(at..(at + step).min(len))
+                .map_err(|e| undecryptable(key, e))?
+            {
                 let mut fetched = self.store.get_range(key, plan.object_range.clone()).await?;
                 sealed.update(&fetched);
-                let bytes =
-                    decrypt_planned(cipher, &layout, len, &plan, &mut fetched).map_err(|e| {
-                        UploadError::Internal(format!("{key}: stored object does not decrypt: {e}"))
-                    })?;
+                let bytes = object
+                    .open_planned(&plan, &mut fetched)
+                    .map_err(|e| undecryptable(key, e))?;
                 plain.update(&bytes);
-                at = end;
+                at += plan.take;
             }
         }
         Ok((
             crate::hex::encode(plain.finish().as_ref()),
             crate::hex::encode(sealed.finish().as_ref()),
         ))
+    }
+
+    /// The file's sealed metadata, opened.
+    async fn file_meta(
+        &self,
+        case_key: &CaseKey,
+        upload: &UploadRow,
+    ) -> Result<FileMeta, UploadError> {
+        let sealed = db::files::meta_sealed(&self.db, &upload.file_id)
+            .await?
+            .ok_or(UploadError::NotFound)?;
+        case_key
+            .open_field(&upload.case_id, FILE_META, upload.file_id.as_str(), &sealed)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                UploadError::Internal(format!("file {} metadata does not open", upload.file_id))
+            })
     }
 
     pub async fn finalize(
@@ -83,11 +99,11 @@ impl Uploads {
     ) -> Result<(), UploadError> {
         let key = object_key(&upload.case_id, &upload.file_id);
         let case_key = self.case_key(case)?;
-        let cipher = self.cipher(&case_key, upload).await?;
-        let layout = Layout::new(cipher.header().chunk_size);
+        // The cipher carries the header this upload's object was written with.
+        let object = Decryptor::from_cipher(self.cipher(&case_key, upload).await?, upload.length);
         let writer = self
             .store
-            .open_writer(&key, &upload.progress, layout.object_len(upload.length))
+            .open_writer(&key, &upload.progress, object.object_len())
             .await?;
         writer.complete().await?;
 
@@ -99,41 +115,13 @@ impl Uploads {
                 crate::hex::encode(h.plain.finish().as_ref()),
                 crate::hex::encode(h.sealed.finish().as_ref()),
             ),
-            None => self.rehash(&cipher, &key, upload.length).await?,
+            None => self.rehash(&object, &key).await?,
         };
         let head = self
-            .read_plain(
-                &cipher,
-                &key,
-                upload.length,
-                0..upload.length.min(dicom::HEAD_BYTES),
-            )
+            .read_plain(&object, &key, 0..upload.length.min(dicom::HEAD_BYTES))
             .await?;
-        let sealed = db::files::meta_sealed(&self.db, &upload.file_id)
-            .await?
-            .ok_or(UploadError::NotFound)?;
-        let mut meta: FileMeta = case_key
-            .open_field(&upload.case_id, FILE_META, upload.file_id.as_str(), &sealed)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                UploadError::Internal(format!("file {} metadata does not open", upload.file_id))
-            })?;
-        let claims = dicom::claims_dicom(&meta.category, meta.filetype.as_deref(), &meta.filename);
-        let (state, note) = match dicom::inspect(&head) {
-            Inspection::Dicom(fields) => {
-                meta.dicom = Some(fields);
-                ("complete", "DICOM header indexed")
-            }
-            Inspection::Broken => (
-                "flagged",
-                "has a DICOM marker but the header does not parse",
-            ),
-            Inspection::NotDicom if claims => {
-                ("flagged", "declared as DICOM but is not a DICOM file")
-            }
-            Inspection::NotDicom => ("complete", "not DICOM"),
-        };
+        let mut meta = self.file_meta(&case_key, upload).await?;
+        let (state, note) = classify(&mut meta, &head);
         meta.sha256 = Some(sha256);
         let meta_json =
             serde_json::to_vec(&meta).map_err(|e| UploadError::Internal(e.to_string()))?;
@@ -143,7 +131,23 @@ impl Uploads {
             upload.file_id.as_str(),
             &meta_json,
         );
+        let done = Finished {
+            state,
+            note,
+            meta_sealed: &meta_sealed,
+            object_sha256: &object_sha256,
+        };
+        self.record_complete(ctx, upload, done).await
+    }
 
+    /// Marks the upload complete and its file finished, with the audit
+    /// entry, in one transaction.
+    async fn record_complete(
+        &self,
+        ctx: &RequestContext,
+        upload: &UploadRow,
+        done: Finished<'_>,
+    ) -> Result<(), UploadError> {
         // The action and its audit entry share this transaction: if it cannot
         // be opened or committed, the audit log cannot be written.
         let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
@@ -161,21 +165,47 @@ impl Uploads {
         db::files::finish(
             &mut tx,
             &upload.file_id,
-            state,
-            &meta_sealed,
-            &object_sha256,
+            done.state,
+            done.meta_sealed,
+            done.object_sha256,
         )
         .await?;
         let outcome = NewEntry::new("upload.complete", Outcome::Allow)
             .case(&upload.case_id)
             .file(&upload.file_id)
             .reason(format!(
-                "{} bytes, sha256 recorded, {state}: {note}",
-                upload.length
+                "{} bytes, sha256 recorded, {}: {}",
+                upload.length, done.state, done.note
             ));
         self.audit_in(&mut tx, ctx, &outcome).await?;
         tx.commit().await.map_err(audit_unavailable)?;
         self.registry.forget(upload.upload_id.as_str());
         Ok(())
+    }
+}
+
+/// What completion found, to be recorded.
+struct Finished<'a> {
+    state: &'static str,
+    note: &'static str,
+    meta_sealed: &'a [u8],
+    object_sha256: &'a str,
+}
+
+/// The file's state after its first bytes were inspected: DICOM fields go
+/// into `meta`; a file that claims to be DICOM and is not is flagged.
+fn classify(meta: &mut FileMeta, head: &[u8]) -> (&'static str, &'static str) {
+    let claims = dicom::claims_dicom(&meta.category, meta.filetype.as_deref(), &meta.filename);
+    match dicom::inspect(head) {
+        Inspection::Dicom(fields) => {
+            meta.dicom = Some(fields);
+            ("complete", "DICOM header indexed")
+        }
+        Inspection::Broken => (
+            "flagged",
+            "has a DICOM marker but the header does not parse",
+        ),
+        Inspection::NotDicom if claims => ("flagged", "declared as DICOM but is not a DICOM file"),
+        Inspection::NotDicom => ("complete", "not DICOM"),
     }
 }

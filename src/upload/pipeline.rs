@@ -1,18 +1,15 @@
-//! Plaintext of an upload in → sealed object bytes out, in constant memory.
-//! The declared length is known, so each chunk is sealed as last exactly
-//! when it ends the file. What is not yet a whole chunk stays in `tail`,
-//! and is made durable sealed as a tail record (never in plaintext).
+//! Plaintext of an upload in → sealed object bytes out, in constant memory,
+//! through the format's one [`Encryptor`]. The declared length is known, so
+//! each chunk is sealed as last exactly when it ends the file. What is not
+//! yet a whole chunk stays in memory across the PATCH and is made durable
+//! sealed as a tail record (never in plaintext), from which the next PATCH
+//! resumes.
 
-use crate::crypto::format::{ChunkCipher, FormatError};
+use crate::crypto::format::{ChunkCipher, Encryptor, FormatError};
 
-pub struct ChunkPipeline {
-    cipher: ChunkCipher,
-    chunk_size: usize,
-    length: u64,
-    offset: u64,
-    tail: Vec<u8>,
-    header_pending: bool,
-}
+/// An upload's encryptor, resumed from its durable state for one PATCH.
+#[derive(Debug)]
+pub struct ChunkPipeline(Encryptor);
 
 impl ChunkPipeline {
     /// Resumes at `offset` durable bytes with the sealed tail record (if the
@@ -23,91 +20,39 @@ impl ChunkPipeline {
         offset: u64,
         tail_sealed: Option<&[u8]>,
     ) -> Result<ChunkPipeline, FormatError> {
-        let chunk_size = cipher.header().chunk_size as usize;
-        let expected_tail = (offset % chunk_size as u64) as usize;
-        let tail = match (tail_sealed, expected_tail) {
-            (_, 0) => Vec::with_capacity(chunk_size),
-            (Some(sealed), n) => {
-                let mut tail = cipher.open_tail(offset / chunk_size as u64, sealed)?;
-                if tail.len() != n {
-                    return Err(FormatError::Length);
-                }
-                tail.reserve(chunk_size - tail.len());
-                tail
-            }
-            (None, _) => return Err(FormatError::Length),
-        };
-        Ok(ChunkPipeline {
-            cipher,
-            chunk_size,
-            length,
-            offset,
-            tail,
-            header_pending: offset == 0,
-        })
+        Encryptor::resume(cipher, length, offset, tail_sealed).map(ChunkPipeline)
     }
 
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.0.offset()
     }
 
     pub fn remaining(&self) -> u64 {
-        self.length - self.offset
+        self.0.remaining()
     }
 
     pub fn cipher(&self) -> &ChunkCipher {
-        &self.cipher
-    }
-
-    fn write_header(&mut self, out: &mut Vec<u8>) {
-        if self.header_pending {
-            out.extend_from_slice(&self.cipher.header().encode());
-            self.header_pending = false;
-        }
+        self.0.cipher()
     }
 
     /// Absorbs `input` (the caller checked it fits in the declared length)
     /// and appends every chunk it completes to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        debug_assert!(input.len() as u64 <= self.remaining());
-        self.write_header(out);
-        let cs = self.chunk_size;
-        while !input.is_empty() {
-            let index = self.offset / cs as u64;
-            if self.tail.is_empty() && input.len() >= cs {
-                // A whole chunk straight from the input.
-                self.offset += cs as u64;
-                self.cipher
-                    .seal_into(index, self.offset == self.length, &input[..cs], out);
-                input = &input[cs..];
-                continue;
-            }
-            let take = (cs - self.tail.len()).min(input.len());
-            self.tail.extend_from_slice(&input[..take]);
-            self.offset += take as u64;
-            input = &input[take..];
-            if self.tail.len() == cs || self.offset == self.length {
-                self.cipher
-                    .seal_into(index, self.offset == self.length, &self.tail, out);
-                self.tail.clear();
-            }
-        }
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.0.update(input, out);
     }
 
     /// For a zero-length upload: the header and the single empty last chunk.
+    /// Does nothing for any other upload.
     pub fn finish_empty(&mut self, out: &mut Vec<u8>) {
-        if self.length == 0 && self.header_pending {
-            self.write_header(out);
-            self.cipher.seal_into(0, true, &[], out);
+        if self.remaining() == 0 {
+            // Cannot fail: every declared byte was absorbed.
+            let _ = self.0.finish(out);
         }
     }
 
     /// The partial chunk sealed for durable storage, if there is one.
     pub fn tail_record(&self) -> Option<Vec<u8>> {
-        (!self.tail.is_empty()).then(|| {
-            self.cipher
-                .seal_tail(self.offset / self.chunk_size as u64, &self.tail)
-        })
+        self.0.tail_record()
     }
 }
 

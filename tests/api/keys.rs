@@ -51,7 +51,7 @@ async fn store_file(app: &TestApp, case: &str, plaintext: &[u8]) -> (String, Vec
     let mut object = Vec::new();
     let mut enc = Encryptor::new(&file_key, case_id.as_str(), file_id.as_str()).unwrap();
     enc.update(plaintext, &mut object);
-    enc.finish(&mut object);
+    enc.finish(&mut object).unwrap();
     let meta = FileMeta {
         filename: "pathology-report.pdf".into(),
         category: "pathology_report".into(),

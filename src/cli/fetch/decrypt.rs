@@ -10,7 +10,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::manifest::GrantedFile;
-use crate::crypto::format::{CHUNK_OVERHEAD, ChunkCipher, HEADER_LEN, Layout, ObjectHeader};
+use crate::crypto::format::{Decryptor, HEADER_LEN, ObjectHeader, StreamError};
 use crate::crypto::{FileKey, sealed_key};
 
 /// Why a file did not land.
@@ -111,32 +111,26 @@ fn decrypt_into(
     let mut input = std::io::BufReader::new(std::fs::File::open(sealed).map_err(local(sealed))?);
     let mut header = [0u8; HEADER_LEN];
     input.read_exact(&mut header).map_err(local(sealed))?;
-    let header = ObjectHeader::decode(&header).map_err(|e| bad(&e.to_string()))?;
-    let layout = Layout::new(header.chunk_size);
-    if layout.object_len(file.size) != file.sealed_size {
+    let object = Decryptor::new(key, &header, case_id, file.file_id.as_str(), file.size)
+        .map_err(|e| bad(&e.to_string()))?;
+    if object.object_len() != file.sealed_size {
         return Err(bad("the sealed object does not match the grant's sizes"));
     }
-    let cipher = ChunkCipher::new(key, header, case_id, file.file_id.as_str())
-        .map_err(|e| bad(&e.to_string()))?;
     let mut out = BufWriter::new(crate::fsutil::private_file(plain, true).map_err(local(plain))?);
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let count = layout.chunk_count(file.size);
-    let mut buf = vec![0u8; header.chunk_size as usize + CHUNK_OVERHEAD];
-    for index in 0..count {
-        let n = layout.chunk_plain_len(index, file.size) as usize + CHUNK_OVERHEAD;
-        input
-            .read_exact(&mut buf[..n])
-            .map_err(|_| bad("sealed object is truncated"))?;
-        let chunk = cipher
-            .open_in_place(index, index + 1 == count, &mut buf[..n])
-            .map_err(|_| bad("decryption failed: the object was altered"))?;
-        ctx.update(chunk);
-        out.write_all(chunk).map_err(local(plain))?;
-    }
-    let mut extra = [0u8; 1];
-    if input.read(&mut extra).map_err(local(sealed))? != 0 {
-        return Err(bad("sealed object is longer than expected"));
-    }
+    // Plaintext goes to the temporary file only; it is moved into place
+    // after the last chunk verified and the SHA-256 matched.
+    object
+        .read_all(&mut input, |chunk| {
+            ctx.update(chunk);
+            out.write_all(chunk)
+        })
+        .map_err(|e| match e {
+            StreamError::Input(e) => local(sealed)(e),
+            StreamError::Output(e) => local(plain)(e),
+            StreamError::Format(_) => bad("decryption failed: the object was altered"),
+            other => bad(&other.to_string()),
+        })?;
     let got = crate::hex::encode(ctx.finish().as_ref());
     if got != file.sha256 {
         return Err(DecryptError::BadObject(format!(

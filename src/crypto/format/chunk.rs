@@ -73,9 +73,10 @@ impl ChunkCipher {
         self.seal_with_nonce(rng::array::<NONCE_LEN>(), index, last, plaintext, out);
     }
 
-    /// Appends chunk `index` sealed under `nonce`. Only test vectors choose
-    /// nonces; everything else goes through [`ChunkCipher::seal_into`].
-    pub fn seal_with_nonce(
+    /// Appends chunk `index` sealed under `nonce`. Only the test vectors
+    /// choose nonces, so this stays private to the format module; everything
+    /// else goes through [`ChunkCipher::seal_into`].
+    pub(super) fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
         index: u64,

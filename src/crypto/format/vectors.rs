@@ -1,13 +1,12 @@
-//! Test vectors for object format v1 (tests/vectors/format-v1.json):
-//! positive vectors with fixed keys and nonces, and negative vectors that
-//! a decoder must reject. Deterministic: nonces derive from vector names, so
-//! regenerating reproduces the committed file byte for byte.
+//! The generator of tests/vectors/format-v1.json, test-only: positive
+//! vectors with fixed keys and nonces, and negative vectors that a decoder
+//! must reject, each with a stable `reason`. Deterministic (nonces derive
+//! from vector names), and the test below proves the committed file is
+//! exactly what it writes. Regenerate with
 //!
 //! ```text
-//! cargo run --example format_vectors > tests/vectors/format-v1.json
+//! CASEGATE_WRITE_VECTORS=1 cargo test --lib crypto::format::vectors
 //! ```
-// Fixed, valid inputs: a failure here is a bug in this generator.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
 
@@ -76,20 +75,22 @@ fn ok_vector(name: &str, description: &str, chunk_size: u32, len: usize) -> Valu
     })
 }
 
-fn fail_vector(name: &str, description: &str, object: &[u8], file_key: Option<[u8; 32]>) -> Value {
+fn fail_vector(
+    (name, reason): (&str, &str),
+    description: &str,
+    object: &[u8],
+    file_key: Option<[u8; 32]>,
+) -> Value {
     json!({
-        "name": name, "description": description, "expect": "fail",
+        "name": name, "description": description, "expect": "fail", "reason": reason,
         "case_id": CASE_ID, "file_id": FILE_ID,
         "file_key": hex(&file_key.unwrap_or(*key().secret())), "key_id": hex(key().id()),
         "object": hex(object),
     })
 }
 
-/// The vector file's text (pretty JSON with a trailing newline).
-pub fn generate_json() -> String {
-    let cs = 16u32;
-    let sealed = cs as usize + CHUNK_OVERHEAD;
-    let mut vectors = vec![
+fn ok_vectors(cs: u32) -> Vec<Value> {
+    vec![
         ok_vector("empty", "empty file: one empty last chunk", cs, 0),
         ok_vector("one-byte", "one byte", cs, 1),
         ok_vector(
@@ -116,110 +117,157 @@ pub fn generate_json() -> String {
             65536,
             65536 + 1000,
         ),
-    ];
-    let (base, _) = seal("three-chunks", FILE_ID, cs, &plaintext(40));
-    let chunk = |i: usize| HEADER_LEN + i * sealed;
+    ]
+}
 
-    let mut v = base[..chunk(2)].to_vec();
-    vectors.push(fail_vector(
-        "truncated-at-chunk-boundary",
-        "three-chunks cut after chunk 1: chunk 1 was sealed as not-last",
-        &v,
-        None,
-    ));
-    v = base[..chunk(1)].to_vec();
-    vectors.push(fail_vector(
-        "truncated-to-first-chunk",
-        "three-chunks cut after chunk 0",
-        &v,
-        None,
-    ));
-    v = base[..HEADER_LEN].to_vec();
-    vectors.push(fail_vector("header-only", "every chunk dropped", &v, None));
-    v = base[..base.len() - 5].to_vec();
-    vectors.push(fail_vector(
-        "truncated-mid-chunk",
-        "last chunk shortened by 5 bytes",
-        &v,
-        None,
-    ));
-    let mut extended = base.clone();
+/// Offset of chunk `i` in an object with 16-byte chunks.
+fn chunk(i: usize) -> usize {
+    HEADER_LEN + i * (16 + CHUNK_OVERHEAD)
+}
+
+/// Objects cut short or extended.
+fn length_vectors(base: &[u8]) -> Vec<Value> {
+    let mut extended = base.to_vec();
     extended.extend_from_slice(&base[chunk(2)..]);
-    vectors.push(fail_vector(
-        "last-chunk-repeated",
-        "the last chunk appended twice",
-        &extended,
-        None,
-    ));
+    vec![
+        fail_vector(
+            ("truncated-at-chunk-boundary", "truncated_at_chunk_boundary"),
+            "three-chunks cut after chunk 1: chunk 1 was sealed as not-last",
+            &base[..chunk(2)],
+            None,
+        ),
+        fail_vector(
+            ("truncated-to-first-chunk", "truncated_at_chunk_boundary"),
+            "three-chunks cut after chunk 0",
+            &base[..chunk(1)],
+            None,
+        ),
+        fail_vector(
+            ("header-only", "no_chunks"),
+            "every chunk dropped",
+            &base[..HEADER_LEN],
+            None,
+        ),
+        fail_vector(
+            ("truncated-mid-chunk", "truncated_last_chunk"),
+            "last chunk shortened by 5 bytes",
+            &base[..base.len() - 5],
+            None,
+        ),
+        fail_vector(
+            ("last-chunk-repeated", "extended"),
+            "the last chunk appended twice",
+            &extended,
+            None,
+        ),
+    ]
+}
 
-    let mut swapped = base.clone();
+/// Chunks or whole objects in the wrong place.
+fn placement_vectors(base: &[u8]) -> Vec<Value> {
+    let mut swapped = base.to_vec();
     swapped[chunk(0)..chunk(1)].copy_from_slice(&base[chunk(1)..chunk(2)]);
     swapped[chunk(1)..chunk(2)].copy_from_slice(&base[chunk(0)..chunk(1)]);
-    vectors.push(fail_vector(
-        "chunks-swapped",
-        "chunks 0 and 1 exchanged",
-        &swapped,
-        None,
-    ));
-
     // Same key, same length, another file id: its chunk 0 dropped into ours.
-    let (other, _) = seal("other-file", OTHER_FILE_ID, cs, &plaintext(40));
-    let mut moved = base.clone();
+    let (other, _) = seal("other-file", OTHER_FILE_ID, 16, &plaintext(40));
+    let mut moved = base.to_vec();
     moved[chunk(0)..chunk(1)].copy_from_slice(&other[chunk(0)..chunk(1)]);
-    vectors.push(fail_vector(
-        "chunk-from-other-file",
-        "chunk 0 taken from another file's object (same key, same index)",
-        &moved,
-        None,
-    ));
-    vectors.push(fail_vector(
-        "object-of-other-file",
-        "a whole object of another file presented as this one",
-        &other,
-        None,
-    ));
+    vec![
+        fail_vector(
+            ("chunks-swapped", "reordered_chunks"),
+            "chunks 0 and 1 exchanged",
+            &swapped,
+            None,
+        ),
+        fail_vector(
+            ("chunk-from-other-file", "chunk_from_other_file"),
+            "chunk 0 taken from another file's object (same key, same index)",
+            &moved,
+            None,
+        ),
+        fail_vector(
+            ("object-of-other-file", "object_of_other_file"),
+            "a whole object of another file presented as this one",
+            &other,
+            None,
+        ),
+    ]
+}
 
-    for (name, at, what) in [
-        ("flip-header-magic", 0, "bit flipped in the magic"),
+/// Single bits flipped, a header field changed, the wrong key.
+fn tamper_vectors(base: &[u8]) -> Vec<Value> {
+    let sealed = 16 + CHUNK_OVERHEAD;
+    let mut out: Vec<Value> = [
+        (
+            "flip-header-magic",
+            "tampered_magic",
+            0,
+            "bit flipped in the magic",
+        ),
         (
             "flip-header-reserved",
+            "tampered_reserved",
             10,
             "bit flipped in a reserved header byte",
         ),
-        ("flip-header-key-id", 20, "bit flipped in the key id"),
-        ("flip-nonce", chunk(1) + 3, "bit flipped in chunk 1's nonce"),
+        (
+            "flip-header-key-id",
+            "tampered_key_id",
+            20,
+            "bit flipped in the key id",
+        ),
+        (
+            "flip-nonce",
+            "tampered_nonce",
+            chunk(1) + 3,
+            "bit flipped in chunk 1's nonce",
+        ),
         (
             "flip-body",
+            "tampered_ciphertext",
             chunk(1) + 12 + 5,
             "bit flipped in chunk 1's ciphertext",
         ),
         (
             "flip-tag",
+            "tampered_tag",
             chunk(1) + sealed - 1,
             "bit flipped in chunk 1's tag",
         ),
-    ] {
-        let mut t = base.clone();
+    ]
+    .into_iter()
+    .map(|(name, reason, at, what)| {
+        let mut t = base.to_vec();
         t[at] ^= 0x01;
-        vectors.push(fail_vector(name, what, &t, None));
-    }
-    let mut chunk_size_changed = base.clone();
+        fail_vector((name, reason), what, &t, None)
+    })
+    .collect();
+    let mut chunk_size_changed = base.to_vec();
     chunk_size_changed[12..16].copy_from_slice(&32u32.to_be_bytes());
-    vectors.push(fail_vector(
-        "header-chunk-size-changed",
+    out.push(fail_vector(
+        ("header-chunk-size-changed", "tampered_chunk_size"),
         "chunk size field changed from 16 to 32",
         &chunk_size_changed,
         None,
     ));
     let mut wrong = *key().secret();
     wrong[0] ^= 0x01;
-    vectors.push(fail_vector(
-        "wrong-key",
+    out.push(fail_vector(
+        ("wrong-key", "wrong_file_key"),
         "the right key id with a different key",
-        &base,
+        base,
         Some(wrong),
     ));
+    out
+}
 
+/// The vector file's text (pretty JSON with a trailing newline).
+fn generate_json() -> String {
+    let (base, _) = seal("three-chunks", FILE_ID, 16, &plaintext(40));
+    let mut vectors = ok_vectors(16);
+    vectors.extend(length_vectors(&base));
+    vectors.extend(placement_vectors(&base));
+    vectors.extend(tamper_vectors(&base));
     let doc = json!({
         "format": "casegate object format v1",
         "spec": "docs/format.md",
@@ -229,4 +277,66 @@ pub fn generate_json() -> String {
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
     text
+}
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/format-v1.json");
+
+#[test]
+fn vectors_file_is_what_the_generator_writes() {
+    let generated = generate_json();
+    if std::env::var_os("CASEGATE_WRITE_VECTORS").is_some() {
+        std::fs::write(COMMITTED, &generated).unwrap();
+    }
+    // Same inputs, same nonces → same file; a silent format change would
+    // show up here as well as in tests/format_vectors.rs.
+    assert!(
+        std::fs::read_to_string(COMMITTED).unwrap() == generated,
+        "regenerate with: CASEGATE_WRITE_VECTORS=1 cargo test --lib crypto::format::vectors"
+    );
+}
+
+#[test]
+fn positive_vectors_reencrypt_exactly_from_their_nonces() {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(COMMITTED).unwrap()).unwrap();
+    let unhex = |v: &Value| crate::hex::decode(v.as_str().unwrap()).unwrap();
+    for v in doc["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["expect"] == "ok")
+    {
+        let key = FileKey::from_parts(
+            unhex(&v["key_id"]).try_into().unwrap(),
+            unhex(&v["file_key"]).try_into().unwrap(),
+        );
+        let header = ObjectHeader {
+            chunk_size: v["chunk_size"].as_u64().unwrap() as u32,
+            key_id: *key.id(),
+        };
+        let (case_id, file_id) = (
+            v["case_id"].as_str().unwrap(),
+            v["file_id"].as_str().unwrap(),
+        );
+        let cipher = ChunkCipher::new(&key, header, case_id, file_id).unwrap();
+        let plaintext = unhex(&v["plaintext"]);
+        let nonces = v["nonces"].as_array().unwrap();
+        let count = Layout::new(header.chunk_size).chunk_count(plaintext.len() as u64);
+        assert_eq!(nonces.len() as u64, count, "{}", v["name"]);
+        let mut object = header.encode().to_vec();
+        let chunks: Vec<&[u8]> = if plaintext.is_empty() {
+            vec![&[]]
+        } else {
+            plaintext.chunks(header.chunk_size as usize).collect()
+        };
+        for (i, (piece, nonce)) in chunks.iter().zip(nonces).enumerate() {
+            let nonce: [u8; 12] = unhex(nonce).try_into().unwrap();
+            cipher.seal_with_nonce(nonce, i as u64, i + 1 == chunks.len(), piece, &mut object);
+        }
+        assert_eq!(
+            object,
+            unhex(&v["object"]),
+            "{}: re-encryption differs",
+            v["name"]
+        );
+    }
 }
