@@ -20,7 +20,16 @@ fn key(bytes: &[u8; KEY_LEN]) -> LessSafeKey {
 
 /// Seals `plaintext` under `key_bytes` with a fresh random nonce.
 pub fn seal(key_bytes: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let nonce_bytes = rng::array::<NONCE_LEN>();
+    seal_with_nonce(key_bytes, rng::array::<NONCE_LEN>(), aad, plaintext)
+}
+
+/// Seals under a chosen nonce: only [`seal`] and the key test vectors.
+pub(super) fn seal_with_nonce(
+    key_bytes: &[u8; KEY_LEN],
+    nonce_bytes: [u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.extend_from_slice(&nonce_bytes);
     out.extend_from_slice(plaintext);

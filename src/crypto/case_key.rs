@@ -18,7 +18,7 @@ impl std::fmt::Debug for CaseKey {
     }
 }
 
-fn wrap_aad(case_id: &CaseId) -> Vec<u8> {
+pub(super) fn wrap_aad(case_id: &CaseId) -> Vec<u8> {
     aead::aad(&[b"casegate case key v1", case_id.as_str().as_bytes()])
 }
 

@@ -24,7 +24,7 @@ impl std::fmt::Debug for FileKey {
     }
 }
 
-fn wrap_aad(case_id: &str, file_id: &str, key_id: &[u8; 16]) -> Vec<u8> {
+pub(super) fn wrap_aad(case_id: &str, file_id: &str, key_id: &[u8; 16]) -> Vec<u8> {
     aead::aad(&[
         b"casegate file key v1",
         case_id.as_bytes(),

@@ -64,7 +64,7 @@ pub enum MasterKeyError {
     #[error("master key file {0}")]
     Permissions(String),
     #[error("master key file {path}: {message}")]
-    Format { path: String, message: String },
+    Format { path: String, message: KeyFileError },
     #[error("master key file {path}: {source}")]
     Io {
         path: String,
@@ -72,7 +72,25 @@ pub enum MasterKeyError {
     },
 }
 
-fn version_aad(aad: &[u8], version: u32) -> Vec<u8> {
+/// Why a master key file's text does not parse. `line N` counts entries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("line {0}: expected `<version> <base64url key>`")]
+    Syntax(usize),
+    #[error("line {0}: version must be a positive integer")]
+    Version(usize),
+    #[error("line {0}: key is not base64url")]
+    NotBase64url(usize),
+    #[error("line {0}: key must be 32 bytes")]
+    KeyLength(usize),
+    #[error("line {0}: version {1} appears twice")]
+    DuplicateVersion(usize, u32),
+    #[error("no key in file")]
+    NoKey,
+}
+
+/// The wrapping associated data with the master key version appended.
+pub(super) fn version_aad(aad: &[u8], version: u32) -> Vec<u8> {
     let mut out = aad.to_vec();
     out.extend_from_slice(b"kek-version:");
     out.extend_from_slice(version.to_string().as_bytes());
@@ -117,7 +135,7 @@ impl LocalMasterKeys {
     /// Parses the key file format; `;` may separate entries instead of
     /// newlines (the single-line environment variable form). `line N` in
     /// errors counts entries.
-    pub fn parse(text: &str) -> Result<LocalMasterKeys, String> {
+    pub fn parse(text: &str) -> Result<LocalMasterKeys, KeyFileError> {
         let mut versions = BTreeMap::new();
         let entries = text
             .lines()
@@ -125,34 +143,32 @@ impl LocalMasterKeys {
             .filter(|l| !l.starts_with('#'))
             .flat_map(|l| l.split(';'));
         for (n, line) in entries.enumerate() {
-            let line = line.trim();
+            let (line, n) = (line.trim(), n + 1);
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (version, encoded) = line
-                .split_once(' ')
-                .ok_or_else(|| format!("line {}: expected `<version> <base64url key>`", n + 1))?;
+            let (version, encoded) = line.split_once(' ').ok_or(KeyFileError::Syntax(n))?;
             let version: u32 = version
                 .parse()
                 .ok()
                 .filter(|v| *v > 0)
-                .ok_or_else(|| format!("line {}: version must be a positive integer", n + 1))?;
+                .ok_or(KeyFileError::Version(n))?;
             let mut raw = URL_SAFE_NO_PAD
                 .decode(encoded.trim())
-                .map_err(|_| format!("line {}: key is not base64url", n + 1))?;
+                .map_err(|_| KeyFileError::NotBase64url(n))?;
             if raw.len() != 32 {
                 raw.zeroize();
-                return Err(format!("line {}: key must be 32 bytes", n + 1));
+                return Err(KeyFileError::KeyLength(n));
             }
             let mut key = Zeroizing::new([0u8; 32]);
             key.copy_from_slice(&raw);
             raw.zeroize();
             if versions.insert(version, key).is_some() {
-                return Err(format!("line {}: version {version} appears twice", n + 1));
+                return Err(KeyFileError::DuplicateVersion(n, version));
             }
         }
         if versions.is_empty() {
-            return Err("no key in file".into());
+            return Err(KeyFileError::NoKey);
         }
         Ok(LocalMasterKeys { versions })
     }

@@ -7,6 +7,8 @@ pub mod aead;
 pub mod case_key;
 pub mod file_key;
 pub mod format;
+#[cfg(test)]
+mod key_vectors;
 pub mod keyring;
 pub mod master;
 pub mod sealed_key;

@@ -121,7 +121,7 @@ fn ok_vectors(cs: u32) -> Vec<Value> {
 }
 
 /// Offset of chunk `i` in an object with 16-byte chunks.
-fn chunk(i: usize) -> usize {
+const fn chunk(i: usize) -> usize {
     HEADER_LEN + i * (16 + CHUNK_OVERHEAD)
 }
 
@@ -194,54 +194,56 @@ fn placement_vectors(base: &[u8]) -> Vec<Value> {
     ]
 }
 
+/// Single bits flipped: (name, reason, byte offset, description).
+const FLIPS: [(&str, &str, usize, &str); 6] = [
+    (
+        "flip-header-magic",
+        "tampered_magic",
+        0,
+        "bit flipped in the magic",
+    ),
+    (
+        "flip-header-reserved",
+        "tampered_reserved",
+        10,
+        "bit flipped in a reserved header byte",
+    ),
+    (
+        "flip-header-key-id",
+        "tampered_key_id",
+        20,
+        "bit flipped in the key id",
+    ),
+    (
+        "flip-nonce",
+        "tampered_nonce",
+        chunk(1) + 3,
+        "bit flipped in chunk 1's nonce",
+    ),
+    (
+        "flip-body",
+        "tampered_ciphertext",
+        chunk(1) + 12 + 5,
+        "bit flipped in chunk 1's ciphertext",
+    ),
+    (
+        "flip-tag",
+        "tampered_tag",
+        chunk(2) - 1,
+        "bit flipped in chunk 1's tag",
+    ),
+];
+
 /// Single bits flipped, a header field changed, the wrong key.
 fn tamper_vectors(base: &[u8]) -> Vec<Value> {
-    let sealed = 16 + CHUNK_OVERHEAD;
-    let mut out: Vec<Value> = [
-        (
-            "flip-header-magic",
-            "tampered_magic",
-            0,
-            "bit flipped in the magic",
-        ),
-        (
-            "flip-header-reserved",
-            "tampered_reserved",
-            10,
-            "bit flipped in a reserved header byte",
-        ),
-        (
-            "flip-header-key-id",
-            "tampered_key_id",
-            20,
-            "bit flipped in the key id",
-        ),
-        (
-            "flip-nonce",
-            "tampered_nonce",
-            chunk(1) + 3,
-            "bit flipped in chunk 1's nonce",
-        ),
-        (
-            "flip-body",
-            "tampered_ciphertext",
-            chunk(1) + 12 + 5,
-            "bit flipped in chunk 1's ciphertext",
-        ),
-        (
-            "flip-tag",
-            "tampered_tag",
-            chunk(1) + sealed - 1,
-            "bit flipped in chunk 1's tag",
-        ),
-    ]
-    .into_iter()
-    .map(|(name, reason, at, what)| {
-        let mut t = base.to_vec();
-        t[at] ^= 0x01;
-        fail_vector((name, reason), what, &t, None)
-    })
-    .collect();
+    let mut out: Vec<Value> = FLIPS
+        .into_iter()
+        .map(|(name, reason, at, what)| {
+            let mut t = base.to_vec();
+            t[at] ^= 0x01;
+            fail_vector((name, reason), what, &t, None)
+        })
+        .collect();
     let mut chunk_size_changed = base.to_vec();
     chunk_size_changed[12..16].copy_from_slice(&32u32.to_be_bytes());
     out.push(fail_vector(
