@@ -4,6 +4,9 @@
 //! `header (32) ‖ u16 len ‖ case id ‖ u16 len ‖ file id ‖ u64 index ‖ u8 last`
 //!
 //! (integers big-endian, ids UTF-8, `last` 1 for the final chunk, else 0).
+//!
+//! Outside the format module a `ChunkCipher` is only a key bound to one
+//! object: sealing and opening go through the `Encryptor` and `Decryptor`.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
@@ -69,7 +72,7 @@ impl ChunkCipher {
     }
 
     /// Appends chunk `index` sealed under a fresh random nonce to `out`.
-    pub fn seal_into(&self, index: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+    pub(super) fn seal_into(&self, index: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
         self.seal_with_nonce(rng::array::<NONCE_LEN>(), index, last, plaintext, out);
     }
 
@@ -105,7 +108,7 @@ impl ChunkCipher {
     /// last flag 0/1, so a tail record can never pass as a chunk of an
     /// object. Fresh random nonce on every call: a tail is re-sealed each
     /// time it grows.
-    pub fn seal_tail(&self, index: u64, plaintext: &[u8]) -> Vec<u8> {
+    pub(super) fn seal_tail(&self, index: u64, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + CHUNK_OVERHEAD);
         let nonce = rng::array::<NONCE_LEN>();
         out.extend_from_slice(&nonce);
@@ -123,7 +126,7 @@ impl ChunkCipher {
     }
 
     /// Opens a tail record sealed by [`ChunkCipher::seal_tail`].
-    pub fn open_tail(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
+    pub(super) fn open_tail(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
         let mut buf = sealed.to_vec();
         if buf.len() < CHUNK_OVERHEAD
             || buf.len() >= self.header.chunk_size as usize + CHUNK_OVERHEAD
@@ -151,7 +154,7 @@ impl ChunkCipher {
     }
 
     /// Opens sealed chunk `index` in place; returns its plaintext.
-    pub fn open_in_place<'a>(
+    pub(crate) fn open_in_place<'a>(
         &self,
         index: u64,
         last: bool,
