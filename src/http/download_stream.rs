@@ -79,7 +79,8 @@ struct Streaming {
     span: std::ops::Range<u64>,
     at: u64,
     kind: Kind,
-    /// Reads the object: the plaintext by range, chunk size from its header.
+    /// Reads the object's plaintext by range, with the chunk size of the
+    /// header the cipher was built for.
     object: Arc<Decryptor>,
     /// The next window, read (and decrypted) while this one is sent.
     ahead: Option<ReadAhead>,

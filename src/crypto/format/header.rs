@@ -16,8 +16,9 @@ pub struct ObjectHeader {
     pub key_id: [u8; 16],
 }
 
-/// Chunk sizes a reader accepts: powers of two from 16 B to 1 MiB. Writers
-/// use 64 KiB; small sizes exist for readable test vectors.
+/// Chunk sizes a reader accepts: powers of two from 16 B to 1 MiB, both
+/// inclusive. Writers use 64 KiB; small sizes exist for readable test
+/// vectors.
 pub fn valid_chunk_size(size: u32) -> bool {
     size.is_power_of_two() && (16..=1 << 20).contains(&size)
 }
