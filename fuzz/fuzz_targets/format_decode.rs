@@ -4,7 +4,7 @@
 #![no_main]
 
 use casegate::crypto::FileKey;
-use casegate::crypto::format::{ChunkCipher, Layout, ObjectHeader, decrypt_object, plan_range};
+use casegate::crypto::format::{Decryptor, ObjectHeader, decrypt_object};
 use libfuzzer_sys::fuzz_target;
 
 const CASE_ID: &str = "case_000102030405060708090a0b0c0d0e0f";
@@ -18,22 +18,26 @@ fuzz_target!(|data: &[u8]| {
         panic!("random input decrypted to {} bytes", plain.len());
     }
     let Ok(header) = ObjectHeader::decode(data) else { return };
-    let layout = Layout::new(header.chunk_size);
-    let object_len = u64::from_le_bytes(data.iter().copied().chain([0; 8]).take(8).collect::<Vec<_>>().try_into().unwrap_or([0; 8]));
-    if let Ok(len) = layout.plaintext_len(object_len) {
-        if len > 0 {
-            let a = (object_len.rotate_left(7)) % len;
-            let b = a + 1 + (object_len.rotate_left(13)) % (len - a);
-            let plan = plan_range(&layout, len, a..b);
-            assert!(plan.object_range.end <= object_len);
+    // The header as stored, but carrying the key's id, so the decryptor is
+    // built and every chunk is actually opened (and must fail).
+    let mut stored = data[..32].to_vec();
+    stored[16..32].copy_from_slice(key.id());
+    let len = u64::from_le_bytes(data.iter().copied().chain([0; 8]).take(8).collect::<Vec<_>>().try_into().unwrap_or([0; 8]));
+    let Ok(decryptor) = Decryptor::new(&key, &stored, CASE_ID, FILE_ID, len % (1 << 40)) else { return };
+    assert_eq!(decryptor.header().chunk_size, header.chunk_size);
+    let plain_len = decryptor.plaintext_len();
+    if plain_len > 0 {
+        // Range plans stay inside the object and cover whole chunks.
+        let a = len.rotate_left(7) % plain_len;
+        let b = a + 1 + len.rotate_left(13) % (plain_len - a);
+        if let Ok(Some(plan)) = decryptor.plan(a..b) {
+            assert!(plan.object_range.end <= decryptor.object_len());
             assert!(plan.object_range.start < plan.object_range.end);
+            assert_eq!(plan.take, b - a);
         }
-    }
-    // Single chunks with arbitrary index and flag.
-    let with_key = ObjectHeader { key_id: *key.id(), ..header };
-    if let Ok(cipher) = ChunkCipher::new(&key, with_key, CASE_ID, FILE_ID) {
-        let mut body = data[32.min(data.len())..].to_vec();
+        // Single chunks with an arbitrary index.
+        let mut body = data[32..].to_vec();
         let index = u64::from(data.get(9).copied().unwrap_or(0));
-        assert!(cipher.open_in_place(index, data.len() % 2 == 0, &mut body).is_err());
+        assert!(decryptor.open_chunk(index, &mut body).is_err());
     }
 });
