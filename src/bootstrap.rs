@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::config::Config;
 use std::sync::Arc;
 
@@ -179,13 +179,13 @@ async fn insert_operator_token(
     role: OperatorRole,
     actor: &str,
 ) -> Result<SecretToken, DbError> {
-    let now = rfc3339(time::OffsetDateTime::now_utc());
+    let now = Timestamp::now_utc();
     let token = SecretToken::generate(TokenKind::Operator);
     let id = OperatorTokenId::generate();
-    db::tokens::insert(tx, &id, role, &token.hash(), &now).await?;
+    db::tokens::insert(tx, &id, role, &token.hash(), now).await?;
     let entry = NewEntry::new("token.create", Outcome::Allow)
         .reason(format!("{} token {id}", role.as_str()));
-    db::audit::append(tx, &local_context(actor), &now, &entry).await?;
+    db::audit::append(tx, &local_context(actor), now, &entry).await?;
     Ok(token)
 }
 
@@ -203,12 +203,7 @@ pub async fn bootstrap_tokens(db: &Db) -> Result<Option<BootstrapTokens>, DbErro
         insert_operator_token(&mut tx, OperatorRole::Coordinator, "system:bootstrap").await?;
     let compliance =
         insert_operator_token(&mut tx, OperatorRole::Compliance, "system:bootstrap").await?;
-    Db::meta_set(
-        &mut tx,
-        BOOTSTRAPPED,
-        &rfc3339(time::OffsetDateTime::now_utc()),
-    )
-    .await?;
+    Db::meta_set(&mut tx, BOOTSTRAPPED, &Timestamp::now_utc().to_string()).await?;
     tx.commit().await?;
     Ok(Some(BootstrapTokens {
         coordinator,

@@ -110,7 +110,7 @@ pub async fn build(
             size: row.size,
             sha256: meta.sha256,
             state: row.state,
-            created_at: row.created_at,
+            created_at: row.created_at.to_string(),
             dicom: meta.dicom,
         });
     }

@@ -7,7 +7,7 @@
 
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::bootstrap;
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::crypto::{KeyEncryptionKey, Keyring, LocalMasterKeys};
 use crate::db::{self, Db};
@@ -37,14 +37,9 @@ async fn audit(db: &Db, actor: &str, entry: NewEntry) -> Result<(), String> {
         ..Default::default()
     };
     let mut tx = db.begin().await.map_err(|e| e.to_string())?;
-    db::audit::append(
-        &mut tx,
-        &ctx,
-        &rfc3339(time::OffsetDateTime::now_utc()),
-        &entry,
-    )
-    .await
-    .map_err(|e| format!("audit log: {e}"))?;
+    db::audit::append(&mut tx, &ctx, Timestamp::now_utc(), &entry)
+        .await
+        .map_err(|e| format!("audit log: {e}"))?;
     tx.commit().await.map_err(|e| e.to_string())
 }
 

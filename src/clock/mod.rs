@@ -1,4 +1,10 @@
-//! Injected time, so expiry logic is tested without sleeping.
+//! Time: an injected [`Clock`], so expiry logic is tested without
+//! sleeping, and [`Timestamp`], the one type every stored or shown instant
+//! has.
+
+mod timestamp;
+
+pub use timestamp::{InvalidTimestamp, Timestamp};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -8,6 +14,11 @@ use time::OffsetDateTime;
 /// A source of "now" in UTC.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
+
+    /// Now, as the second-precision instant that is stored and compared.
+    fn timestamp(&self) -> Timestamp {
+        Timestamp::from_datetime(self.now())
+    }
 }
 
 /// The system clock.
@@ -41,37 +52,9 @@ impl Clock for OffsetClock {
 
 pub type SharedClock = Arc<dyn Clock>;
 
-/// RFC 3339 UTC with second precision, the one time format of the API.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Parses an RFC 3339 timestamp (any offset) into UTC.
-pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_and_parses() {
-        let t = parse_rfc3339("2026-11-25T10:00:05+01:00").unwrap();
-        assert_eq!(rfc3339(t), "2026-11-25T09:00:05Z");
-        assert!(parse_rfc3339("yesterday").is_none());
-    }
 
     #[test]
     fn offset_clock_moves() {

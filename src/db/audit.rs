@@ -6,13 +6,14 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Db, DbError, Tx};
 use crate::audit::{AuditEntry, NewEntry, RequestContext};
+use crate::clock::Timestamp;
 
 /// Appends one entry inside `tx` and returns its sequence number. The caller
 /// commits it together with the action, so neither exists without the other.
 pub async fn append(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
-    time: &str,
+    time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, DbError> {
     let seq: i64 = sqlx::query_scalar(
@@ -47,8 +48,8 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
 }
 
 /// One page of entries with `seq > after`, in order.
@@ -84,10 +85,10 @@ pub async fn page(
     .bind(&filter.action)
     .bind(&filter.outcome)
     .bind(&filter.outcome)
-    .bind(&filter.since)
-    .bind(&filter.since)
-    .bind(&filter.until)
-    .bind(&filter.until)
+    .bind(filter.since)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.until)
     .bind(limit)
     .fetch_all(db.pool())
     .await?;

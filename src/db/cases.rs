@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError, Tx};
+use crate::clock::Timestamp;
 use crate::crypto::WrappedKey;
 use crate::ids::CaseId;
 use crate::token::TokenHash;
@@ -11,16 +12,16 @@ use crate::token::TokenHash;
 #[derive(Debug, Clone)]
 pub struct CaseRow {
     pub case_id: CaseId,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub wrapped_key: WrappedKey,
     pub reference_sealed: Option<Vec<u8>>,
-    pub upload_expires_at: String,
+    pub upload_expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone)]
 pub struct CaseSummary {
     pub case_id: CaseId,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub state: String,
     pub file_count: i64,
     pub total_bytes: i64,
@@ -28,11 +29,11 @@ pub struct CaseSummary {
 
 pub struct NewCase<'a> {
     pub case_id: &'a CaseId,
-    pub created_at: &'a str,
+    pub created_at: Timestamp,
     pub wrapped_key: &'a WrappedKey,
     pub reference_sealed: Option<&'a [u8]>,
     pub upload_token_hash: &'a TokenHash,
-    pub upload_expires_at: &'a str,
+    pub upload_expires_at: Timestamp,
 }
 
 pub async fn insert(tx: &mut Tx<'_>, c: &NewCase<'_>) -> Result<(), DbError> {
@@ -131,7 +132,7 @@ pub async fn set_upload_token(
     tx: &mut Tx<'_>,
     id: &CaseId,
     hash: &TokenHash,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE cases SET upload_token_hash = ?, upload_expires_at = ? WHERE case_id = ? AND state = 'open'",
@@ -148,7 +149,7 @@ pub async fn set_upload_token(
 /// are destroyed, its token stops working. The row stays as a tombstone so
 /// audit entries keep pointing at something. Returns false if there was no
 /// open case with this id.
-pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: &str) -> Result<bool, DbError> {
+pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: Timestamp) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE cases SET state = 'deleted', deleted_at = ?, wrapped_key = NULL, kek_version = NULL,
                           reference_sealed = NULL, upload_token_hash = NULL

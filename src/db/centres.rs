@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError, Tx};
+use crate::clock::Timestamp;
 use crate::ids::CentreId;
 
 #[derive(Debug, Clone)]
@@ -13,8 +14,8 @@ pub struct CentreRow {
     pub country: String,
     pub cert_sha256: String,
     pub x25519_public_key: Vec<u8>,
-    pub created_at: String,
-    pub disabled_at: Option<String>,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
 }
 
 pub struct NewCentre<'a> {
@@ -24,7 +25,7 @@ pub struct NewCentre<'a> {
     pub cert_sha256: &'a str,
     pub cert_der: &'a [u8],
     pub x25519_public_key: &'a [u8],
-    pub created_at: &'a str,
+    pub created_at: Timestamp,
 }
 
 /// Inserts a centre; `Ok(false)` when the certificate is already registered.
@@ -88,7 +89,7 @@ pub async fn update(
     centre_id: &CentreId,
     cert: Option<(&str, &[u8])>,
     x25519_public_key: Option<&[u8]>,
-    at: &str,
+    at: Timestamp,
 ) -> Result<bool, DbError> {
     if let Some((sha, der)) = cert {
         let taken: Option<String> = sqlx::query_scalar(
@@ -123,7 +124,11 @@ pub async fn update(
 }
 
 /// Disables a centre; returns whether it was active.
-pub async fn disable(tx: &mut Tx<'_>, centre_id: &CentreId, at: &str) -> Result<bool, DbError> {
+pub async fn disable(
+    tx: &mut Tx<'_>,
+    centre_id: &CentreId,
+    at: Timestamp,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE centres SET disabled_at = ? WHERE centre_id = ? AND disabled_at IS NULL",
     )

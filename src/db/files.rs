@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError};
+use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId};
 
 #[derive(Debug, Clone)]
@@ -11,7 +12,7 @@ pub struct FileRow {
     pub file_id: FileId,
     pub state: String,
     pub size: i64,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub meta_sealed: Vec<u8>,
 }
 
@@ -42,7 +43,7 @@ pub struct NewFile<'a> {
     pub case_id: &'a CaseId,
     pub state: &'a str,
     pub size: i64,
-    pub created_at: &'a str,
+    pub created_at: Timestamp,
     pub meta_sealed: &'a [u8],
     pub key_id: &'a [u8; 16],
     pub wrapped_key: &'a [u8],

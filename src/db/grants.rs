@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError, Tx};
+use crate::clock::Timestamp;
 use crate::ids::{CaseId, CentreId, FileId, GrantId};
 use crate::token::TokenHash;
 
@@ -12,10 +13,10 @@ pub struct GrantRow {
     pub grant_id: GrantId,
     pub case_id: CaseId,
     pub centre_id: CentreId,
-    pub created_at: String,
-    pub expires_at: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
     pub max_downloads: i64,
-    pub revoked_at: Option<String>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,8 +60,8 @@ pub async fn insert(
     .bind(g.case_id.as_str())
     .bind(g.centre_id.as_str())
     .bind(token.as_bytes())
-    .bind(&g.created_at)
-    .bind(&g.expires_at)
+    .bind(g.created_at)
+    .bind(g.expires_at)
     .bind(g.max_downloads)
     .execute(&mut **tx)
     .await?;
@@ -132,7 +133,7 @@ pub async fn files(db: &Db, grant_id: &GrantId) -> Result<Vec<GrantFile>, DbErro
 pub async fn revoke(
     tx: &mut Tx<'_>,
     grant_id: &GrantId,
-    at: &str,
+    at: Timestamp,
     reason: &str,
 ) -> Result<bool, DbError> {
     let done = sqlx::query("UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL")
@@ -149,7 +150,7 @@ pub async fn revoke_where(
     tx: &mut Tx<'_>,
     column: &'static str,
     id: &str,
-    at: &str,
+    at: Timestamp,
     reason: &str,
 ) -> Result<u64, DbError> {
     let sql = match column {
@@ -318,7 +319,7 @@ async fn settle_where(
 pub struct DownloadEvent<'a> {
     pub grant: &'a GrantRow,
     pub file_id: &'a FileId,
-    pub at: &'a str,
+    pub at: Timestamp,
     pub kind: &'a str,
     pub range_start: i64,
     pub bytes: i64,
@@ -346,7 +347,7 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<(
 pub async fn access_log(
     db: &Db,
     case_id: &CaseId,
-) -> Result<Vec<(String, String, String, String, String, i64)>, DbError> {
+) -> Result<Vec<(String, String, String, Timestamp, String, i64)>, DbError> {
     let rows = sqlx::query(
         "SELECT d.file_id, c.name, c.country, d.at, d.kind, d.range_start FROM download_events d
          JOIN centres c ON c.centre_id = d.centre_id WHERE d.case_id = ? ORDER BY d.event_id",

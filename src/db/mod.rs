@@ -89,9 +89,9 @@ impl Db {
     /// Commits a one-row write, as the audit log does for every action:
     /// readiness must fail while writes fail (disk full, database locked or
     /// read-only), not only when reads do.
-    pub async fn probe_write(&self, now: &str) -> Result<(), DbError> {
+    pub async fn probe_write(&self, now: crate::clock::Timestamp) -> Result<(), DbError> {
         let mut tx = self.begin().await?;
-        Db::meta_set(&mut tx, "readiness_probe", now).await?;
+        Db::meta_set(&mut tx, "readiness_probe", &now.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Operator tokens (coordinator, compliance), stored as SHA-256 hashes.
 
 use super::{Db, DbError, Tx};
+use crate::clock::Timestamp;
 use crate::ids::OperatorTokenId;
 use crate::token::TokenHash;
 
@@ -32,7 +33,7 @@ pub async fn insert(
     id: &OperatorTokenId,
     role: OperatorRole,
     hash: &TokenHash,
-    created_at: &str,
+    created_at: Timestamp,
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO operator_tokens (token_id, role, token_hash, created_at) VALUES (?, ?, ?, ?)",

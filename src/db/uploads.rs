@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{Db, DbError, Tx};
+use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId, UploadId};
 use crate::store::WriteProgress;
 
@@ -44,8 +45,8 @@ pub struct UploadRow {
     pub offset: u64,
     pub tail_sealed: Option<Vec<u8>>,
     pub progress: WriteProgress,
-    pub created_at: String,
-    pub expires_at: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
     pub state: UploadState,
     pub metadata_sealed: Option<Vec<u8>>,
 }
@@ -96,8 +97,8 @@ pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     .bind(u.offset as i64)
     .bind(&u.tail_sealed)
     .bind(progress_json(&u.progress))
-    .bind(&u.created_at)
-    .bind(&u.expires_at)
+    .bind(u.created_at)
+    .bind(u.expires_at)
     .bind(u.state.as_str())
     .bind(&u.metadata_sealed)
     .execute(&mut **tx)
@@ -130,7 +131,7 @@ pub async fn advance(
     to_offset: u64,
     tail_sealed: Option<&[u8]>,
     progress: &WriteProgress,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE uploads SET upload_offset = ?, tail_sealed = ?, store_progress = ?, expires_at = ?
@@ -165,7 +166,7 @@ pub async fn set_state(
 }
 
 /// Active uploads whose expiry has passed.
-pub async fn expired(db: &Db, now: &str, limit: i64) -> Result<Vec<UploadRow>, DbError> {
+pub async fn expired(db: &Db, now: Timestamp, limit: i64) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?"
     )))

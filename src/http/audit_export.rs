@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::{AuditEntry, NewEntry, Outcome, RequestContext};
-use crate::clock::{parse_rfc3339, rfc3339};
+use crate::clock::Timestamp;
 use crate::db::audit::{self, AuditFilter};
 
 const PAGE: i64 = 500;
@@ -35,12 +35,11 @@ enum Format {
     Csv,
 }
 
-fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+fn time_bound(name: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiError> {
     value
         .map(|v| {
-            parse_rfc3339(&v)
-                .map(rfc3339)
-                .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
+            Timestamp::parse(&v)
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
         })
         .transpose()
 }

@@ -311,7 +311,7 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
     }
     if spec.access == Access::PatientUpload
         && let Principal::Patient { case } = &principal
-        && case.upload_expires_at <= state.now_str()
+        && case.upload_expires_at <= state.timestamp()
     {
         let case_id = case.case_id.clone();
         return deny(

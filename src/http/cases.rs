@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::json;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::crypto::{CaseKey, Keyring};
 use crate::db::{self, cases::NewCase};
 use crate::ids::CaseId;
@@ -35,14 +35,14 @@ struct UploadLink {
     case_id: Option<CaseId>,
     upload_token: String,
     upload_url: String,
-    upload_expires_at: String,
+    upload_expires_at: Timestamp,
 }
 
 fn upload_link(
     state: &AppState,
     case_id: Option<CaseId>,
     token: &SecretToken,
-    expires: &str,
+    expires: Timestamp,
 ) -> UploadLink {
     UploadLink {
         case_id,
@@ -52,7 +52,7 @@ fn upload_link(
             state.config.server.public_url.trim_end_matches('/'),
             token.expose()
         ),
-        upload_expires_at: expires.to_owned(),
+        upload_expires_at: expires,
     }
 }
 
@@ -106,20 +106,19 @@ pub async fn create(
         .as_ref()
         .map(|r| key.seal_field(&case_id, CASE_REFERENCE, "", r.as_bytes()));
     let token = SecretToken::generate(TokenKind::Upload);
-    let now = state.now();
-    let expires =
-        rfc3339(now + time::Duration::seconds(state.config.uploads.token_ttl_secs as i64));
+    let now = state.timestamp();
+    let expires = now.plus_secs(state.config.uploads.token_ttl_secs);
 
     let mut tx = state.begin().await?;
     db::cases::insert(
         &mut tx,
         &NewCase {
             case_id: &case_id,
-            created_at: &rfc3339(now),
+            created_at: now,
             wrapped_key: &wrapped,
             reference_sealed: sealed_reference.as_deref(),
             upload_token_hash: &token.hash(),
-            upload_expires_at: &expires,
+            upload_expires_at: expires,
         },
     )
     .await?;
@@ -131,7 +130,7 @@ pub async fn create(
         )
         .await?;
     let location = format!("/api/v1/cases/{case_id}");
-    let body = upload_link(&state, Some(case_id), &token, &expires);
+    let body = upload_link(&state, Some(case_id), &token, expires);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -143,7 +142,7 @@ pub async fn create(
 #[derive(Serialize)]
 struct CaseListItem {
     case_id: CaseId,
-    created_at: String,
+    created_at: Timestamp,
     file_count: i64,
     total_bytes: i64,
     state: String,
@@ -225,10 +224,11 @@ pub async fn reissue_upload_token(
     let action = "case.upload_token.reissue";
     let case_id = parse_case_id(&state, &ctx, action, &case_id).await?;
     let token = SecretToken::generate(TokenKind::Upload);
-    let expires =
-        rfc3339(state.now() + time::Duration::seconds(state.config.uploads.token_ttl_secs as i64));
+    let expires = state
+        .timestamp()
+        .plus_secs(state.config.uploads.token_ttl_secs);
     let mut tx = state.begin().await?;
-    if !db::cases::set_upload_token(&mut tx, &case_id, &token.hash(), &expires).await? {
+    if !db::cases::set_upload_token(&mut tx, &case_id, &token.hash(), expires).await? {
         drop(tx);
         state
             .audit(
@@ -249,7 +249,7 @@ pub async fn reissue_upload_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(upload_link(&state, None, &token, &expires)),
+        Json(upload_link(&state, None, &token, expires)),
     )
         .into_response())
 }
@@ -262,7 +262,7 @@ pub async fn delete(
     let case_id = parse_case_id(&state, &ctx, "case.delete", &case_id).await?;
     let unfinished = db::uploads::active_for_case(&state.db, &case_id).await?;
     let mut tx = state.begin().await?;
-    if !db::cases::shred(&mut tx, &case_id, &state.now_str()).await? {
+    if !db::cases::shred(&mut tx, &case_id, state.timestamp()).await? {
         drop(tx);
         state
             .audit(
@@ -278,7 +278,7 @@ pub async fn delete(
         &mut tx,
         "case_id",
         case_id.as_str(),
-        &state.now_str(),
+        state.timestamp(),
         "case deleted",
     )
     .await?;

@@ -89,7 +89,7 @@ pub async fn update(
         &centre_id,
         cert_arg,
         key.as_ref().map(|k| k.as_slice()),
-        &state.now_str(),
+        state.timestamp(),
     )
     .await?
     {
@@ -132,14 +132,14 @@ pub async fn disable(
     Path(centre_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let centre_id = existing(&state, &ctx, "centre.disable", &centre_id).await?;
-    let now = state.now_str();
+    let now = state.timestamp();
     let mut tx = state.begin().await?;
-    db::centres::disable(&mut tx, &centre_id, &now).await?;
+    db::centres::disable(&mut tx, &centre_id, now).await?;
     let revoked = db::grants::revoke_where(
         &mut tx,
         "centre_id",
         centre_id.as_str(),
-        &now,
+        now,
         "centre disabled",
     )
     .await?;

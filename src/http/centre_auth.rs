@@ -99,7 +99,7 @@ pub async fn authorize_centre(
             format!("grant {} revoked", grant.grant_id),
         ));
     }
-    if grant.expires_at <= state.now_str() {
+    if grant.expires_at <= state.timestamp() {
         return Err(refuse(
             ApiError::GrantExpired,
             format!("grant {} expired at {}", grant.grant_id, grant.expires_at),

@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::json;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::clock::Timestamp;
 use crate::db::{self, centres::NewCentre};
 use crate::ids::CentreId;
 use crate::tls::cert_sha256;
@@ -118,7 +119,7 @@ pub async fn register(
             cert_sha256: &fingerprint,
             cert_der: input.cert_der.as_ref(),
             x25519_public_key: &input.x25519_public_key,
-            created_at: &state.now_str(),
+            created_at: state.timestamp(),
         },
     )
     .await?;
@@ -161,7 +162,7 @@ struct CentreView {
     country: String,
     cert_sha256: String,
     x25519_public_key: String,
-    created_at: String,
+    created_at: Timestamp,
     state: &'static str,
 }
 

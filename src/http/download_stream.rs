@@ -118,7 +118,7 @@ impl Streaming {
             .await
             .map_err(|e| e.to_string())?;
         match grant {
-            Some(g) if g.revoked_at.is_none() && g.expires_at > self.state.now_str() => Ok(()),
+            Some(g) if g.revoked_at.is_none() && g.expires_at > self.state.timestamp() => Ok(()),
             Some(g) if g.revoked_at.is_some() => Err("grant revoked during the download".into()),
             _ => Err("grant expired during the download".into()),
         }

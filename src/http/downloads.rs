@@ -272,7 +272,7 @@ async fn download(
         &db::grants::DownloadEvent {
             grant: &grant,
             file_id: &file_id,
-            at: &state.now_str(),
+            at: state.timestamp(),
             kind: kind.as_str(),
             range_start: span.start as i64,
             bytes: (span.end - span.start) as i64,

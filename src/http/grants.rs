@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::json;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::db::{self, grants::GrantRow};
 use crate::ids::{CentreId, FileId, GrantId};
 use crate::token::{SecretToken, TokenKind};
@@ -36,7 +36,7 @@ pub struct CreateGrant {
 struct Created {
     grant_id: GrantId,
     grant_token: String,
-    expires_at: String,
+    expires_at: Timestamp,
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -110,13 +110,13 @@ pub async fn create(
     if files.is_empty() {
         return Err(bad("the grant would hold no files (none complete yet?)"));
     }
-    let now = state.now();
+    let now = state.timestamp();
     let grant = GrantRow {
         grant_id: GrantId::generate(),
         case_id: case_id.clone(),
         centre_id: centre.clone(),
-        created_at: rfc3339(now),
-        expires_at: rfc3339(now + time::Duration::seconds(req.expires_in_secs as i64)),
+        created_at: now,
+        expires_at: now.plus_secs(req.expires_in_secs),
         max_downloads: req.max_downloads,
         revoked_at: None,
     };
@@ -146,10 +146,14 @@ pub async fn create(
 }
 
 /// `active`, `expired`, `exhausted` or `revoked`.
-pub fn grant_state(grant: &GrantRow, files: &[db::grants::GrantFile], now: &str) -> &'static str {
+pub fn grant_state(
+    grant: &GrantRow,
+    files: &[db::grants::GrantFile],
+    now: Timestamp,
+) -> &'static str {
     if grant.revoked_at.is_some() {
         "revoked"
-    } else if grant.expires_at.as_str() <= now {
+    } else if grant.expires_at <= now {
         "expired"
     } else if !files.is_empty() && files.iter().all(|f| f.downloads >= grant.max_downloads) {
         "exhausted"
@@ -164,7 +168,7 @@ pub async fn list(
     Path(case_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let case_id = parse_case_id(&state, &ctx, "grant.list", &case_id).await?;
-    let now = state.now_str();
+    let now = state.timestamp();
     let mut out = Vec::new();
     for g in db::grants::list_for_case(&state.db, &case_id).await? {
         let files = db::grants::files(&state.db, &g.grant_id).await?;
@@ -175,7 +179,7 @@ pub async fn list(
             "expires_at": g.expires_at,
             "max_downloads": g.max_downloads,
             "revoked_at": g.revoked_at,
-            "state": grant_state(&g, &files, &now),
+            "state": grant_state(&g, &files, now),
             "files": files.iter().map(|f| serde_json::json!({
                 "file_id": f.file_id, "downloads": f.downloads, "bytes_served": f.bytes_served,
             })).collect::<Vec<_>>(),
@@ -219,7 +223,7 @@ pub async fn revoke(
     let was_active = db::grants::revoke(
         &mut tx,
         &grant_id,
-        &state.now_str(),
+        state.timestamp(),
         "revoked by a coordinator",
     )
     .await?;

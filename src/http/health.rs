@@ -54,7 +54,7 @@ async fn check(state: &AppState) -> (bool, Value) {
     // The audit log is ready only if an entry could be committed now: its
     // sequence is readable and a write transaction goes through.
     let audit = db::audit::head(&state.db).await.is_ok()
-        && state.db.probe_write(&state.now_str()).await.is_ok();
+        && state.db.probe_write(state.timestamp()).await.is_ok();
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let ready = database && store && audit;
     (

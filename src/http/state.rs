@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::limiter::FailureLimiter;
 use crate::audit::{NewEntry, RequestContext};
-use crate::clock::{SharedClock, rfc3339};
+use crate::clock::{SharedClock, Timestamp};
 use crate::config::Config;
 use crate::crypto::KeyEncryptionKey;
 use crate::db::{self, Db, Tx};
@@ -34,8 +34,9 @@ impl AppContext {
         self.clock.now()
     }
 
-    pub fn now_str(&self) -> String {
-        rfc3339(self.now())
+    /// Now, as stored and compared.
+    pub fn timestamp(&self) -> Timestamp {
+        self.clock.timestamp()
     }
 
     /// Begins the transaction an action and its audit entry share.
@@ -54,7 +55,7 @@ impl AppContext {
         ctx: &RequestContext,
         entry: NewEntry,
     ) -> Result<(), ApiError> {
-        if let Err(e) = db::audit::append(&mut tx, ctx, &self.now_str(), &entry).await {
+        if let Err(e) = db::audit::append(&mut tx, ctx, self.timestamp(), &entry).await {
             tracing::error!(error = %e, action = entry.action, "audit append failed; refusing action");
             return Err(ApiError::AuditUnavailable);
         }

@@ -11,7 +11,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::clock::parse_rfc3339;
+use crate::clock::Timestamp;
 use crate::db::cases::CaseRow;
 use crate::db::uploads::{UploadRow, UploadState};
 use crate::ids::UploadId;
@@ -89,17 +89,16 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
 }
 
 /// `Upload-Expires` in HTTP-date form.
-fn http_date(rfc3339: &str) -> Option<String> {
-    let t = parse_rfc3339(rfc3339)?;
+fn http_date(t: Timestamp) -> Option<String> {
     let system = std::time::UNIX_EPOCH
-        + std::time::Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?);
+        + std::time::Duration::from_secs(u64::try_from(t.unix_seconds()).ok()?);
     Some(httpdate::fmt_http_date(system))
 }
 
 fn upload_headers(headers: &mut HeaderMap, upload: &UploadRow) {
     set(headers, "upload-offset", upload.offset);
     if upload.state == UploadState::Active
-        && let Some(date) = http_date(&upload.expires_at)
+        && let Some(date) = http_date(upload.expires_at)
     {
         set(headers, "upload-expires", date);
     }

@@ -60,7 +60,7 @@ impl Uploads {
         };
         let meta_json =
             serde_json::to_vec(&file_meta).map_err(|e| UploadError::Internal(e.to_string()))?;
-        let now = self.now_str();
+        let now = self.now();
         let row = UploadRow {
             upload_id: upload_id.clone(),
             case_id: case.case_id.clone(),
@@ -69,7 +69,7 @@ impl Uploads {
             offset: 0,
             tail_sealed: None,
             progress: WriteProgress::default(),
-            created_at: now.clone(),
+            created_at: now,
             expires_at: self.next_expiry(),
             state: UploadState::Active,
             metadata_sealed: metadata_header.map(|h| {
@@ -99,7 +99,7 @@ impl Uploads {
                 case_id: &case.case_id,
                 state: "uploading",
                 size: length as i64,
-                created_at: &now,
+                created_at: now,
                 meta_sealed: &case_key.seal_field(
                     &case.case_id,
                     FILE_META,

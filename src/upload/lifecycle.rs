@@ -109,7 +109,7 @@ impl Uploads {
     pub async fn sweep(&self) -> Result<usize, UploadError> {
         let ctx = system();
         let mut changed = 0;
-        for upload in db::uploads::expired(&self.db, &self.now_str(), 100).await? {
+        for upload in db::uploads::expired(&self.db, self.now(), 100).await? {
             let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
                 continue;
             };

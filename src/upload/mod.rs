@@ -17,7 +17,7 @@ pub mod registry;
 use std::sync::Arc;
 
 use crate::audit::{NewEntry, RequestContext};
-use crate::clock::{SharedClock, rfc3339};
+use crate::clock::{SharedClock, Timestamp};
 use crate::config::Config;
 use crate::crypto::format::{ChunkCipher, ObjectHeader};
 use crate::crypto::{CaseKey, KeyEncryptionKey, Keyring};
@@ -89,15 +89,13 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    pub fn now_str(&self) -> String {
-        rfc3339(self.clock.now())
+    pub fn now(&self) -> Timestamp {
+        self.clock.timestamp()
     }
 
     /// When an upload touched now expires.
-    pub fn next_expiry(&self) -> String {
-        rfc3339(
-            self.clock.now() + time::Duration::seconds(self.config.uploads.upload_ttl_secs as i64),
-        )
+    pub fn next_expiry(&self) -> Timestamp {
+        self.now().plus_secs(self.config.uploads.upload_ttl_secs)
     }
 
     pub fn case_key(&self, case: &CaseRow) -> Result<CaseKey, UploadError> {
@@ -142,7 +140,7 @@ impl Uploads {
         ctx: &RequestContext,
         entry: &NewEntry,
     ) -> Result<(), UploadError> {
-        db::audit::append(tx, ctx, &self.now_str(), entry)
+        db::audit::append(tx, ctx, self.now(), entry)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, action = entry.action, "audit append failed");

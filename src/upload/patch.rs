@@ -34,7 +34,7 @@ impl Uploads {
             .ok_or(UploadError::NotFound)?;
         match upload.state {
             UploadState::Terminated | UploadState::Expired => Err(UploadError::Gone),
-            UploadState::Active if upload.expires_at <= self.now_str() => Err(UploadError::Gone),
+            UploadState::Active if upload.expires_at <= self.now() => Err(UploadError::Gone),
             _ => Ok(upload),
         }
     }
@@ -77,7 +77,7 @@ impl Uploads {
             to,
             tail.as_deref(),
             &progress,
-            &self.next_expiry(),
+            self.next_expiry(),
         )
         .await?;
         if !advanced {
