@@ -132,7 +132,7 @@ pub async fn options(State(state): State<AppState>) -> Response {
 fn checksum_header(headers: &HeaderMap) -> Result<Option<ExpectedChecksum>, ApiError> {
     header_str(headers, "upload-checksum")
         .map_err(|()| ApiError::BadRequest("Upload-Checksum must be ASCII".into()))?
-        .map(|h| ExpectedChecksum::parse(h).map_err(ApiError::BadRequest))
+        .map(|h| ExpectedChecksum::parse(h).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()
 }
 

@@ -7,6 +7,20 @@ use ring::digest;
 
 pub const ALGORITHMS: &str = "sha1,sha256";
 
+/// Why an `Upload-Checksum` header is refused (the client's error, 400;
+/// the text is the response's detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("Upload-Checksum must be `<algorithm> <base64>`")]
+    Malformed,
+    #[error("unsupported checksum algorithm {0:?}; use {ALGORITHMS}")]
+    UnsupportedAlgorithm(String),
+    #[error("Upload-Checksum digest is not base64")]
+    NotBase64,
+    #[error("Upload-Checksum digest has the wrong length")]
+    WrongLength,
+}
+
 pub struct ExpectedChecksum {
     ctx: digest::Context,
     expected: Vec<u8>,
@@ -15,25 +29,21 @@ pub struct ExpectedChecksum {
 impl ExpectedChecksum {
     /// Parses the header; an unknown algorithm or a malformed digest is the
     /// client's error (400).
-    pub fn parse(header: &str) -> Result<ExpectedChecksum, String> {
+    pub fn parse(header: &str) -> Result<ExpectedChecksum, ChecksumError> {
         let (algorithm, encoded) = header
             .trim()
             .split_once(' ')
-            .ok_or("Upload-Checksum must be `<algorithm> <base64>`")?;
+            .ok_or(ChecksumError::Malformed)?;
         let alg = match algorithm.to_ascii_lowercase().as_str() {
             "sha1" => &digest::SHA1_FOR_LEGACY_USE_ONLY,
             "sha256" => &digest::SHA256,
-            other => {
-                return Err(format!(
-                    "unsupported checksum algorithm {other:?}; use {ALGORITHMS}"
-                ));
-            }
+            other => return Err(ChecksumError::UnsupportedAlgorithm(other.to_owned())),
         };
         let expected = STANDARD
             .decode(encoded.trim())
-            .map_err(|_| "Upload-Checksum digest is not base64".to_string())?;
+            .map_err(|_| ChecksumError::NotBase64)?;
         if expected.len() != alg.output_len() {
-            return Err("Upload-Checksum digest has the wrong length".into());
+            return Err(ChecksumError::WrongLength);
         }
         Ok(ExpectedChecksum {
             ctx: digest::Context::new(alg),

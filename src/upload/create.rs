@@ -39,10 +39,10 @@ impl Uploads {
         }
         let meta = match UploadMetadata::parse(metadata_header) {
             Ok(m) => m,
-            Err(message) => {
-                self.audit(ctx, deny(format!("bad Upload-Metadata: {message}")))
+            Err(refused) => {
+                self.audit(ctx, deny(format!("bad Upload-Metadata: {refused}")))
                     .await?;
-                return Err(UploadError::BadRequest(message));
+                return Err(UploadError::BadRequest(refused.to_string()));
             }
         };
         let case_key = self.case_key(case)?;

@@ -31,6 +31,32 @@ pub const CATEGORIES: [&str; 15] = [
 const MAX_FILENAME_BYTES: usize = 1024;
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// Why an `Upload-Metadata` header is refused (the client's error, 400;
+/// the text is the response's detail and the audit reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("Upload-Metadata is too long")]
+    TooLong,
+    #[error("empty metadata key")]
+    EmptyKey,
+    #[error("invalid metadata key")]
+    InvalidKey,
+    #[error("a metadata value is not base64")]
+    NotBase64,
+    #[error("a metadata value is not UTF-8")]
+    NotUtf8,
+    #[error("malformed Upload-Metadata pair")]
+    MalformedPair,
+    #[error("metadata key {0} appears twice")]
+    DuplicateKey(String),
+    #[error("Upload-Metadata must include filename")]
+    NoFilename,
+    #[error("filename is too long or holds control characters")]
+    BadFilename,
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadMetadata {
     pub filename: String,
@@ -38,51 +64,51 @@ pub struct UploadMetadata {
     pub filetype: Option<String>,
 }
 
-fn decode_value(raw: &str) -> Result<String, String> {
+fn decode_value(raw: &str) -> Result<String, MetadataError> {
     let bytes = STANDARD
         .decode(raw)
         .or_else(|_| STANDARD_NO_PAD.decode(raw))
-        .map_err(|_| "a metadata value is not base64".to_string())?;
-    String::from_utf8(bytes).map_err(|_| "a metadata value is not UTF-8".to_string())
+        .map_err(|_| MetadataError::NotBase64)?;
+    String::from_utf8(bytes).map_err(|_| MetadataError::NotUtf8)
 }
 
 /// Parses the raw header into key → value (values may be empty).
-pub fn parse_pairs(header: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_pairs(header: &str) -> Result<BTreeMap<String, String>, MetadataError> {
     if header.len() > MAX_HEADER_BYTES {
-        return Err("Upload-Metadata is too long".into());
+        return Err(MetadataError::TooLong);
     }
     let mut pairs = BTreeMap::new();
     for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut parts = item.split(' ').filter(|s| !s.is_empty());
-        let key = parts.next().ok_or("empty metadata key")?;
+        let key = parts.next().ok_or(MetadataError::EmptyKey)?;
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("invalid metadata key".into());
+            return Err(MetadataError::InvalidKey);
         }
         let value = match parts.next() {
             Some(v) => decode_value(v)?,
             None => String::new(),
         };
         if parts.next().is_some() {
-            return Err("malformed Upload-Metadata pair".into());
+            return Err(MetadataError::MalformedPair);
         }
         if pairs.insert(key.to_owned(), value).is_some() {
-            return Err(format!("metadata key {key} appears twice"));
+            return Err(MetadataError::DuplicateKey(key.to_owned()));
         }
     }
     Ok(pairs)
 }
 
 impl UploadMetadata {
-    pub fn parse(header: Option<&str>) -> Result<UploadMetadata, String> {
+    pub fn parse(header: Option<&str>) -> Result<UploadMetadata, MetadataError> {
         let pairs = parse_pairs(header.unwrap_or(""))?;
         let filename = pairs
             .get("filename")
             .or_else(|| pairs.get("name"))
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .ok_or("Upload-Metadata must include filename")?;
+            .ok_or(MetadataError::NoFilename)?;
         if filename.len() > MAX_FILENAME_BYTES || filename.chars().any(char::is_control) {
-            return Err("filename is too long or holds control characters".into());
+            return Err(MetadataError::BadFilename);
         }
         // Bidi controls and other invisible format characters would make
         // the name display as something else (`report\u{202e}fdp.exe` as
@@ -94,7 +120,7 @@ impl UploadMetadata {
             .filter(|s| !s.is_empty())
             .unwrap_or("other");
         if !CATEGORIES.contains(&category) {
-            return Err(format!("unknown category {category:?}"));
+            return Err(MetadataError::UnknownCategory(category.to_owned()));
         }
         let filetype = pairs
             .get("filetype")
