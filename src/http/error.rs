@@ -146,8 +146,12 @@ impl From<UploadError> for ApiError {
             UploadError::ChecksumMismatch => ApiError::ChecksumMismatch,
             UploadError::BadRequest(m) => ApiError::BadRequest(m),
             UploadError::Audit => ApiError::AuditUnavailable,
-            UploadError::Storage(m) => {
-                tracing::error!(error = %m, "upload storage failure");
+            UploadError::Db(e) => {
+                tracing::error!(error = %e, "upload storage failure");
+                ApiError::StorageUnavailable
+            }
+            UploadError::Store(e) => {
+                tracing::error!(error = %e, "upload storage failure");
                 ApiError::StorageUnavailable
             }
             UploadError::Internal(m) => {

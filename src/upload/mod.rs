@@ -1,7 +1,8 @@
 //! Resumable encrypted uploads (tus 1.0 semantics, transport-free): create,
 //! append (PATCH), complete, terminate, expire. Bytes are sealed into object
 //! format v1 as they arrive; the durable state of an upload is its database
-//! row (offset, sealed tail, store progress) written after the store synced.
+//! row (offset, sealed tail, the store's resume token) written after the store
+//! synced.
 //! The HTTP mapping lives in `http::tus`.
 
 pub mod checksum;
@@ -50,17 +51,13 @@ pub enum UploadError {
     #[error("{0}")]
     BadRequest(String),
     #[error("storage unavailable: {0}")]
-    Storage(String),
+    Db(#[from] DbError),
+    #[error("storage unavailable: {0}")]
+    Store(#[from] StoreError),
     #[error("the audit log cannot be written")]
     Audit,
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<DbError> for UploadError {
-    fn from(e: DbError) -> Self {
-        UploadError::Storage(e.to_string())
-    }
 }
 
 /// A transaction that carries an audit entry could not be opened or
@@ -69,12 +66,6 @@ impl From<DbError> for UploadError {
 pub(crate) fn audit_unavailable(e: impl std::fmt::Display) -> UploadError {
     tracing::error!(error = %e, "audited transaction failed; refusing the action");
     UploadError::Audit
-}
-
-impl From<StoreError> for UploadError {
-    fn from(e: StoreError) -> Self {
-        UploadError::Storage(e.to_string())
-    }
 }
 
 /// The upload service: everything an upload request needs.
