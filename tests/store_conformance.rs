@@ -5,7 +5,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use casegate::store::{FsStore, ObjectStore, S3Store, StoreError, WriteProgress};
+use casegate::store::{FsStore, ObjectStore, ResumeToken, S3Store, StoreError};
 
 /// Keys unique to this run, so a shared Garage bucket never mixes runs.
 fn k(key: &str) -> String {
@@ -61,12 +61,12 @@ async fn append_sync_reopen(store: &ObjectStore) {
     let expected_len = 20 * 1024 * 1024;
     let first = pattern(3 * 1024 * 1024 + 17, 1);
     let mut writer = store
-        .open_writer(key, &WriteProgress::default(), expected_len)
+        .open_writer(key, &ResumeToken::start(), expected_len)
         .await
         .unwrap();
     writer.write(&first).await.unwrap();
     let progress = writer.sync().await.unwrap();
-    assert_eq!(progress.sealed_len, first.len() as u64);
+    assert_eq!(progress.durable_len().unwrap(), first.len() as u64);
     // Written but never synced: lost on reopen, never interleaved.
     writer.write(&pattern(5 * 1024 * 1024, 9)).await.unwrap();
     drop(writer);
@@ -111,7 +111,7 @@ async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
     let key = &k("cases/c5/upload");
     let expected_len = 8 * 1024 * 1024;
     let mut writer = store
-        .open_writer(key, &WriteProgress::default(), expected_len)
+        .open_writer(key, &ResumeToken::start(), expected_len)
         .await
         .unwrap();
     let durable = pattern(100_000, 4);
@@ -149,7 +149,7 @@ async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
 async fn abort_discards(store: &ObjectStore) {
     let key = &k("cases/c4/upload");
     let mut writer = store
-        .open_writer(key, &WriteProgress::default(), 1 << 20)
+        .open_writer(key, &ResumeToken::start(), 1 << 20)
         .await
         .unwrap();
     writer.write(&pattern(300_000, 4)).await.unwrap();

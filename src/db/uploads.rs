@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{Db, DbError, Tx};
 use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId, UploadId};
-use crate::store::WriteProgress;
+use crate::store::ResumeToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadState {
@@ -44,7 +44,8 @@ pub struct UploadRow {
     pub length: u64,
     pub offset: u64,
     pub tail_sealed: Option<Vec<u8>>,
-    pub progress: WriteProgress,
+    /// The object store's resume token, kept as the store wrote it.
+    pub resume: ResumeToken,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub state: UploadState,
@@ -56,7 +57,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
         let v: i64 = row.try_get(name)?;
         u64::try_from(v).map_err(|_| DbError::Corrupt(name))
     };
-    let progress: String = row.try_get("store_progress")?;
+    let resume: String = row.try_get("store_progress")?;
     let state: String = row.try_get("state")?;
     let (upload_id, case_id, file_id): (String, String, String) = (
         row.try_get("upload_id")?,
@@ -70,8 +71,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
         length: u64_col("upload_length")?,
         offset: u64_col("upload_offset")?,
         tail_sealed: row.try_get("tail_sealed")?,
-        progress: serde_json::from_str(&progress)
-            .map_err(|_| DbError::Corrupt("uploads.store_progress"))?,
+        resume: ResumeToken::from_stored(resume),
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         state: UploadState::parse(&state).ok_or(DbError::Corrupt("uploads.state"))?,
@@ -81,10 +81,6 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
 
 const COLUMNS: &str = "upload_id, case_id, file_id, upload_length, upload_offset, tail_sealed, store_progress, \
                        created_at, expires_at, state, metadata_sealed";
-
-fn progress_json(p: &WriteProgress) -> String {
-    serde_json::to_string(p).unwrap_or_else(|_| "{}".into())
-}
 
 pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -96,7 +92,7 @@ pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     .bind(u.length as i64)
     .bind(u.offset as i64)
     .bind(&u.tail_sealed)
-    .bind(progress_json(&u.progress))
+    .bind(u.resume.as_str())
     .bind(u.created_at)
     .bind(u.expires_at)
     .bind(u.state.as_str())
@@ -130,7 +126,7 @@ pub async fn advance(
     from_offset: u64,
     to_offset: u64,
     tail_sealed: Option<&[u8]>,
-    progress: &WriteProgress,
+    resume: &ResumeToken,
     expires_at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
@@ -139,7 +135,7 @@ pub async fn advance(
     )
     .bind(to_offset as i64)
     .bind(tail_sealed)
-    .bind(progress_json(progress))
+    .bind(resume.as_str())
     .bind(expires_at)
     .bind(upload_id.as_str())
     .bind(from_offset as i64)

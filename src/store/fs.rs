@@ -156,7 +156,7 @@ impl FsStore {
         }
     }
 
-    pub async fn open_writer(
+    pub(crate) async fn open_writer(
         &self,
         key: &str,
         progress: &WriteProgress,
@@ -363,7 +363,7 @@ impl FsWriter {
         Ok(())
     }
 
-    pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
+    pub(crate) async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
         if !self.pending.is_empty() {
             self.start_write().await?;
         }

@@ -4,22 +4,23 @@
 //! validated ids only.
 //!
 //! Objects being uploaded are written through an [`ObjectWriter`]: bytes are
-//! appended, `sync` makes everything written so far durable and returns the
-//! backend's [`WriteProgress`], which the caller stores in the database in
-//! the same transaction as the upload offset. Reopening a writer from a
-//! stored progress discards whatever was written after it (a crash between
+//! appended, `sync` makes everything written so far durable and returns an
+//! opaque [`ResumeToken`], which the caller stores in the database in the
+//! same transaction as the upload offset. Reopening a writer from a stored
+//! token discards whatever was written after it (a crash between
 //! a sync and its database commit loses nothing acknowledged and leaves no
 //! interleaved bytes).
 
 pub mod buffers;
 pub mod fs;
+mod resume;
 pub mod s3;
 
 use std::ops::Range;
 
-use serde::{Deserialize, Serialize};
-
 pub use fs::{FsStore, FsWriter};
+pub use resume::ResumeToken;
+use resume::WriteProgress;
 pub use s3::{S3Store, S3Writer};
 
 use crate::ids::{CaseId, FileId};
@@ -34,6 +35,8 @@ pub enum StoreError {
     BadKey,
     #[error("object store: {0}")]
     Backend(String),
+    #[error("object store: a stored resume token does not parse")]
+    BadResumeToken,
 }
 
 /// Object keys are built from validated ids; anything else is refused, so a
@@ -69,8 +72,6 @@ pub fn case_prefix(case_id: &CaseId) -> String {
     format!("cases/{case_id}/")
 }
 
-/// What is durably stored of an object being written. Serialised into the
-/// database with the upload's offset.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,15 +83,6 @@ mod tests {
         }
         assert!(valid_key("cases/case_1/file_2"));
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteProgress {
-    /// Object bytes durably written.
-    pub sealed_len: u64,
-    /// The S3 backend's multipart state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multipart: Option<s3::MultipartProgress>,
 }
 
 /// The configured backend.
@@ -139,15 +131,16 @@ impl ObjectStore {
         }
     }
 
-    /// Opens `key` for appending at `progress` (anything stored beyond it
+    /// Opens `key` for appending at `resume` (anything stored beyond it
     /// is discarded). `expected_len` is the final object length, which the
     /// S3 backend uses to size multipart parts.
     pub async fn open_writer(
         &self,
         key: &str,
-        progress: &WriteProgress,
+        resume: &ResumeToken,
         expected_len: u64,
     ) -> Result<ObjectWriter, StoreError> {
+        let progress = &WriteProgress::from_token(resume)?;
         match self {
             ObjectStore::Fs(s) => Ok(ObjectWriter::Fs(s.open_writer(key, progress).await?)),
             ObjectStore::S3(s) => Ok(ObjectWriter::S3(
@@ -157,10 +150,13 @@ impl ObjectStore {
     }
 
     /// Deletes an unfinished object and everything kept for it.
-    pub async fn abort_write(&self, key: &str, progress: &WriteProgress) -> Result<(), StoreError> {
+    pub async fn abort_write(&self, key: &str, resume: &ResumeToken) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => s.delete(key).await,
-            ObjectStore::S3(s) => s.abort_write(checked(key)?, progress).await,
+            ObjectStore::S3(s) => {
+                s.abort_write(checked(key)?, &WriteProgress::from_token(resume)?)
+                    .await
+            }
         }
     }
 
@@ -205,12 +201,13 @@ impl ObjectWriter {
         }
     }
 
-    /// Makes everything written durable; returns the progress to record.
-    pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
-        match self {
-            ObjectWriter::Fs(w) => w.sync().await,
-            ObjectWriter::S3(w) => w.sync().await,
-        }
+    /// Makes everything written durable; returns the token to record.
+    pub async fn sync(&mut self) -> Result<ResumeToken, StoreError> {
+        let progress = match self {
+            ObjectWriter::Fs(w) => w.sync().await?,
+            ObjectWriter::S3(w) => w.sync().await?,
+        };
+        Ok(progress.token())
     }
 
     /// After a final `sync`: makes the object readable at its key.

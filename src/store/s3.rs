@@ -28,9 +28,9 @@ const MIN_PART: u64 = 8 * 1024 * 1024;
 const MAX_PARTS: u64 = 9000;
 const CONTENT_TYPE: &str = "application/octet-stream";
 
-/// Multipart state of an object being uploaded, kept in [`WriteProgress`].
+/// Multipart state of an object being uploaded, kept in its resume token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MultipartProgress {
+pub(crate) struct MultipartProgress {
     /// None until the first full part is uploaded.
     pub upload_id: Option<String>,
     pub part_size: u64,
@@ -190,7 +190,7 @@ impl S3Store {
         Ok(())
     }
 
-    pub async fn open_writer(
+    pub(crate) async fn open_writer(
         &self,
         key: &str,
         progress: &WriteProgress,
@@ -226,7 +226,11 @@ impl S3Store {
 
     /// Aborts the multipart upload, removes staging objects and any
     /// completed object.
-    pub async fn abort_write(&self, key: &str, progress: &WriteProgress) -> Result<(), StoreError> {
+    pub(crate) async fn abort_write(
+        &self,
+        key: &str,
+        progress: &WriteProgress,
+    ) -> Result<(), StoreError> {
         if let Some(upload_id) = progress
             .multipart
             .as_ref()
@@ -321,7 +325,7 @@ impl S3Writer {
         Ok(())
     }
 
-    pub async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
+    pub(crate) async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
         let previous = self.state.staging_generation;
         if self.buffer.is_empty() {
             self.state.staging_len = 0;

@@ -103,7 +103,7 @@ impl Uploads {
         let object = Decryptor::from_cipher(self.cipher(&case_key, upload).await?, upload.length);
         let writer = self
             .store
-            .open_writer(&key, &upload.progress, object.object_len())
+            .open_writer(&key, &upload.resume, object.object_len())
             .await?;
         writer.complete().await?;
 

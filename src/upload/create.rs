@@ -7,7 +7,7 @@ use crate::crypto::FileKey;
 use crate::db::{self, cases::CaseRow, files::NewFile, uploads::UploadRow, uploads::UploadState};
 use crate::ids::{FileId, UploadId};
 use crate::manifest::{FILE_META, FileMeta};
-use crate::store::WriteProgress;
+use crate::store::ResumeToken;
 
 use super::audit_unavailable;
 use super::metadata::UploadMetadata;
@@ -68,7 +68,7 @@ impl Uploads {
             length,
             offset: 0,
             tail_sealed: None,
-            progress: WriteProgress::default(),
+            resume: ResumeToken::start(),
             created_at: now,
             expires_at: self.next_expiry(),
             state: UploadState::Active,

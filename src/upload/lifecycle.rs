@@ -61,7 +61,7 @@ impl Uploads {
             .store
             .abort_write(
                 &object_key(&upload.case_id, &upload.file_id),
-                &upload.progress,
+                &upload.resume,
             )
             .await
         {
@@ -152,7 +152,7 @@ impl Uploads {
                 .store
                 .abort_write(
                     &object_key(&upload.case_id, &upload.file_id),
-                    &upload.progress,
+                    &upload.resume,
                 )
                 .await
             {

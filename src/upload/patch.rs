@@ -64,7 +64,7 @@ impl Uploads {
         pipeline: &ChunkPipeline,
         from: u64,
     ) -> Result<(), UploadError> {
-        let progress = writer.sync().await?;
+        let resume = writer.sync().await?;
         let tail = pipeline.tail_record();
         let to = pipeline.offset();
         // The action and its audit entry share this transaction: if it cannot
@@ -76,7 +76,7 @@ impl Uploads {
             from,
             to,
             tail.as_deref(),
-            &progress,
+            &resume,
             self.next_expiry(),
         )
         .await?;
@@ -163,7 +163,7 @@ impl Uploads {
         let key = object_key(&upload.case_id, &upload.file_id);
         let mut writer = self
             .store
-            .open_writer(&key, &upload.progress, layout.object_len(upload.length))
+            .open_writer(&key, &upload.resume, layout.object_len(upload.length))
             .await?;
         // The plaintext hash runs here; the object's hash runs in the
         // writer, next to the disk writes.
