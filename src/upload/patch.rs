@@ -14,12 +14,13 @@ use futures_util::{Stream, StreamExt};
 use super::audit_unavailable;
 use super::checksum::ExpectedChecksum;
 use super::pipeline::ChunkPipeline;
+use super::registry::RunningHashes;
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::format::{HEADER_LEN, Layout};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::ids::UploadId;
-use crate::store::{ObjectWriter, object_key};
+use crate::store::{ObjectWriter, StoreError, object_key};
 
 impl Uploads {
     /// Loads an upload of `case`, answering as tus does for missing,
@@ -55,18 +56,201 @@ impl Uploads {
         .await
     }
 
-    /// Commits a durable point: store sync, then row and audit entry.
-    async fn commit(
+    /// Appends `body` at `sent_offset`; returns the upload as now stored.
+    pub async fn patch<S, E>(
         &self,
         ctx: &RequestContext,
+        case: &CaseRow,
+        upload_id: &UploadId,
+        sent_offset: u64,
+        mut checksum: Option<ExpectedChecksum>,
+        mut body: S,
+    ) -> Result<UploadRow, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.load(case, upload_id).await?;
+        let _lock = self
+            .registry
+            .try_lock(upload_id.as_str())
+            .ok_or(UploadError::Locked)?;
+        let upload = self.load(case, upload_id).await?;
+        if let Some(answer) = self
+            .answer_without_writing(ctx, case, &upload, sent_offset, &mut body)
+            .await?
+        {
+            return Ok(answer);
+        }
+        let _slot = self
+            .registry
+            .enter_case(
+                case.case_id.as_str(),
+                self.config.uploads.max_concurrent_uploads,
+            )
+            .ok_or(UploadError::TooManyRunning)?;
+        let mut append = self.open_append(case, upload).await?;
+        let end = self
+            .receive(ctx, &mut append, &mut body, checksum.as_mut())
+            .await?;
+        if let Some((error, reason)) = end.discard(checksum) {
+            // Nothing of this request is kept: the running hashes it started
+            // from still describe the stored bytes.
+            if append.committed == append.upload.offset
+                && let Some(h) = append.hash_at_start.take()
+            {
+                self.registry
+                    .put_hash(upload_id.as_str(), append.upload.offset, h);
+            }
+            self.deny(ctx, &append.upload, reason).await?;
+            return Err(error);
+        }
+        self.finish(ctx, case, append, end.broke_off).await
+    }
+
+    /// The requests answered before any byte is written: a wrong offset
+    /// (refused), an upload already complete (nothing to add), and one with
+    /// every byte stored whose completion did not finish (crash or store
+    /// outage), which is finished now.
+    async fn answer_without_writing<S, E>(
+        &self,
+        ctx: &RequestContext,
+        case: &CaseRow,
         upload: &UploadRow,
-        writer: &mut ObjectWriter,
-        pipeline: &ChunkPipeline,
-        from: u64,
-    ) -> Result<(), UploadError> {
-        let resume = writer.sync().await?;
-        let tail = pipeline.tail_record();
-        let to = pipeline.offset();
+        sent_offset: u64,
+        body: &mut S,
+    ) -> Result<Option<UploadRow>, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        if sent_offset != upload.offset {
+            self.deny(
+                ctx,
+                upload,
+                format!("Upload-Offset {sent_offset}, stored {}", upload.offset),
+            )
+            .await?;
+            return Err(UploadError::OffsetMismatch {
+                sent: sent_offset,
+                stored: upload.offset,
+            });
+        }
+        if upload.state == UploadState::Complete {
+            return match body.next().await {
+                Some(Ok(bytes)) if !bytes.is_empty() => Err(UploadError::BeyondLength),
+                _ => Ok(Some(upload.clone())),
+            };
+        }
+        if upload.offset == upload.length && upload.length > 0 {
+            self.finalize(ctx, case, upload).await?;
+            return Ok(Some(self.load(case, &upload.upload_id).await?));
+        }
+        Ok(None)
+    }
+
+    /// Picks the upload up where it was left: the sealing pipeline from the
+    /// stored tail, the object writer from the store's resume token, the
+    /// running hashes from the registry.
+    async fn open_append(&self, case: &CaseRow, upload: UploadRow) -> Result<Append, UploadError> {
+        let case_key = self.case_key(case)?;
+        let cipher = self.cipher(&case_key, &upload).await?;
+        let layout = Layout::new(cipher.header().chunk_size);
+        let pipeline = ChunkPipeline::resume(
+            cipher,
+            upload.length,
+            upload.offset,
+            upload.tail_sealed.as_deref(),
+        )
+        .map_err(|e| {
+            UploadError::Internal(format!(
+                "upload {}: stored tail does not open: {e}",
+                upload.upload_id
+            ))
+        })?;
+        let key = object_key(&upload.case_id, &upload.file_id);
+        let mut writer = self
+            .store
+            .open_writer(&key, &upload.resume, layout.object_len(upload.length))
+            .await?;
+        // The plaintext hash runs here; the object's hash runs in the
+        // writer, next to the disk writes.
+        let hash_at_start = self
+            .registry
+            .take_hash(upload.upload_id.as_str(), upload.offset);
+        let plain = hash_at_start.as_ref().map(|h| h.plain.clone());
+        writer.set_hasher(hash_at_start.as_ref().map(|h| h.sealed.clone()));
+        Ok(Append {
+            pipeline,
+            writer,
+            hash_at_start,
+            plain,
+            // Fed at most a chunk at a time, the pipeline completes at most
+            // one chunk (and the header) per feed: `out` never grows past this.
+            feed_max: layout.chunk_size() as usize,
+            out: Vec::with_capacity(layout.sealed_chunk_len() as usize + HEADER_LEN),
+            committed: upload.offset,
+            upload,
+        })
+    }
+
+    /// Seals the body into the object as it arrives, taking a durable point
+    /// every `uploads.sync_every_bytes` of a long request without a
+    /// checksum; returns how the body ended.
+    async fn receive<S, E>(
+        &self,
+        ctx: &RequestContext,
+        append: &mut Append,
+        body: &mut S,
+        mut checksum: Option<&mut ExpectedChecksum>,
+    ) -> Result<BodyEnd, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let idle = Duration::from_secs(self.config.uploads.body_idle_timeout_secs);
+        let mut end = BodyEnd::default();
+        loop {
+            let frame = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => {
+                    end.broke_off = Some("request body stalled".into());
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    end.broke_off = Some(format!("request body broke off: {e}"));
+                    break;
+                }
+                Ok(Some(Ok(bytes))) => bytes,
+            };
+            if frame.len() as u64 > append.pipeline.remaining() {
+                end.beyond_length = true;
+                break;
+            }
+            if let Some(c) = checksum.as_deref_mut() {
+                c.update(&frame);
+            }
+            append.seal(&frame).await?;
+            if checksum.is_none()
+                && append.pipeline.offset() - append.committed
+                    >= self.config.uploads.sync_every_bytes
+                && append.pipeline.offset() < append.upload.length
+            {
+                self.commit(ctx, append).await?;
+            }
+        }
+        if append.upload.length == 0 {
+            append.pipeline.finish_empty(&mut append.out);
+            append.writer.write(&append.out).await?;
+        }
+        Ok(end)
+    }
+
+    /// Commits a durable point: store sync, then row and audit entry.
+    async fn commit(&self, ctx: &RequestContext, append: &mut Append) -> Result<(), UploadError> {
+        let resume = append.writer.sync().await?;
+        let upload = &append.upload;
+        let tail = append.pipeline.tail_record();
+        let (from, to) = (append.committed, append.pipeline.offset());
         // The action and its audit entry share this transaction: if it cannot
         // be opened or committed, the audit log cannot be written.
         let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
@@ -91,191 +275,115 @@ impl Uploads {
             .reason(format!("bytes {from}..{to} of {} stored", upload.length));
         self.audit_in(&mut tx, ctx, &entry).await?;
         tx.commit().await.map_err(audit_unavailable)?;
+        append.committed = to;
         Ok(())
     }
 
-    /// Appends `body` at `sent_offset`; returns the upload as now stored.
-    pub async fn patch<S, E>(
+    /// Keeps what arrived: the last durable point, the running hashes for
+    /// the next request, and completion once every byte is stored.
+    async fn finish(
         &self,
         ctx: &RequestContext,
         case: &CaseRow,
-        upload_id: &UploadId,
-        sent_offset: u64,
-        mut checksum: Option<ExpectedChecksum>,
-        mut body: S,
-    ) -> Result<UploadRow, UploadError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        self.load(case, upload_id).await?;
-        let _lock = self
-            .registry
-            .try_lock(upload_id.as_str())
-            .ok_or(UploadError::Locked)?;
-        let upload = self.load(case, upload_id).await?;
-        if sent_offset != upload.offset {
-            self.deny(
-                ctx,
-                &upload,
-                format!("Upload-Offset {sent_offset}, stored {}", upload.offset),
-            )
-            .await?;
-            return Err(UploadError::OffsetMismatch {
-                sent: sent_offset,
-                stored: upload.offset,
-            });
+        mut append: Append,
+        broke_off: Option<String>,
+    ) -> Result<UploadRow, UploadError> {
+        if append.pipeline.offset() > append.committed || append.upload.length == 0 {
+            self.commit(ctx, &mut append).await?;
         }
-        if upload.state == UploadState::Complete {
-            return match body.next().await {
-                Some(Ok(bytes)) if !bytes.is_empty() => Err(UploadError::BeyondLength),
-                _ => Ok(upload),
-            };
-        }
-        if upload.offset == upload.length && upload.length > 0 {
-            // Every byte is stored but completion did not finish (crash or
-            // store outage): finish it now.
-            self.finalize(ctx, case, &upload).await?;
-            return self.load(case, upload_id).await;
-        }
-        let _slot = self
-            .registry
-            .enter_case(
-                case.case_id.as_str(),
-                self.config.uploads.max_concurrent_uploads,
-            )
-            .ok_or(UploadError::TooManyRunning)?;
-
-        let case_key = self.case_key(case)?;
-        let cipher = self.cipher(&case_key, &upload).await?;
-        let layout = Layout::new(cipher.header().chunk_size);
-        let mut pipeline = ChunkPipeline::resume(
-            cipher,
-            upload.length,
-            upload.offset,
-            upload.tail_sealed.as_deref(),
-        )
-        .map_err(|e| {
-            UploadError::Internal(format!(
-                "upload {upload_id}: stored tail does not open: {e}"
-            ))
-        })?;
-        let key = object_key(&upload.case_id, &upload.file_id);
-        let mut writer = self
-            .store
-            .open_writer(&key, &upload.resume, layout.object_len(upload.length))
-            .await?;
-        // The plaintext hash runs here; the object's hash runs in the
-        // writer, next to the disk writes.
-        let hash_at_start = self.registry.take_hash(upload_id.as_str(), upload.offset);
-        let mut plain = hash_at_start.as_ref().map(|h| h.plain.clone());
-        writer.set_hasher(hash_at_start.as_ref().map(|h| h.sealed.clone()));
-        let idle = Duration::from_secs(self.config.uploads.body_idle_timeout_secs);
-        // Fed at most a chunk at a time, the pipeline completes at most one
-        // chunk (and the header) per feed: `out` never grows past this.
-        let feed_max = layout.chunk_size() as usize;
-        let mut out = Vec::with_capacity(layout.sealed_chunk_len() as usize + HEADER_LEN);
-        let mut committed = upload.offset;
-        let mut broke_off: Option<String> = None;
-        let mut beyond_length = false;
-
-        loop {
-            let frame = match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => {
-                    broke_off = Some("request body stalled".into());
-                    break;
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    broke_off = Some(format!("request body broke off: {e}"));
-                    break;
-                }
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            if frame.len() as u64 > pipeline.remaining() {
-                beyond_length = true;
-                break;
-            }
-            if let Some(c) = checksum.as_mut() {
-                c.update(&frame);
-            }
-            if let Some(p) = plain.as_mut() {
-                p.update(&frame);
-            }
-            for piece in frame.chunks(feed_max) {
-                pipeline.feed(piece, &mut out);
-                if !out.is_empty() {
-                    writer.write(&out).await?;
-                    out.clear();
-                }
-            }
-            if checksum.is_none()
-                && pipeline.offset() - committed >= self.config.uploads.sync_every_bytes
-                && pipeline.offset() < upload.length
-            {
-                self.commit(ctx, &upload, &mut writer, &pipeline, committed)
-                    .await?;
-                committed = pipeline.offset();
-            }
-        }
-        if upload.length == 0 {
-            pipeline.finish_empty(&mut out);
-            writer.write(&out).await?;
-        }
-
-        let discard = if beyond_length {
-            Some((
-                UploadError::BeyondLength,
-                "more bytes than Upload-Length".to_string(),
-            ))
-        } else if let Some(c) = checksum {
-            match (&broke_off, c.matches()) {
-                (Some(why), _) => Some((
-                    UploadError::BadRequest(why.clone()),
-                    format!("{why}; checksum unverifiable, bytes discarded"),
-                )),
-                (None, false) => Some((
-                    UploadError::ChecksumMismatch,
-                    "checksum mismatch, bytes discarded".to_string(),
-                )),
-                (None, true) => None,
-            }
-        } else {
-            None
-        };
-        if let Some((error, reason)) = discard {
-            if committed == upload.offset
-                && let Some(h) = hash_at_start
-            {
-                self.registry.put_hash(upload_id.as_str(), upload.offset, h);
-            }
-            self.deny(ctx, &upload, reason).await?;
-            return Err(error);
-        }
-
-        if pipeline.offset() > committed || upload.length == 0 {
-            self.commit(ctx, &upload, &mut writer, &pipeline, committed)
-                .await?;
-        }
+        let Append {
+            upload,
+            pipeline,
+            mut writer,
+            plain,
+            ..
+        } = append;
         let hash = match (plain, writer.take_hasher()) {
-            (Some(plain), Some(sealed)) => Some(super::registry::RunningHashes { plain, sealed }),
+            (Some(plain), Some(sealed)) => Some(RunningHashes { plain, sealed }),
             _ => None,
         };
         drop(writer);
+        let upload_id = &upload.upload_id;
         if let Some(why) = &broke_off {
             tracing::info!(upload_id = %upload_id, offset = pipeline.offset(), "{why}; kept what arrived");
         }
         let stored = self.load(case, upload_id).await?;
-        if stored.offset == stored.length {
-            if let Some(h) = hash {
-                self.registry.put_hash(upload_id.as_str(), stored.offset, h);
-            }
-            self.finalize(ctx, case, &stored).await?;
-            return self.load(case, upload_id).await;
-        }
         if let Some(h) = hash {
             self.registry.put_hash(upload_id.as_str(), stored.offset, h);
         }
+        if stored.offset == stored.length {
+            self.finalize(ctx, case, &stored).await?;
+            return self.load(case, upload_id).await;
+        }
         Ok(stored)
+    }
+}
+
+/// One PATCH between opening the object and its last durable point.
+struct Append {
+    upload: UploadRow,
+    pipeline: ChunkPipeline,
+    writer: ObjectWriter,
+    /// The registry's hashes as this request found them.
+    hash_at_start: Option<RunningHashes>,
+    /// The plaintext hash, running (the object's runs in the writer).
+    plain: Option<ring::digest::Context>,
+    /// The most plaintext fed to the pipeline at once.
+    feed_max: usize,
+    /// Sealed bytes on their way to the writer; reused, never reallocated.
+    out: Vec<u8>,
+    /// Plaintext offset of the last durable point.
+    committed: u64,
+}
+
+impl Append {
+    /// Seals a frame of plaintext and hands the completed chunks to the
+    /// object writer.
+    async fn seal(&mut self, frame: &[u8]) -> Result<(), StoreError> {
+        if let Some(p) = self.plain.as_mut() {
+            p.update(frame);
+        }
+        for piece in frame.chunks(self.feed_max) {
+            self.pipeline.feed(piece, &mut self.out);
+            if !self.out.is_empty() {
+                self.writer.write(&self.out).await?;
+                self.out.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a request body ended.
+#[derive(Debug, Default)]
+struct BodyEnd {
+    /// Why it stopped before its end (a stall or a transport error).
+    broke_off: Option<String>,
+    /// It carried more bytes than the upload has left.
+    beyond_length: bool,
+}
+
+impl BodyEnd {
+    /// Whether the whole request must be discarded — bytes beyond
+    /// Upload-Length, a checksum that does not match or that could not be
+    /// verified — with the error to answer and the reason to audit.
+    fn discard(&self, checksum: Option<ExpectedChecksum>) -> Option<(UploadError, String)> {
+        if self.beyond_length {
+            return Some((
+                UploadError::BeyondLength,
+                "more bytes than Upload-Length".to_string(),
+            ));
+        }
+        match (&self.broke_off, checksum?.matches()) {
+            (Some(why), _) => Some((
+                UploadError::BadRequest(why.clone()),
+                format!("{why}; checksum unverifiable, bytes discarded"),
+            )),
+            (None, false) => Some((
+                UploadError::ChecksumMismatch,
+                "checksum mismatch, bytes discarded".to_string(),
+            )),
+            (None, true) => None,
+        }
     }
 }
