@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// How often an HTTP/2 connection checks whether it has gone idle.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
@@ -23,7 +23,7 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::shares::ConnectionShares;
+use super::shares::{ConnectionShares, Share};
 use crate::http::conn::ConnInfo;
 use crate::http::limiter::AddressKey;
 use crate::tls::cert_sha256;
@@ -48,10 +48,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let shares = ConnectionShares::new(limits.max_connections_per_address);
-    let mut closed_while_full: u64 = 0;
-    let mut warned_full_at: Option<tokio::time::Instant> = None;
+    let mut admission = Admission::new(name, limits);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -66,154 +63,245 @@ pub async fn serve(
                 continue;
             }
         };
-        // The address's share first: one address holding its share must
-        // not also use up the listener's cap for everyone else.
-        let address = AddressKey::from(remote_addr.ip());
-        let Some(share) = shares.take(address) else {
-            tracing::debug!(
-                listener = name,
-                %address,
-                refused_total = shares.refused(),
-                "per-address connection share used up; closing new connection"
-            );
+        let Some(place) = admission.admit(remote_addr.ip()) else {
             drop(tcp);
-            continue;
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            drop(tcp);
-            closed_while_full += 1;
-            if warned_full_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
-                tracing::warn!(
-                    listener = name,
-                    closed = closed_while_full,
-                    "connection limit reached; closing new connections"
-                );
-                closed_while_full = 0;
-                warned_full_at = Some(tokio::time::Instant::now());
-            }
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _share = share;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = name, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(listener = name, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let client_cert_sha256 = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(cert_sha256);
-            // Serve the protocol ALPN chose. Never sniff: sniffing waits for
-            // bytes before any timeout runs, so an idle client would hold
-            // the connection forever. No ALPN means HTTP/1.1 (RFC 9113 §3.2).
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let info = ConnInfo {
+        let connection = Connection {
+            name,
+            limits,
+            info: ConnInfo {
                 remote_addr,
-                client_cert_sha256,
-            };
-            let activity = Activity::default();
-            let seen = activity.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                seen.request_started();
-                req.extensions_mut().insert(info.clone());
-                app.clone().oneshot(req.map(Body::new))
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder = if h2 {
-                builder.http2_only()
-            } else {
-                builder.http1_only()
-            };
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(Duration::from_secs(20))
-                .max_concurrent_streams(64)
-                // Uploads from far away need more than the 64 KiB default in
-                // flight (bandwidth × round trip); fixed windows keep the
-                // per-connection buffering bounded.
-                .initial_stream_window_size(4 * 1024 * 1024)
-                .initial_connection_window_size(8 * 1024 * 1024);
-            let connection = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            // Runs the connection to its end. On server shutdown it is asked
-            // to finish gracefully (HTTP/1.1: after the running request;
-            // HTTP/2: GOAWAY, running streams complete). An HTTP/2
-            // connection on which no request started for the header read
-            // timeout gets the same GOAWAY: hyper has no idle timeout for
-            // HTTP/2 (its pings keep a silent client's connection alive);
-            // idle HTTP/1.1 connections are cut by the header read timeout.
-            let mut connection = std::pin::pin!(connection);
-            let mut stop = stop;
-            let mut closing = false;
-            let mut tick = tokio::time::interval(IDLE_CHECK);
-            loop {
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(listener = name, error = %e, "connection ended with error");
-                        }
+                client_cert_sha256: None,
+            },
+            app: app.clone(),
+        };
+        let (acceptor, stop) = (acceptor.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _place = place;
+            connection.run(acceptor, tcp, stop).await;
+        });
+    }
+    drop(listener);
+    admission.drain().await;
+}
+
+/// Which new connections get in: each client address up to its share,
+/// everyone up to the listener's cap. Each admitted connection holds its
+/// place until it ends.
+struct Admission {
+    name: &'static str,
+    limits: ListenerLimits,
+    permits: Arc<Semaphore>,
+    shares: Arc<ConnectionShares>,
+    closed_while_full: u64,
+    warned_full_at: Option<tokio::time::Instant>,
+}
+
+/// An admitted connection's place: its listener permit and its address's
+/// share, both given back when dropped.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    _share: Share,
+}
+
+impl Admission {
+    fn new(name: &'static str, limits: ListenerLimits) -> Admission {
+        Admission {
+            name,
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            shares: ConnectionShares::new(limits.max_connections_per_address),
+            closed_while_full: 0,
+            warned_full_at: None,
+        }
+    }
+
+    fn admit(&mut self, ip: std::net::IpAddr) -> Option<Place> {
+        let name = self.name;
+        // The address's share first: one address holding its share must
+        // not also use up the listener's cap for everyone else.
+        let address = AddressKey::from(ip);
+        let Some(share) = self.shares.take(address) else {
+            tracing::debug!(
+                listener = name,
+                %address,
+                refused_total = self.shares.refused(),
+                "per-address connection share used up; closing new connection"
+            );
+            return None;
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.closed_while_full += 1;
+            if self
+                .warned_full_at
+                .is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
+            {
+                tracing::warn!(
+                    listener = name,
+                    closed = self.closed_while_full,
+                    "connection limit reached; closing new connections"
+                );
+                self.closed_while_full = 0;
+                self.warned_full_at = Some(tokio::time::Instant::now());
+            }
+            return None;
+        };
+        Some(Place {
+            _permit: permit,
+            _share: share,
+        })
+    }
+
+    /// Waits, up to the grace period, for every admitted connection to end.
+    async fn drain(self) {
+        // Every connection task holds a permit until it ends: all permits
+        // back means drained.
+        let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        tokio::select! {
+            _ = self.permits.acquire_many(all) => tracing::info!(listener = self.name, "drained"),
+            _ = tokio::time::sleep(self.limits.shutdown_grace) => {
+                tracing::warn!(listener = self.name, "grace period over; closing remaining connections");
+            }
+        }
+    }
+}
+
+/// One admitted connection, from TLS handshake to its end.
+struct Connection {
+    name: &'static str,
+    limits: ListenerLimits,
+    info: ConnInfo,
+    app: Router,
+}
+
+impl Connection {
+    /// The TLS handshake, bounded by the handshake timeout.
+    async fn handshake(
+        &self,
+        acceptor: TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let name = self.name;
+        match tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::debug!(listener = name, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(listener = name, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// Serves one connection to its end.
+    async fn run(
+        mut self,
+        acceptor: TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+        stop: watch::Receiver<bool>,
+    ) {
+        let name = self.name;
+        let Some(tls) = self.handshake(acceptor, tcp).await else {
+            return;
+        };
+        self.info.client_cert_sha256 = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(cert_sha256);
+        // Serve the protocol ALPN chose. Never sniff: sniffing waits for
+        // bytes before any timeout runs, so an idle client would hold
+        // the connection forever. No ALPN means HTTP/1.1 (RFC 9113 §3.2).
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let activity = Activity::default();
+        let seen = activity.clone();
+        let (info, app) = (self.info.clone(), self.app.clone());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            seen.request_started();
+            req.extensions_mut().insert(info.clone());
+            app.clone().oneshot(req.map(Body::new))
+        });
+        let connection = http_builder(h2, &self.limits)
+            .serve_connection(TokioIo::new(tls), service)
+            .into_owned();
+        // Runs the connection to its end. On server shutdown it is asked
+        // to finish gracefully (HTTP/1.1: after the running request;
+        // HTTP/2: GOAWAY, running streams complete). An HTTP/2
+        // connection on which no request started for the header read
+        // timeout gets the same GOAWAY: hyper has no idle timeout for
+        // HTTP/2 (its pings keep a silent client's connection alive);
+        // idle HTTP/1.1 connections are cut by the header read timeout.
+        let mut connection = std::pin::pin!(connection);
+        let mut stop = stop;
+        let mut closing = false;
+        let mut tick = tokio::time::interval(IDLE_CHECK);
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(listener = name, error = %e, "connection ended with error");
+                    }
+                    break;
+                }
+                _ = stop.wait_for(|stop| *stop), if !closing => {
+                    // hyper defers a graceful HTTP/2 close until the
+                    // client's preface, which may never come; with no
+                    // request ever started nothing runs: drop it.
+                    if h2 && !activity.idle().1 {
                         break;
                     }
-                    _ = stop.wait_for(|stop| *stop), if !closing => {
-                        // hyper defers a graceful HTTP/2 close until the
-                        // client's preface, which may never come; with no
-                        // request ever started nothing runs: drop it.
-                        if h2 && !activity.idle().1 {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = tick.tick(), if h2 => {
+                    let (idle, ever_used) = activity.idle();
+                    if idle >= self.limits.header_read_timeout {
+                        if !ever_used {
                             break;
                         }
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = tick.tick(), if h2 => {
-                        let (idle, ever_used) = activity.idle();
-                        if idle >= limits.header_read_timeout {
-                            if !ever_used {
-                                break;
-                            }
-                            if !closing {
-                                tracing::debug!(listener = name, "idle HTTP/2 connection closed");
-                                connection.as_mut().graceful_shutdown();
-                                closing = true;
-                            }
+                        if !closing {
+                            tracing::debug!(listener = name, "idle HTTP/2 connection closed");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
                         }
                     }
                 }
             }
-        });
-    }
-    drop(listener);
-    // Every connection task holds a permit until it ends: all permits back
-    // means drained.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    tokio::select! {
-        _ = permits.acquire_many(all) => tracing::info!(listener = name, "drained"),
-        _ = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(listener = name, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// The HTTP side of a connection: the one protocol ALPN chose, the header
+/// read timeout, keep-alive, and HTTP/2 windows.
+fn http_builder(h2: bool, limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(64)
+        // Uploads from far away need more than the 64 KiB default in
+        // flight (bandwidth × round trip); fixed windows keep the
+        // per-connection buffering bounded.
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(8 * 1024 * 1024);
+    builder
 }
 
 /// When the last request on a connection started, or the connection if
