@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StorageBackend};
+use crate::db::Db;
 use crate::http::state::{AppContext, AppState};
 use crate::http::{self, limiter::FailureLimiter};
 use crate::store::{FsStore, ObjectStore, S3Store};
@@ -45,6 +46,40 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
         .map_err(|source| StartError::Bind { key, addr, source })
 }
 
+/// Opens the database for serving: migrated, download leases of an earlier
+/// run settled, the first start's operator tokens minted.
+async fn open_db(config: &Config) -> Result<(Db, Option<BootstrapTokens>), StartError> {
+    let db = bootstrap::open_db(config).await?;
+    let db_error = |source| StartError::Db {
+        url: config.database.url.clone(),
+        source,
+    };
+    // Downloads that were running when an earlier run of this gateway
+    // died: their leases are settled at the progress they recorded, so
+    // they can be continued. (Only `serve` does this: another command
+    // on the same database must not end a running gateway's leases.)
+    let settled = crate::db::grants::settle_orphaned_leases(&db)
+        .await
+        .map_err(db_error)?;
+    if settled > 0 {
+        tracing::info!(settled, "settled download leases left by an earlier run");
+    }
+    let bootstrap_tokens = bootstrap::bootstrap_tokens(&db).await.map_err(db_error)?;
+    Ok((db, bootstrap_tokens))
+}
+
+impl ListenerLimits {
+    fn from_config(config: &Config) -> ListenerLimits {
+        ListenerLimits {
+            max_connections: config.limits.max_connections,
+            max_connections_per_address: config.limits.connections_per_address(),
+            handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        }
+    }
+}
+
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         Application::build_with_clock(config, Arc::new(SystemClock)).await
@@ -65,35 +100,8 @@ impl Application {
         // serve must not consume the only printing of those tokens.
         let main = bind("server.listen", config.server.listen).await?;
         let centre = bind("server.centre_listen", config.server.centre_listen).await?;
-        let db = bootstrap::open_db(&config).await?;
-        // Downloads that were running when an earlier run of this gateway
-        // died: their leases are settled at the progress they recorded, so
-        // they can be continued. (Only `serve` does this: another command
-        // on the same database must not end a running gateway's leases.)
-        let settled = crate::db::grants::settle_orphaned_leases(&db)
-            .await
-            .map_err(|source| StartError::Db {
-                url: config.database.url.clone(),
-                source,
-            })?;
-        if settled > 0 {
-            tracing::info!(settled, "settled download leases left by an earlier run");
-        }
-        let bootstrap_tokens =
-            bootstrap::bootstrap_tokens(&db)
-                .await
-                .map_err(|source| StartError::Db {
-                    url: config.database.url.clone(),
-                    source,
-                })?;
-
-        let limits = ListenerLimits {
-            max_connections: config.limits.max_connections,
-            max_connections_per_address: config.limits.connections_per_address(),
-            handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
-            header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
-            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
-        };
+        let (db, bootstrap_tokens) = open_db(&config).await?;
+        let limits = ListenerLimits::from_config(&config);
         let config = Arc::new(config);
         let uploads = Uploads {
             db: db.clone(),
