@@ -97,6 +97,14 @@ impl Config {
 
     /// Checks the rules types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_locations()?;
+        self.validate_connection_share()?;
+        self.validate_positive()?;
+        self.validate_lifetimes()
+    }
+
+    /// URLs, origins, the database and the store backend.
+    fn validate_locations(&self) -> Result<(), ConfigError> {
         if !self.server.public_url.starts_with("https://") {
             return Err(invalid("server.public_url", "must start with https://"));
         }
@@ -120,6 +128,11 @@ impl Config {
                 "storage.backend = \"s3\" needs a [storage.s3] section",
             ));
         }
+        Ok(())
+    }
+
+    /// A client address's share of connections fits inside the listener's.
+    fn validate_connection_share(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if let Some(share) = l.max_connections_per_address {
             if share == 0 {
@@ -138,6 +151,13 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Limits, timeouts and quotas where 0 would refuse everything (or
+    /// never time out).
+    fn validate_positive(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
         for (key, value) in [
             ("limits.max_connections", l.max_connections as u64),
             (
@@ -173,6 +193,10 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        Ok(())
+    }
+
+    fn validate_lifetimes(&self) -> Result<(), ConfigError> {
         // Added to "now" to make expiry times: bounded, so no value can
         // overflow a date.
         for (key, value) in [
