@@ -92,25 +92,7 @@ pub async fn download_sealed(
     if !resp.status().is_success() {
         return Err(problem(resp).await);
     }
-    let start = if resp.status() == StatusCode::PARTIAL_CONTENT {
-        let last = sealed_size.saturating_sub(1);
-        let expected = format!("bytes {have}-{last}/{sealed_size}");
-        let got = resp
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if got != expected {
-            return Err(format!(
-                "the gateway answered the range {:?}, not {expected:?}",
-                printable(got)
-            )
-            .into());
-        }
-        have
-    } else {
-        0
-    };
+    let start = answered_from(&resp, have, sealed_size)?;
     // Everything past what the grant promised is refused before it is read.
     let promised = sealed_size.saturating_sub(start);
     if let Some(announced) = resp.content_length().filter(|n| *n > promised) {
@@ -126,6 +108,44 @@ pub async fn download_sealed(
         .and_then(|v| v.to_str().ok())
         .ok_or("no Casegate-Sealed-Key header")?
         .to_owned();
+    write_body(resp, part, start, sealed_size, bar).await?;
+    Ok(sealed_key)
+}
+
+/// Where the answer starts: `have` for a 206 whose `Content-Range` is
+/// exactly the continuation asked for, 0 for a whole object.
+fn answered_from(resp: &reqwest::Response, have: u64, sealed_size: u64) -> Result<u64, FileError> {
+    if resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok(0);
+    }
+    let last = sealed_size.saturating_sub(1);
+    let expected = format!("bytes {have}-{last}/{sealed_size}");
+    let got = resp
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if got != expected {
+        return Err(format!(
+            "the gateway answered the range {:?}, not {expected:?}",
+            printable(got)
+        )
+        .into());
+    }
+    Ok(have)
+}
+
+/// Writes the answer's body into `part` from `start`, refusing (and
+/// discarding) anything past the object's promised end, and makes it
+/// durable; the whole object must then be there.
+async fn write_body(
+    resp: reqwest::Response,
+    part: &Path,
+    start: u64,
+    sealed_size: u64,
+    bar: &ProgressBar,
+) -> Result<(), FileError> {
+    let promised = sealed_size.saturating_sub(start);
     let io = |e: std::io::Error| format!("{}: {e}", part.display());
     let mut file = crate::fsutil::private_file(part, false).map_err(io)?;
     file.set_len(start).map_err(io)?;
@@ -157,7 +177,7 @@ pub async fn download_sealed(
         )
         .into());
     }
-    Ok(sealed_key)
+    Ok(())
 }
 
 #[cfg(test)]

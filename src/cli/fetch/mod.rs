@@ -128,48 +128,9 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     };
     let mut tally = Tally::default();
-    let mut files = Vec::new();
-    let mut ids = HashSet::new();
-    for entry in &entries {
-        match GrantedFile::parse(entry) {
-            Ok(file) if ids.insert(file.file_id.clone()) => files.push(file),
-            Ok(file) => {
-                eprintln!("casegate: skipped: the grant lists {} twice", file.file_id);
-                tally.failed += 1;
-            }
-            Err(why) => {
-                eprintln!("casegate: skipped: {why}");
-                tally.failed += 1;
-            }
-        }
-    }
+    let files = granted_files(&entries, &mut tally);
     let destinations = plan(&args.out, &files);
-    for (index, (file, dest)) in files.iter().zip(&destinations).enumerate() {
-        let shown = dest
-            .strip_prefix(&args.out)
-            .unwrap_or(dest)
-            .display()
-            .to_string();
-        if !dest.starts_with(&args.out) {
-            eprintln!("casegate: {shown}: refusing to write outside --out");
-            tally.failed += 1;
-            continue;
-        }
-        match fetch_one(&session, file, dest, &shown).await {
-            Ok(Landed::Fetched) => tally.fetched += 1,
-            Ok(Landed::AlreadyThere) => tally.already_there += 1,
-            Err(e) => {
-                eprintln!("casegate: {shown} ({}): {}", file.file_id, e.message);
-                tally.failed += 1;
-                if e.stop {
-                    let rest = files.len() - index - 1;
-                    eprintln!("casegate: stopping; {rest} more files not tried");
-                    tally.failed += rest;
-                    break;
-                }
-            }
-        }
-    }
+    fetch_all(&session, &files, &destinations, &args.out, &mut tally).await;
     session.partials.tidy();
     // Count what is really on disk, not what the loop believed.
     let on_disk = files
@@ -195,4 +156,58 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The manifest's entries that describe a file, each file once; the others
+/// are reported and counted as failed.
+fn granted_files(entries: &[serde_json::Value], tally: &mut Tally) -> Vec<GrantedFile> {
+    let mut files = Vec::new();
+    let mut ids = HashSet::new();
+    for entry in entries {
+        match GrantedFile::parse(entry) {
+            Ok(file) if ids.insert(file.file_id.clone()) => files.push(file),
+            Ok(file) => {
+                eprintln!("casegate: skipped: the grant lists {} twice", file.file_id);
+                tally.failed += 1;
+            }
+            Err(why) => {
+                eprintln!("casegate: skipped: {why}");
+                tally.failed += 1;
+            }
+        }
+    }
+    files
+}
+
+/// Fetches each file to its destination under `out`, one after another;
+/// stops early when a failure would repeat for every file.
+async fn fetch_all(
+    session: &Session<'_>,
+    files: &[GrantedFile],
+    destinations: &[PathBuf],
+    out: &Path,
+    tally: &mut Tally,
+) {
+    for (index, (file, dest)) in files.iter().zip(destinations).enumerate() {
+        let shown = dest.strip_prefix(out).unwrap_or(dest).display().to_string();
+        if !dest.starts_with(out) {
+            eprintln!("casegate: {shown}: refusing to write outside --out");
+            tally.failed += 1;
+            continue;
+        }
+        match fetch_one(session, file, dest, &shown).await {
+            Ok(Landed::Fetched) => tally.fetched += 1,
+            Ok(Landed::AlreadyThere) => tally.already_there += 1,
+            Err(e) => {
+                eprintln!("casegate: {shown} ({}): {}", file.file_id, e.message);
+                tally.failed += 1;
+                if e.stop {
+                    let rest = files.len() - index - 1;
+                    eprintln!("casegate: stopping; {rest} more files not tried");
+                    tally.failed += rest;
+                    break;
+                }
+            }
+        }
+    }
 }
