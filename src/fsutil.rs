@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `path` with mode 0600 and writes `contents`, synced. Fails if the
 /// file already exists, so a secret is never silently replaced.
@@ -52,17 +52,34 @@ pub fn replace_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// A key file that group or others may read is refused, with a message
-/// saying how to fix it.
-pub fn check_private(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Why a secret file is refused; the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("{}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    NotPrivate { path: PathBuf, mode: u32 },
+}
+
+/// A key file that group or others may read is refused.
+pub fn check_private(path: &Path) -> Result<(), SecretFileError> {
+    let meta = std::fs::metadata(path).map_err(|source| SecretFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by group or others (mode {mode:o}); run: chmod 600 {}",
-            path.display(),
-            path.display()
-        ));
+        return Err(SecretFileError::NotPrivate {
+            path: path.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -79,7 +96,12 @@ mod tests {
         check_private(&path).unwrap();
         assert!(create_secret_file(&path, b"y").is_err());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(check_private(&path).unwrap_err().contains("chmod 600"));
+        let refused = check_private(&path).unwrap_err();
+        assert!(matches!(
+            refused,
+            SecretFileError::NotPrivate { mode: 0o640, .. }
+        ));
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
         replace_secret_file(&path, b"z").unwrap();
         check_private(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"z");

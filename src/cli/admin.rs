@@ -266,15 +266,13 @@ pub enum RoleArg {
     Compliance,
 }
 
-pub async fn run(command: AdminCommand) -> Result<(), String> {
+pub async fn run(command: AdminCommand) -> Result<(), super::CliError> {
     match command {
         AdminCommand::Token {
             command: TokenCommand::Create { role, config },
         } => {
             let config = super::load_config(config.as_deref())?;
-            let db = bootstrap::open_db(&config)
-                .await
-                .map_err(|e| e.to_string())?;
+            let db = bootstrap::open_db(&config).await?;
             let role = match role {
                 RoleArg::Coordinator => OperatorRole::Coordinator,
                 RoleArg::Compliance => OperatorRole::Compliance,
@@ -286,11 +284,15 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
             println!("{}", token.expose());
             Ok(())
         }
-        AdminCommand::Case { server, command } => case(&ApiClient::new(&server)?, command).await,
-        AdminCommand::Centre { server, command } => {
-            centre(&ApiClient::new(&server)?, command).await
+        AdminCommand::Case { server, command } => {
+            Ok(case(&ApiClient::new(&server)?, command).await?)
         }
-        AdminCommand::Grant { server, command } => grant(&ApiClient::new(&server)?, command).await,
+        AdminCommand::Centre { server, command } => {
+            Ok(centre(&ApiClient::new(&server)?, command).await?)
+        }
+        AdminCommand::Grant { server, command } => {
+            Ok(grant(&ApiClient::new(&server)?, command).await?)
+        }
     }
 }
 

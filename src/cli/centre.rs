@@ -24,9 +24,9 @@ pub enum CentreCommand {
     },
 }
 
-pub fn run(command: CentreCommand) -> Result<(), String> {
+pub fn run(command: CentreCommand) -> Result<(), super::CliError> {
     match command {
-        CentreCommand::Keygen { out, name } => keygen(&out, &name),
+        CentreCommand::Keygen { out, name } => Ok(keygen(&out, &name)?),
     }
 }
 

@@ -32,7 +32,7 @@ pub enum KeysCommand {
     },
 }
 
-pub async fn run(command: KeysCommand) -> Result<(), String> {
+pub async fn run(command: KeysCommand) -> Result<(), super::CliError> {
     let actor = super::admin::local_actor();
     match command {
         KeysCommand::Rotate { resume, config } => {

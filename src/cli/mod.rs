@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_client;
 pub mod centre;
+mod error;
 pub mod fetch;
 pub mod keys;
 pub mod serve;
@@ -10,6 +11,8 @@ pub mod serve;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +53,7 @@ pub enum Command {
 }
 
 /// Runs the parsed command; the error is printed as one line by `main`.
-pub async fn run(cli: Cli) -> Result<(), String> {
+pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config } => serve::run(config).await,
         Command::Admin { command } => admin::run(command).await,
@@ -61,6 +64,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// Loads the config: the file if given, then the process environment.
-pub fn load_config(file: Option<&std::path::Path>) -> Result<crate::config::Config, String> {
-    crate::config::Config::load(file, std::env::vars()).map_err(|e| e.to_string())
+pub fn load_config(
+    file: Option<&std::path::Path>,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::Config::load(file, std::env::vars())
 }

@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 
+use super::CliError;
 use crate::Application;
 
-pub async fn run(config_file: Option<PathBuf>) -> Result<(), String> {
+pub async fn run(config_file: Option<PathBuf>) -> Result<(), CliError> {
     let config = super::load_config(config_file.as_deref())?;
     // Handlers are installed before the start-up lines are printed, so a
     // supervisor that signals right after reading them gets a clean stop.
     let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let mut app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut app = Application::build(config).await?;
     if let Some(ca) = app.generated_ca() {
         say(&format!(
             "generated development certificates; clients trust {}",

@@ -118,7 +118,7 @@ impl LocalMasterKeys {
 
     pub fn load(path: &Path) -> Result<LocalMasterKeys, MasterKeyError> {
         let shown = path.display().to_string();
-        fsutil::check_private(path).map_err(MasterKeyError::Permissions)?;
+        fsutil::check_private(path).map_err(|e| MasterKeyError::Permissions(e.to_string()))?;
         let text =
             Zeroizing::new(
                 std::fs::read_to_string(path).map_err(|source| MasterKeyError::Io {

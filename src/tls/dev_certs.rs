@@ -23,7 +23,7 @@ pub enum DevCertError {
     #[error("development certificates: {0}")]
     Io(#[from] std::io::Error),
     #[error("development CA key {0}")]
-    Permissions(String),
+    Permissions(#[from] crate::fsutil::SecretFileError),
 }
 
 pub const CA_FILE: &str = "dev-ca.pem";
@@ -65,7 +65,7 @@ pub fn ensure(
     let ca_key_path = dir.join(CA_KEY_FILE);
 
     let ca_key = if ca_path.exists() && ca_key_path.exists() {
-        fsutil::check_private(&ca_key_path).map_err(DevCertError::Permissions)?;
+        fsutil::check_private(&ca_key_path)?;
         KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path)?)?
     } else {
         let ca_key = KeyPair::generate()?;

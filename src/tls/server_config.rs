@@ -43,7 +43,7 @@ impl ServerIdentity {
         if chain.is_empty() {
             return Err(cert_err("no certificate in file".into()));
         }
-        fsutil::check_private(key).map_err(&key_err)?;
+        fsutil::check_private(key).map_err(|e| key_err(e.to_string()))?;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(e.to_string()))?;
         Ok(ServerIdentity { chain, key })
     }

@@ -179,7 +179,7 @@ async fn rotation_rewraps_case_keys_while_serving_without_touching_objects() {
     )
     .unwrap();
     let refused = rotation::retire(&app.config, 2, "test").await.unwrap_err();
-    assert!(refused.contains("still wraps"), "{refused}");
+    assert!(refused.to_string().contains("still wraps"), "{refused}");
     rotation::rotate(&app.config, true, "test").await.unwrap();
     rotation::retire(&app.config, 1, "test").await.unwrap();
     rotation::retire(&app.config, 2, "test").await.unwrap();

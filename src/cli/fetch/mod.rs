@@ -27,6 +27,7 @@ use clap::Args;
 use indicatif::ProgressStyle;
 use zeroize::Zeroizing;
 
+use super::CliError;
 use manifest::GrantedFile;
 use one::{Landed, Session, fetch_one};
 use partial::Partials;
@@ -77,7 +78,7 @@ fn client(args: &FetchArgs) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
+fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
     crate::fsutil::check_private(path)?;
     let text = Zeroizing::new(
         String::from_utf8(read(path)?).map_err(|_| "x25519 key is not text".to_string())?,
@@ -89,7 +90,7 @@ fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
     );
     let mut key = Zeroizing::new([0u8; 32]);
     if raw.len() != 32 {
-        return Err("x25519 key must be 32 bytes".into());
+        return Err(CliError::Failed("x25519 key must be 32 bytes".into()));
     }
     key.copy_from_slice(&raw);
     Ok(key)
@@ -103,7 +104,7 @@ struct Tally {
     failed: usize,
 }
 
-pub async fn run(args: FetchArgs) -> Result<(), String> {
+pub async fn run(args: FetchArgs) -> Result<(), CliError> {
     let secret = x25519_secret(&args.x25519_key)?;
     let client = client(&args)?;
     let base = args.server.trim_end_matches('/');
@@ -149,11 +150,11 @@ pub async fn run(args: FetchArgs) -> Result<(), String> {
         tally.failed
     );
     if tally.failed > 0 {
-        return Err(format!(
+        return Err(CliError::Failed(format!(
             "{} of {} files did not land (see above); run fetch again to retry them",
             tally.failed,
             entries.len()
-        ));
+        )));
     }
     Ok(())
 }
