@@ -2,8 +2,9 @@
 //!
 //! Layers, with imports pointing down only:
 //! `cli` (binary verbs) → `server` (listeners, application) → `http` (route
-//! table, auth, handlers) → `audit`, `db`, `crypto`, `store` → `config`,
-//! `clock`, `ids`, `token`.
+//! table, auth, thin handlers) → `service`, `upload` (business rules, their
+//! transactions and audit entries) → `audit`, `db`, `crypto`, `store` →
+//! `config`, `clock`, `ids`, `token`.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod manifest;
 pub mod random;
 pub mod rotation;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod text;
 pub mod tls;

@@ -1,7 +1,9 @@
 //! `GET /api/v1/audit` for compliance staff: filtered, streamed page by page
-//! as JSON lines (default) or CSV. The export itself is audited first.
+//! as JSON lines (default) or CSV. The export itself is audited first
+//! (`service::audit::export`).
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -10,11 +12,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::audit::{AuditEntry, NewEntry, Outcome, RequestContext};
-use crate::clock::Timestamp;
-use crate::db::audit::{self, AuditFilter};
-
-const PAGE: i64 = 500;
+use crate::audit::{AuditEntry, RequestContext};
+use crate::service::audit::{self, Export, ExportQuery};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,103 +34,81 @@ enum Format {
     Csv,
 }
 
-fn time_bound(name: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiError> {
-    value
-        .map(|v| {
-            Timestamp::parse(&v)
-                .map_err(|_| ApiError::BadRequest(format!("{name} must be an RFC 3339 time")))
-        })
-        .transpose()
+impl Format {
+    fn parse(format: Option<&str>) -> Result<Format, ApiError> {
+        match format {
+            None | Some("jsonl") => Ok(Format::Jsonl),
+            Some("csv") => Ok(Format::Csv),
+            Some(_) => Err(ApiError::BadRequest("format must be jsonl or csv".into())),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Jsonl => "application/jsonl",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    fn line(self, entry: &AuditEntry) -> String {
+        match self {
+            Format::Jsonl => format!("{}\n", entry.to_json_line()),
+            Format::Csv => format!("{}\r\n", entry.to_csv_line()),
+        }
+    }
 }
 
-fn filter_and_format(q: AuditQuery) -> Result<(AuditFilter, Format), ApiError> {
-    let format = match q.format.as_deref() {
-        None | Some("jsonl") => Format::Jsonl,
-        Some("csv") => Format::Csv,
-        Some(_) => return Err(ApiError::BadRequest("format must be jsonl or csv".into())),
+/// The export's body: the CSV header line if any, then one chunk per page.
+fn body(state: AppState, export: Export, format: Format) -> Body {
+    let header = match format {
+        Format::Csv => Some(format!("{}\r\n", AuditEntry::CSV_HEADER)),
+        Format::Jsonl => None,
     };
-    if let Some(o) = &q.outcome
-        && Outcome::parse(o).is_none()
-    {
-        return Err(ApiError::BadRequest(
-            "outcome must be allow, deny or error".into(),
-        ));
-    }
-    Ok((
-        AuditFilter {
-            case_id: q.case_id,
-            centre_id: q.centre_id,
-            actor: q.actor,
-            action: q.action,
-            outcome: q.outcome,
-            since: time_bound("since", q.since)?,
-            until: time_bound("until", q.until)?,
+    let pages = stream::unfold(
+        (state, export, header),
+        move |(state, mut export, header)| async move {
+            if let Some(line) = header {
+                return Some((Ok(line), (state, export, None)));
+            }
+            match export.next_page(&state.services).await {
+                Ok(None) => None,
+                Ok(Some(rows)) => {
+                    let text: String = rows.iter().map(|r| format.line(r)).collect();
+                    Some((Ok(text), (state, export, None)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export page");
+                    let error = std::io::Error::other("audit export failed");
+                    Some((Err(error), (state, export, None)))
+                }
+            }
         },
-        format,
-    ))
+    );
+    Body::from_stream(pages)
 }
 
 pub async fn export(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
+    let Query(q) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
-    let (filter, format) = filter_and_format(query)?;
-    state
-        .audit(&ctx, NewEntry::new("audit.export", Outcome::Allow))
-        .await?;
-
-    // Entries up to the current head only, so a long export ends.
-    let head = audit::head(&state.db).await?;
-    let pages = stream::unfold(
-        (state, filter, 0i64, false, matches!(format, Format::Csv)),
-        move |(state, filter, after, done, header_pending)| async move {
-            if done {
-                return None;
-            }
-            if header_pending {
-                let line = format!("{}\r\n", AuditEntry::CSV_HEADER);
-                return Some((Ok(line), (state, filter, after, false, false)));
-            }
-            match audit::page(&state.db, &filter, after, PAGE).await {
-                Err(e) => {
-                    tracing::error!(error = %e, "audit export page");
-                    Some((
-                        Err(std::io::Error::other("audit export failed")),
-                        (state, filter, after, true, false),
-                    ))
-                }
-                Ok(rows) => {
-                    let rows: Vec<_> = rows.into_iter().filter(|r| r.seq <= head).collect();
-                    let last = rows.last().map(|r| r.seq);
-                    let finished = (rows.len() as i64) < PAGE || last.is_none_or(|s| s >= head);
-                    let text: String = rows
-                        .iter()
-                        .map(|r| match format {
-                            Format::Jsonl => format!("{}\n", r.to_json_line()),
-                            Format::Csv => format!("{}\r\n", r.to_csv_line()),
-                        })
-                        .collect();
-                    if text.is_empty() && finished {
-                        return None;
-                    }
-                    Some((
-                        Ok(text),
-                        (state, filter, last.unwrap_or(after), finished, false),
-                    ))
-                }
-            }
-        },
-    );
-    let content_type = match format {
-        Format::Jsonl => "application/jsonl",
-        Format::Csv => "text/csv; charset=utf-8",
+    let format = Format::parse(q.format.as_deref())?;
+    let query = ExportQuery {
+        case_id: q.case_id,
+        centre_id: q.centre_id,
+        actor: q.actor,
+        action: q.action,
+        outcome: q.outcome,
+        since: q.since,
+        until: q.until,
     };
+    let export = audit::export(&state.services, &ctx, query).await?;
+    let content_type = format.content_type();
     Ok((
         [(header::CONTENT_TYPE, content_type)],
-        Body::from_stream(pages),
+        body(state, export, format),
     )
         .into_response())
 }

@@ -15,64 +15,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::access::{self, Access, RouteSpec};
 use super::conn::{ConnInfo, RequestId};
+use super::endpoint::{Access, Endpoint, Spec};
 use super::error::ApiError;
 use super::limiter::{AddressKey, Subject, Verdict};
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::db::{self, cases::CaseRow, tokens::OperatorRole};
-use crate::ids::{CaseId, OperatorTokenId};
-use crate::token::{SecretToken, TokenKind};
-
-/// Who is calling.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    /// A reviewing centre holding a valid grant, over its pinned certificate.
-    Centre {
-        grant: Box<crate::db::grants::GrantRow>,
-        centre: Box<crate::db::centres::CentreRow>,
-    },
-    Operator {
-        token_id: OperatorTokenId,
-        role: OperatorRole,
-    },
-    Patient {
-        case: Box<CaseRow>,
-    },
-}
-
-impl Principal {
-    fn actor_and_role(&self) -> (String, &'static str) {
-        match self {
-            Principal::Operator { token_id, role } => (token_id.to_string(), role.as_str()),
-            Principal::Patient { case } => (format!("patient:{}", case.case_id), "patient"),
-            Principal::Centre { centre, .. } => (format!("centre:{}", centre.centre_id), "centre"),
-        }
-    }
-
-    fn satisfies(&self, access: Access) -> bool {
-        matches!(
-            (self, access),
-            (
-                Principal::Operator {
-                    role: OperatorRole::Coordinator,
-                    ..
-                },
-                Access::Coordinator
-            ) | (
-                Principal::Operator {
-                    role: OperatorRole::Compliance,
-                    ..
-                },
-                Access::Compliance
-            ) | (
-                Principal::Patient { .. },
-                Access::Patient | Access::PatientUpload
-            )
-        )
-    }
-}
+use crate::ids::CaseId;
+use crate::service::principal::Principal;
+use crate::service::{grants, principal};
 
 /// The `Authorization: Bearer <token>` value, if well-formed.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -81,26 +32,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
-}
-
-async fn resolve(state: &AppState, raw: &str) -> Result<Option<Principal>, ApiError> {
-    let Some((kind, token)) = SecretToken::parse(raw) else {
-        return Ok(None);
-    };
-    let hash = token.hash();
-    Ok(match kind {
-        TokenKind::Operator => db::tokens::find(&state.db, &hash)
-            .await?
-            .map(|(token_id, role)| Principal::Operator { token_id, role }),
-        TokenKind::Upload => db::cases::find_by_upload_token(&state.db, &hash)
-            .await?
-            .filter(|(_, stored)| hash.ct_eq(stored))
-            .map(|(case, _)| Principal::Patient {
-                case: Box::new(case),
-            }),
-        // Grant tokens are only valid on the centre listener's grant routes.
-        TokenKind::Grant => None,
-    })
 }
 
 /// The case a denied request was aimed at, for the audit entry: the path
@@ -114,41 +45,49 @@ fn target_case(template: &str, path: &str) -> Option<CaseId> {
         .and_then(|(_, v)| CaseId::parse(v))
 }
 
-/// Answers a denial: counts it against the address and audits it, unless
-/// the address is over its limit (then 429, counted in the aggregate, no
-/// entry). Failures of ours (5xx) are audited but not counted.
-async fn deny(
-    state: &AppState,
-    ctx: &RequestContext,
+/// The request being authorised: what its denials are audited and counted
+/// against.
+struct Gate<'a> {
+    state: &'a AppState,
+    ctx: RequestContext,
     address: Option<AddressKey>,
-    spec: &RouteSpec,
-    case: Option<&CaseId>,
-    error: ApiError,
-    reason: &str,
-) -> Response {
-    let response = error.into_response();
-    if response.status().is_client_error()
-        && let Some(address) = address
-    {
-        match state.limiter.failure(address) {
-            Verdict::Refuse => return ApiError::RateLimited.into_response(),
-            Verdict::Record { started: None } => {}
-            Verdict::Record {
-                started: Some(subject),
-            } => {
-                if let Err(e) = audit_limiting_started(state, ctx, subject).await {
-                    return e.into_response();
+    spec: Spec,
+    /// The case the request is aimed at, if the path names a well-formed one.
+    case: Option<CaseId>,
+}
+
+impl Gate<'_> {
+    /// Answers a denial: counts it against the address and audits it,
+    /// unless the address is over its limit (then 429, counted in the
+    /// aggregate, no entry). Failures of ours (5xx) are audited but not
+    /// counted.
+    async fn deny(&self, error: ApiError, reason: &str) -> Response {
+        let (state, ctx) = (self.state, &self.ctx);
+        let response = error.into_response();
+        if response.status().is_client_error()
+            && let Some(address) = self.address
+        {
+            match state.limiter.failure(address) {
+                Verdict::Refuse => return ApiError::RateLimited.into_response(),
+                Verdict::Record { started: None } => {}
+                Verdict::Record {
+                    started: Some(subject),
+                } => {
+                    if let Err(e) = audit_limiting_started(state, ctx, subject).await {
+                        return e.into_response();
+                    }
                 }
             }
         }
-    }
-    let mut entry = NewEntry::new(spec.action.unwrap_or("unknown"), Outcome::Deny).reason(reason);
-    if let Some(case) = case {
-        entry = entry.case(case);
-    }
-    match state.audit(ctx, entry).await {
-        Ok(()) => response,
-        Err(audit_error) => audit_error.into_response(),
+        let action = self.spec.action.unwrap_or("unknown");
+        let mut entry = NewEntry::new(action, Outcome::Deny).reason(reason);
+        if let Some(case) = &self.case {
+            entry = entry.case(case);
+        }
+        match state.audit(ctx, entry).await {
+            Ok(()) => response,
+            Err(audit_error) => ApiError::from(audit_error).into_response(),
+        }
     }
 }
 
@@ -159,7 +98,7 @@ async fn audit_limiting_started(
     ctx: &RequestContext,
     subject: Subject,
 ) -> Result<(), ApiError> {
-    let limit = state.config.limits.auth_failures_per_minute;
+    let limit = state.services.config.limits.auth_failures_per_minute;
     let reason = match subject {
         Subject::Address(address) => format!(
             "{limit} denied requests from {address} within 60 s; further requests from it get 429 until the minute is over"
@@ -168,12 +107,8 @@ async fn audit_limiting_started(
             "{limit} denied requests within 60 s from addresses beyond the limiter's table, which share one limit; further denials from them get 429 until the minute is over"
         ),
     };
-    state
-        .audit(
-            ctx,
-            NewEntry::new("auth.rate_limited", Outcome::Deny).reason(reason),
-        )
-        .await
+    let entry = NewEntry::new("auth.rate_limited", Outcome::Deny).reason(reason);
+    Ok(state.audit(ctx, entry).await?)
 }
 
 /// Whether a handler's answer to an authorised caller is a refusal that
@@ -201,13 +136,17 @@ const RESUMPTION_STATUSES: [u16; 6] = [408, 409, 413, 423, 429, 460];
 /// is a refusal (the handler has audited it already; over the limit, the
 /// next request from the address gets 429).
 async fn run_counted(
-    state: &AppState,
-    ctx: RequestContext,
-    address: Option<AddressKey>,
+    gate: Gate<'_>,
     principal: Principal,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let Gate {
+        state,
+        ctx,
+        address,
+        ..
+    } = gate;
     let audit_ctx = ctx.clone();
     let operator = matches!(principal, Principal::Operator { .. });
     req.extensions_mut().insert(principal);
@@ -223,56 +162,67 @@ async fn run_counted(
     response
 }
 
-pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The authorisation layer: finds the request's endpoint in the table,
+/// lets public endpoints through, and otherwise authenticates the caller
+/// and checks its access before the handler runs. The endpoint goes into
+/// the request's extensions (path extractors audit against its action).
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let matched = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let Some(spec) = matched.and_then(|m| access::lookup(req.method(), &m)) else {
+    let Some(endpoint) = matched.and_then(|m| Endpoint::find(req.method(), &m)) else {
         return ApiError::NotFound.into_response();
     };
+    req.extensions_mut().insert(endpoint);
+    let spec = endpoint.spec();
     if spec.access == Access::Public {
         return next.run(req).await;
     }
     let conn = req.extensions().get::<ConnInfo>().cloned();
-    let mut ctx = RequestContext {
-        actor: "anonymous".into(),
-        role: "anonymous".into(),
-        client_addr: conn.as_ref().map(|c| c.remote_addr.ip().to_string()),
-        client_cert_sha256: conn.as_ref().and_then(|c| c.client_cert_sha256.clone()),
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+    let gate = Gate {
+        state: &state,
+        ctx: RequestContext {
+            actor: "anonymous".into(),
+            role: "anonymous".into(),
+            client_addr: conn.as_ref().map(|c| c.remote_addr.ip().to_string()),
+            client_cert_sha256: conn.as_ref().and_then(|c| c.client_cert_sha256.clone()),
+            request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        },
+        address: conn.as_ref().map(|c| AddressKey::from(c.remote_addr.ip())),
+        case: target_case(spec.path, req.uri().path()),
+        spec,
     };
-    let address = conn.as_ref().map(|c| AddressKey::from(c.remote_addr.ip()));
-    let case = target_case(spec.path, req.uri().path());
-
-    if address.is_some_and(|a| state.limiter.is_limited(a)) {
+    if gate.address.is_some_and(|a| state.limiter.is_limited(a)) {
         return ApiError::RateLimited.into_response();
     }
-
-    if spec.access == Access::Centre {
-        let raw = bearer(req.headers()).map(str::to_owned);
-        return match super::centre_auth::authorize_centre(&state, &mut ctx, raw.as_deref()).await {
-            Ok(principal) => run_counted(&state, ctx, address, principal, req, next).await,
-            Err(refusal) => {
-                deny(
-                    &state,
-                    &ctx,
-                    address,
-                    spec,
-                    None,
-                    refusal.error,
-                    &refusal.reason,
-                )
-                .await
-            }
-        };
+    if gate.spec.access == Access::Centre {
+        authorize_centre(gate, req, next).await
+    } else {
+        authorize_bearer(gate, req, next).await
     }
+}
 
+/// A centre: a grant token over its pinned certificate, while the grant is
+/// live (the grant service decides). Denials are not tied to a case.
+async fn authorize_centre(mut gate: Gate<'_>, req: Request, next: Next) -> Response {
+    let raw = bearer(req.headers()).map(str::to_owned);
+    gate.case = None;
+    match grants::authorize(&gate.state.services, &mut gate.ctx, raw.as_deref()).await {
+        Ok(principal) => run_counted(gate, principal, req, next).await,
+        Err(refusal) => gate.deny(refusal.error.into(), &refusal.reason).await,
+    }
+}
+
+/// An operator or a patient: a known bearer token whose role the endpoint
+/// admits; a patient uploads only within the upload period.
+async fn authorize_bearer(mut gate: Gate<'_>, req: Request, next: Next) -> Response {
+    let state = gate.state;
     let principal = match bearer(req.headers()) {
         None => None,
-        Some(raw) => match resolve(&state, raw).await {
+        Some(raw) => match principal::resolve(&state.services, raw).await {
             Ok(p) => p,
-            Err(e) => return e.into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         },
     };
     let Some(principal) = principal else {
@@ -281,49 +231,24 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         } else {
             "no bearer token"
         };
-        return deny(
-            &state,
-            &ctx,
-            address,
-            spec,
-            case.as_ref(),
-            ApiError::Unauthenticated,
-            reason,
-        )
-        .await;
+        return gate.deny(ApiError::Unauthenticated, reason).await;
     };
-
     let (actor, role) = principal.actor_and_role();
-    ctx.actor = actor;
-    ctx.role = role.into();
-    if !principal.satisfies(spec.access) {
-        let reason = format!("role {role} may not call {} {}", spec.method, spec.path);
-        return deny(
-            &state,
-            &ctx,
-            address,
-            spec,
-            case.as_ref(),
-            ApiError::Forbidden,
-            &reason,
-        )
-        .await;
+    gate.ctx.actor = actor;
+    gate.ctx.role = role.into();
+    if !gate.spec.access.admits(&principal) {
+        let reason = format!(
+            "role {role} may not call {} {}",
+            gate.spec.method, gate.spec.path
+        );
+        return gate.deny(ApiError::Forbidden, &reason).await;
     }
-    if spec.access == Access::PatientUpload
-        && let Principal::Patient { case } = &principal
-        && case.upload_expires_at <= state.timestamp()
+    if gate.spec.access == Access::PatientUpload
+        && let Some(case_id) = principal.upload_period_over(state.services.timestamp())
     {
-        let case_id = case.case_id.clone();
-        return deny(
-            &state,
-            &ctx,
-            address,
-            spec,
-            Some(&case_id),
-            ApiError::UploadExpired,
-            "upload token past its upload expiry",
-        )
-        .await;
+        gate.case = Some(case_id.clone());
+        let reason = "upload token past its upload expiry";
+        return gate.deny(ApiError::UploadExpired, reason).await;
     }
-    run_counted(&state, ctx, address, principal, req, next).await
+    run_counted(gate, principal, req, next).await
 }

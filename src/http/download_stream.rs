@@ -11,9 +11,10 @@ use bytes::Bytes;
 
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{ChunkCipher, Decryptor, ReadError};
-use crate::db::{self, centres::CentreRow, grants::GrantRow};
+use crate::crypto::format::{Decryptor, ReadError};
 use crate::ids::FileId;
+use crate::service::downloads::{Download, Kind, Lease};
+use crate::service::principal::{CentreRow, GrantRow};
 use crate::store::object_key;
 
 /// Plaintext per store read while streaming: 16 chunks.
@@ -21,54 +22,9 @@ const WINDOW: u64 = 16 * 64 * 1024;
 /// Object bytes per store read on the sealed route (passed through as
 /// stored, so bigger reads cost no decryption latency).
 const SEALED_WINDOW: u64 = 2 * WINDOW;
+/// How often a running download records its progress and re-checks its
+/// grant.
 const RECHECK: Duration = Duration::from_secs(2);
-/// A download lease without a heartbeat for this long belongs to a gateway
-/// that died; its bytes are settled at its last recorded progress. A live
-/// download beats every `RECHECK` while its client reads.
-pub const LEASE_TTL_SECS: i64 = 120;
-
-/// How the bytes of a download are charged to a file's budget of
-/// `max_downloads × size`: plaintext bytes as they are; bytes of the sealed
-/// object scaled to the plaintext size (rounded down, at least 1), so a
-/// whole sealed download costs exactly one plaintext download and the two
-/// representations can be mixed.
-#[derive(Clone, Copy, Debug)]
-pub struct Budget {
-    pub kind: Kind,
-    /// Plaintext size of the file.
-    pub size: u64,
-    /// Length of the representation served (plaintext size or object length).
-    pub total: u64,
-}
-
-impl Budget {
-    pub fn charge(&self, bytes: u64) -> i64 {
-        let units = match self.kind {
-            Kind::Plaintext => bytes,
-            Kind::Sealed if bytes == 0 || self.total == 0 => 0,
-            Kind::Sealed => {
-                let scaled = u128::from(bytes) * u128::from(self.size) / u128::from(self.total);
-                u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
-            }
-        };
-        i64::try_from(units).unwrap_or(i64::MAX)
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    Plaintext,
-    Sealed,
-}
-
-impl Kind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Plaintext => "plaintext",
-            Kind::Sealed => "sealed",
-        }
-    }
-}
 
 struct Streaming {
     state: AppState,
@@ -93,8 +49,7 @@ struct Streaming {
     sent: u64,
     /// The lease on the file's download budget, settled at `sent` when the
     /// download ends, is cut, or its body is dropped.
-    lease: i64,
-    budget: Budget,
+    lease: Lease,
 }
 
 /// Largest body frame: a slow client pulls a new frame (and so triggers a
@@ -107,21 +62,7 @@ impl Streaming {
             return Ok(());
         }
         self.checked = Instant::now();
-        let now = self.state.now().unix_timestamp();
-        let charge = self.budget.charge(self.sent);
-        match db::grants::heartbeat(&self.state.db, self.lease, charge, now).await {
-            Ok(true) => {}
-            Ok(false) => return Err("download lease expired".into()),
-            Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
-        }
-        let grant = db::grants::get(&self.state.db, &self.grant.grant_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        match grant {
-            Some(g) if g.revoked_at.is_none() && g.expires_at > self.state.timestamp() => Ok(()),
-            Some(g) if g.revoked_at.is_some() => Err("grant revoked during the download".into()),
-            _ => Err("grant expired during the download".into()),
-        }
+        self.lease.recheck(&self.state.services, self.sent).await
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {
@@ -161,15 +102,14 @@ impl Streaming {
     }
 }
 
-/// What it takes to end a download after its body is gone: settle the
-/// lease at the bytes sent and write the end (or cut) entry, in one
-/// transaction.
+/// What it takes to end a download after its body is gone: the lease,
+/// settled at the bytes sent, and the end (or cut) entry.
 struct Closing {
     state: AppState,
     ctx: RequestContext,
     entry: NewEntry,
-    lease: i64,
-    charge: i64,
+    lease: Lease,
+    sent: u64,
     complete: bool,
 }
 
@@ -178,19 +118,13 @@ impl Closing {
         Closing {
             state: s.state.clone(),
             ctx: s.ctx.clone(),
-            entry: NewEntry::new(
-                match s.kind {
-                    Kind::Plaintext => "download.plaintext",
-                    Kind::Sealed => "download.sealed",
-                },
-                Outcome::Allow,
-            )
-            .case(&s.grant.case_id)
-            .centre(&s.centre.centre_id)
-            .grant(&s.grant.grant_id)
-            .file(&s.file_id),
-            lease: s.lease,
-            charge: s.budget.charge(s.sent),
+            entry: NewEntry::new(s.kind.action(), Outcome::Allow)
+                .case(&s.grant.case_id)
+                .centre(&s.centre.centre_id)
+                .grant(&s.grant.grant_id)
+                .file(&s.file_id),
+            lease: s.lease.clone(),
+            sent: s.sent,
             complete: s.at >= s.span.end && s.pending.is_empty(),
         }
     }
@@ -198,18 +132,15 @@ impl Closing {
     async fn run(self, outcome: Outcome, reason: String) {
         let mut entry = self.entry.reason(reason);
         entry.outcome = outcome;
-        let result = async {
-            let mut tx = self.state.begin().await?;
-            db::grants::settle(&mut tx, self.lease, self.charge, !self.complete)
-                .await
-                .map_err(super::error::ApiError::from)?;
-            self.state.commit_audited(tx, &self.ctx, entry).await
-        }
-        .await;
-        if let Err(e) = result {
-            // The lease is settled later from its last heartbeat.
-            tracing::error!(error = %e, "download end not recorded");
-        }
+        self.lease
+            .close(
+                &self.state.services,
+                &self.ctx,
+                entry,
+                self.sent,
+                self.complete,
+            )
+            .await;
     }
 }
 
@@ -230,38 +161,30 @@ impl Drop for Streaming {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The body of a download the grant service started.
 pub fn stream_body(
     state: AppState,
     ctx: RequestContext,
     grant: GrantRow,
     centre: CentreRow,
-    file_id: FileId,
-    size: u64,
-    span: std::ops::Range<u64>,
-    kind: Kind,
-    cipher: ChunkCipher,
-    lease: i64,
-    budget: Budget,
+    download: Download,
 ) -> Body {
-    let at = span.start;
     let s = Streaming {
         state,
         ctx,
         grant,
         centre,
-        file_id,
-        span,
-        at,
-        kind,
-        object: Arc::new(Decryptor::from_cipher(cipher, size)),
+        file_id: download.file_id,
+        at: download.span.start,
+        span: download.span,
+        kind: download.kind,
+        object: Arc::new(Decryptor::from_cipher(download.cipher, download.size)),
         ahead: None,
         checked: Instant::now(),
         done: false,
         pending: Bytes::new(),
         sent: 0,
-        lease,
-        budget,
+        lease: download.lease,
     };
     let stream = futures_util::stream::unfold(s, |mut s| async move {
         if s.done {
@@ -322,12 +245,13 @@ async fn read_window(
 ) -> Result<Bytes, String> {
     let bytes = match kind {
         Kind::Sealed => state
+            .services
             .store
             .get_range(key, range)
             .await
             .map_err(|e| e.to_string())?,
         Kind::Plaintext => object
-            .read_range(range, |r| state.store.get_range(key, r))
+            .read_range(range, |r| state.services.store.get_range(key, r))
             .await
             .map_err(|e| match e {
                 ReadError::Fetch(e) => e.to_string(),

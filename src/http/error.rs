@@ -6,7 +6,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::db::DbError;
+use crate::service::audit::AuditError;
+use crate::service::cases::CaseError;
+use crate::service::centres::CentreError;
+use crate::service::grants::GrantError;
+use crate::service::principal::PrincipalError;
 use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +120,76 @@ impl ApiError {
     }
 }
 
-/// Database failures are ours, not the client's: logged with detail,
-/// answered vaguely.
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        tracing::error!(error = %e, "database error");
-        ApiError::StorageUnavailable
+/// Failures of ours, not the client's: logged with detail, answered
+/// vaguely.
+fn storage(e: &dyn std::error::Error) -> ApiError {
+    tracing::error!(error = %e, "database error");
+    ApiError::StorageUnavailable
+}
+
+fn internal(e: &dyn std::error::Error) -> ApiError {
+    tracing::error!(error = %e, "internal error");
+    ApiError::Internal
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            // Logged where it happened, with the action.
+            AuditError::Unavailable(_) => ApiError::AuditUnavailable,
+            AuditError::Db(e) => storage(&e),
+            AuditError::BadQuery(m) => ApiError::BadRequest(m),
+        }
+    }
+}
+
+impl From<PrincipalError> for ApiError {
+    fn from(e: PrincipalError) -> Self {
+        storage(&e)
+    }
+}
+
+impl From<CaseError> for ApiError {
+    fn from(e: CaseError) -> Self {
+        match e {
+            CaseError::NotFound => ApiError::NotFound,
+            CaseError::BadRequest(m) => ApiError::BadRequest(m),
+            CaseError::Key(_) | CaseError::Manifest(_) => internal(&e),
+            CaseError::Audit(e) => e.into(),
+            CaseError::Db(e) => storage(&e),
+        }
+    }
+}
+
+impl From<CentreError> for ApiError {
+    fn from(e: CentreError) -> Self {
+        match e {
+            CentreError::NotFound => ApiError::NotFound,
+            CentreError::BadRequest(m) => ApiError::BadRequest(m),
+            CentreError::Conflict(m) => ApiError::Conflict(m),
+            CentreError::Audit(e) => e.into(),
+            CentreError::Db(e) => storage(&e),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::NotFound => ApiError::NotFound,
+            GrantError::BadRequest(m) => ApiError::BadRequest(m),
+            GrantError::Unauthenticated => ApiError::Unauthenticated,
+            GrantError::ClientCertificateRequired => ApiError::ClientCertificateRequired,
+            GrantError::CertificateMismatch => ApiError::CertificateMismatch,
+            GrantError::Expired => ApiError::GrantExpired,
+            GrantError::Revoked => ApiError::GrantRevoked,
+            GrantError::Exhausted => ApiError::GrantExhausted,
+            GrantError::RangeNotSatisfiable(len) => ApiError::RangeNotSatisfiable(len),
+            GrantError::StorageUnavailable => ApiError::StorageUnavailable,
+            GrantError::Internal(_) => internal(&e),
+            GrantError::Audit(e) => e.into(),
+            GrantError::Db(e) => storage(&e),
+        }
     }
 }
 

@@ -1,18 +1,20 @@
-//! The HTTP API: one router, one route table ([`access`]) saying which role
-//! each route needs, an authorisation layer, thin handlers, and one error
-//! type mapped to problem+json.
+//! The HTTP API: one route table ([`endpoint`]) that the routers, the
+//! authorisation layer and the role-matrix test read; thin handlers that
+//! parse a request, call one service (`crate::service`, `crate::upload`)
+//! and map its error to problem+json in one place ([`error`]); the
+//! middleware (request ids, authorisation, the failure limiter) and the
+//! streamed download body.
 
-pub mod access;
 pub mod audit_export;
 pub mod auth;
 pub mod cases;
-pub mod centre_admin;
-pub mod centre_auth;
 pub mod centres;
 pub mod conn;
 pub mod download_stream;
 pub mod downloads;
+pub mod endpoint;
 pub mod error;
+pub mod extract;
 pub mod grants;
 pub mod health;
 pub mod json;
@@ -29,48 +31,82 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, head, options, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
 use conn::RequestId;
+use endpoint::{Endpoint, Listener};
 use error::ApiError;
 use state::AppState;
 
+/// The handler of each endpoint.
+fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
+    use Endpoint as E;
+    let spec = endpoint.spec();
+    // Every method in the table is one axum can filter on.
+    let method = MethodFilter::try_from(spec.method).unwrap_or(MethodFilter::GET);
+    match endpoint {
+        E::Healthz => on(method, health::healthz),
+        E::Readyz => on(method, health::readyz),
+        E::CreateCase => on(method, cases::create),
+        E::ListCases => on(method, cases::list),
+        E::ReadCase => on(method, cases::manifest),
+        E::DeleteCase => on(method, cases::delete),
+        E::ReissueUploadToken => on(method, cases::reissue_upload_token),
+        E::RegisterCentre => on(method, centres::register),
+        E::ListCentres => on(method, centres::list),
+        E::UpdateCentre => on(method, centres::update),
+        E::DisableCentre => on(method, centres::disable),
+        E::CreateGrant => on(method, grants::create),
+        E::ListGrants => on(method, grants::list),
+        E::RevokeGrant => on(method, grants::revoke),
+        E::PatientCase => on(method, patient::case_manifest),
+        E::PatientAccess => on(method, patient::access),
+        E::GrantInfo => on(method, downloads::grant_info),
+        E::DownloadPlaintext => on(method, downloads::plaintext),
+        E::DownloadSealed => on(method, downloads::sealed),
+        E::AuditExport => on(method, audit_export::export),
+        E::TusOptions | E::TusOptionsSlash => on(method, tus::options),
+        E::TusCreate | E::TusCreateSlash => on(method, tus::create),
+        E::TusHead => on(method, tus::head),
+        E::TusPatch => on(method, tus::patch),
+        E::TusTerminate => on(method, tus::terminate),
+    }
+}
+
+/// The table's endpoints that `keep` selects, routed, behind the
+/// authorisation layer.
+fn routes(state: &AppState, keep: impl Fn(Endpoint) -> bool) -> Router<AppState> {
+    let router = Endpoint::ALL
+        .into_iter()
+        .filter(|e| keep(*e))
+        .fold(Router::new(), |router, e| {
+            router.route(e.spec().path, handler_of(e))
+        });
+    router.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authorize,
+    ))
+}
+
+/// What every answer of a listener gets: unknown routes and methods as
+/// problems, a request id, a panic answered 500.
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_id))
+        .layer(CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
 /// The main listener's router.
 pub fn router(state: AppState) -> Router {
-    let limits = &state.config.limits;
-    let auth = || middleware::from_fn_with_state(state.clone(), auth::authorize);
-    let api = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/v1/cases", post(cases::create).get(cases::list))
-        .route(
-            "/api/v1/cases/{case_id}",
-            get(cases::manifest).delete(cases::delete),
-        )
-        .route(
-            "/api/v1/cases/{case_id}/upload-token",
-            post(cases::reissue_upload_token),
-        )
-        .route(
-            "/api/v1/centres",
-            post(centres::register).get(centres::list),
-        )
-        .route("/api/v1/patient/case", get(patient::case_manifest))
-        .route("/api/v1/patient/access", get(patient::access))
-        .route(
-            "/api/v1/centres/{centre_id}",
-            put(centre_admin::update).delete(centre_admin::disable),
-        )
-        .route(
-            "/api/v1/cases/{case_id}/grants",
-            post(grants::create).get(grants::list),
-        )
-        .route("/api/v1/grants/{grant_id}", delete(grants::revoke))
-        .route("/api/v1/audit", get(audit_export::export))
-        .route_layer(auth())
+    let limits = &state.services.config.limits;
+    let on_main = |e: Endpoint| e.spec().listener == Listener::Main;
+    let api = routes(&state, |e| on_main(e) && !e.is_tus())
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -79,43 +115,17 @@ pub fn router(state: AppState) -> Router {
     // Uploads stream bodies of any size for as long as they flow: no body
     // limit, no whole-request deadline (a stalled body is cut by the
     // upload's idle timeout instead).
-    let tus = Router::new()
-        .route("/tus", options(tus::options).post(tus::create))
-        .route("/tus/", options(tus::options).post(tus::create))
-        .route(
-            "/tus/{upload_id}",
-            head(tus::head).patch(tus::patch).delete(tus::terminate),
-        )
-        .route_layer(auth())
+    let tus = routes(&state, |e| on_main(e) && e.is_tus())
         .layer(middleware::from_fn(tus::tus_resumable_header));
-    let api = api.merge(tus);
-    api.fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(request_id))
-        .layer(CatchPanicLayer::custom(panicked))
-        .with_state(state)
+    finish(api.merge(tus), state)
 }
 
 /// The centre listener's router: the grant routes only.
 pub fn centre_router(state: AppState) -> Router {
-    let limits = &state.config.limits;
-    Router::new()
-        .route("/api/v1/grant", get(downloads::grant_info))
-        .route("/api/v1/grant/files/{file_id}", get(downloads::plaintext))
-        .route(
-            "/api/v1/grant/files/{file_id}/sealed",
-            get(downloads::sealed),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authorize,
-        ))
-        .layer(DefaultBodyLimit::max(limits.json_body_bytes))
-        .fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(request_id))
-        .layer(CatchPanicLayer::custom(panicked))
-        .with_state(state)
+    let limits = &state.services.config.limits;
+    let centre = routes(&state, |e| e.spec().listener == Listener::Centre)
+        .layer(DefaultBodyLimit::max(limits.json_body_bytes));
+    finish(centre, state)
 }
 
 /// A handler that panics answers its own request with a 500; the

@@ -1,20 +1,18 @@
 //! A single HTTP byte range (`Range: bytes=a-b`, `a-`, `-n`); several
 //! ranges, other units or a range past the end are not satisfiable.
 
-use std::ops::Range;
-
 use axum::http::{HeaderMap, header};
 
-/// The Range header cannot be served (answered 416).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Unsatisfiable;
+pub use crate::service::downloads::{RangeSpec, Unsatisfiable};
 
-/// `Ok(None)`: no Range header (the whole representation).
-pub fn parse(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, Unsatisfiable> {
-    parse_inner(headers, len).map_err(|()| Unsatisfiable)
+/// The `Range` header's single range. `Ok(None)`: no Range header (the
+/// whole representation). Whether it fits the representation is decided
+/// once its length is known ([`RangeSpec::resolve`]).
+pub fn parse(headers: &HeaderMap) -> Result<Option<RangeSpec>, Unsatisfiable> {
+    parse_inner(headers).map_err(|()| Unsatisfiable)
 }
 
-fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> {
+fn parse_inner(headers: &HeaderMap) -> Result<Option<RangeSpec>, ()> {
     let Some(value) = headers.get(header::RANGE) else {
         return Ok(None);
     };
@@ -26,7 +24,7 @@ fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> 
     let (a, b) = spec.split_once('-').ok_or(())?;
     // Digits only; a value too large for u64 saturates (a last-byte-pos
     // beyond the end means "to the end", RFC 9110 §14.1.2), and every sum
-    // below is checked, so no client number can overflow.
+    // in `resolve` is checked, so no client number can overflow.
     let num = |s: &str| -> Result<u64, ()> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
             return Err(());
@@ -39,26 +37,30 @@ fn parse_inner(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, ()> 
             if n == 0 {
                 return Err(());
             }
-            len.saturating_sub(n)..len
+            RangeSpec::Suffix(n)
         }
-        (start, "") => num(start)?..len,
+        (start, "") => RangeSpec::From(num(start)?),
         (start, end) => {
             let (s, e) = (num(start)?, num(end)?);
             if e < s {
                 return Err(());
             }
-            s..e.saturating_add(1).min(len)
+            RangeSpec::FromTo(s, e)
         }
     };
-    if range.start >= len || range.is_empty() {
-        return Err(());
-    }
     Ok(Some(range))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
+
     use super::*;
+
+    /// The range of a representation of `len` bytes the headers ask for.
+    fn parse(headers: &HeaderMap, len: u64) -> Result<Option<Range<u64>>, Unsatisfiable> {
+        super::parse(headers)?.map(|r| r.resolve(len)).transpose()
+    }
 
     fn h(v: &str) -> HeaderMap {
         let mut m = HeaderMap::new();

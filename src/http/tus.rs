@@ -3,18 +3,19 @@
 //! expiration, checksum (sha1, sha256), termination.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::Principal;
 use super::error::ApiError;
+use super::extract::Id;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
-use crate::db::cases::CaseRow;
-use crate::db::uploads::{UploadRow, UploadState};
 use crate::ids::UploadId;
+use crate::service::principal::{CaseRow, Principal};
+use crate::service::{Upload as UploadRow, UploadState};
 use crate::upload::checksum::{self, ExpectedChecksum};
 
 pub const TUS_VERSION: &str = "1.0.0";
@@ -67,19 +68,16 @@ fn patient_case(principal: Principal) -> Result<CaseRow, ApiError> {
     }
 }
 
-fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
-    UploadId::parse(raw).ok_or(ApiError::NotFound)
-}
+/// A request that speaks tus 1.0.0: checked before anything else about
+/// it, the upload id in its path included (412 otherwise).
+pub struct TusResumable;
 
-/// What every request on one upload checks first: protocol version, the
-/// patient's case, a well-formed upload id.
-fn upload_target(
-    headers: &HeaderMap,
-    principal: Principal,
-    raw_id: &str,
-) -> Result<(CaseRow, UploadId), ApiError> {
-    check_version(headers)?;
-    Ok((patient_case(principal)?, parse_upload_id(raw_id)?))
+impl<S: Send + Sync> FromRequestParts<S> for TusResumable {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        check_version(&parts.headers).map(|()| TusResumable)
+    }
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
@@ -123,7 +121,7 @@ pub async fn options(State(state): State<AppState>) -> Response {
     set(
         &mut headers,
         "tus-max-size",
-        state.config.limits.max_upload_bytes,
+        state.services.config.limits.max_upload_bytes,
     );
     set(&mut headers, "tus-checksum-algorithm", checksum::ALGORITHMS);
     (StatusCode::NO_CONTENT, headers).into_response()
@@ -147,7 +145,7 @@ async fn run_patch(
     checksum: Option<ExpectedChecksum>,
     body: Body,
 ) -> Result<UploadRow, ApiError> {
-    let uploads = state.uploads.clone();
+    let uploads = state.services.uploads.clone();
     let task = tokio::spawn(async move {
         uploads
             .patch(
@@ -197,7 +195,11 @@ pub async fn create(
     } else {
         None
     };
-    let upload = state.uploads.create(&ctx, &case, length, metadata).await?;
+    let upload = state
+        .services
+        .uploads
+        .create(&ctx, &case, length, metadata)
+        .await?;
     let location = format!("/tus/{}", upload.upload_id);
     let upload = if with_data || length == 0 {
         // creation-with-upload: the upload exists whatever happens to its
@@ -217,6 +219,7 @@ pub async fn create(
             Err(e) => {
                 tracing::info!(error = %e, "data sent with creation not stored");
                 state
+                    .services
                     .uploads
                     .load(&case, &upload.upload_id)
                     .await
@@ -239,10 +242,10 @@ pub async fn head(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
     axum::Extension(principal): axum::Extension<Principal>,
-    Path(upload_id): Path<String>,
-    headers: HeaderMap,
+    _: TusResumable,
+    Id(upload_id): Id<UploadId>,
 ) -> Result<Response, ApiError> {
-    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
+    let case = patient_case(principal)?;
     // A PATCH still running on this upload — typically one whose connection
     // just dropped, still syncing its last durable point (an S3 part and
     // the staging object take a while) — would move the offset after we
@@ -250,11 +253,12 @@ pub async fn head(
     // for it to finish; a PATCH that is still receiving after the bound is
     // live, and the durable offset is answered as it stands.
     let settled = state
+        .services
         .uploads
         .registry
         .lock_within(upload_id.as_str(), HEAD_WAITS_FOR_PATCH)
         .await;
-    let loaded = state.uploads.load(&case, &upload_id).await;
+    let loaded = state.services.uploads.load(&case, &upload_id).await;
     drop(settled);
     let upload = match loaded {
         Ok(u) => u,
@@ -278,7 +282,7 @@ pub async fn head(
     upload_headers(&mut out, &upload);
     set(&mut out, "upload-length", upload.length);
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(meta) = state.uploads.metadata_header(&case, &upload) {
+    if let Some(meta) = state.services.uploads.metadata_header(&case, &upload) {
         set(&mut out, "upload-metadata", meta);
     }
     Ok((StatusCode::OK, out).into_response())
@@ -288,11 +292,12 @@ pub async fn patch(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
     axum::Extension(principal): axum::Extension<Principal>,
-    Path(upload_id): Path<String>,
+    _: TusResumable,
+    Id(upload_id): Id<UploadId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
+    let case = patient_case(principal)?;
     if !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -309,10 +314,14 @@ pub async fn terminate(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
     axum::Extension(principal): axum::Extension<Principal>,
-    Path(upload_id): Path<String>,
-    headers: HeaderMap,
+    _: TusResumable,
+    Id(upload_id): Id<UploadId>,
 ) -> Result<Response, ApiError> {
-    let (case, upload_id) = upload_target(&headers, principal, &upload_id)?;
-    state.uploads.terminate(&ctx, &case, &upload_id).await?;
+    let case = patient_case(principal)?;
+    state
+        .services
+        .uploads
+        .terminate(&ctx, &case, &upload_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

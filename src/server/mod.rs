@@ -18,9 +18,11 @@ use tokio::sync::watch;
 use crate::bootstrap::{self, BootstrapTokens, StartError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, StorageBackend};
+use crate::crypto::Keyring;
 use crate::db::Db;
 use crate::http::state::{AppContext, AppState};
 use crate::http::{self, limiter::FailureLimiter};
+use crate::service::Services;
 use crate::store::{FsStore, ObjectStore, S3Store};
 use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
@@ -111,16 +113,16 @@ impl Application {
             config: config.clone(),
             registry: Arc::new(UploadRegistry::default()),
         };
-        let state = Arc::new(AppContext {
+        let services = Services {
             db,
-            kek,
+            keyring: Keyring::new(kek),
             clock,
-            limiter: FailureLimiter::new(config.limits.auth_failures_per_minute),
-            config,
+            config: config.clone(),
             store,
             uploads: uploads.clone(),
-            readiness: Default::default(),
-        });
+        };
+        let limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
+        let state = Arc::new(AppContext::new(services, limiter));
         let main_router = http::router(state.clone());
         let centre_router = http::centre_router(state.clone());
         Ok(Application {

@@ -1,0 +1,157 @@
+//! Writing the audit log and reading it back. An action and its entry are
+//! one transaction ([`begin`], [`commit`]); an entry that cannot be written
+//! refuses the action (fail closed). The export reads entries page by page
+//! up to the head at the time it was asked for, so a long export ends.
+
+use super::Services;
+use crate::audit::{AuditEntry, NewEntry, Outcome, RequestContext};
+use crate::clock::Timestamp;
+use crate::db::audit::{self, AuditFilter};
+use crate::db::{DbError, Tx};
+
+/// The audit log's one error.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The entry (and so the action) could not be committed.
+    #[error("the audit log cannot be written: {0}")]
+    Unavailable(#[source] DbError),
+    /// Reading the log failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+/// Begins the transaction an action and its audit entry share.
+pub async fn begin(svc: &Services) -> Result<Tx<'static>, AuditError> {
+    svc.db.begin().await.map_err(|e| {
+        tracing::error!(error = %e, "cannot begin transaction");
+        AuditError::Unavailable(e)
+    })
+}
+
+/// Appends the entry to `tx` and commits both. If the entry cannot be
+/// written nothing is committed and the action is refused.
+pub async fn commit(
+    svc: &Services,
+    mut tx: Tx<'_>,
+    ctx: &RequestContext,
+    entry: NewEntry,
+) -> Result<(), AuditError> {
+    if let Err(e) = audit::append(&mut tx, ctx, svc.timestamp(), &entry).await {
+        tracing::error!(error = %e, action = entry.action, "audit append failed; refusing action");
+        return Err(AuditError::Unavailable(e));
+    }
+    tx.commit().await.map_err(|e| {
+        tracing::error!(error = %e, action = entry.action, "commit failed");
+        AuditError::Unavailable(e.into())
+    })
+}
+
+/// Records an entry on its own (denials, reads).
+pub async fn record(
+    svc: &Services,
+    ctx: &RequestContext,
+    entry: NewEntry,
+) -> Result<(), AuditError> {
+    let tx = begin(svc).await?;
+    commit(svc, tx, ctx, entry).await
+}
+
+/// Entries per page of an export.
+const PAGE: i64 = 500;
+
+/// What an export asks for, as the caller gave it.
+#[derive(Debug, Default)]
+pub struct ExportQuery {
+    pub case_id: Option<String>,
+    pub centre_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+fn time_bound(name: &str, value: Option<String>) -> Result<Option<Timestamp>, AuditError> {
+    value
+        .map(|v| {
+            Timestamp::parse(&v)
+                .map_err(|_| AuditError::BadQuery(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+impl ExportQuery {
+    fn filter(self) -> Result<AuditFilter, AuditError> {
+        if let Some(o) = &self.outcome
+            && Outcome::parse(o).is_none()
+        {
+            return Err(AuditError::BadQuery(
+                "outcome must be allow, deny or error".into(),
+            ));
+        }
+        Ok(AuditFilter {
+            case_id: self.case_id,
+            centre_id: self.centre_id,
+            actor: self.actor,
+            action: self.action,
+            outcome: self.outcome,
+            since: time_bound("since", self.since)?,
+            until: time_bound("until", self.until)?,
+        })
+    }
+}
+
+/// A running export: its filter, the head it stops at, where it stands.
+pub struct Export {
+    filter: AuditFilter,
+    head: i64,
+    after: i64,
+    done: bool,
+}
+
+/// Starts an export: validates the query, audits the export itself, and
+/// fixes the head it will stop at.
+pub async fn export(
+    svc: &Services,
+    ctx: &RequestContext,
+    query: ExportQuery,
+) -> Result<Export, AuditError> {
+    let filter = query.filter()?;
+    record(svc, ctx, NewEntry::new("audit.export", Outcome::Allow)).await?;
+    let head = audit::head(&svc.db).await?;
+    Ok(Export {
+        filter,
+        head,
+        after: 0,
+        done: false,
+    })
+}
+
+impl Export {
+    /// The next page of entries; `Ok(None)` once the head is reached.
+    pub async fn next_page(
+        &mut self,
+        svc: &Services,
+    ) -> Result<Option<Vec<AuditEntry>>, AuditError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = match audit::page(&svc.db, &self.filter, self.after, PAGE).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.done = true;
+                return Err(e.into());
+            }
+        };
+        let rows: Vec<_> = rows.into_iter().filter(|r| r.seq <= self.head).collect();
+        let last = rows.last().map(|r| r.seq);
+        self.done = (rows.len() as i64) < PAGE || last.is_none_or(|s| s >= self.head);
+        self.after = last.unwrap_or(self.after);
+        if rows.is_empty() && self.done {
+            return Ok(None);
+        }
+        Ok(Some(rows))
+    }
+}

@@ -1,0 +1,500 @@
+//! Downloads under a grant: the grant's file list, opening one file for a
+//! download (its key, its sealed or plaintext representation, the range
+//! asked for), and the rules that keep a file's downloads within the grant:
+//! a request from byte 0 counts as a download, a continuation does not;
+//! the bytes served per file stay under `max_downloads × size`, leased
+//! before anything is sent and settled at what was actually sent; a
+//! running download is re-checked by [`Lease::recheck`] and stops when its
+//! grant stops being live.
+
+use std::ops::Range;
+
+use super::Services;
+use super::audit;
+use super::grants::{self, GrantError, NotLive};
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::crypto::format::{ChunkCipher, DEFAULT_CHUNK_SIZE, Layout, ObjectHeader};
+use crate::crypto::{CaseKey, FileKey, sealed_key};
+use crate::db;
+use crate::db::cases::CaseRow;
+use crate::db::centres::CentreRow;
+use crate::db::grants::GrantRow;
+use crate::ids::{CaseId, FileId, GrantId};
+use crate::manifest::{FILE_META, FileMeta};
+
+/// A download lease without a heartbeat for this long belongs to a gateway
+/// that died; its bytes are settled at its last recorded progress. A live
+/// download beats at every re-check while its client reads.
+pub const LEASE_TTL_SECS: i64 = 120;
+
+/// Which representation of a file is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Decrypted on the fly.
+    Plaintext,
+    /// The stored object, with its file key sealed to the centre.
+    Sealed,
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Plaintext => "plaintext",
+            Kind::Sealed => "sealed",
+        }
+    }
+
+    /// The audit action of a download of this kind.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Kind::Plaintext => "download.plaintext",
+            Kind::Sealed => "download.sealed",
+        }
+    }
+}
+
+/// How the bytes of a download are charged to a file's budget of
+/// `max_downloads × size`: plaintext bytes as they are; bytes of the sealed
+/// object scaled to the plaintext size (rounded down, at least 1), so a
+/// whole sealed download costs exactly one plaintext download and the two
+/// representations can be mixed.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub kind: Kind,
+    /// Plaintext size of the file.
+    pub size: u64,
+    /// Length of the representation served (plaintext size or object length).
+    pub total: u64,
+}
+
+impl Budget {
+    pub fn charge(&self, bytes: u64) -> i64 {
+        let units = match self.kind {
+            Kind::Plaintext => bytes,
+            Kind::Sealed if bytes == 0 || self.total == 0 => 0,
+            Kind::Sealed => {
+                let scaled = u128::from(bytes) * u128::from(self.size) / u128::from(self.total);
+                u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+            }
+        };
+        i64::try_from(units).unwrap_or(i64::MAX)
+    }
+}
+
+/// A single byte range as asked for (RFC 9110 `bytes=`), before the length
+/// of the representation is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `a-b` (inclusive; `b` may lie beyond the end).
+    FromTo(u64, u64),
+    /// `a-`
+    From(u64),
+    /// `-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+/// A Range that cannot be served (answered 416 with the length).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+impl RangeSpec {
+    /// The bytes of a representation of `len` bytes this range covers; a
+    /// range starting at or past the end is not satisfiable.
+    pub fn resolve(self, len: u64) -> Result<Range<u64>, Unsatisfiable> {
+        let range = match self {
+            RangeSpec::Suffix(n) => len.saturating_sub(n)..len,
+            RangeSpec::From(start) => start..len,
+            RangeSpec::FromTo(start, last) => start..last.saturating_add(1).min(len),
+        };
+        if range.start >= len || range.is_empty() {
+            return Err(Unsatisfiable);
+        }
+        Ok(range)
+    }
+}
+
+/// A file in a grant: its plaintext size, metadata and use count.
+pub struct GrantedFile {
+    pub file_id: FileId,
+    pub size: u64,
+    pub meta: FileMeta,
+    pub downloads: i64,
+}
+
+impl GrantedFile {
+    /// Length of the sealed object (format v1 with the default chunk size).
+    pub fn sealed_size(&self) -> u64 {
+        Layout::new(DEFAULT_CHUNK_SIZE).object_len(self.size)
+    }
+}
+
+fn internal(what: &str) -> GrantError {
+    GrantError::Internal(what.to_owned())
+}
+
+async fn case_and_key(svc: &Services, case_id: &CaseId) -> Result<(CaseRow, CaseKey), GrantError> {
+    let case = db::cases::get(&svc.db, case_id)
+        .await?
+        .ok_or(GrantError::NotFound)?;
+    let key = svc
+        .case_key(&case)
+        .map_err(|e| GrantError::Internal(e.to_string()))?;
+    Ok((case, key))
+}
+
+/// The grant's files (or only `only`), with their metadata opened.
+async fn granted_files(
+    svc: &Services,
+    grant: &GrantRow,
+    only: Option<&FileId>,
+) -> Result<(CaseKey, Vec<GrantedFile>), GrantError> {
+    let (case, case_key) = case_and_key(svc, &grant.case_id).await?;
+    let uses = db::grants::files(&svc.db, &grant.grant_id).await?;
+    let rows = db::files::list_for_case(&svc.db, &case.case_id).await?;
+    let mut out = Vec::new();
+    for u in uses.iter().filter(|u| only.is_none_or(|f| *f == u.file_id)) {
+        let Some(row) = rows.iter().find(|r| r.file_id == u.file_id) else {
+            continue;
+        };
+        let meta: FileMeta = case_key
+            .open_field(
+                &case.case_id,
+                FILE_META,
+                row.file_id.as_str(),
+                &row.meta_sealed,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| internal("file metadata does not open"))?;
+        out.push(GrantedFile {
+            file_id: row.file_id.clone(),
+            size: row.size.max(0) as u64,
+            meta,
+            downloads: u.downloads,
+        });
+    }
+    Ok((case_key, out))
+}
+
+/// The grant's file list for its centre (audited as `grant.read`).
+pub async fn grant_files(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: &GrantRow,
+    centre: &CentreRow,
+) -> Result<Vec<GrantedFile>, GrantError> {
+    let (_, files) = granted_files(svc, grant, None).await?;
+    let entry = NewEntry::new("grant.read", Outcome::Allow)
+        .case(&grant.case_id)
+        .centre(&centre.centre_id)
+        .grant(&grant.grant_id);
+    audit::record(svc, ctx, entry).await?;
+    Ok(files)
+}
+
+/// A download the grant allows, its use counted and its bytes leased:
+/// everything the response needs.
+pub struct Download {
+    pub file_id: FileId,
+    pub kind: Kind,
+    /// Plaintext size of the file.
+    pub size: u64,
+    /// Length of the representation served.
+    pub total: u64,
+    /// The bytes served.
+    pub span: Range<u64>,
+    /// Whether a range was asked for (206 with `Content-Range`).
+    pub partial: bool,
+    /// SHA-256 (hex) of what is served, if known: of the plaintext or of
+    /// the sealed object.
+    pub sha256: Option<String>,
+    pub filename: String,
+    /// The file key sealed to the centre (sealed downloads), encoded for
+    /// the `Casegate-Sealed-Key` header.
+    pub sealed_key: Option<String>,
+    /// The object's chunk cipher (plaintext downloads decrypt with it).
+    pub cipher: ChunkCipher,
+    pub lease: Lease,
+}
+
+/// A grant's view of one download: what its refusals and entries name.
+struct Attempt<'a> {
+    svc: &'a Services,
+    ctx: &'a RequestContext,
+    grant: &'a GrantRow,
+    centre: &'a CentreRow,
+    file_id: &'a FileId,
+    kind: Kind,
+}
+
+impl Attempt<'_> {
+    fn entry(&self, outcome: Outcome) -> NewEntry {
+        NewEntry::new(self.kind.action(), outcome)
+            .case(&self.grant.case_id)
+            .centre(&self.centre.centre_id)
+            .grant(&self.grant.grant_id)
+    }
+
+    /// The span of a representation of `total` bytes the range asks for
+    /// (`None`: all of it), once the store has answered. The store must
+    /// answer before a use is counted: a download asked for while it is
+    /// away gets 503 and costs nothing, instead of a 200 cut at 0 bytes
+    /// that used up one of the grant's downloads.
+    async fn servable(
+        &self,
+        total: u64,
+        range: Result<Option<RangeSpec>, Unsatisfiable>,
+    ) -> Result<Option<Range<u64>>, GrantError> {
+        let file_id = self.file_id;
+        let Ok(requested) = range.and_then(|r| r.map(|r| r.resolve(total)).transpose()) else {
+            let reason = format!("range not satisfiable for {file_id}");
+            let error = GrantError::RangeNotSatisfiable(total);
+            return Err(self.refuse(reason, error).await);
+        };
+        let key = crate::store::object_key(&self.grant.case_id, file_id);
+        if let Err(e) = self.svc.store.len(&key).await {
+            tracing::warn!(error = %e, "object store unavailable for a download");
+            let reason = format!("object store unavailable for {file_id}");
+            return Err(self.refuse(reason, GrantError::StorageUnavailable).await);
+        }
+        Ok(requested)
+    }
+
+    /// Audits a refusal and returns its error.
+    async fn refuse(&self, reason: String, error: GrantError) -> GrantError {
+        let entry = self.entry(Outcome::Deny).file(self.file_id).reason(reason);
+        match audit::record(self.svc, self.ctx, entry).await {
+            Ok(()) => error,
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// Opens a file of the grant for a download of `kind`: finds it in the
+/// grant, resolves the range, makes sure the store answers, then counts
+/// the use and leases the bytes in one audited transaction. Each refusal
+/// is audited with its reason.
+pub async fn start(
+    svc: &Services,
+    ctx: &RequestContext,
+    (grant, centre): (&GrantRow, &CentreRow),
+    file_id: &FileId,
+    kind: Kind,
+    range: Result<Option<RangeSpec>, Unsatisfiable>,
+) -> Result<Download, GrantError> {
+    let at = Attempt {
+        svc,
+        ctx,
+        grant,
+        centre,
+        file_id,
+        kind,
+    };
+    let (case_key, mut files) = granted_files(svc, grant, Some(file_id)).await?;
+    let Some(file) = files.pop() else {
+        let reason = format!("file {file_id} is not in the grant");
+        let entry = at.entry(Outcome::Deny).reason(reason);
+        audit::record(svc, ctx, entry).await?;
+        return Err(GrantError::NotFound);
+    };
+    let total = match kind {
+        Kind::Plaintext => file.size,
+        Kind::Sealed => file.sealed_size(),
+    };
+    let requested = at.servable(total, range).await?;
+    let span = requested.clone().unwrap_or(0..total);
+    let budget = Budget {
+        kind,
+        size: file.size,
+        total,
+    };
+    // Keys before the use is counted: a file whose key does not open costs
+    // the grant nothing.
+    let opened = open_keys(svc, &case_key, grant, centre, file_id, kind).await?;
+    let lease = reserve(&at, &file, budget, &span).await?;
+    Ok(Download {
+        file_id: file_id.clone(),
+        kind,
+        size: file.size,
+        total,
+        partial: requested.is_some(),
+        span,
+        sha256: match kind {
+            Kind::Plaintext => file.meta.sha256,
+            Kind::Sealed => opened.object_sha256,
+        },
+        filename: file.meta.filename,
+        sealed_key: opened.sealed_key,
+        cipher: opened.cipher,
+        lease,
+    })
+}
+
+/// Counts the use (a request from byte 0) and leases the span's bytes of
+/// the file's budget, with the download event and its audit entry, in one
+/// transaction. Refused when the grant's downloads of the file are used up.
+async fn reserve(
+    at: &Attempt<'_>,
+    file: &GrantedFile,
+    budget: Budget,
+    span: &Range<u64>,
+) -> Result<Lease, GrantError> {
+    let (svc, grant, file_id) = (at.svc, at.grant, at.file_id);
+    let starts = span.start == 0;
+    let now = svc.now().unix_timestamp();
+    let mut tx = audit::begin(svc).await?;
+    let Some(lease) = db::grants::reserve(
+        &mut tx,
+        &grant.grant_id,
+        file_id,
+        starts,
+        budget.charge(span.end - span.start),
+        grant.max_downloads,
+        file.size as i64,
+        now,
+        now - LEASE_TTL_SECS,
+    )
+    .await?
+    else {
+        drop(tx);
+        let reason = format!("downloads of {file_id} used up");
+        return Err(at.refuse(reason, GrantError::Exhausted).await);
+    };
+    let event = db::grants::DownloadEvent {
+        grant,
+        file_id,
+        at: svc.timestamp(),
+        kind: at.kind.as_str(),
+        range_start: span.start as i64,
+        bytes: (span.end - span.start) as i64,
+    };
+    db::grants::record_download(&mut tx, &event).await?;
+    let entry = at.entry(Outcome::Allow).file(file_id).reason(format!(
+        "start: bytes {}-{} of {}{}",
+        span.start,
+        span.end.saturating_sub(1),
+        budget.total,
+        if starts { "" } else { " (continuation)" }
+    ));
+    audit::commit(svc, tx, at.ctx, entry).await?;
+    Ok(Lease {
+        id: lease,
+        grant_id: grant.grant_id.clone(),
+        budget,
+    })
+}
+
+/// The file's key material for one download.
+struct OpenedKeys {
+    cipher: ChunkCipher,
+    sealed_key: Option<String>,
+    object_sha256: Option<String>,
+}
+
+async fn open_keys(
+    svc: &Services,
+    case_key: &CaseKey,
+    grant: &GrantRow,
+    centre: &CentreRow,
+    file_id: &FileId,
+    kind: Kind,
+) -> Result<OpenedKeys, GrantError> {
+    let case_id = &grant.case_id;
+    let (key_id, wrapped) = db::files::wrapped_key(&svc.db, case_id, file_id)
+        .await?
+        .ok_or_else(|| internal("file has no key"))?;
+    let file_key = svc
+        .keyring
+        .file_key(case_key, case_id, file_id, key_id, &wrapped)
+        .map_err(|_| internal("file key does not unwrap"))?;
+    let object_sha256 = db::files::object_sha256(&svc.db, file_id).await?;
+    let header = ObjectHeader::new(*file_key.id());
+    let sealed_key = match kind {
+        Kind::Plaintext => None,
+        Kind::Sealed => Some(seal_to_centre(grant, centre, file_id, &header, &file_key)?),
+    };
+    let cipher = ChunkCipher::new(&file_key, header, case_id.as_str(), file_id.as_str())
+        .map_err(|_| internal("chunk cipher"))?;
+    Ok(OpenedKeys {
+        cipher,
+        sealed_key,
+        object_sha256,
+    })
+}
+
+/// The file key sealed to the centre's X25519 key, bound to the grant,
+/// case and file and to the object's header.
+fn seal_to_centre(
+    grant: &GrantRow,
+    centre: &CentreRow,
+    file_id: &FileId,
+    header: &ObjectHeader,
+    file_key: &FileKey,
+) -> Result<String, GrantError> {
+    let centre_key: [u8; 32] = centre
+        .x25519_public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| internal("centre key is not 32 bytes"))?;
+    let info = sealed_key::info(
+        grant.grant_id.as_str(),
+        grant.case_id.as_str(),
+        file_id.as_str(),
+    );
+    let sealed = sealed_key::seal(&centre_key, &info, &header.encode(), file_key.secret())
+        .map_err(|_| internal("sealing the file key"))?;
+    Ok(sealed_key::encode(&sealed))
+}
+
+/// A running download's lease on its file's budget.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    id: i64,
+    grant_id: GrantId,
+    budget: Budget,
+}
+
+impl Lease {
+    /// Records progress (`sent` bytes handed to the connection) and checks
+    /// the grant by the same rule as a first request. `Err` says why the
+    /// download must stop.
+    pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), String> {
+        let now = svc.now().unix_timestamp();
+        let charge = self.budget.charge(sent);
+        match db::grants::heartbeat(&svc.db, self.id, charge, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err("download lease expired".into()),
+            Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
+        }
+        match grants::still_live(svc, &self.grant_id).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(NotLive::Revoked)) => Err("grant revoked during the download".into()),
+            Ok(Err(NotLive::Expired)) => Err("grant expired during the download".into()),
+            Ok(Err(NotLive::CaseDeleted)) => Err("case deleted during the download".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Ends the download: settles the lease at the bytes sent and writes
+    /// the end (or cut) entry, in one transaction. A failure is logged; the
+    /// lease is then settled later from its last heartbeat.
+    pub async fn close(
+        &self,
+        svc: &Services,
+        ctx: &RequestContext,
+        entry: NewEntry,
+        sent: u64,
+        complete: bool,
+    ) {
+        let charge = self.budget.charge(sent);
+        let result: Result<(), GrantError> = async {
+            let mut tx = audit::begin(svc).await?;
+            db::grants::settle(&mut tx, self.id, charge, !complete).await?;
+            Ok(audit::commit(svc, tx, ctx, entry).await?)
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "download end not recorded");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The service layer: the business rules between HTTP and storage. Each
+//! service owns its transactions and the audit entries that go with them,
+//! and has one error enum; `http` parses requests, calls one function here
+//! and maps its error (`http::error`). Services never see HTTP types.
+//!
+//! - [`principal`]: who is calling, resolved from a bearer token.
+//! - [`cases`]: create, list, manifest, reissue the patient's token,
+//!   crypto-shred; the patient's views of their case.
+//! - [`centres`]: register, list, update, disable.
+//! - [`grants`]: issue, list, revoke, and the one liveness rule
+//!   ([`grants::authorize`], [`grants::check_live`]).
+//! - [`downloads`]: open a granted file, lease its download budget, re-check
+//!   and settle a running download.
+//! - [`audit`]: writing an entry with its action (fail closed), the export.
+//! - [`health`]: what readiness checks.
+//!
+//! Uploads (tus) are their own service, `crate::upload`.
+
+pub mod audit;
+pub mod cases;
+pub mod centres;
+pub mod downloads;
+pub mod grants;
+pub mod health;
+pub mod principal;
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::clock::{SharedClock, Timestamp};
+use crate::config::Config;
+use crate::crypto::{CaseKey, Keyring};
+use crate::db::Db;
+use crate::db::cases::CaseRow;
+use crate::store::ObjectStore;
+use crate::upload::Uploads;
+
+/// The rows the services hand to their callers, under the names the
+/// callers use (handlers do not reach into `db`).
+pub use crate::db::cases::CaseRow as Case;
+pub use crate::db::uploads::{UploadRow as Upload, UploadState};
+
+/// What every service needs: database, keyring (master key and what it
+/// unwraps), clock, configuration, object store, and the upload service
+/// (case deletion aborts uploads).
+pub struct Services {
+    pub db: Db,
+    pub keyring: Keyring,
+    pub clock: SharedClock,
+    pub config: Arc<Config>,
+    pub store: ObjectStore,
+    pub uploads: Uploads,
+}
+
+/// A case key that does not unwrap: a wrong master key or a tampered row.
+/// Ours, not the caller's; each service maps it to its internal error.
+#[derive(Debug, thiserror::Error)]
+#[error("case {0}: key does not unwrap (wrong master key or tampered row)")]
+pub struct KeyUnavailable(pub crate::ids::CaseId);
+
+impl Services {
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Now, as stored and compared.
+    pub fn timestamp(&self) -> Timestamp {
+        self.clock.timestamp()
+    }
+
+    /// The case's key, unwrapped under the master key.
+    pub fn case_key(&self, case: &CaseRow) -> Result<CaseKey, KeyUnavailable> {
+        self.keyring
+            .case_key(&case.case_id, &case.wrapped_key)
+            .map_err(|_| KeyUnavailable(case.case_id.clone()))
+    }
+}
