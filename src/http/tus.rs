@@ -62,10 +62,7 @@ pub fn is_offset_stream(headers: &HeaderMap) -> bool {
 }
 
 fn patient_case(principal: Principal) -> Result<CaseRow, ApiError> {
-    match principal {
-        Principal::Patient { case } => Ok(*case),
-        _ => Err(ApiError::Forbidden),
-    }
+    principal.patient_case().cloned().ok_or(ApiError::Forbidden)
 }
 
 /// A request that speaks tus 1.0.0: checked before anything else about
