@@ -435,3 +435,62 @@ pub async fn revoke(
         });
     Ok(audit::commit(svc, tx, ctx, entry).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(expires_at: &str, revoked: bool) -> GrantRow {
+        GrantRow {
+            grant_id: GrantId::generate(),
+            case_id: CaseId::generate(),
+            centre_id: CentreId::generate(),
+            created_at: "2026-11-01T00:00:00Z".into(),
+            expires_at: expires_at.into(),
+            max_downloads: 1,
+            revoked_at: revoked.then(|| "2026-11-02T00:00:00Z".into()),
+        }
+    }
+
+    fn centre(disabled: bool) -> CentreRow {
+        CentreRow {
+            centre_id: CentreId::generate(),
+            name: "Centre".into(),
+            country: "DE".into(),
+            cert_sha256: String::new(),
+            x25519_public_key: vec![1; 32],
+            created_at: "2026-11-01T00:00:00Z".into(),
+            disabled_at: disabled.then(|| "2026-11-02T00:00:00Z".into()),
+        }
+    }
+
+    #[test]
+    fn one_rule_in_one_order() {
+        let now = "2026-11-10T00:00:00Z";
+        let live = grant("2026-11-20T00:00:00Z", false);
+        let (active, disabled) = (centre(false), centre(true));
+        assert_eq!(check_live(&live, Some(&active), true, now), Ok(()));
+        let expired = grant(now, false);
+        assert_eq!(
+            check_live(&expired, Some(&active), true, now),
+            Err(NotLive::Expired),
+            "expiry is inclusive"
+        );
+        let revoked = grant("2026-11-01T00:00:00Z", true);
+        assert_eq!(
+            check_live(&revoked, Some(&active), true, now),
+            Err(NotLive::Revoked),
+            "revoked before expired"
+        );
+        assert_eq!(
+            check_live(&live, Some(&disabled), true, now),
+            Err(NotLive::Revoked)
+        );
+        assert_eq!(check_live(&live, None, true, now), Err(NotLive::Revoked));
+        assert_eq!(
+            check_live(&revoked, None, false, now),
+            Err(NotLive::CaseDeleted),
+            "a deleted case first"
+        );
+    }
+}
