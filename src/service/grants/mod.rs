@@ -4,8 +4,6 @@
 //! [`check_live`], at a centre's first request and again every few seconds
 //! while its download runs.
 
-use subtle::ConstantTimeEq;
-
 use super::Services;
 use super::audit::{self, AuditError};
 use crate::audit::{NewEntry, Outcome, RequestContext};
@@ -16,7 +14,9 @@ use crate::db::{self, DbError};
 use crate::ids::{CaseId, CentreId, FileId, GrantId};
 use crate::token::{SecretToken, TokenKind};
 
-use super::principal::Principal;
+mod authorize;
+
+pub use authorize::{Refusal, authorize};
 
 /// Longest grant a coordinator can issue (30 days).
 pub const MAX_EXPIRES_SECS: u64 = 30 * 24 * 3600;
@@ -107,103 +107,6 @@ pub async fn still_live(
         case_open,
         svc.timestamp(),
     ))
-}
-
-/// Why a centre request is refused: the error and the audit reason.
-#[derive(Debug)]
-pub struct Refusal {
-    pub error: GrantError,
-    pub reason: String,
-}
-
-fn refuse(error: GrantError, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        error,
-        reason: reason.into(),
-    }
-}
-
-impl From<DbError> for Refusal {
-    fn from(e: DbError) -> Refusal {
-        refuse(GrantError::Db(e), "database error")
-    }
-}
-
-/// The grant a centre's bearer token names, checked against the token.
-async fn grant_of_token(svc: &Services, bearer: Option<&str>) -> Result<GrantRow, Refusal> {
-    let token = bearer
-        .and_then(SecretToken::parse)
-        .filter(|(kind, _)| *kind == TokenKind::Grant);
-    let Some((_, token)) = token else {
-        return Err(refuse(
-            GrantError::Unauthenticated,
-            "no, malformed or non-grant bearer token",
-        ));
-    };
-    let hash = token.hash();
-    let found = db::grants::find_by_token(&svc.db, &hash).await?;
-    match found.filter(|(_, stored)| hash.ct_eq(stored)) {
-        Some((grant, _)) => Ok(grant),
-        None => Err(refuse(GrantError::Unauthenticated, "unknown grant token")),
-    }
-}
-
-/// Lets a centre in: a grant token, over a TLS connection that presented
-/// the grant's centre certificate (pinned by SHA-256), while the grant is
-/// live. `ctx` gains the centre as actor as soon as it is known, so
-/// denials are audited against it. The caller audits a refusal.
-pub async fn authorize(
-    svc: &Services,
-    ctx: &mut RequestContext,
-    bearer: Option<&str>,
-) -> Result<Principal, Refusal> {
-    let Some(fingerprint) = ctx.client_cert_sha256.clone() else {
-        return Err(refuse(
-            GrantError::ClientCertificateRequired,
-            "no client certificate presented",
-        ));
-    };
-    let grant = grant_of_token(svc, bearer).await?;
-    // One row, not the whole centre table, on every grant request.
-    let Some(centre) = db::centres::get(&svc.db, &grant.centre_id).await? else {
-        return Err(refuse(
-            GrantError::Revoked,
-            "grant's centre no longer exists",
-        ));
-    };
-    ctx.actor = format!("centre:{}", centre.centre_id);
-    ctx.role = "centre".into();
-    let pinned: bool = centre
-        .cert_sha256
-        .as_bytes()
-        .ct_eq(fingerprint.as_bytes())
-        .into();
-    if !pinned {
-        return Err(refuse(
-            GrantError::CertificateMismatch,
-            format!(
-                "grant {} belongs to centre {}; certificate {fingerprint} is not its pinned certificate",
-                grant.grant_id, centre.centre_id
-            ),
-        ));
-    }
-    let case_open = db::cases::get(&svc.db, &grant.case_id).await?.is_some();
-    let id = &grant.grant_id;
-    match check_live(&grant, Some(&centre), case_open, svc.timestamp()) {
-        Ok(()) => Ok(Principal::Centre {
-            grant: Box::new(grant),
-            centre: Box::new(centre),
-        }),
-        Err(NotLive::CaseDeleted) => Err(refuse(
-            GrantError::NotFound,
-            format!("grant {id}: case deleted"),
-        )),
-        Err(NotLive::Revoked) => Err(refuse(GrantError::Revoked, format!("grant {id} revoked"))),
-        Err(NotLive::Expired) => Err(refuse(
-            GrantError::Expired,
-            format!("grant {id} expired at {}", grant.expires_at),
-        )),
-    }
 }
 
 /// What a coordinator asks for when issuing a grant.
@@ -440,15 +343,19 @@ pub async fn revoke(
 mod tests {
     use super::*;
 
+    fn t(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
     fn grant(expires_at: &str, revoked: bool) -> GrantRow {
         GrantRow {
             grant_id: GrantId::generate(),
             case_id: CaseId::generate(),
             centre_id: CentreId::generate(),
-            created_at: "2026-11-01T00:00:00Z".into(),
-            expires_at: expires_at.into(),
+            created_at: t("2026-11-01T00:00:00Z"),
+            expires_at: t(expires_at),
             max_downloads: 1,
-            revoked_at: revoked.then(|| "2026-11-02T00:00:00Z".into()),
+            revoked_at: revoked.then(|| t("2026-11-02T00:00:00Z")),
         }
     }
 
@@ -459,18 +366,18 @@ mod tests {
             country: "DE".into(),
             cert_sha256: String::new(),
             x25519_public_key: vec![1; 32],
-            created_at: "2026-11-01T00:00:00Z".into(),
-            disabled_at: disabled.then(|| "2026-11-02T00:00:00Z".into()),
+            created_at: t("2026-11-01T00:00:00Z"),
+            disabled_at: disabled.then(|| t("2026-11-02T00:00:00Z")),
         }
     }
 
     #[test]
     fn one_rule_in_one_order() {
-        let now = "2026-11-10T00:00:00Z";
+        let now = t("2026-11-10T00:00:00Z");
         let live = grant("2026-11-20T00:00:00Z", false);
         let (active, disabled) = (centre(false), centre(true));
         assert_eq!(check_live(&live, Some(&active), true, now), Ok(()));
-        let expired = grant(now, false);
+        let expired = grant("2026-11-10T00:00:00Z", false);
         assert_eq!(
             check_live(&expired, Some(&active), true, now),
             Err(NotLive::Expired),

@@ -7,111 +7,29 @@
 //! running download is re-checked by [`Lease::recheck`] and stops when its
 //! grant stops being live.
 
+mod budget;
+mod keys;
+mod lease;
+mod range;
+
 use std::ops::Range;
+
+pub use budget::{Budget, Kind};
+pub use lease::{LEASE_TTL_SECS, Lease};
+pub use range::{RangeSpec, Unsatisfiable};
 
 use super::Services;
 use super::audit;
-use super::grants::{self, GrantError, NotLive};
+use super::grants::GrantError;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{ChunkCipher, DEFAULT_CHUNK_SIZE, Layout, ObjectHeader};
-use crate::crypto::{CaseKey, FileKey, sealed_key};
+use crate::crypto::CaseKey;
+use crate::crypto::format::{ChunkCipher, DEFAULT_CHUNK_SIZE, Layout};
 use crate::db;
 use crate::db::cases::CaseRow;
 use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
-use crate::ids::{CaseId, FileId, GrantId};
+use crate::ids::{CaseId, FileId};
 use crate::manifest::{FILE_META, FileMeta};
-
-/// A download lease without a heartbeat for this long belongs to a gateway
-/// that died; its bytes are settled at its last recorded progress. A live
-/// download beats at every re-check while its client reads.
-pub const LEASE_TTL_SECS: i64 = 120;
-
-/// Which representation of a file is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Decrypted on the fly.
-    Plaintext,
-    /// The stored object, with its file key sealed to the centre.
-    Sealed,
-}
-
-impl Kind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Plaintext => "plaintext",
-            Kind::Sealed => "sealed",
-        }
-    }
-
-    /// The audit action of a download of this kind.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Kind::Plaintext => "download.plaintext",
-            Kind::Sealed => "download.sealed",
-        }
-    }
-}
-
-/// How the bytes of a download are charged to a file's budget of
-/// `max_downloads × size`: plaintext bytes as they are; bytes of the sealed
-/// object scaled to the plaintext size (rounded down, at least 1), so a
-/// whole sealed download costs exactly one plaintext download and the two
-/// representations can be mixed.
-#[derive(Clone, Copy, Debug)]
-pub struct Budget {
-    pub kind: Kind,
-    /// Plaintext size of the file.
-    pub size: u64,
-    /// Length of the representation served (plaintext size or object length).
-    pub total: u64,
-}
-
-impl Budget {
-    pub fn charge(&self, bytes: u64) -> i64 {
-        let units = match self.kind {
-            Kind::Plaintext => bytes,
-            Kind::Sealed if bytes == 0 || self.total == 0 => 0,
-            Kind::Sealed => {
-                let scaled = u128::from(bytes) * u128::from(self.size) / u128::from(self.total);
-                u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
-            }
-        };
-        i64::try_from(units).unwrap_or(i64::MAX)
-    }
-}
-
-/// A single byte range as asked for (RFC 9110 `bytes=`), before the length
-/// of the representation is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RangeSpec {
-    /// `a-b` (inclusive; `b` may lie beyond the end).
-    FromTo(u64, u64),
-    /// `a-`
-    From(u64),
-    /// `-n`: the last `n` bytes.
-    Suffix(u64),
-}
-
-/// A Range that cannot be served (answered 416 with the length).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Unsatisfiable;
-
-impl RangeSpec {
-    /// The bytes of a representation of `len` bytes this range covers; a
-    /// range starting at or past the end is not satisfiable.
-    pub fn resolve(self, len: u64) -> Result<Range<u64>, Unsatisfiable> {
-        let range = match self {
-            RangeSpec::Suffix(n) => len.saturating_sub(n)..len,
-            RangeSpec::From(start) => start..len,
-            RangeSpec::FromTo(start, last) => start..last.saturating_add(1).min(len),
-        };
-        if range.start >= len || range.is_empty() {
-            return Err(Unsatisfiable);
-        }
-        Ok(range)
-    }
-}
 
 /// A file in a grant: its plaintext size, metadata and use count.
 pub struct GrantedFile {
@@ -128,7 +46,7 @@ impl GrantedFile {
     }
 }
 
-fn internal(what: &str) -> GrantError {
+pub(super) fn internal(what: &str) -> GrantError {
     GrantError::Internal(what.to_owned())
 }
 
@@ -310,7 +228,7 @@ pub async fn start(
     };
     // Keys before the use is counted: a file whose key does not open costs
     // the grant nothing.
-    let opened = open_keys(svc, &case_key, grant, centre, file_id, kind).await?;
+    let opened = keys::open_keys(svc, &case_key, grant, centre, file_id, kind).await?;
     let lease = reserve(&at, &file, budget, &span).await?;
     Ok(Download {
         file_id: file_id.clone(),
@@ -382,119 +300,4 @@ async fn reserve(
         grant_id: grant.grant_id.clone(),
         budget,
     })
-}
-
-/// The file's key material for one download.
-struct OpenedKeys {
-    cipher: ChunkCipher,
-    sealed_key: Option<String>,
-    object_sha256: Option<String>,
-}
-
-async fn open_keys(
-    svc: &Services,
-    case_key: &CaseKey,
-    grant: &GrantRow,
-    centre: &CentreRow,
-    file_id: &FileId,
-    kind: Kind,
-) -> Result<OpenedKeys, GrantError> {
-    let case_id = &grant.case_id;
-    let (key_id, wrapped) = db::files::wrapped_key(&svc.db, case_id, file_id)
-        .await?
-        .ok_or_else(|| internal("file has no key"))?;
-    let file_key = svc
-        .keyring
-        .file_key(case_key, case_id, file_id, key_id, &wrapped)
-        .map_err(|_| internal("file key does not unwrap"))?;
-    let object_sha256 = db::files::object_sha256(&svc.db, file_id).await?;
-    let header = ObjectHeader::new(*file_key.id());
-    let sealed_key = match kind {
-        Kind::Plaintext => None,
-        Kind::Sealed => Some(seal_to_centre(grant, centre, file_id, &header, &file_key)?),
-    };
-    let cipher = ChunkCipher::new(&file_key, header, case_id.as_str(), file_id.as_str())
-        .map_err(|_| internal("chunk cipher"))?;
-    Ok(OpenedKeys {
-        cipher,
-        sealed_key,
-        object_sha256,
-    })
-}
-
-/// The file key sealed to the centre's X25519 key, bound to the grant,
-/// case and file and to the object's header.
-fn seal_to_centre(
-    grant: &GrantRow,
-    centre: &CentreRow,
-    file_id: &FileId,
-    header: &ObjectHeader,
-    file_key: &FileKey,
-) -> Result<String, GrantError> {
-    let centre_key: [u8; 32] = centre
-        .x25519_public_key
-        .as_slice()
-        .try_into()
-        .map_err(|_| internal("centre key is not 32 bytes"))?;
-    let info = sealed_key::info(
-        grant.grant_id.as_str(),
-        grant.case_id.as_str(),
-        file_id.as_str(),
-    );
-    let sealed = sealed_key::seal(&centre_key, &info, &header.encode(), file_key.secret())
-        .map_err(|_| internal("sealing the file key"))?;
-    Ok(sealed_key::encode(&sealed))
-}
-
-/// A running download's lease on its file's budget.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    id: i64,
-    grant_id: GrantId,
-    budget: Budget,
-}
-
-impl Lease {
-    /// Records progress (`sent` bytes handed to the connection) and checks
-    /// the grant by the same rule as a first request. `Err` says why the
-    /// download must stop.
-    pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), String> {
-        let now = svc.now().unix_timestamp();
-        let charge = self.budget.charge(sent);
-        match db::grants::heartbeat(&svc.db, self.id, charge, now).await {
-            Ok(true) => {}
-            Ok(false) => return Err("download lease expired".into()),
-            Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
-        }
-        match grants::still_live(svc, &self.grant_id).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(NotLive::Revoked)) => Err("grant revoked during the download".into()),
-            Ok(Err(NotLive::Expired)) => Err("grant expired during the download".into()),
-            Ok(Err(NotLive::CaseDeleted)) => Err("case deleted during the download".into()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Ends the download: settles the lease at the bytes sent and writes
-    /// the end (or cut) entry, in one transaction. A failure is logged; the
-    /// lease is then settled later from its last heartbeat.
-    pub async fn close(
-        &self,
-        svc: &Services,
-        ctx: &RequestContext,
-        entry: NewEntry,
-        sent: u64,
-        complete: bool,
-    ) {
-        let charge = self.budget.charge(sent);
-        let result: Result<(), GrantError> = async {
-            let mut tx = audit::begin(svc).await?;
-            db::grants::settle(&mut tx, self.id, charge, !complete).await?;
-            Ok(audit::commit(svc, tx, ctx, entry).await?)
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "download end not recorded");
-        }
-    }
 }
