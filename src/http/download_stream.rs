@@ -62,7 +62,11 @@ impl Streaming {
             return Ok(());
         }
         self.checked = Instant::now();
-        self.lease.recheck(&self.state.services, self.sent).await
+        // The reason becomes the cut's audit entry, like a failed read's.
+        self.lease
+            .recheck(&self.state.services, self.sent)
+            .await
+            .map_err(|stop| stop.to_string())
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {

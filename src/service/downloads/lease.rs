@@ -4,7 +4,7 @@
 
 use super::Budget;
 use crate::audit::{NewEntry, RequestContext};
-use crate::db;
+use crate::db::{self, DbError};
 use crate::ids::GrantId;
 use crate::service::Services;
 use crate::service::audit;
@@ -14,6 +14,22 @@ use crate::service::grants::{self, GrantError, NotLive};
 /// that died; its bytes are settled at its last recorded progress. A live
 /// download beats at every re-check while its client reads.
 pub const LEASE_TTL_SECS: i64 = 120;
+
+/// Why a running download stops before its end (the text is the audit
+/// entry's reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    #[error("download lease expired")]
+    LeaseExpired,
+    #[error("grant revoked during the download")]
+    Revoked,
+    #[error("grant expired during the download")]
+    Expired,
+    #[error("case deleted during the download")]
+    CaseDeleted,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
 
 /// A running download's lease on its file's budget.
 #[derive(Debug, Clone)]
@@ -27,21 +43,21 @@ impl Lease {
     /// Records progress (`sent` bytes handed to the connection) and checks
     /// the grant by the same rule as a first request. `Err` says why the
     /// download must stop.
-    pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), String> {
+    pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), Stop> {
         let now = svc.now().unix_timestamp();
         let charge = self.budget.charge(sent);
         match db::grants::heartbeat(&svc.db, self.id, charge, now).await {
             Ok(true) => {}
-            Ok(false) => return Err("download lease expired".into()),
+            Ok(false) => return Err(Stop::LeaseExpired),
             Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
         }
-        match grants::still_live(svc, &self.grant_id).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(NotLive::Revoked)) => Err("grant revoked during the download".into()),
-            Ok(Err(NotLive::Expired)) => Err("grant expired during the download".into()),
-            Ok(Err(NotLive::CaseDeleted)) => Err("case deleted during the download".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        grants::still_live(svc, &self.grant_id)
+            .await?
+            .map_err(|why| match why {
+                NotLive::Revoked => Stop::Revoked,
+                NotLive::Expired => Stop::Expired,
+                NotLive::CaseDeleted => Stop::CaseDeleted,
+            })
     }
 
     /// Ends the download: settles the lease at the bytes sent and writes

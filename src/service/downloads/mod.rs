@@ -15,7 +15,7 @@ mod range;
 use std::ops::Range;
 
 pub use budget::{Budget, Kind};
-pub use lease::{LEASE_TTL_SECS, Lease};
+pub use lease::{LEASE_TTL_SECS, Lease, Stop};
 pub use range::{RangeSpec, Unsatisfiable};
 
 use super::Services;
