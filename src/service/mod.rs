@@ -26,8 +26,6 @@ pub mod principal;
 
 use std::sync::Arc;
 
-use time::OffsetDateTime;
-
 use crate::clock::{SharedClock, Timestamp};
 use crate::config::Config;
 use crate::crypto::{CaseKey, Keyring};
@@ -60,10 +58,6 @@ pub struct Services {
 pub struct KeyUnavailable(pub crate::ids::CaseId);
 
 impl Services {
-    pub fn now(&self) -> OffsetDateTime {
-        self.clock.now()
-    }
-
     /// Now, as stored and compared.
     pub fn timestamp(&self) -> Timestamp {
         self.clock.timestamp()

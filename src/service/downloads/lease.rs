@@ -44,7 +44,7 @@ impl Lease {
     /// the grant by the same rule as a first request. `Err` says why the
     /// download must stop.
     pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), Stop> {
-        let now = svc.now().unix_timestamp();
+        let now = svc.timestamp().unix_seconds();
         let charge = self.budget.charge(sent);
         match db::grants::heartbeat(&svc.db, self.id, charge, now).await {
             Ok(true) => {}

@@ -259,7 +259,7 @@ async fn reserve(
 ) -> Result<Lease, GrantError> {
     let (svc, grant, file_id) = (at.svc, at.grant, at.file_id);
     let starts = span.start == 0;
-    let now = svc.now().unix_timestamp();
+    let now = svc.timestamp().unix_seconds();
     let mut tx = audit::begin(svc).await?;
     let Some(lease) = db::grants::reserve(
         &mut tx,
