@@ -1,6 +1,7 @@
 //! The `casegate` binary: parse the command line, run it, print any error as
 //! one line and exit non-zero.
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

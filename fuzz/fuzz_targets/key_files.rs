@@ -1,5 +1,5 @@
 //! Key and certificate text that reaches the gateway: a centre's client
-//! certificate PEM and X25519 public key (`casegate::http::centres`, from
+//! certificate PEM and X25519 public key (`casegate::service::centres`, from
 //! the admin API and `admin centre register`), the master key file and its
 //! `;`-separated environment form (`casegate::crypto::LocalMasterKeys`), and
 //! the TLS certificate and key files (`casegate::tls::ServerIdentity`, then
@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use casegate::crypto::{KeyEncryptionKey, LocalMasterKeys};
-use casegate::http::centres::{parse_certificate, parse_x25519};
+use casegate::service::centres::{parse_certificate, parse_x25519};
 use casegate::tls::server_config::{ServerIdentity, main_listener};
 use libfuzzer_sys::fuzz_target;
 
