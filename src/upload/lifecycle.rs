@@ -56,17 +56,7 @@ impl Uploads {
             .reason(reason);
         self.audit_in(&mut tx, ctx, &entry).await?;
         tx.commit().await.map_err(audit_unavailable)?;
-        self.registry.forget(upload.upload_id.as_str());
-        if let Err(e) = self
-            .store
-            .abort_write(
-                &object_key(&upload.case_id, &upload.file_id),
-                &upload.resume,
-            )
-            .await
-        {
-            tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of an ended upload not removed");
-        }
+        self.forget_stored_parts(upload, "an ended upload").await;
         Ok(true)
     }
 
@@ -147,17 +137,19 @@ impl Uploads {
     /// (S3 multipart uploads would otherwise linger).
     pub async fn abort_case(&self, uploads: &[UploadRow]) {
         for upload in uploads {
-            self.registry.forget(upload.upload_id.as_str());
-            if let Err(e) = self
-                .store
-                .abort_write(
-                    &object_key(&upload.case_id, &upload.file_id),
-                    &upload.resume,
-                )
-                .await
-            {
-                tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of a deleted case's upload not removed");
-            }
+            self.forget_stored_parts(upload, "a deleted case's upload")
+                .await;
+        }
+    }
+
+    /// Drops an ended upload's lock entry and aborts its stored parts. A
+    /// failure is logged, not returned: the upload has already ended, and
+    /// what is left is storage to reclaim, never readable data.
+    async fn forget_stored_parts(&self, upload: &UploadRow, whose: &str) {
+        self.registry.forget(upload.upload_id.as_str());
+        let key = object_key(&upload.case_id, &upload.file_id);
+        if let Err(e) = self.store.abort_write(&key, &upload.resume).await {
+            tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of {whose} not removed");
         }
     }
 }
