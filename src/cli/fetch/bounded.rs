@@ -41,7 +41,7 @@ pub async fn body_within(resp: reqwest::Response, limit: u64) -> Result<Vec<u8>,
 /// characters (terminal escapes, bidi overrides) become `_`.
 pub fn printable(text: &str) -> String {
     text.chars()
-        .map(|c| if super::names::hidden(c) { '_' } else { c })
+        .map(|c| if crate::text::hidden(c) { '_' } else { c })
         .collect()
 }
 

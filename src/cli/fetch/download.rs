@@ -1,6 +1,5 @@
 //! The network side of a fetch: the sealed object of one file, downloaded
-//! or resumed with a `Range` continuation, and the gateway's problem
-//! answers turned into one line.
+//! or resumed with a `Range` continuation.
 
 use std::cmp::Ordering;
 use std::io::{Seek, SeekFrom, Write};
@@ -10,55 +9,9 @@ use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use serde_json::Value;
 
-use super::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
-
-/// Why one file did not land.
-#[derive(Debug)]
-pub struct FileError {
-    pub message: String,
-    /// Every other file would fail alike — the gateway refused the grant
-    /// itself (revoked, expired, another certificate, rate limited), or the
-    /// X25519 key opens no sealed key — so fetch stops instead of trying
-    /// (and counting a download of) each.
-    pub stop: bool,
-}
-
-impl From<String> for FileError {
-    fn from(message: String) -> FileError {
-        FileError {
-            message,
-            stop: false,
-        }
-    }
-}
-
-impl From<&str> for FileError {
-    fn from(message: &str) -> FileError {
-        message.to_owned().into()
-    }
-}
-
-/// A gateway's error answer as one line; whether it refuses the whole grant
-/// rather than this one file (`grant_exhausted` counts per file).
-pub async fn problem(resp: reqwest::Response) -> FileError {
-    let status = resp.status();
-    let body: Value = body_within(resp, MAX_PROBLEM_BYTES)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    let code = body["code"].as_str().unwrap_or("");
-    FileError {
-        message: printable(&format!(
-            "{status}: {}",
-            body["detail"].as_str().unwrap_or(code)
-        )),
-        stop: matches!(status.as_u16(), 401 | 429)
-            || (status == StatusCode::FORBIDDEN && code != "grant_exhausted"),
-    }
-}
+use super::bounded::printable;
+use super::problem::{FileError, problem};
 
 /// Where to continue a sealed download of `sealed_size` bytes that has
 /// `on_disk` bytes so far. A complete one is re-confirmed from its last

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
-use super::download::problem;
+use super::problem::problem;
 use crate::crypto::format::{CHUNK_OVERHEAD, HEADER_LEN};
 use crate::ids::FileId;
 

@@ -17,6 +17,7 @@ mod names;
 mod one;
 mod partial;
 mod plan;
+mod problem;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

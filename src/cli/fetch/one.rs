@@ -8,9 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use super::decrypt::{DecryptError, decrypt_to, open_file_key, sha256_file};
-use super::download::{FileError, download_sealed};
+use super::download::download_sealed;
 use super::manifest::GrantedFile;
 use super::partial::Partials;
+use super::problem::FileError;
 use crate::crypto::sealed_key;
 
 /// What every file of one fetch shares.
