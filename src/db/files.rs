@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::{Db, DbError};
 use crate::clock::Timestamp;
+use crate::crypto::format::header::valid_chunk_size;
 use crate::ids::{CaseId, FileId};
 
 #[derive(Debug, Clone)]
@@ -14,11 +15,15 @@ pub struct FileRow {
     pub size: i64,
     pub created_at: Timestamp,
     pub meta_sealed: Vec<u8>,
+    /// Plaintext bytes per chunk of the stored object (its header's chunk
+    /// size, recorded at completion).
+    pub chunk_size: u32,
 }
 
 pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, DbError> {
     let rows = sqlx::query(
-        "SELECT file_id, state, size, created_at, meta_sealed FROM files WHERE case_id = ?
+        "SELECT file_id, state, size, created_at, meta_sealed, chunk_size FROM files
+         WHERE case_id = ?
          ORDER BY created_at, file_id",
     )
     .bind(case_id.as_str())
@@ -27,12 +32,18 @@ pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, Db
     rows.iter()
         .map(|row| {
             let id: String = row.try_get("file_id")?;
+            let chunk_size: i64 = row.try_get("chunk_size")?;
+            let chunk_size = u32::try_from(chunk_size)
+                .ok()
+                .filter(|c| valid_chunk_size(*c))
+                .ok_or(DbError::Corrupt("files.chunk_size"))?;
             Ok(FileRow {
                 file_id: FileId::parse(&id).ok_or(DbError::Corrupt("files.file_id"))?,
                 state: row.try_get("state")?,
                 size: row.try_get("size")?,
                 created_at: row.try_get("created_at")?,
                 meta_sealed: row.try_get("meta_sealed")?,
+                chunk_size,
             })
         })
         .collect()
@@ -100,21 +111,35 @@ pub async fn delete(tx: &mut super::Tx<'_>, file_id: &FileId) -> Result<(), DbEr
     Ok(())
 }
 
-/// Records a finished file: its final state and completed sealed metadata.
+/// What completion records of a file.
+pub struct Finished<'a> {
+    pub state: &'a str,
+    /// The sealed metadata, completed (SHA-256, DICOM fields).
+    pub meta_sealed: &'a [u8],
+    /// SHA-256 (hex) of the stored object.
+    pub object_sha256: &'a str,
+    /// The chunk size in the stored object's header.
+    pub chunk_size: u32,
+}
+
+/// Records a finished file: its final state, completed sealed metadata and
+/// what downloads need to know of its object.
 pub async fn finish(
     tx: &mut super::Tx<'_>,
     file_id: &FileId,
-    state: &str,
-    meta_sealed: &[u8],
-    object_sha256: &str,
+    done: &Finished<'_>,
 ) -> Result<(), DbError> {
-    sqlx::query("UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ? WHERE file_id = ?")
-        .bind(state)
-        .bind(meta_sealed)
-        .bind(object_sha256)
-        .bind(file_id.as_str())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ?, chunk_size = ?
+         WHERE file_id = ?",
+    )
+    .bind(done.state)
+    .bind(done.meta_sealed)
+    .bind(done.object_sha256)
+    .bind(i64::from(done.chunk_size))
+    .bind(file_id.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -139,4 +164,70 @@ pub async fn object_sha256(db: &Db, file_id: &FileId) -> Result<Option<String>, 
         .await?
         .flatten(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::format::DEFAULT_CHUNK_SIZE;
+
+    async fn db_with_file(dir: &std::path::Path) -> (Db, CaseId, FileId) {
+        let db = Db::open(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .unwrap();
+        let (case_id, file_id) = (CaseId::generate(), FileId::generate());
+        sqlx::query(
+            "INSERT INTO cases (case_id, created_at, state, upload_expires_at)
+             VALUES (?, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
+        )
+        .bind(case_id.as_str())
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let new = NewFile {
+            file_id: &file_id,
+            case_id: &case_id,
+            state: "uploading",
+            size: 10,
+            created_at: "2026-11-29T00:00:00Z".parse().unwrap(),
+            meta_sealed: b"sealed",
+            key_id: &[7; 16],
+            wrapped_key: b"wrapped",
+        };
+        insert(&mut tx, &new).await.unwrap();
+        tx.commit().await.unwrap();
+        (db, case_id, file_id)
+    }
+
+    #[tokio::test]
+    async fn completion_records_the_objects_chunk_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, case_id, file_id) = db_with_file(dir.path()).await;
+        let listed = list_for_case(&db, &case_id).await.unwrap();
+        assert_eq!(listed[0].chunk_size, DEFAULT_CHUNK_SIZE, "column default");
+
+        let mut tx = db.begin().await.unwrap();
+        let done = Finished {
+            state: "complete",
+            meta_sealed: b"sealed, completed",
+            object_sha256: "00",
+            chunk_size: 16 * 1024,
+        };
+        finish(&mut tx, &file_id, &done).await.unwrap();
+        tx.commit().await.unwrap();
+        let listed = list_for_case(&db, &case_id).await.unwrap();
+        assert_eq!(listed[0].chunk_size, 16 * 1024);
+        assert_eq!(listed[0].state, "complete");
+
+        // Within the column's bounds but not a chunk size a reader accepts.
+        sqlx::query("UPDATE files SET chunk_size = 100")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            list_for_case(&db, &case_id).await,
+            Err(DbError::Corrupt("files.chunk_size"))
+        ));
+    }
 }

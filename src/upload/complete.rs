@@ -132,10 +132,14 @@ impl Uploads {
             &meta_json,
         );
         let done = Finished {
-            state,
             note,
-            meta_sealed: &meta_sealed,
-            object_sha256: &object_sha256,
+            record: db::files::Finished {
+                state,
+                meta_sealed: &meta_sealed,
+                object_sha256: &object_sha256,
+                // The header this upload's object was written with.
+                chunk_size: object.header().chunk_size,
+            },
         };
         self.record_complete(ctx, upload, done).await
     }
@@ -162,20 +166,13 @@ impl Uploads {
             // Finished by someone else meanwhile.
             return Ok(());
         }
-        db::files::finish(
-            &mut tx,
-            &upload.file_id,
-            done.state,
-            done.meta_sealed,
-            done.object_sha256,
-        )
-        .await?;
+        db::files::finish(&mut tx, &upload.file_id, &done.record).await?;
         let outcome = NewEntry::new("upload.complete", Outcome::Allow)
             .case(&upload.case_id)
             .file(&upload.file_id)
             .reason(format!(
                 "{} bytes, sha256 recorded, {}: {}",
-                upload.length, done.state, done.note
+                upload.length, done.record.state, done.note
             ));
         self.audit_in(&mut tx, ctx, &outcome).await?;
         tx.commit().await.map_err(audit_unavailable)?;
@@ -184,12 +181,10 @@ impl Uploads {
     }
 }
 
-/// What completion found, to be recorded.
+/// What completion found: the file's record and a note for the audit entry.
 struct Finished<'a> {
-    state: &'static str,
     note: &'static str,
-    meta_sealed: &'a [u8],
-    object_sha256: &'a str,
+    record: db::files::Finished<'a>,
 }
 
 /// The file's state after its first bytes were inspected: DICOM fields go

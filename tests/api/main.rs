@@ -4,6 +4,7 @@
 mod address_shares;
 mod cases;
 mod centres;
+mod chunk_size;
 mod clients;
 mod common;
 mod connections;

@@ -1,8 +1,10 @@
-//! A granted file's key material for one download: the chunk cipher of
-//! its object, and for sealed downloads its file key sealed to the centre.
+//! A granted file's key material for one download, for its object as
+//! stored: the object's header (read from the store) checked against the
+//! file's record, the chunk cipher built from that header (so the chunk
+//! size is the object's own), and for sealed downloads the file key sealed
+//! to the centre and bound to that header.
 
-use super::Kind;
-use super::{GrantError, internal};
+use super::{GrantError, GrantedFile, Kind, internal};
 use crate::crypto::format::{ChunkCipher, ObjectHeader};
 use crate::crypto::{CaseKey, FileKey, sealed_key};
 use crate::db;
@@ -18,24 +20,28 @@ pub(super) struct OpenedKeys {
     pub(super) object_sha256: Option<String>,
 }
 
+/// Opens the file key of `file` and binds it to `stored_header`, the first
+/// bytes of its object as the store holds them. A header that does not
+/// parse, names another key or another chunk size than the file's record
+/// is an internal error, found before the download counts as a use.
 pub(super) async fn open_keys(
     svc: &Services,
     case_key: &CaseKey,
-    grant: &GrantRow,
-    centre: &CentreRow,
-    file_id: &FileId,
+    (grant, centre): (&GrantRow, &CentreRow),
+    file: &GrantedFile,
+    stored_header: &[u8],
     kind: Kind,
 ) -> Result<OpenedKeys, GrantError> {
-    let case_id = &grant.case_id;
+    let (case_id, file_id) = (&grant.case_id, &file.file_id);
     let (key_id, wrapped) = db::files::wrapped_key(&svc.db, case_id, file_id)
         .await?
         .ok_or_else(|| internal("file has no key"))?;
+    let header = checked_header(stored_header, file, &key_id)?;
     let file_key = svc
         .keyring
         .file_key(case_key, case_id, file_id, key_id, &wrapped)
         .map_err(|_| internal("file key does not unwrap"))?;
     let object_sha256 = db::files::object_sha256(&svc.db, file_id).await?;
-    let header = ObjectHeader::new(*file_key.id());
     let sealed_key = match kind {
         Kind::Plaintext => None,
         Kind::Sealed => Some(seal_to_centre(grant, centre, file_id, &header, &file_key)?),
@@ -47,6 +53,31 @@ pub(super) async fn open_keys(
         sealed_key,
         object_sha256,
     })
+}
+
+/// The stored object's header, if it is the one the file's record
+/// describes: it parses, names the file's key and the chunk size recorded
+/// at completion (from which the sealed length was computed).
+fn checked_header(
+    stored: &[u8],
+    file: &GrantedFile,
+    key_id: &[u8; 16],
+) -> Result<ObjectHeader, GrantError> {
+    let file_id = &file.file_id;
+    let header = ObjectHeader::decode(stored)
+        .map_err(|e| internal(&format!("stored object {file_id}: header: {e}")))?;
+    if &header.key_id != key_id {
+        return Err(internal(&format!(
+            "stored object {file_id} names another file key"
+        )));
+    }
+    if header.chunk_size != file.chunk_size {
+        return Err(internal(&format!(
+            "stored object {file_id} has chunk size {}, its record {}",
+            header.chunk_size, file.chunk_size
+        )));
+    }
+    Ok(header)
 }
 
 /// The file key sealed to the centre's X25519 key, bound to the grant,

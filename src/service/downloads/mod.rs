@@ -23,7 +23,7 @@ use super::audit;
 use super::grants::GrantError;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
-use crate::crypto::format::{ChunkCipher, DEFAULT_CHUNK_SIZE, Layout};
+use crate::crypto::format::{ChunkCipher, HEADER_LEN, Layout};
 use crate::db;
 use crate::db::cases::CaseRow;
 use crate::db::centres::CentreRow;
@@ -35,14 +35,17 @@ use crate::manifest::{FILE_META, FileMeta};
 pub struct GrantedFile {
     pub file_id: FileId,
     pub size: u64,
+    /// The chunk size of its stored object, as recorded at completion.
+    pub chunk_size: u32,
     pub meta: FileMeta,
     pub downloads: i64,
 }
 
 impl GrantedFile {
-    /// Length of the sealed object (format v1 with the default chunk size).
+    /// Length of the sealed object (format v1 with the object's own chunk
+    /// size), known without asking the store.
     pub fn sealed_size(&self) -> u64 {
-        Layout::new(DEFAULT_CHUNK_SIZE).object_len(self.size)
+        Layout::new(self.chunk_size).object_len(self.size)
     }
 }
 
@@ -87,6 +90,7 @@ async fn granted_files(
         out.push(GrantedFile {
             file_id: row.file_id.clone(),
             size: row.size.max(0) as u64,
+            chunk_size: row.chunk_size,
             meta,
             downloads: u.downloads,
         });
@@ -154,15 +158,16 @@ impl Attempt<'_> {
     }
 
     /// The span of a representation of `total` bytes the range asks for
-    /// (`None`: all of it), once the store has answered. The store must
-    /// answer before a use is counted: a download asked for while it is
-    /// away gets 503 and costs nothing, instead of a 200 cut at 0 bytes
-    /// that used up one of the grant's downloads.
+    /// (`None`: all of it), and the object's header as stored (its first
+    /// [`HEADER_LEN`] bytes: the chunk size and key id to read it with).
+    /// The store must answer before a use is counted: a download asked for
+    /// while it is away gets 503 and costs nothing, instead of a 200 cut at
+    /// 0 bytes that used up one of the grant's downloads.
     async fn servable(
         &self,
         total: u64,
         range: Result<Option<RangeSpec>, Unsatisfiable>,
-    ) -> Result<Option<Range<u64>>, GrantError> {
+    ) -> Result<(Option<Range<u64>>, Vec<u8>), GrantError> {
         let file_id = self.file_id;
         let Ok(requested) = range.and_then(|r| r.map(|r| r.resolve(total)).transpose()) else {
             let reason = format!("range not satisfiable for {file_id}");
@@ -170,12 +175,14 @@ impl Attempt<'_> {
             return Err(self.refuse(reason, error).await);
         };
         let key = crate::store::object_key(&self.grant.case_id, file_id);
-        if let Err(e) = self.svc.store.len(&key).await {
-            tracing::warn!(error = %e, "object store unavailable for a download");
-            let reason = format!("object store unavailable for {file_id}");
-            return Err(self.refuse(reason, GrantError::StorageUnavailable).await);
+        match self.svc.store.get_range(&key, 0..HEADER_LEN as u64).await {
+            Ok(header) => Ok((requested, header)),
+            Err(e) => {
+                tracing::warn!(error = %e, "object store unavailable for a download");
+                let reason = format!("object store unavailable for {file_id}");
+                Err(self.refuse(reason, GrantError::StorageUnavailable).await)
+            }
         }
-        Ok(requested)
     }
 
     /// Audits a refusal and returns its error.
@@ -189,9 +196,9 @@ impl Attempt<'_> {
 }
 
 /// Opens a file of the grant for a download of `kind`: finds it in the
-/// grant, resolves the range, makes sure the store answers, then counts
-/// the use and leases the bytes in one audited transaction. Each refusal
-/// is audited with its reason.
+/// grant, resolves the range, reads the object's header from the store and
+/// opens the keys for it, then counts the use and leases the bytes in one
+/// audited transaction. Each refusal is audited with its reason.
 pub async fn start(
     svc: &Services,
     ctx: &RequestContext,
@@ -219,7 +226,7 @@ pub async fn start(
         Kind::Plaintext => file.size,
         Kind::Sealed => file.sealed_size(),
     };
-    let requested = at.servable(total, range).await?;
+    let (requested, stored_header) = at.servable(total, range).await?;
     let span = requested.clone().unwrap_or(0..total);
     let budget = Budget {
         kind,
@@ -228,7 +235,8 @@ pub async fn start(
     };
     // Keys before the use is counted: a file whose key does not open costs
     // the grant nothing.
-    let opened = keys::open_keys(svc, &case_key, grant, centre, file_id, kind).await?;
+    let opened =
+        keys::open_keys(svc, &case_key, (grant, centre), &file, &stored_header, kind).await?;
     let lease = reserve(&at, &file, budget, &span).await?;
     Ok(Download {
         file_id: file_id.clone(),
