@@ -1,11 +1,11 @@
 //! Downloads under a grant: the grant's file list, opening one file for a
-//! download (its key, its sealed or plaintext representation, the range
-//! asked for), and the rules that keep a file's downloads within the grant:
-//! a request from byte 0 counts as a download, a continuation does not;
-//! the bytes served per file stay under `max_downloads × size`, leased
-//! before anything is sent and settled at what was actually sent; a
-//! running download is re-checked by [`Lease::recheck`] and stops when its
-//! grant stops being live.
+//! download (its object's header as stored, its key, its sealed or
+//! plaintext representation, the range asked for), and the rules that
+//! keep a file's downloads within the grant: a request from byte 0 counts
+//! as a download, a continuation does not; the bytes served per file stay
+//! under `max_downloads × size`, leased before anything is sent and
+//! settled at what was actually sent; a running download is re-checked by
+//! [`Lease::recheck`] and stops when its grant stops being live.
 
 mod budget;
 mod keys;
@@ -134,7 +134,8 @@ pub struct Download {
     /// The file key sealed to the centre (sealed downloads), encoded for
     /// the `Casegate-Sealed-Key` header.
     pub sealed_key: Option<String>,
-    /// The object's chunk cipher (plaintext downloads decrypt with it).
+    /// The object's chunk cipher, for the header as stored (plaintext
+    /// downloads decrypt with it, at the object's own chunk size).
     pub cipher: ChunkCipher,
     pub lease: Lease,
 }
