@@ -17,8 +17,10 @@ use crate::service::downloads::{Download, Kind, Lease};
 use crate::service::principal::{CentreRow, GrantRow};
 use crate::store::object_key;
 
-/// Plaintext per store read while streaming: 16 chunks.
-const WINDOW: u64 = 16 * 64 * 1024;
+/// Plaintext per store read while streaming: 1 MiB, a whole number of
+/// chunks for every allowed chunk size (powers of two up to 1 MiB), so a
+/// window never splits a chunk: 16 chunks at the default 64 KiB.
+const WINDOW: u64 = 1024 * 1024;
 /// Object bytes per store read on the sealed route (passed through as
 /// stored, so bigger reads cost no decryption latency).
 const SEALED_WINDOW: u64 = 2 * WINDOW;
