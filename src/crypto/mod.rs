@@ -8,6 +8,7 @@ pub mod case_key;
 pub mod file_key;
 pub mod format;
 #[cfg(test)]
+#[path = "tests/key_vectors.rs"]
 mod key_vectors;
 pub mod keyring;
 pub mod master;

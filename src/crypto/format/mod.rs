@@ -17,6 +17,7 @@ pub mod encrypt;
 pub mod header;
 pub mod layout;
 #[cfg(test)]
+#[path = "tests/vectors.rs"]
 mod vectors;
 
 pub use chunk::ChunkCipher;
