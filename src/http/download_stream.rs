@@ -11,11 +11,11 @@ use bytes::Bytes;
 
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{Decryptor, ReadError};
+use crate::crypto::format::{Decryptor, FormatError, ReadError};
 use crate::ids::FileId;
-use crate::service::downloads::{Download, Kind, Lease};
+use crate::service::downloads::{Download, Kind, Lease, Stop};
 use crate::service::principal::{CentreRow, GrantRow};
-use crate::store::object_key;
+use crate::store::{StoreError, object_key};
 
 /// Plaintext per store read while streaming: 1 MiB, a whole number of
 /// chunks for every allowed chunk size (powers of two up to 1 MiB), so a
@@ -54,21 +54,44 @@ struct Streaming {
     lease: Lease,
 }
 
+/// Why a running download's body is cut; the text is the cut's audit
+/// reason (after "cut after N bytes: ").
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    /// The grant or the lease no longer allows it.
+    #[error(transparent)]
+    Stopped(#[from] Stop),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("stored object does not decrypt: {0}")]
+    Decrypt(#[from] FormatError),
+    #[error("stored object shorter than expected")]
+    Short,
+    #[error("window read failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<ReadError<StoreError>> for Cut {
+    fn from(e: ReadError<StoreError>) -> Cut {
+        match e {
+            ReadError::Fetch(e) => Cut::Store(e),
+            ReadError::Format(e) => Cut::Decrypt(e),
+        }
+    }
+}
+
 /// Largest body frame: a slow client pulls a new frame (and so triggers a
 /// grant re-check) at least this often.
 const FRAME: usize = 64 * 1024;
 
 impl Streaming {
-    async fn still_allowed(&mut self) -> Result<(), String> {
+    async fn still_allowed(&mut self) -> Result<(), Cut> {
         if self.checked.elapsed() < RECHECK {
             return Ok(());
         }
         self.checked = Instant::now();
         // The reason becomes the cut's audit entry, like a failed read's.
-        self.lease
-            .recheck(&self.state.services, self.sent)
-            .await
-            .map_err(|stop| stop.to_string())
+        Ok(self.lease.recheck(&self.state.services, self.sent).await?)
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {
@@ -80,7 +103,7 @@ impl Streaming {
     }
 
     /// The window at `at`, and the read of the one after it started.
-    async fn next_piece(&mut self) -> Result<Bytes, String> {
+    async fn next_piece(&mut self) -> Result<Bytes, Cut> {
         let window = match self.kind {
             Kind::Sealed => SEALED_WINDOW,
             Kind::Plaintext => WINDOW,
@@ -95,7 +118,7 @@ impl Streaming {
         }
         let bytes = current.wait().await?;
         if bytes.len() as u64 != end - self.at {
-            return Err("stored object shorter than expected".into());
+            return Err(Cut::Short);
         }
         self.at = end;
         Ok(bytes)
@@ -224,13 +247,11 @@ pub fn stream_body(
 }
 
 /// A window read on another task; dropping it stops the read.
-struct ReadAhead(tokio::task::JoinHandle<Result<Bytes, String>>);
+struct ReadAhead(tokio::task::JoinHandle<Result<Bytes, Cut>>);
 
 impl ReadAhead {
-    async fn wait(mut self) -> Result<Bytes, String> {
-        (&mut self.0)
-            .await
-            .map_err(|e| format!("window read failed: {e}"))?
+    async fn wait(mut self) -> Result<Bytes, Cut> {
+        (&mut self.0).await?
     }
 }
 
@@ -248,21 +269,14 @@ async fn read_window(
     kind: Kind,
     object: &Decryptor,
     range: std::ops::Range<u64>,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, Cut> {
     let bytes = match kind {
-        Kind::Sealed => state
-            .services
-            .store
-            .get_range(key, range)
-            .await
-            .map_err(|e| e.to_string())?,
-        Kind::Plaintext => object
-            .read_range(range, |r| state.services.store.get_range(key, r))
-            .await
-            .map_err(|e| match e {
-                ReadError::Fetch(e) => e.to_string(),
-                ReadError::Format(e) => format!("stored object does not decrypt: {e}"),
-            })?,
+        Kind::Sealed => state.services.store.get_range(key, range).await?,
+        Kind::Plaintext => {
+            object
+                .read_range(range, |r| state.services.store.get_range(key, r))
+                .await?
+        }
     };
     Ok(Bytes::from(bytes))
 }
