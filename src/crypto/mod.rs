@@ -5,6 +5,9 @@
 
 pub mod aead;
 pub mod case_key;
+#[cfg(test)]
+#[path = "tests/committed.rs"]
+mod committed;
 pub mod file_key;
 pub mod format;
 #[cfg(test)]

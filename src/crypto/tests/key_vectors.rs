@@ -273,23 +273,14 @@ fn generate_json() -> String {
         "master_key_file": key_file(),
         "vectors": vectors,
     });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    text.push('\n');
-    text
+    crate::crypto::committed::pretty(&doc)
 }
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/keys-v1.json");
 
 #[test]
 fn vectors_file_is_what_the_generator_writes() {
-    let generated = generate_json();
-    if std::env::var_os("CASEGATE_WRITE_VECTORS").is_some() {
-        std::fs::write(COMMITTED, &generated).unwrap();
-    }
-    assert!(
-        std::fs::read_to_string(COMMITTED).unwrap() == generated,
-        "regenerate with: CASEGATE_WRITE_VECTORS=1 cargo test --lib crypto::key_vectors"
-    );
+    crate::crypto::committed::assert_matches(COMMITTED, &generate_json(), "crypto::key_vectors");
 }
 
 #[test]

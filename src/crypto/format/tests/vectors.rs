@@ -276,24 +276,17 @@ fn generate_json() -> String {
         "notes": "hex strings; plaintext byte i is (7*i + 3) mod 256; nonces were chosen for these vectors only (writers draw them at random)",
         "vectors": vectors,
     });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    text.push('\n');
-    text
+    crate::crypto::committed::pretty(&doc)
 }
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/format-v1.json");
 
 #[test]
 fn vectors_file_is_what_the_generator_writes() {
-    let generated = generate_json();
-    if std::env::var_os("CASEGATE_WRITE_VECTORS").is_some() {
-        std::fs::write(COMMITTED, &generated).unwrap();
-    }
-    // Same inputs, same nonces → same file; a silent format change would
-    // show up here as well as in tests/format_vectors.rs.
-    assert!(
-        std::fs::read_to_string(COMMITTED).unwrap() == generated,
-        "regenerate with: CASEGATE_WRITE_VECTORS=1 cargo test --lib crypto::format::vectors"
+    crate::crypto::committed::assert_matches(
+        COMMITTED,
+        &generate_json(),
+        "crypto::format::vectors",
     );
 }
 
