@@ -42,30 +42,6 @@ async fn read_then_abandon(resp: reqwest::Response, want: usize) -> Vec<u8> {
     got
 }
 
-/// Retries the continuation from `from` until the abandoned download's
-/// lease is settled (the body's drop is noticed asynchronously).
-async fn continue_from(centre: &Centre, path: &str, token: &str, from: usize) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let resp = centre
-            .get(path, token)
-            .header("Range", format!("bytes={from}-"))
-            .send()
-            .await
-            .unwrap();
-        if resp.status() == 206 {
-            return resp.bytes().await.unwrap().to_vec();
-        }
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "continuation from {from} refused: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_abandoned_download_continues_under_max_downloads_1() {
     let app = spawn_app().await;
@@ -85,7 +61,11 @@ async fn an_abandoned_download_continues_under_max_downloads_1() {
     let resp = centre.get(&path, &token).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut got = read_then_abandon(resp, 1 << 20).await;
-    got.extend(continue_from(&centre, &path, &token, got.len()).await);
+    got.extend(
+        centre
+            .continue_from(&path, &token, got.len(), Duration::from_secs(10))
+            .await,
+    );
     assert_eq!(sha256_hex(&got), sha256_hex(&data));
 
     // The one use is spent: a new download from byte 0 is refused.
@@ -229,7 +209,9 @@ async fn a_download_cut_by_kill_9_continues_after_restart() {
         "https://{}",
         value(&lines, "centre listener on https://").unwrap()
     );
-    let rest = continue_from(&centre, &path, &token, got.len()).await;
+    let rest = centre
+        .continue_from(&path, &token, got.len(), Duration::from_secs(10))
+        .await;
     got.extend(rest);
     assert_eq!(got.len(), sealed_size);
     let _ = child.kill();

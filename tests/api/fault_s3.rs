@@ -229,30 +229,6 @@ async fn granted_file(app: &TestApp, data: &[u8]) -> (Centre, String, String) {
     (centre, token, format!("/api/v1/grant/files/{file_id}"))
 }
 
-/// Retries a Range continuation from `from` until it is served (the cut
-/// download's lease is settled asynchronously).
-async fn continue_from(centre: &Centre, path: &str, token: &str, from: usize) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = centre
-            .get(path, token)
-            .header("Range", format!("bytes={from}-"))
-            .send()
-            .await
-            .unwrap();
-        if resp.status() == 206 {
-            return resp.bytes().await.unwrap().to_vec();
-        }
-        let status = resp.status();
-        let body = resp.text().await.unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "continuation from {from} refused: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn outage_mid_download(s3: &mut TestS3) {
     let app = app_on(s3).await;
     let data = pattern(12 * MIB + 5, 6);
@@ -288,7 +264,9 @@ async fn outage_mid_download(s3: &mut TestS3) {
     // grant allows one) completes it.
     s3.start().await;
     ready_becomes(&app, 200).await;
-    let rest = continue_from(&centre, &path, &token, got.len()).await;
+    let rest = centre
+        .continue_from(&path, &token, got.len(), Duration::from_secs(20))
+        .await;
     got.extend(rest);
     assert_eq!(got.len(), data.len());
     assert_eq!(sha256_hex(&got), sha256_hex(&data));

@@ -104,6 +104,37 @@ pub async fn grant(app: &TestApp, case: &str, body: Value) -> (String, String) {
 }
 
 impl Centre {
+    /// Retries a Range continuation from `from` until it is served, for at
+    /// most `patience`: a cut or abandoned download's lease is settled
+    /// asynchronously, and until then the continuation may be refused.
+    pub async fn continue_from(
+        &self,
+        path: &str,
+        token: &str,
+        from: usize,
+        patience: std::time::Duration,
+    ) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let resp = self
+                .get(path, token)
+                .header("Range", format!("bytes={from}-"))
+                .send()
+                .await
+                .unwrap();
+            if resp.status() == 206 {
+                return resp.bytes().await.unwrap().to_vec();
+            }
+            let status = resp.status();
+            let body = resp.text().await.unwrap();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "continuation from {from} refused: {status} {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("{}{path}", self.base))
