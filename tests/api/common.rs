@@ -171,6 +171,31 @@ impl TestApp {
         )
     }
 
+    /// Registers a centre (as the coordinator) from its certificate PEM and
+    /// base64url X25519 public key; returns its id.
+    pub async fn register_centre_from(
+        &self,
+        name: &str,
+        cert_pem: &str,
+        x25519_public: &str,
+    ) -> String {
+        let body = serde_json::json!({
+            "name": name, "country": "CH", "client_cert_pem": cert_pem,
+            "x25519_public_key": x25519_public.trim(),
+        });
+        let resp = self
+            .request(
+                Method::POST,
+                "/api/v1/centres",
+                Some(&self.coordinator),
+                Some(body),
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+        let v: Value = resp.json().await.unwrap();
+        v["centre_id"].as_str().unwrap().to_owned()
+    }
+
     /// The whole audit log as parsed JSON lines.
     pub async fn audit(&self) -> Vec<Value> {
         let resp = self

@@ -45,24 +45,10 @@ async fn register(app: &TestApp, name: &str) -> (String, String) {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let body = json!({
-        "name": name, "country": "CH", "client_cert_pem": cert.pem(),
-        "x25519_public_key": crate::common::x25519_public_b64(),
-    });
-    let resp = app
-        .request(
-            Method::POST,
-            "/api/v1/centres",
-            Some(&app.coordinator),
-            Some(body),
-        )
+    let centre_id = app
+        .register_centre_from(name, &cert.pem(), &crate::common::x25519_public_b64())
         .await;
-    assert_eq!(resp.status(), 201);
-    let v: Value = resp.json().await.unwrap();
-    (
-        v["centre_id"].as_str().unwrap().to_owned(),
-        format!("{}{}", cert.pem(), key.serialize_pem()),
-    )
+    (centre_id, format!("{}{}", cert.pem(), key.serialize_pem()))
 }
 
 type Build = Arc<dyn Fn(&Client) -> RequestBuilder + Send + Sync>;

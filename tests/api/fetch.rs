@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use base64::Engine;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::spawn_app;
@@ -75,24 +74,14 @@ async fn keygen_register_grant_fetch_resume() {
         "never overwrites keys"
     );
 
-    let body = json!({
-        "name": "Institut Beispiel", "country": "AT",
-        "client_cert_pem": std::fs::read_to_string(keys.join("centre.pem")).unwrap(),
-        "x25519_public_key": std::fs::read_to_string(keys.join("x25519.pub")).unwrap().trim(),
-    });
-    let resp = app
-        .request(
-            Method::POST,
-            "/api/v1/centres",
-            Some(&app.coordinator),
-            Some(body),
+    let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
+    let centre_id = app
+        .register_centre_from(
+            "Institut Beispiel",
+            &read("centre.pem"),
+            &read("x25519.pub"),
         )
         .await;
-    assert_eq!(resp.status(), 201);
-    let centre_id = resp.json::<Value>().await.unwrap()["centre_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let (_, token) = grant(
         &app,
         &case,

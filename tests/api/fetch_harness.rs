@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
@@ -40,24 +39,13 @@ impl Centre {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
-        let body = json!({
-            "name": "Fetch Test Centre", "country": "CH",
-            "client_cert_pem": read("centre.pem"),
-            "x25519_public_key": read("x25519.pub").trim(),
-        });
-        let resp = app
-            .request(
-                Method::POST,
-                "/api/v1/centres",
-                Some(&app.coordinator),
-                Some(body),
+        let centre_id = app
+            .register_centre_from(
+                "Fetch Test Centre",
+                &read("centre.pem"),
+                &read("x25519.pub"),
             )
             .await;
-        assert_eq!(resp.status(), 201);
-        let centre_id = resp.json::<Value>().await.unwrap()["centre_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
         let (_, token) = grant(
             app,
             case,
