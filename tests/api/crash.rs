@@ -81,7 +81,7 @@ impl Gateway {
 }
 
 /// The environment that points the binary at an S3 server.
-fn s3_env(config: &casegate::config::S3Config) -> Vec<(String, String)> {
+pub fn s3_env(config: &casegate::config::S3Config) -> Vec<(String, String)> {
     [
         ("CASEGATE_STORAGE__BACKEND", "s3"),
         ("CASEGATE_STORAGE__S3__ENDPOINT", config.endpoint.as_str()),
@@ -96,13 +96,21 @@ fn s3_env(config: &casegate::config::S3Config) -> Vec<(String, String)> {
             config.secret_key.expose(),
         ),
         ("CASEGATE_STORAGE__S3__PATH_STYLE", "true"),
-        // A durable point on S3 rewrites the staging object (up to a part):
-        // fewer of them keep the test quick.
-        ("CASEGATE_UPLOADS__SYNC_EVERY_BYTES", "4194304"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// [`s3_env`] with fewer durable points: each one on S3 rewrites the
+/// staging object (up to a part), so fewer keep the test quick.
+fn s3_env_few_syncs(config: &casegate::config::S3Config) -> Vec<(String, String)> {
+    let mut env = s3_env(config);
+    env.push((
+        "CASEGATE_UPLOADS__SYNC_EVERY_BYTES".into(),
+        "4194304".into(),
+    ));
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +121,7 @@ async fn kill_9_mid_upload_fs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_upload_s3s_fs() {
     let s3 = crate::support::s3s_fs().await;
-    kill_9_mid_upload_loses_nothing_acknowledged(&s3_env(&s3.config)).await;
+    kill_9_mid_upload_loses_nothing_acknowledged(&s3_env_few_syncs(&s3.config)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +129,7 @@ async fn kill_9_mid_upload_garage() {
     let Some(s3) = crate::support::garage() else {
         return;
     };
-    kill_9_mid_upload_loses_nothing_acknowledged(&s3_env(&s3.config)).await;
+    kill_9_mid_upload_loses_nothing_acknowledged(&s3_env_few_syncs(&s3.config)).await;
 }
 
 async fn kill_9_mid_upload_loses_nothing_acknowledged(env: &[(String, String)]) {

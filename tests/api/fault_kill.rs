@@ -163,28 +163,6 @@ async fn killer(gw: Arc<Gateway>, ledger: Arc<Ledger>, kill: KillAt) {
     }
 }
 
-/// The environment that points the binary at an S3 server.
-fn s3_env(config: &casegate::config::S3Config) -> Vec<(String, String)> {
-    [
-        ("CASEGATE_STORAGE__BACKEND", "s3"),
-        ("CASEGATE_STORAGE__S3__ENDPOINT", config.endpoint.as_str()),
-        ("CASEGATE_STORAGE__S3__REGION", config.region.as_str()),
-        ("CASEGATE_STORAGE__S3__BUCKET", config.bucket.as_str()),
-        (
-            "CASEGATE_STORAGE__S3__ACCESS_KEY",
-            config.access_key.as_str(),
-        ),
-        (
-            "CASEGATE_STORAGE__S3__SECRET_KEY",
-            config.secret_key.expose(),
-        ),
-        ("CASEGATE_STORAGE__S3__PATH_STYLE", "true"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 async fn kill_9_at_random_points(backend: &str, mut env: Vec<(String, String)>, profile: Profile) {
     let seed = seed();
     let kills = kills();
@@ -337,7 +315,7 @@ async fn kill_9_at_random_points_fs() {
 #[ignore = "slow under a parallel CI run (in-process debug S3 re-hash); Garage variant runs in CI"]
 async fn kill_9_at_random_points_s3s_fs() {
     let s3 = crate::support::s3s_fs().await;
-    kill_9_at_random_points("s3s-fs", s3_env(&s3.config), S3).await;
+    kill_9_at_random_points("s3s-fs", crate::crash::s3_env(&s3.config), S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,5 +323,5 @@ async fn kill_9_at_random_points_garage() {
     let Some(s3) = crate::support::garage() else {
         return;
     };
-    kill_9_at_random_points("garage", s3_env(&s3.config), S3).await;
+    kill_9_at_random_points("garage", crate::crash::s3_env(&s3.config), S3).await;
 }
