@@ -9,7 +9,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// ring fails only where the OS has no CSPRNG at all; continuing without
 /// randomness would mint guessable keys and tokens, so that is fatal.
 pub fn fill(buf: &mut [u8]) {
-    #[allow(clippy::panic)]
+    #[allow(
+        clippy::panic,
+        reason = "minting keys and tokens without randomness would be worse than stopping"
+    )]
     if SystemRandom::new().fill(buf).is_err() {
         panic!("operating system random number generator unavailable");
     }

@@ -122,9 +122,12 @@ fn leading_ident(s: &str) -> Option<String> {
         .then_some(ident)
 }
 
-/// Code before the file's test module: tests may reach across layers.
+/// Code before the file's `mod tests` (by convention at the end): unit tests
+/// may reach across layers. Other `#[cfg(test)]` items — a test-only
+/// function, a test module declared by path — are checked like the rest.
 fn without_tests(code: &str) -> &str {
-    code.find("#[cfg(test)]").map_or(code, |at| &code[..at])
+    code.find("#[cfg(test)]\nmod tests {")
+        .map_or(code, |at| &code[..at])
 }
 
 #[test]
@@ -213,4 +216,8 @@ fn the_parser_sees_grouped_and_nested_paths() {
     let got: Vec<String> = named_modules(code).into_iter().collect();
     assert_eq!(got, ["db", "hex", "store"]);
     assert!(named_modules("// no paths here").is_empty());
+    let code =
+        "#[cfg(test)]\nmod x;\nuse crate::db;\n#[cfg(test)]\nmod tests {\n use crate::http;\n}";
+    let kept: Vec<String> = named_modules(without_tests(code)).into_iter().collect();
+    assert_eq!(kept, ["db"]);
 }

@@ -187,7 +187,10 @@ pub const IN_FLIGHT_CAP: i64 = 64 * 1024 * 1024;
 /// the in-flight allowance) settled plus leased. Leases whose heartbeat is older than `stale_before` (their
 /// gateway died) are settled first at their recorded progress. Returns the
 /// lease, or `None` when the limits refuse.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the limits are checked and the lease written in one statement, which binds each of these"
+)]
 pub async fn reserve(
     tx: &mut Tx<'_>,
     grant_id: &GrantId,

@@ -18,8 +18,9 @@ use crate::service::principal::{CentreRow, GrantRow};
 use crate::store::{StoreError, object_key};
 
 /// Plaintext per store read while streaming: 1 MiB, a whole number of
-/// chunks for every allowed chunk size (powers of two up to 1 MiB), so a
-/// window never splits a chunk: 16 chunks at the default 64 KiB.
+/// chunks for every allowed chunk size (powers of two up to 1 MiB): 16
+/// chunks at the default 64 KiB. Windows end on chunk boundaries
+/// (`window_end`), so each chunk is read and decrypted once.
 const WINDOW: u64 = 1024 * 1024;
 /// Object bytes per store read on the sealed route (passed through as
 /// stored, so bigger reads cost no decryption latency).
@@ -102,19 +103,32 @@ impl Streaming {
         }))
     }
 
+    /// Where the window that starts at `from` ends. Plaintext windows end
+    /// on a chunk boundary (when one lies inside the window), so a range
+    /// that starts mid-chunk has only its first window unaligned and no
+    /// chunk is fetched and decrypted twice.
+    fn window_end(&self, from: u64) -> u64 {
+        let end = match self.kind {
+            Kind::Sealed => from + SEALED_WINDOW,
+            Kind::Plaintext => {
+                let end = from + WINDOW;
+                let chunk = u64::from(self.object.header().chunk_size);
+                let aligned = end - end % chunk;
+                if aligned > from { aligned } else { end }
+            }
+        };
+        end.min(self.span.end)
+    }
+
     /// The window at `at`, and the read of the one after it started.
     async fn next_piece(&mut self) -> Result<Bytes, Cut> {
-        let window = match self.kind {
-            Kind::Sealed => SEALED_WINDOW,
-            Kind::Plaintext => WINDOW,
-        };
-        let end = (self.at + window).min(self.span.end);
+        let end = self.window_end(self.at);
         let current = match self.ahead.take() {
             Some(ahead) => ahead,
             None => self.read(self.at..end),
         };
         if end < self.span.end {
-            self.ahead = Some(self.read(end..(end + window).min(self.span.end)));
+            self.ahead = Some(self.read(end..self.window_end(end)));
         }
         let bytes = current.wait().await?;
         if bytes.len() as u64 != end - self.at {
