@@ -11,25 +11,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::spawn_app;
-use crate::grants::{Centre, grant, register_centre, register_centre_at};
+use crate::grants::{grant, register_centre, register_centre_at};
 use crate::startup::{start_with, value};
 use crate::tus::{pattern, sha256_hex};
 
 const SIZE: usize = 8 << 20;
-
-/// The grant's file list and the id of its first file.
-async fn first_granted_file(centre: &Centre, token: &str) -> (Value, String) {
-    let info: Value = centre
-        .get("/api/v1/grant", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
-    (info, file_id)
-}
 
 /// Reads at least `want` bytes of the body, then drops the response.
 async fn read_then_abandon(resp: reqwest::Response, want: usize) -> Vec<u8> {
@@ -55,7 +41,7 @@ async fn an_abandoned_download_continues_under_max_downloads_1() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }),
     )
     .await;
-    let (_, file_id) = first_granted_file(&centre, &token).await;
+    let (_, file_id) = centre.grant_listing(&token).await;
     let path = format!("/api/v1/grant/files/{file_id}");
 
     let resp = centre.get(&path, &token).send().await.unwrap();
@@ -104,7 +90,7 @@ async fn sealed_then_plaintext_fit_max_downloads_2() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 2 }),
     )
     .await;
-    let (_, file_id) = first_granted_file(&centre, &token).await;
+    let (_, file_id) = centre.grant_listing(&token).await;
     let sealed = format!("/api/v1/grant/files/{file_id}/sealed");
     let plain = format!("/api/v1/grant/files/{file_id}");
     for path in [&sealed, &plain] {
@@ -184,7 +170,7 @@ async fn a_download_cut_by_kill_9_continues_after_restart() {
         .await
         .unwrap();
     let token = grant["grant_token"].as_str().unwrap().to_owned();
-    let (info, file_id) = first_granted_file(&centre, &token).await;
+    let (info, file_id) = centre.grant_listing(&token).await;
     let path = format!("/api/v1/grant/files/{file_id}/sealed");
     let sealed_size = info["files"][0]["sealed_size"].as_u64().unwrap() as usize;
 
@@ -231,7 +217,7 @@ async fn a_range_to_u64_max_is_the_whole_file() {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 3 }),
     )
     .await;
-    let (_, file_id) = first_granted_file(&centre, &token).await;
+    let (_, file_id) = centre.grant_listing(&token).await;
     let resp = centre
         .get(&format!("/api/v1/grant/files/{file_id}"), &token)
         .header("Range", "bytes=0-18446744073709551615")

@@ -217,15 +217,7 @@ async fn granted_file(app: &TestApp, data: &[u8]) -> (Centre, String, String) {
         json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }),
     )
     .await;
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let (_, file_id) = centre.grant_listing(&token).await;
     (centre, token, format!("/api/v1/grant/files/{file_id}"))
 }
 

@@ -135,6 +135,23 @@ impl Centre {
         }
     }
 
+    /// The grant's file list (`GET /api/v1/grant`) and its first file's id.
+    pub async fn grant_listing(&self, token: &str) -> (Value, String) {
+        let info: Value = self
+            .get("/api/v1/grant", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let file_id = info["files"][0]["file_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (info, file_id)
+    }
+
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("{}{path}", self.base))
@@ -173,14 +190,7 @@ async fn grant_download_plaintext_and_sealed() {
     )
     .await;
 
-    let info: Value = centre
-        .get("/api/v1/grant", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (info, _) = centre.grant_listing(&token).await;
     assert_eq!(info["grant_id"], grant_id.as_str());
     assert_eq!(info["case_id"], case.as_str());
     let files = info["files"].as_array().unwrap();
