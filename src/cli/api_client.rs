@@ -21,6 +21,24 @@ pub struct ServerArgs {
     pub ca: Option<PathBuf>,
 }
 
+/// `builder` trusting only the PEM CA in `ca` when one is given (`--ca`,
+/// `CASEGATE_CA`), else the system trust store: how every client verb
+/// reaches the gateway.
+pub fn trusting(
+    builder: reqwest::ClientBuilder,
+    ca: Option<&std::path::Path>,
+) -> Result<reqwest::ClientBuilder, String> {
+    let Some(ca) = ca else {
+        return Ok(builder);
+    };
+    let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let cert =
+        reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+    Ok(builder
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(cert))
+}
+
 pub struct ApiClient {
     client: reqwest::Client,
     base: String,
@@ -37,14 +55,7 @@ impl ApiClient {
             .token
             .clone()
             .ok_or("--token (or CASEGATE_TOKEN) is required")?;
-        let mut builder = reqwest::Client::builder();
-        if let Some(ca) = &args.ca {
-            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-            builder = builder.tls_built_in_root_certs(false).add_root_certificate(
-                reqwest::Certificate::from_pem(&pem)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?,
-            );
-        }
+        let builder = trusting(reqwest::Client::builder(), args.ca.as_deref())?;
         Ok(ApiClient {
             client: builder.build().map_err(|e| e.to_string())?,
             base: base.trim_end_matches('/').to_owned(),

@@ -7,6 +7,7 @@ mod error;
 pub mod fetch;
 pub mod keys;
 pub mod serve;
+pub mod upload;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,8 @@ pub enum Command {
     },
     /// Reviewing centre: download, decrypt and verify every file of a grant.
     Fetch(fetch::FetchArgs),
+    /// Patient: send files and folders (a hospital CD, PDFs) into your case.
+    Upload(upload::UploadArgs),
     /// Master key rotation (on the gateway's host).
     Keys {
         #[command(subcommand)]
@@ -60,6 +63,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys { command } => keys::run(command).await,
         Command::Centre { command } => centre::run(command),
         Command::Fetch(args) => fetch::run(args).await,
+        Command::Upload(args) => upload::run(args).await,
     }
 }
 

@@ -28,6 +28,7 @@ mod role_matrix;
 mod s3;
 mod startup;
 mod tus;
+mod upload_cli;
 
 #[path = "../support/mod.rs"]
 mod support;

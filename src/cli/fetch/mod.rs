@@ -66,17 +66,13 @@ fn client(args: &FetchArgs) -> Result<reqwest::Client, String> {
     let mut identity = read(&args.cert)?;
     identity.extend_from_slice(b"\n");
     identity.extend_from_slice(&read(&args.key)?);
-    let mut builder = reqwest::Client::builder().identity(
+    let builder = reqwest::Client::builder().identity(
         reqwest::Identity::from_pem(&identity)
             .map_err(|e| format!("client certificate/key: {e}"))?,
     );
-    if let Some(ca) = &args.ca {
-        builder = builder.tls_built_in_root_certs(false).add_root_certificate(
-            reqwest::Certificate::from_pem(&read(ca)?)
-                .map_err(|e| format!("{}: {e}", ca.display()))?,
-        );
-    }
-    builder.build().map_err(|e| e.to_string())
+    super::api_client::trusting(builder, args.ca.as_deref())?
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {

@@ -1,0 +1,250 @@
+//! `casegate upload`: a patient sends files and folders (a hospital CD with
+//! its DICOMDIR, a USB stick, a few PDFs) into their case over tus, from
+//! the upload link the coordinator sent. The flow: walk the paths
+//! ([`walk`]), tell DICOM from documents and suggest categories ([`sniff`],
+//! [`category`]), summarise and ask ([`summary`]), compare with the resume
+//! state and the gateway's manifest so nothing is sent twice ([`state`],
+//! [`matching`]), send a few files at once with retries and resume
+//! ([`send`], [`tus`], [`body`], [`progress`]), and end with a receipt of
+//! SHA-256s the gateway confirmed ([`receipt`]). Every refusal is a plain
+//! sentence saying what to do next ([`problem`]).
+
+mod body;
+mod category;
+mod credentials;
+mod matching;
+mod plan;
+mod problem;
+mod progress;
+mod receipt;
+mod send;
+mod sniff;
+mod state;
+mod summary;
+mod tus;
+mod walk;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::CliError;
+use credentials::SecretArg;
+use matching::ServerFiles;
+use problem::Failure;
+use send::{Job, Outcome, Sender};
+use sniff::Sniffed;
+use state::StateStore;
+use tus::Tus;
+use walk::LocalFile;
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The upload link your coordinator sent (https://…/upload#token=cgu_…);
+    /// gives both the gateway and the token.
+    #[arg(long, env = "CASEGATE_UPLOAD_LINK", hide_env_values = true)]
+    link: Option<SecretArg>,
+    /// The gateway, e.g. https://gateway.example.org:8443 (overrides the link's).
+    #[arg(long)]
+    server: Option<String>,
+    /// The upload token (cgu_…); prefer the variable or --link.
+    #[arg(long, env = "CASEGATE_UPLOAD_TOKEN", hide_env_values = true)]
+    token: Option<SecretArg>,
+    /// A PEM CA to trust (else the system trust store).
+    #[arg(long, env = "CASEGATE_CA")]
+    ca: Option<PathBuf>,
+    /// One category for every file that is not DICOM (else suggested from names).
+    #[arg(long)]
+    category: Option<String>,
+    /// Send without asking for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Files sent at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    parallel: u16,
+    /// Where the resume state and the receipt CSV are kept.
+    #[arg(long, default_value = "casegate-upload")]
+    state_dir: PathBuf,
+    /// At most this many bytes per second (e.g. to leave room on a shared line).
+    #[arg(long)]
+    max_rate: Option<u64>,
+    /// Files and folders to send.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// A file found, what it is and the category it will be sent as.
+struct Found {
+    file: LocalFile,
+    kind: Sniffed,
+    category: &'static str,
+}
+
+pub async fn run(args: UploadArgs) -> Result<(), CliError> {
+    let creds = credentials::resolve(
+        args.server.as_deref(),
+        args.token.as_ref(),
+        args.link.as_ref(),
+    )?;
+    let forced = args.category.as_deref().map(category::forced).transpose()?;
+    let found = find(&args, forced).await?;
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return Err(CliError::Failed(
+            "not sending: there is nobody to confirm (no terminal); check the summary above and \
+             run again with --yes"
+                .into(),
+        ));
+    }
+    let client = super::api_client::trusting(reqwest::Client::builder(), args.ca.as_deref())?
+        .http1_only()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let token_sha = crate::hex::encode(creds.token.hash().as_bytes());
+    let tus = Tus::new(client, &creds.server, creds.token)?;
+    let manifest = tus.manifest().await.map_err(failure)?;
+    let case_id = manifest["case_id"].as_str().unwrap_or("case").to_owned();
+    let state = StateStore::open(
+        &args.state_dir,
+        &crate::text::neutralise(&case_id),
+        &token_sha,
+    )?;
+    let mut server = ServerFiles::from_manifest(&manifest);
+    let (jobs, mut lines) = plan::plan(&tus, &state, &mut server, found).await;
+    if !confirm(&jobs, args.yes)? {
+        return Err(CliError::Failed("nothing sent".into()));
+    }
+    let total: u64 = jobs.iter().map(|j| j.file.size).sum();
+    let progress = progress::Progress::new(total, 0, jobs.len() as u64);
+    let limit = args.max_rate.map(body::RateLimit::new);
+    let sender = Sender::new(tus, state, std::sync::Arc::clone(&progress), limit);
+    let outcomes = sender.send_all(&jobs, usize::from(args.parallel)).await;
+    progress.finish();
+    let stopped = record_outcomes(&mut lines, &jobs, outcomes);
+    let manifest = sender.tus.manifest().await.map_err(failure)?;
+    receipt::confirm(&mut lines, &mut ServerFiles::from_manifest(&manifest));
+    lines.sort_by(|a, b| a.shown.cmp(&b.shown));
+    receipt::print(&lines);
+    let csv = args
+        .state_dir
+        .join(format!("{}-receipt.csv", crate::text::neutralise(&case_id)));
+    receipt::write_csv(&csv, &lines).map_err(|e| format!("{}: {e}", csv.display()))?;
+    eprintln!("receipt written to {}", csv.display());
+    sender.state.fold()?;
+    finish(&lines, stopped)
+}
+
+/// Asks the patient, unless `--yes` or there is nothing to send.
+fn confirm(jobs: &[Job], yes: bool) -> Result<bool, CliError> {
+    if jobs.is_empty() {
+        eprintln!("every file is on the gateway already; nothing to send");
+        return Ok(true);
+    }
+    if yes {
+        return Ok(true);
+    }
+    eprint!("Send these files? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Puts each outcome on its receipt line; the reason the run stopped, if
+/// it did.
+fn record_outcomes(
+    lines: &mut [receipt::Line],
+    jobs: &[Job],
+    outcomes: Vec<Outcome>,
+) -> Option<String> {
+    let mut stopped = None;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        let line = &mut lines[job.line];
+        match outcome {
+            Outcome::Sent { sha256 } => line.local_sha256 = Some(sha256),
+            Outcome::Failed(why) => line.problem = Some(why),
+            Outcome::Stopped(why) => {
+                if stopped.is_none() && why != send::NOT_SENT {
+                    stopped = Some(why.clone());
+                }
+                line.problem = Some(why);
+            }
+        }
+    }
+    stopped
+}
+
+/// The exit: success only when every file is confirmed by the gateway.
+fn finish(lines: &[receipt::Line], stopped: Option<String>) -> Result<(), CliError> {
+    if let Some(why) = stopped {
+        return Err(CliError::Failed(why));
+    }
+    let bad = lines.iter().filter(|l| !l.confirmed()).count();
+    if bad > 0 {
+        return Err(CliError::Failed(format!(
+            "{bad} of {} files are not confirmed by the gateway (see the receipt); run the same \
+             command again to retry them",
+            lines.len()
+        )));
+    }
+    Ok(())
+}
+
+fn failure(f: Failure) -> CliError {
+    CliError::Failed(match f {
+        Failure::Stop(m) | Failure::File(m) => m,
+        Failure::Retry { why, .. } => why,
+        Failure::Gone => "the gateway does not know this case".into(),
+    })
+}
+
+/// Walks, sniffs and categorises; prints what is skipped and the summary.
+async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Found>, CliError> {
+    let roots = args.paths.clone();
+    let exclude = args.state_dir.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<Found>, String> {
+        let walked = walk::walk(&roots, Some(&exclude))?;
+        for s in &walked.skipped {
+            eprintln!("skipped {}: {}", s.shown, s.why);
+        }
+        let mut found = Vec::with_capacity(walked.files.len());
+        for file in walked.files {
+            let kind = match sniff::sniff(&file.path) {
+                Ok(kind) => kind,
+                Err(e) => {
+                    eprintln!("skipped {}: {}", file.shown, walk::plain_io(&e));
+                    continue;
+                }
+            };
+            let category = match (&kind, forced) {
+                (Sniffed::Dicom { .. }, _) => category::DICOM,
+                (Sniffed::Document, Some(c)) => c,
+                (Sniffed::Document, None) => category::suggest(&file.shown),
+            };
+            found.push(Found {
+                file,
+                kind,
+                category,
+            });
+        }
+        Ok(found)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if found.is_empty() {
+        return Err(CliError::Failed(
+            "nothing to send: no readable, non-empty files in the paths given".into(),
+        ));
+    }
+    let counted = found.iter().map(|f| summary::Counted {
+        size: f.file.size,
+        kind: &f.kind,
+        category: f.category,
+    });
+    eprintln!("{}", summary::summary(counted));
+    Ok(found)
+}

@@ -1,0 +1,124 @@
+//! What is left to send: each file found is either confirmed on the
+//! gateway already — finished by an earlier run (resume state) or by the
+//! upload page, matched in the manifest by name, size and SHA-256 — or a
+//! job, continuing the upload an earlier run started when its file is
+//! unchanged. An upload started for a file that has since changed is
+//! terminated, so the case does not keep a half of the old version.
+
+use indicatif::DecimalBytes;
+
+use super::Found;
+use super::body::hash_prefix;
+use super::matching::ServerFiles;
+use super::receipt::Line;
+use super::send::Job;
+use super::state::{Entry, Phase, StateStore};
+use super::tus::Tus;
+
+pub async fn plan(
+    tus: &Tus,
+    state: &StateStore,
+    server: &mut ServerFiles,
+    found: Vec<Found>,
+) -> (Vec<Job>, Vec<Line>) {
+    let mut lines: Vec<Line> = found.iter().map(Line::new).collect();
+    let entries: Vec<Option<Entry>> = found.iter().map(|f| state.get(&f.file.path)).collect();
+    // First the files this tool finished, so the gateway's files with the
+    // same name and size are not taken by others first.
+    for ((f, entry), line) in found.iter().zip(&entries).zip(lines.iter_mut()) {
+        if let Some(Entry {
+            state: Phase::Complete,
+            sha256: Some(sha),
+            ..
+        }) = entry.as_ref().filter(|e| e.describes(&f.file))
+            && server.take(&f.file.name, f.file.size, sha)
+        {
+            line.local_sha256 = Some(sha.clone());
+        }
+    }
+    let mut jobs = Vec::new();
+    for (i, (f, entry)) in found.into_iter().zip(entries).enumerate() {
+        if lines[i].local_sha256.is_some() {
+            continue;
+        }
+        if let Some(sha) = finished_elsewhere(state, server, &f).await {
+            lines[i].local_sha256 = Some(sha);
+            continue;
+        }
+        let resume = match started(tus, entry, &f) {
+            Some((true, url)) => Some(url),
+            Some((false, url)) => {
+                tus.terminate(&url).await;
+                None
+            }
+            None => None,
+        };
+        jobs.push(Job {
+            dicom: f.kind.is_dicom(),
+            category: f.category,
+            file: f.file,
+            resume,
+            line: i,
+        });
+    }
+    let already = lines.len() - jobs.len();
+    if already > 0 {
+        let bytes: u64 = jobs.iter().map(|j| j.file.size).sum();
+        eprintln!(
+            "{already} of {} files are on the gateway already; {} to send ({})",
+            lines.len(),
+            jobs.len(),
+            DecimalBytes(bytes)
+        );
+    }
+    (jobs, lines)
+}
+
+impl Line {
+    fn new(f: &Found) -> Line {
+        Line {
+            shown: f.file.shown.clone(),
+            name: f.file.name.clone(),
+            size: f.file.size,
+            category: f.category,
+            local_sha256: None,
+            server_sha256: None,
+            problem: None,
+        }
+    }
+}
+
+/// The file's SHA-256 if the gateway holds it (name, size and SHA-256
+/// agree) although the state does not say so: sent by the upload page, by
+/// another computer, or by a run killed before it wrote it down.
+async fn finished_elsewhere(
+    state: &StateStore,
+    server: &mut ServerFiles,
+    f: &Found,
+) -> Option<String> {
+    if !server.has(&f.file.name, f.file.size) {
+        return None;
+    }
+    let ctx = hash_prefix(&f.file.path, f.file.size).await.ok()?;
+    let sha = crate::hex::encode(ctx.finish().as_ref());
+    if !server.take(&f.file.name, f.file.size, &sha) {
+        return None;
+    }
+    let done = Entry {
+        size: f.file.size,
+        mtime_ns: f.file.mtime_ns,
+        upload_url: None,
+        state: Phase::Complete,
+        sha256: Some(sha.clone()),
+    };
+    let _ = state.record(&f.file.path, done);
+    Some(sha)
+}
+
+/// An upload an earlier run started for this path, and whether the file
+/// is still the one it was started for.
+fn started(tus: &Tus, entry: Option<Entry>, f: &Found) -> Option<(bool, reqwest::Url)> {
+    let entry = entry.filter(|e| e.state == Phase::Uploading)?;
+    let url = tus.upload_url(entry.upload_url.as_deref()?)?;
+    Some((entry.describes(&f.file), url))
+}

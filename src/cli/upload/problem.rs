@@ -1,0 +1,145 @@
+//! What went wrong with a request, as the patient should hear it: each
+//! gateway answer (status and problem+json `code`) or network failure
+//! becomes a plain sentence that says what to do next, and a decision —
+//! try again later, start this file afresh, give up on this file, or stop
+//! the whole run because every file would fail alike.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::text::neutralise;
+
+#[derive(Debug)]
+pub enum Failure {
+    /// Every other file would fail alike (link expired or not valid).
+    Stop(String),
+    /// This file cannot be sent as it is.
+    File(String),
+    /// The stored upload is gone (404/410): start this file afresh.
+    Gone,
+    /// Worth trying again after a pause (the gateway's, when it named one).
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+}
+
+const MAX_PROBLEM_BYTES: usize = 16 * 1024;
+
+pub const LINK_EXPIRED: &str = "your upload link has expired. The files already sent are safe; \
+     ask your coordinator for a new link and run the same command with it to send the rest";
+pub const LINK_INVALID: &str = "the gateway does not accept this upload link (it may have been \
+     replaced by a newer one); ask your coordinator for a new link";
+
+/// The problem document's `code` and `detail` (bounded read; a body that
+/// is not JSON gives empty strings).
+async fn problem(mut resp: reqwest::Response) -> (String, String) {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_PROBLEM_BYTES {
+            break;
+        }
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let text = |k: &str| {
+        neutralise(v[k].as_str().unwrap_or(""))
+            .chars()
+            .take(300)
+            .collect()
+    };
+    (text("code"), text("detail"))
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(600)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+            .min(Duration::from_secs(600)),
+    )
+}
+
+/// Classifies a gateway's refusal of a request about file `shown`.
+pub async fn from_response(resp: reqwest::Response, shown: &str) -> Failure {
+    let status = resp.status();
+    let after = retry_after(&resp);
+    let (code, detail) = problem(resp).await;
+    match status.as_u16() {
+        401 => Failure::Stop(LINK_INVALID.into()),
+        403 if code == "upload_expired" => Failure::Stop(LINK_EXPIRED.into()),
+        403 => Failure::Stop(format!(
+            "the gateway refused the upload ({code}); ask your coordinator"
+        )),
+        404 | 410 => Failure::Gone,
+        409 => Failure::Retry {
+            why: "the gateway holds a different amount of this file; checking again".into(),
+            after: Some(Duration::ZERO),
+        },
+        413 if code == "quota_exceeded" => Failure::File(format!(
+            "{shown}: the case has reached its size or file limit. Ask your coordinator to \
+             raise it, then run the same command again to send this file and any after it"
+        )),
+        413 => Failure::File(format!(
+            "{shown}: larger than this gateway accepts ({detail}); ask your coordinator \
+             how to send it"
+        )),
+        423 => Failure::Retry {
+            why: "the gateway is still finishing an earlier transfer of this file".into(),
+            after: after.or(Some(Duration::from_secs(1))),
+        },
+        429 => Failure::Retry {
+            why: "the gateway asks to slow down".into(),
+            after,
+        },
+        s if s >= 500 => Failure::Retry {
+            why: format!(
+                "the gateway is having trouble ({status}{}); trying again",
+                if code.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {code}")
+                }
+            ),
+            after,
+        },
+        _ => Failure::File(format!(
+            "{shown}: the gateway refused it ({status}{}{})",
+            if code.is_empty() { "" } else { ", " },
+            if detail.is_empty() { &code } else { &detail }
+        )),
+    }
+}
+
+/// A request that got no answer: the network or the gateway is away.
+pub fn from_transport(e: &reqwest::Error) -> Failure {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    let why = if e.is_connect() {
+        format!("cannot reach the gateway ({source}); it will be tried again")
+    } else if e.is_timeout() {
+        "the connection timed out; it will be tried again".into()
+    } else {
+        format!("the connection broke ({source}); continuing where it stopped")
+    };
+    Failure::Retry { why, after: None }
+}
+
+/// A local file that cannot be read is the patient's to fix.
+pub fn unreadable(shown: &str, e: &std::io::Error) -> Failure {
+    Failure::File(format!(
+        "{shown}: {} — check the disc or folder and run the same command again",
+        super::walk::plain_io(e)
+    ))
+}

@@ -1,0 +1,284 @@
+//! Sending files: a few at once (`--parallel`), each with its own loop —
+//! create the upload (or find the gateway's offset for one already
+//! started), stream the rest in one PATCH, and after any break ask the
+//! gateway where it stands and go on from there. Network trouble, 5xx, 423
+//! and 429 are retried with exponential backoff and jitter (the gateway's
+//! `Retry-After` when it gives one); a vanished upload is started afresh;
+//! a refused file is reported and the others go on; an expired or invalid
+//! link stops the run, since every file would fail alike.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::Url;
+use ring::digest::{Context, SHA256};
+
+use super::body::{RateLimit, file_body, hash_prefix};
+use super::problem::{Failure, unreadable};
+use super::progress::{FileBar, Progress};
+use super::state::{Entry, Phase, StateStore};
+use super::tus::{Announce, Tus, filetype};
+use super::walk::LocalFile;
+
+/// Tries without progress before a file is given up (about 7 minutes of
+/// waiting with the backoff below).
+const MAX_ATTEMPTS: u32 = 12;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What a file not tried after the run stopped says on the receipt.
+pub const NOT_SENT: &str = "not sent: the run stopped";
+
+pub struct Job {
+    pub file: LocalFile,
+    pub category: &'static str,
+    pub dicom: bool,
+    /// An upload started by an earlier run.
+    pub resume: Option<Url>,
+    /// Its line in the receipt.
+    pub line: usize,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every byte is on the gateway; the SHA-256 computed while sending.
+    Sent {
+        sha256: String,
+    },
+    Failed(String),
+    /// Not sent because the run stopped (the message says why).
+    Stopped(String),
+}
+
+pub struct Sender {
+    pub tus: Tus,
+    pub state: StateStore,
+    pub progress: Arc<Progress>,
+    pub limit: Option<Arc<RateLimit>>,
+    stopped: AtomicBool,
+}
+
+/// Where one file's upload stands between tries.
+struct Attempt {
+    url: Option<Url>,
+    /// Just created: the offset is 0, no HEAD needed.
+    fresh: bool,
+    best_offset: u64,
+    tries: u32,
+}
+
+fn backoff(tries: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << tries.saturating_sub(1).min(6)).min(MAX_BACKOFF);
+    // 50–100 % of the step, so many clients do not retry in step.
+    let jitter = f64::from(crate::random::array::<1>()[0]) / 255.0;
+    base.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// A file that changed since it was found is not sent half old, half new.
+fn unchanged(file: &LocalFile) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&file.path).map_err(|e| unreadable(&file.shown, &e))?;
+    if meta.len() == file.size && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == file.mtime_ns
+    {
+        return Ok(());
+    }
+    Err(Failure::File(format!(
+        "{}: changed while it was being sent; run the same command again to send it as it is now",
+        file.shown
+    )))
+}
+
+impl Sender {
+    pub fn new(
+        tus: Tus,
+        state: StateStore,
+        progress: Arc<Progress>,
+        limit: Option<Arc<RateLimit>>,
+    ) -> Sender {
+        Sender {
+            tus,
+            state,
+            progress,
+            limit,
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends every job, `parallel` at a time; outcomes in job order.
+    pub async fn send_all(&self, jobs: &[Job], parallel: usize) -> Vec<Outcome> {
+        let mut outcomes: Vec<(usize, Outcome)> =
+            futures_util::stream::iter(jobs.iter().enumerate())
+                .map(|(i, job)| async move { (i, self.send_one(job).await) })
+                .buffer_unordered(parallel.max(1))
+                .collect()
+                .await;
+        outcomes.sort_by_key(|(i, _)| *i);
+        outcomes.into_iter().map(|(_, o)| o).collect()
+    }
+
+    async fn send_one(&self, job: &Job) -> Outcome {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Outcome::Stopped(NOT_SENT.into());
+        }
+        let shown = &job.file.shown;
+        let bar = Arc::new(self.progress.file(shown, job.file.size));
+        let mut at = Attempt {
+            fresh: false,
+            url: job.resume.clone(),
+            best_offset: 0,
+            tries: 0,
+        };
+        loop {
+            let failure = match self.step(job, &mut at, &bar).await {
+                Ok(Some(sha256)) => {
+                    bar.done("sent");
+                    return Outcome::Sent { sha256 };
+                }
+                Ok(None) => continue,
+                Err(f) => f,
+            };
+            let (why, after) = match failure {
+                Failure::Stop(msg) => {
+                    self.stopped.store(true, Ordering::SeqCst);
+                    bar.abandon();
+                    return Outcome::Stopped(msg);
+                }
+                Failure::File(msg) => {
+                    self.progress.say(&format!("casegate: {msg}"));
+                    bar.abandon();
+                    return Outcome::Failed(msg);
+                }
+                Failure::Gone => {
+                    at.url = None;
+                    (
+                        "the gateway no longer has the earlier upload; starting it again".into(),
+                        Some(Duration::ZERO),
+                    )
+                }
+                Failure::Retry { why, after } => (why, after),
+            };
+            at.tries += 1;
+            if at.tries > MAX_ATTEMPTS || self.stopped.load(Ordering::SeqCst) {
+                let msg = format!(
+                    "{shown}: not sent ({why}); run the same command again later to continue"
+                );
+                self.progress.say(&format!("casegate: {msg}"));
+                bar.abandon();
+                return Outcome::Failed(msg);
+            }
+            let wait = after.unwrap_or_else(|| backoff(at.tries));
+            if !wait.is_zero() {
+                self.progress
+                    .say(&format!("{shown}: {why} (in {}s)", wait.as_secs().max(1)));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One try: the SHA-256 when the file is complete, `None` when the
+    /// gateway took part of it and the next try goes on.
+    async fn step(
+        &self,
+        job: &Job,
+        at: &mut Attempt,
+        bar: &Arc<FileBar>,
+    ) -> Result<Option<String>, Failure> {
+        let file = &job.file;
+        unchanged(file)?;
+        let url = self.upload_for(job, at).await?;
+        let offset = if std::mem::take(&mut at.fresh) {
+            0
+        } else {
+            self.tus.offset(&url, &file.shown).await?
+        };
+        if offset > at.best_offset {
+            at.best_offset = offset;
+            at.tries = 0; // progress: a flaky line is not a dead one
+        }
+        if offset > file.size {
+            return Err(Failure::Gone);
+        }
+        bar.start_at(offset);
+        let ctx = if offset == 0 {
+            Context::new(&SHA256)
+        } else {
+            hash_prefix(&file.path, offset)
+                .await
+                .map_err(|e| unreadable(&file.shown, &e))?
+        };
+        if offset == file.size {
+            return self.finished(file, &url, ctx).map(Some);
+        }
+        let hasher = Arc::new(Mutex::new(ctx));
+        let left = file.size - offset;
+        let body = file_body(
+            &file.path,
+            offset,
+            left,
+            Arc::clone(&hasher),
+            Arc::clone(bar),
+            self.limit.clone(),
+        )
+        .await
+        .map_err(|e| unreadable(&file.shown, &e))?;
+        let now = self
+            .tus
+            .append(&url, offset, left, body, &file.shown)
+            .await?;
+        if now < file.size {
+            return Ok(None);
+        }
+        let ctx = hasher
+            .lock()
+            .map(|mut c| std::mem::replace(&mut *c, Context::new(&SHA256)))
+            .map_err(|_| Failure::File("internal: hash state poisoned".into()))?;
+        self.finished(file, &url, ctx).map(Some)
+    }
+
+    /// The upload this try continues, created when there is none.
+    async fn upload_for(&self, job: &Job, at: &mut Attempt) -> Result<Url, Failure> {
+        if let Some(url) = &at.url {
+            return Ok(url.clone());
+        }
+        let file = &job.file;
+        let announce = Announce {
+            name: &file.name,
+            size: file.size,
+            category: job.category,
+            filetype: filetype(&file.name, job.dicom),
+        };
+        let url = self.tus.create(&announce, &file.shown).await?;
+        self.remember(file, Some(&url), Phase::Uploading, None)?;
+        at.url = Some(url.clone());
+        at.fresh = true;
+        Ok(url)
+    }
+
+    fn finished(&self, file: &LocalFile, url: &Url, ctx: Context) -> Result<String, Failure> {
+        let sha256 = crate::hex::encode(ctx.finish().as_ref());
+        self.remember(file, Some(url), Phase::Complete, Some(&sha256))?;
+        Ok(sha256)
+    }
+
+    fn remember(
+        &self,
+        file: &LocalFile,
+        url: Option<&Url>,
+        state: Phase,
+        sha256: Option<&str>,
+    ) -> Result<(), Failure> {
+        self.state
+            .record(
+                &file.path,
+                Entry {
+                    size: file.size,
+                    mtime_ns: file.mtime_ns,
+                    upload_url: url.map(|u| u.to_string()),
+                    state,
+                    sha256: sha256.map(str::to_owned),
+                },
+            )
+            .map_err(Failure::Stop)
+    }
+}

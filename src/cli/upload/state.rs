@@ -1,0 +1,214 @@
+//! The resume state: for each local file (absolute path, size, mtime) the
+//! tus upload it is going to, whether it finished, and the SHA-256 computed
+//! while sending it. One JSON file per case (`<state-dir>/<case_id>.json`),
+//! replaced atomically (temp file, fsync, rename, fsync of the folder),
+//! plus a journal (`<case_id>.journal`, one JSON line per change) so that
+//! recording an upload costs one append, not a rewrite of thousands of
+//! entries. A kill at any moment leaves whole lines in the journal (a torn
+//! last line is ignored); the journal is folded into the JSON file at the
+//! start and end of every run. The token itself is never stored: only its
+//! SHA-256, to tell which link the state was made with.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::walk::LocalFile;
+use crate::fsutil::{private_dir_all, replace_secret_file};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Uploading,
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub upload_url: Option<String>,
+    pub state: Phase,
+    /// Computed locally while sending; set when complete.
+    pub sha256: Option<String>,
+}
+
+impl Entry {
+    /// Whether this entry still describes `file` (same size and mtime).
+    pub fn describes(&self, file: &LocalFile) -> bool {
+        self.size == file.size && self.mtime_ns == file.mtime_ns
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    case_id: String,
+    token_sha256: String,
+    files: BTreeMap<PathBuf, Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalLine {
+    path: PathBuf,
+    entry: Entry,
+}
+
+pub struct StateStore {
+    snapshot_path: PathBuf,
+    journal_path: PathBuf,
+    snapshot: Mutex<Snapshot>,
+    journal: Mutex<std::fs::File>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> String {
+    format!("resume state {}: {e}", path.display())
+}
+
+/// The journal, opened for appending (0600): every write lands at the end,
+/// also after the journal was emptied.
+fn append_only(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl StateStore {
+    /// Opens (or starts) the state of `case_id` in `dir`. An unreadable
+    /// state file is set aside (`.broken`): the gateway's manifest still
+    /// keeps finished files from being sent twice.
+    pub fn open(dir: &Path, case_id: &str, token_sha256: &str) -> Result<StateStore, String> {
+        private_dir_all(dir).map_err(|e| io(dir, e))?;
+        let snapshot_path = dir.join(format!("{case_id}.json"));
+        let journal_path = dir.join(format!("{case_id}.journal"));
+        let mut snapshot = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                let aside = snapshot_path.with_extension("json.broken");
+                eprintln!(
+                    "casegate: the resume state {} is damaged; set aside as {}",
+                    snapshot_path.display(),
+                    aside.display()
+                );
+                let _ = std::fs::rename(&snapshot_path, &aside);
+                Snapshot::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
+            Err(e) => return Err(io(&snapshot_path, e)),
+        };
+        if let Ok(text) = std::fs::read_to_string(&journal_path) {
+            for line in text.lines() {
+                if let Ok(JournalLine { path, entry }) = serde_json::from_str(line) {
+                    snapshot.files.insert(path, entry);
+                }
+            }
+        }
+        snapshot.version = 1;
+        snapshot.case_id = case_id.to_owned();
+        snapshot.token_sha256 = token_sha256.to_owned();
+        let store = StateStore {
+            journal: Mutex::new(append_only(&journal_path).map_err(|e| io(&journal_path, e))?),
+            snapshot_path,
+            journal_path,
+            snapshot: Mutex::new(snapshot),
+        };
+        store.fold()?;
+        Ok(store)
+    }
+
+    pub fn get(&self, path: &Path) -> Option<Entry> {
+        self.snapshot.lock().ok()?.files.get(path).cloned()
+    }
+
+    /// Records a change: kept in memory and appended to the journal (one
+    /// write, so a kill leaves the line whole or absent).
+    pub fn record(&self, path: &Path, entry: Entry) -> Result<(), String> {
+        let mut line = serde_json::to_vec(&JournalLine {
+            path: path.to_owned(),
+            entry: entry.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            snapshot.files.insert(path.to_owned(), entry);
+        }
+        let mut journal = self
+            .journal
+            .lock()
+            .map_err(|_| "resume state lock poisoned")?;
+        journal
+            .write_all(&line)
+            .map_err(|e| io(&self.journal_path, e))
+    }
+
+    /// Writes the whole state atomically and empties the journal.
+    pub fn fold(&self) -> Result<(), String> {
+        let bytes = {
+            let snapshot = self
+                .snapshot
+                .lock()
+                .map_err(|_| "resume state lock poisoned")?;
+            serde_json::to_vec_pretty(&*snapshot).map_err(|e| e.to_string())?
+        };
+        replace_secret_file(&self.snapshot_path, &bytes).map_err(|e| io(&self.snapshot_path, e))?;
+        let journal = self
+            .journal
+            .lock()
+            .map_err(|_| "resume state lock poisoned")?;
+        journal
+            .set_len(0)
+            .and_then(|()| journal.sync_all())
+            .map_err(|e| io(&self.journal_path, e))
+    }
+
+    #[cfg(test)]
+    pub fn snapshot_path(&self) -> &Path {
+        &self.snapshot_path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: Phase) -> Entry {
+        Entry {
+            size: 5,
+            mtime_ns: 7,
+            upload_url: Some("https://gw/tus/up_1".into()),
+            state,
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn journal_survives_a_kill_and_is_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        store
+            .record(Path::new("/a"), entry(Phase::Uploading))
+            .unwrap();
+        store
+            .record(Path::new("/b"), entry(Phase::Complete))
+            .unwrap();
+        drop(store); // killed: no fold
+        let journal = dir.path().join("case_x.journal");
+        let mut torn = std::fs::read(&journal).unwrap();
+        torn.extend_from_slice(b"{\"path\":\"/c\",\"ent");
+        std::fs::write(&journal, torn).unwrap();
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        assert_eq!(store.get(Path::new("/a")), Some(entry(Phase::Uploading)));
+        assert_eq!(store.get(Path::new("/b")), Some(entry(Phase::Complete)));
+        assert_eq!(store.get(Path::new("/c")), None);
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+        std::fs::write(store.snapshot_path(), b"{not json").unwrap();
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        assert_eq!(store.get(Path::new("/a")), None);
+        assert!(dir.path().join("case_x.json.broken").exists());
+    }
+}

@@ -1,0 +1,181 @@
+//! The tus 1.0 requests `casegate upload` makes, over one reqwest client:
+//! create (POST with `Upload-Length` and `Upload-Metadata`), offset (HEAD),
+//! append (one streaming PATCH from an offset), terminate (DELETE), and
+//! the patient's case manifest. The token travels only as
+//! `Authorization: Bearer`; upload URLs the gateway hands out are followed
+//! only on the gateway's own origin, so a token never goes elsewhere.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::{Method, RequestBuilder, Url};
+use serde_json::Value;
+
+use super::problem::{Failure, from_response, from_transport};
+use crate::token::SecretToken;
+
+pub struct Tus {
+    client: reqwest::Client,
+    base: Url,
+    token: SecretToken,
+}
+
+/// What a new upload is announced as.
+pub struct Announce<'a> {
+    pub name: &'a str,
+    pub size: u64,
+    pub category: &'a str,
+    pub filetype: Option<&'a str>,
+}
+
+impl Tus {
+    pub fn new(client: reqwest::Client, server: &str, token: SecretToken) -> Result<Tus, String> {
+        let base = Url::parse(&format!("{}/", server.trim_end_matches('/')))
+            .map_err(|_| format!("{server}: not a gateway address"))?;
+        Ok(Tus {
+            client,
+            base,
+            token,
+        })
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.client
+            .request(method, url)
+            .bearer_auth(self.token.expose())
+            .header("Tus-Resumable", "1.0.0")
+    }
+
+    /// An upload URL from the state file or a `Location` header, if it is
+    /// on the gateway's origin.
+    pub fn upload_url(&self, location: &str) -> Option<Url> {
+        let url = self.base.join(location).ok()?;
+        (url.origin() == self.base.origin()).then_some(url)
+    }
+
+    pub async fn create(&self, file: &Announce<'_>, shown: &str) -> Result<Url, Failure> {
+        let mut metadata = format!(
+            "filename {},category {}",
+            STANDARD.encode(file.name),
+            STANDARD.encode(file.category)
+        );
+        if let Some(t) = file.filetype {
+            metadata.push_str(&format!(",filetype {}", STANDARD.encode(t)));
+        }
+        let url = self
+            .base
+            .join("tus/")
+            .map_err(|e| Failure::Stop(e.to_string()))?;
+        let resp = self
+            .request(Method::POST, url)
+            .header("Upload-Length", file.size)
+            .header("Upload-Metadata", metadata)
+            .send()
+            .await
+            .map_err(|e| from_transport(&e))?;
+        if resp.status().as_u16() != 201 {
+            return Err(from_response(resp, shown).await);
+        }
+        resp.headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| self.upload_url(l))
+            .ok_or_else(|| {
+                Failure::Stop("the gateway answered without a usable upload address".into())
+            })
+    }
+
+    /// HEAD: the bytes the gateway holds durably.
+    pub async fn offset(&self, url: &Url, shown: &str) -> Result<u64, Failure> {
+        let resp = self
+            .request(Method::HEAD, url.clone())
+            .send()
+            .await
+            .map_err(|e| from_transport(&e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(from_response(resp, shown).await);
+        }
+        upload_offset(&resp)
+    }
+
+    /// One PATCH streaming `len` bytes from `offset`; the new offset.
+    pub async fn append(
+        &self,
+        url: &Url,
+        offset: u64,
+        len: u64,
+        body: reqwest::Body,
+        shown: &str,
+    ) -> Result<u64, Failure> {
+        let resp = self
+            .request(Method::PATCH, url.clone())
+            .header("Upload-Offset", offset)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/offset+octet-stream",
+            )
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| from_transport(&e))?;
+        if resp.status().as_u16() != 204 {
+            return Err(from_response(resp, shown).await);
+        }
+        upload_offset(&resp)
+    }
+
+    /// Best effort: an upload the state no longer needs (its file changed).
+    pub async fn terminate(&self, url: &Url) {
+        let _ = self.request(Method::DELETE, url.clone()).send().await;
+    }
+
+    /// `GET /api/v1/patient/case`: the case as the gateway has it.
+    pub async fn manifest(&self) -> Result<Value, Failure> {
+        let url = self
+            .base
+            .join("api/v1/patient/case")
+            .map_err(|e| Failure::Stop(e.to_string()))?;
+        let resp = self
+            .client
+            .get(url)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| from_transport(&e))?;
+        if !resp.status().is_success() {
+            return Err(from_response(resp, "the case").await);
+        }
+        resp.json()
+            .await
+            .map_err(|_| Failure::Stop("the gateway's case manifest is not readable".into()))
+    }
+}
+
+fn upload_offset(resp: &reqwest::Response) -> Result<u64, Failure> {
+    resp.headers()
+        .get("upload-offset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Failure::Retry {
+            why: "the gateway's answer had no Upload-Offset".into(),
+            after: None,
+        })
+}
+
+/// The `filetype` announced: DICOM, or a few common document types.
+pub fn filetype(name: &str, dicom: bool) -> Option<&'static str> {
+    if dicom {
+        return Some("application/dicom");
+    }
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "pdf" => "application/pdf",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "tif" | "tiff" => "image/tiff",
+        "txt" => "text/plain",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        _ => return None,
+    })
+}

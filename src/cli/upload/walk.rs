@@ -1,0 +1,198 @@
+//! The files a patient named: files as they are, folders walked (a hospital
+//! CD's `DICOMDIR` plus `DICOM/…` folders of extension-less files), minus
+//! what is not a record — the CD's DICOMDIR index, operating-system litter
+//! (`.DS_Store`, `Thumbs.db`, `desktop.ini`, `._*`, hidden and recycle-bin
+//! folders), empty files and the tool's own state folder. Symbolic links
+//! are followed, each file and folder at most once (no loops).
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A file to send.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    /// Absolute, canonical: the key of the resume state.
+    pub path: PathBuf,
+    /// As shown to the patient: relative to the folder the patient named,
+    /// starting with that folder's own name.
+    pub shown: String,
+    /// The base name, sent as the tus `filename`.
+    pub name: String,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// Something found but not sent, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    pub shown: String,
+    pub why: String,
+}
+
+#[derive(Default)]
+pub struct Walked {
+    pub files: Vec<LocalFile>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Folder names never descended into (besides hidden ones).
+const JUNK_DIRS: [&str; 3] = ["$recycle.bin", "system volume information", "__macosx"];
+/// File names never sent (compared lower-cased).
+const JUNK_FILES: [&str; 5] = [
+    "dicomdir",
+    ".ds_store",
+    "thumbs.db",
+    "desktop.ini",
+    "autorun.inf",
+];
+
+/// Walks `roots`; `exclude` (the state folder) is never entered. A root
+/// that does not exist is an error: the patient mistyped something.
+pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, String> {
+    let mut walker = Walker {
+        out: Walked::default(),
+        seen: HashSet::new(),
+        exclude: exclude.and_then(|p| p.canonicalize().ok()),
+    };
+    for root in roots {
+        let meta =
+            std::fs::metadata(root).map_err(|e| format!("{}: {}", root.display(), plain_io(&e)))?;
+        let base = root
+            .canonicalize()
+            .map_err(|e| format!("{}: {}", root.display(), plain_io(&e)))?;
+        let shown = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        walker.visit(&base, shown, &meta);
+    }
+    walker.out.files.sort_by(|a, b| a.shown.cmp(&b.shown));
+    Ok(walker.out)
+}
+
+pub fn plain_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".into(),
+        std::io::ErrorKind::PermissionDenied => "cannot be read (permission denied)".into(),
+        _ => e.to_string(),
+    }
+}
+
+struct Walker {
+    out: Walked,
+    seen: HashSet<(u64, u64)>,
+    exclude: Option<PathBuf>,
+}
+
+impl Walker {
+    fn skip(&mut self, shown: String, why: &str) {
+        self.out.skipped.push(Skipped {
+            shown,
+            why: why.to_owned(),
+        });
+    }
+
+    fn visit(&mut self, path: &Path, shown: String, meta: &std::fs::Metadata) {
+        if !self.seen.insert((meta.dev(), meta.ino())) {
+            return; // a second link to a file or folder already taken
+        }
+        if meta.is_dir() {
+            if self.exclude.as_deref() == Some(path) {
+                return;
+            }
+            self.dir(path, &shown);
+        } else if meta.is_file() {
+            self.file(path, shown, meta);
+        } else {
+            self.skip(shown, "not a regular file");
+        }
+    }
+
+    fn dir(&mut self, path: &Path, shown: &str) {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => return self.skip(shown.to_owned(), &plain_io(&e)),
+        };
+        let mut children: Vec<_> = entries.filter_map(Result::ok).collect();
+        children.sort_by_key(|e| e.file_name());
+        for entry in children {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child_shown = format!("{shown}/{name}");
+            let child = entry.path();
+            // Follows links; a broken link is reported, not fatal.
+            let meta = match std::fs::metadata(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.skip(child_shown, &plain_io(&e));
+                    continue;
+                }
+            };
+            let lower = name.to_lowercase();
+            if meta.is_dir() && (name.starts_with('.') || JUNK_DIRS.contains(&lower.as_str())) {
+                continue; // .Trashes, .Spotlight-V100, $RECYCLE.BIN, …
+            }
+            if meta.is_file() && (JUNK_FILES.contains(&lower.as_str()) || name.starts_with("._")) {
+                self.skip(child_shown, "system file, not a record");
+                continue;
+            }
+            let real = child.canonicalize().unwrap_or(child);
+            self.visit(&real, child_shown, &meta);
+        }
+    }
+
+    fn file(&mut self, path: &Path, shown: String, meta: &std::fs::Metadata) {
+        if meta.len() == 0 {
+            return self.skip(shown, "empty file");
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| shown.clone());
+        self.out.files.push(LocalFile {
+            path: path.to_owned(),
+            shown,
+            name,
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cd_walk_skips_index_litter_and_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let cd = dir.path().join("CD");
+        std::fs::create_dir_all(cd.join("DICOM/ST000/SE000")).unwrap();
+        std::fs::create_dir_all(cd.join(".Trashes/501")).unwrap();
+        std::fs::write(cd.join("DICOMDIR"), b"index").unwrap();
+        std::fs::write(cd.join(".DS_Store"), b"x").unwrap();
+        std::fs::write(cd.join("._IM0"), b"x").unwrap();
+        std::fs::write(cd.join("Thumbs.db"), b"x").unwrap();
+        std::fs::write(cd.join("empty.pdf"), b"").unwrap();
+        std::fs::write(cd.join(".Trashes/501/old.pdf"), b"x").unwrap();
+        std::fs::write(cd.join("DICOM/ST000/SE000/IM0"), b"dicom").unwrap();
+        std::os::unix::fs::symlink(&cd, cd.join("DICOM/loop")).unwrap();
+        std::fs::create_dir_all(cd.join("casegate-upload")).unwrap();
+        std::fs::write(cd.join("casegate-upload/state.json"), b"{}").unwrap();
+        let walked = walk(
+            &[cd.clone(), cd.join("DICOM/ST000/SE000/IM0")],
+            Some(&cd.join("casegate-upload")),
+        )
+        .unwrap();
+        let shown: Vec<_> = walked.files.iter().map(|f| f.shown.as_str()).collect();
+        assert_eq!(shown, ["CD/DICOM/ST000/SE000/IM0"]);
+        assert_eq!(walked.files[0].name, "IM0");
+        let skipped: Vec<_> = walked.skipped.iter().map(|s| s.shown.as_str()).collect();
+        assert!(
+            skipped.contains(&"CD/DICOMDIR") && skipped.contains(&"CD/empty.pdf"),
+            "{skipped:?}"
+        );
+        assert!(walk(&[dir.path().join("missing")], None).is_err());
+    }
+}

@@ -1,0 +1,585 @@
+//! `casegate upload` as a patient runs it: the real binary against the real
+//! gateway. A hospital-CD-like folder (DICOMDIR, DICOM/ST*/SE*/IM* files of
+//! equal names and sizes in different series, OS litter) plus reports goes
+//! up once with the right SHA-256s and categories; a run killed mid-file
+//! resumes from the gateway's offset; a rerun sends nothing; a lost resume
+//! state still sends nothing twice; bad links and tokens are refused with
+//! a clear sentence and nothing sent; the token never reaches the state
+//! folder or the gateway's logs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use casegate::upload::dicom::testdata::ct_file;
+use serde_json::Value;
+
+use crate::common::{TestApp, spawn_app, spawn_app_with};
+use crate::tus::pattern;
+
+const BIN: &str = env!("CARGO_BIN_EXE_casegate");
+
+fn sha(data: &[u8]) -> String {
+    casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// A CD as hospitals burn them, plus two reports and litter; returns each
+/// file that should be sent (path as shown → contents, category).
+fn patient_folder(root: &Path) -> BTreeMap<String, (Vec<u8>, &'static str)> {
+    let mut sent = BTreeMap::new();
+    let series = [
+        ("ST000", "SE000", "1.2.840.1", "1.2.840.1.1", 4),
+        ("ST000", "SE001", "1.2.840.1", "1.2.840.1.2", 3),
+        ("ST001", "SE000", "1.2.840.2", "1.2.840.2.1", 1),
+    ];
+    for (st, se, study, series_uid, n) in series {
+        let dir = root.join(format!("CD/DICOM/{st}/{se}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            // Same names and sizes in every series, different bytes.
+            let mut file = ct_file(study, series_uid, "Doe^Jane", 20_000);
+            let len = file.len();
+            file[len - 8..].copy_from_slice(format!("{se}{i:03}").as_bytes());
+            std::fs::write(dir.join(format!("IM{i:04}")), &file).unwrap();
+            sent.insert(
+                format!("CD/DICOM/{st}/{se}/IM{i:04}"),
+                (file, "imaging_dicom"),
+            );
+        }
+    }
+    for (name, data) in [
+        ("CD/DICOMDIR", b"DICOMDIR index".to_vec()),
+        ("CD/.DS_Store", b"mac".to_vec()),
+        ("CD/Thumbs.db", b"win".to_vec()),
+        ("CD/._IM0000", b"appledouble".to_vec()),
+        ("CD/.Trashes/501/old.pdf", b"deleted".to_vec()),
+        ("Reports/empty.txt", Vec::new()),
+    ] {
+        std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+        std::fs::write(root.join(name), data).unwrap();
+    }
+    for (name, seed, category) in [
+        ("Reports/Pathology report.pdf", 11, "pathology_report"),
+        ("Reports/blood tests March.pdf", 12, "lab_results"),
+    ] {
+        let data = pattern(150_000, seed);
+        std::fs::write(root.join(name), &data).unwrap();
+        sent.insert(name.to_owned(), (data, category));
+    }
+    sent
+}
+
+/// `casegate upload` run from `work` (its state folder lands there), with
+/// none of the caller's environment deciding for it.
+fn upload(app: &TestApp, work: &Path, token: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(work)
+        .env_remove("CASEGATE_UPLOAD_TOKEN")
+        .env_remove("CASEGATE_UPLOAD_LINK")
+        .env_remove("CASEGATE_CA")
+        .arg("upload")
+        .args(["--server", &app.url("")])
+        .args(["--token", token])
+        .arg("--ca")
+        .arg(app.dir.path().join("certs/dev-ca.pem"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The manifest's files: filename → [(sha256, category, state)].
+fn by_sha(manifest: &Value) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for f in manifest["files"].as_array().unwrap() {
+        out.entry(f["sha256"].as_str().unwrap_or("-").to_owned())
+            .or_default()
+            .push((
+                f["filename"].as_str().unwrap().to_owned(),
+                f["category"].as_str().unwrap().to_owned(),
+                f["state"].as_str().unwrap().to_owned(),
+            ));
+    }
+    out
+}
+
+/// Every file arrived exactly once, complete, under its base name and
+/// category, and nothing else is in the case.
+fn assert_each_once(manifest: &Value, expected: &BTreeMap<String, (Vec<u8>, &str)>) {
+    let found = by_sha(manifest);
+    assert_eq!(
+        manifest["files"].as_array().unwrap().len(),
+        expected.len(),
+        "{manifest:#}"
+    );
+    for (shown, (data, category)) in expected {
+        let base = shown.rsplit('/').next().unwrap();
+        let entries = found
+            .get(&sha(data))
+            .unwrap_or_else(|| panic!("{shown} missing"));
+        assert_eq!(
+            entries,
+            &vec![(
+                base.to_owned(),
+                (*category).to_owned(),
+                "complete".to_owned()
+            )],
+            "{shown}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cd_folder_goes_up_once_and_a_rerun_sends_nothing() {
+    let app = spawn_app().await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    let expected = patient_folder(&work);
+    let run = || {
+        upload(&app, &work, &token)
+            .args(["--yes", "CD", "Reports"])
+            .output()
+            .unwrap()
+    };
+
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains("2 studies, 3 series, 8 images")
+            && stderr.contains("2 documents")
+            && stderr.contains("pathology_report: 1, lab_results: 1"),
+        "{stderr}"
+    );
+    for skipped in [
+        "CD/DICOMDIR",
+        "CD/.DS_Store",
+        "CD/Thumbs.db",
+        "CD/._IM0000",
+        "Reports/empty.txt: empty file",
+    ] {
+        assert!(
+            stderr.contains(&format!("skipped {skipped}")),
+            "{skipped}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("old.pdf"),
+        "hidden folders are not entered: {stderr}"
+    );
+    let manifest = app.patient_manifest(&token).await;
+    assert_each_once(&manifest, &expected);
+    let studies = manifest["studies"].as_array().unwrap();
+    let mut shape: Vec<(String, Vec<usize>)> = studies
+        .iter()
+        .map(|s| {
+            let mut series: Vec<usize> = s["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|se| se["file_ids"].as_array().unwrap().len())
+                .collect();
+            series.sort();
+            (s["study_instance_uid"].as_str().unwrap().to_owned(), series)
+        })
+        .collect();
+    shape.sort();
+    assert_eq!(
+        shape,
+        vec![
+            ("1.2.840.1".to_owned(), vec![3, 4]),
+            ("1.2.840.2".to_owned(), vec![1])
+        ]
+    );
+
+    let csv =
+        std::fs::read_to_string(work.join(format!("casegate-upload/{case}-receipt.csv"))).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), expected.len(), "{csv}");
+    for (shown, (data, category)) in &expected {
+        let want = format!(
+            "\"{shown}\",{},\"{category}\",\"{h}\",\"{h}\",yes,\"\"",
+            data.len(),
+            h = sha(data)
+        );
+        assert!(rows.contains(&want.as_str()), "{want}\n{csv}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("10 of 10 files confirmed"), "{stdout}");
+
+    // The same command again: nothing is sent, the receipt is printed.
+    let again = run();
+    assert!(again.status.success(), "{}", text(&again));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("nothing to send") && !stderr.contains("sending "),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("10 of 10 files confirmed"));
+    // Without the resume state (another computer, a deleted folder) the
+    // manifest alone keeps every file — same-named CD files included —
+    // from going up twice.
+    std::fs::remove_dir_all(work.join("casegate-upload")).unwrap();
+    let fresh = run();
+    assert!(fresh.status.success(), "{}", text(&fresh));
+    assert!(
+        String::from_utf8_lossy(&fresh.stderr)
+            .contains("10 of 10 files are on the gateway already"),
+        "{}",
+        text(&fresh)
+    );
+    assert_each_once(&app.patient_manifest(&token).await, &expected);
+}
+
+/// The upload URL the resume state recorded for `name` (snapshot or journal).
+fn recorded_url(state_dir: &Path, name: &str) -> Option<String> {
+    let mut found = None;
+    for entry in std::fs::read_dir(state_dir).ok()? {
+        let path = entry.ok()?.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "journal") {
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                if v["path"].as_str().is_some_and(|p| p.ends_with(name)) {
+                    found = v["entry"]["upload_url"].as_str().map(str::to_owned);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_file_resumes_from_the_gateway_offset() {
+    let app = spawn_app_with(|c| c.uploads.sync_every_bytes = 1 << 20).await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    let mut expected = BTreeMap::new();
+    std::fs::create_dir_all(work.join("scans")).unwrap();
+    for (name, len, seed) in [
+        ("big.bin", 40 << 20, 1),
+        ("a.pdf", 70_000, 2),
+        ("b.pdf", 80_000, 3),
+        ("c.pdf", 90_000, 4),
+    ] {
+        let data = pattern(len, seed);
+        std::fs::write(work.join("scans").join(name), &data).unwrap();
+        expected.insert(format!("scans/{name}"), (data, "other"));
+    }
+    let mut child = upload(&app, &work, &token)
+        .args(["--yes", "--max-rate", "8000000", "--parallel", "2", "scans"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("big.bin: 30%") {
+            child.kill().unwrap(); // SIGKILL: no chance to tidy up
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(seen.iter().any(|l| l.contains("big.bin: 30%")), "{seen:#?}");
+
+    // The gateway holds part of the file, durably.
+    let url =
+        recorded_url(&work.join("casegate-upload"), "big.bin").expect("state records the upload");
+    let path = url
+        .split_once("/tus/")
+        .map(|(_, id)| format!("/tus/{id}"))
+        .unwrap();
+    let head = app
+        .tus(reqwest::Method::HEAD, &path, &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let offset: u64 = head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(offset > 0 && offset < 40 << 20, "offset {offset}");
+
+    let out = upload(&app, &work, &token)
+        .args(["--yes", "scans"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sending scans/big.bin (41.94 MB, continuing from"),
+        "{stderr}"
+    );
+    assert_each_once(&app.patient_manifest(&token).await, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_terminal_or_yes_nothing_is_sent() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+    let out = upload(&app, &work, &token).arg("Reports").output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run again with --yes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        app.patient_manifest(&token).await["files"],
+        serde_json::json!([])
+    );
+    assert!(!work.join("casegate-upload").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_unknown_and_malformed_tokens_send_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+
+    let unknown = format!("cgu_{}", "A".repeat(43));
+    let out = upload(&app, &work, &unknown)
+        .args(["--yes", "Reports"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not accept this upload link") && stderr.contains("coordinator"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&unknown[4..]), "{stderr}");
+
+    let out = upload(&app, &work, "cgu_short")
+        .args(["--yes", "Reports"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an upload token"),
+        "{}",
+        text(&out)
+    );
+
+    app.clock.advance(31 * 24 * 3600);
+    let out = upload(&app, &work, &token)
+        .args(["--yes", "Reports"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upload link has expired")
+            && stderr.contains("ask your coordinator for a new link"),
+        "{stderr}"
+    );
+    assert_eq!(
+        app.patient_manifest(&token).await["files"],
+        serde_json::json!([])
+    );
+    for entry in std::fs::read_dir(work.join("casegate-upload")).unwrap() {
+        let stored = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&stored).contains(&token[4..]),
+            "token in the state folder"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_checked_before_anything_is_sent() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+    let ca = app.dir.path().join("certs/dev-ca.pem");
+    let with_link = |link: &str, server: Option<String>| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(&work)
+            .env_remove("CASEGATE_UPLOAD_TOKEN")
+            .env_remove("CASEGATE_UPLOAD_LINK")
+            .arg("upload")
+            .args(["--link", link])
+            .arg("--ca")
+            .arg(&ca)
+            .args(["--yes", "Reports"]);
+        if let Some(s) = server {
+            cmd.args(["--server", &s]);
+        }
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let port = app.addr.port();
+    for bad in [
+        format!("http://127.0.0.1:{port}/upload#token={token}"),
+        format!("https://127.0.0.1:{port}/upload?token={token}"),
+        format!("https://127.0.0.1:{port}/elsewhere#token={token}"),
+        format!("https://127.0.0.1:{port}/upload"),
+    ] {
+        let out = with_link(&bad, None);
+        assert!(!out.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("upload link") || stderr.contains("the link"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(&token[4..]), "{stderr}");
+    }
+    assert_eq!(
+        app.patient_manifest(&token).await["files"],
+        serde_json::json!([])
+    );
+    // The coordinator's link names the public address; --server reaches
+    // this gateway instead.
+    let link = format!("https://gateway.invalid/upload#token={token}");
+    let out = with_link(&link, Some(app.url("")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        app.patient_manifest(&token).await["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let direct = with_link(
+        &format!("https://127.0.0.1:{port}/upload#token={token}"),
+        None,
+    );
+    assert!(direct.status.success(), "{}", text(&direct));
+}
+
+/// `casegate serve` as a process, every log line kept.
+struct LoggedGateway {
+    child: std::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    base: String,
+    coordinator: String,
+    dir: tempfile::TempDir,
+}
+
+impl LoggedGateway {
+    fn start() -> LoggedGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = crate::startup::casegate(dir.path())
+            .env("CASEGATE_LOG", "debug")
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        // From here on Drop kills the child, whatever happens.
+        let mut gw = LoggedGateway {
+            child,
+            lines: Arc::clone(&lines),
+            base: String::new(),
+            coordinator: String::new(),
+            dir,
+        };
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let started = std::time::Instant::now();
+        loop {
+            let seen = gw.lines.lock().unwrap().clone();
+            let field = |prefix: &str| {
+                seen.iter()
+                    .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+            };
+            if let (Some(base), Some(coordinator)) =
+                (field("listening on "), field("coordinator token: "))
+            {
+                gw.base = base;
+                gw.coordinator = coordinator;
+                return gw;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{seen:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LoggedGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_reaches_the_gateway_logs_or_the_state() {
+    let gw = LoggedGateway::start();
+    let ca = gw.dir.path().join("certs/dev-ca.pem");
+    let client = crate::common::client_trusting(&std::fs::read(&ca).unwrap());
+    let case: Value = client
+        .post(format!("{}/api/v1/cases", gw.base))
+        .bearer_auth(&gw.coordinator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = case["upload_token"].as_str().unwrap().to_owned();
+    let work = gw.dir.path().join("patient");
+    patient_folder(&work);
+    let link = format!("{}/upload#token={token}", gw.base);
+    let out = Command::new(BIN)
+        .current_dir(&work)
+        .env_remove("CASEGATE_UPLOAD_TOKEN")
+        .env("CASEGATE_UPLOAD_LINK", &link)
+        .arg("upload")
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--yes", "CD", "Reports"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let secret = &token[4..];
+    assert!(!text(&out).contains(secret), "the client printed the token");
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = gw.lines.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("path=/tus/") && logs.contains("method=PATCH"),
+        "the logs show requests: {logs}"
+    );
+    assert!(!logs.contains(secret), "the token is in the gateway's log");
+    let mut stack: Vec<PathBuf> = vec![work.join("casegate-upload")];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            files += 1;
+            assert!(
+                !String::from_utf8_lossy(&std::fs::read(&p).unwrap()).contains(secret),
+                "{}",
+                p.display()
+            );
+        }
+    }
+    assert!(files >= 2, "state and receipt are written");
+}
