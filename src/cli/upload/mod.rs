@@ -103,7 +103,7 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
         .map_err(|e| e.to_string())?;
     let token_sha = crate::hex::encode(creds.token.hash().as_bytes());
     let tus = Tus::new(client, &creds.server, creds.token)?;
-    let manifest = tus.manifest().await.map_err(failure)?;
+    let manifest = case_manifest(&tus).await?;
     let case_id = manifest["case_id"].as_str().unwrap_or("case").to_owned();
     let state = StateStore::open(
         &args.state_dir,
@@ -116,13 +116,13 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
         return Err(CliError::Failed("nothing sent".into()));
     }
     let total: u64 = jobs.iter().map(|j| j.file.size).sum();
-    let progress = progress::Progress::new(total, 0, jobs.len() as u64);
+    let progress = progress::Progress::new(total, jobs.len() as u64);
     let limit = args.max_rate.map(body::RateLimit::new);
     let sender = Sender::new(tus, state, std::sync::Arc::clone(&progress), limit);
     let outcomes = sender.send_all(&jobs, usize::from(args.parallel)).await;
     progress.finish();
     let stopped = record_outcomes(&mut lines, &jobs, outcomes);
-    let manifest = sender.tus.manifest().await.map_err(failure)?;
+    let manifest = case_manifest(&sender.tus).await?;
     receipt::confirm(&mut lines, &mut ServerFiles::from_manifest(&manifest));
     lines.sort_by(|a, b| a.shown.cmp(&b.shown));
     receipt::print(&lines);
@@ -194,12 +194,33 @@ fn finish(lines: &[receipt::Line], stopped: Option<String>) -> Result<(), CliErr
     Ok(())
 }
 
-fn failure(f: Failure) -> CliError {
-    CliError::Failed(match f {
-        Failure::Stop(m) | Failure::File(m) => m,
-        Failure::Retry { why, .. } => why,
-        Failure::Gone => "the gateway does not know this case".into(),
-    })
+/// Tries for the case manifest before giving up (about half a minute).
+const MANIFEST_TRIES: u32 = 5;
+
+/// The case manifest, asked again while the network or gateway is away.
+async fn case_manifest(tus: &Tus) -> Result<serde_json::Value, CliError> {
+    let mut tries = 0;
+    loop {
+        match tus.manifest().await {
+            Ok(manifest) => return Ok(manifest),
+            Err(Failure::Retry { why, after }) if tries < MANIFEST_TRIES => {
+                tries += 1;
+                let wait = after.unwrap_or_else(|| send::backoff(tries));
+                eprintln!("{why}; trying again in {}s", wait.as_secs().max(1));
+                tokio::time::sleep(wait).await;
+            }
+            Err(f) => {
+                return Err(CliError::Failed(match f {
+                    Failure::Stop(m) | Failure::File(m) => m,
+                    Failure::Retry { why, .. } => format!(
+                        "{why}; check the internet connection and the address, then run the \
+                         same command again"
+                    ),
+                    Failure::Gone => "the gateway does not know this case".into(),
+                }));
+            }
+        }
+    }
 }
 
 /// Walks, sniffs and categorises; prints what is skipped and the summary.

@@ -103,7 +103,7 @@ pub async fn from_response(resp: reqwest::Response, shown: &str) -> Failure {
         },
         s if s >= 500 => Failure::Retry {
             why: format!(
-                "the gateway is having trouble ({status}{}); trying again",
+                "the gateway is having trouble ({status}{})",
                 if code.is_empty() {
                     String::new()
                 } else {
@@ -127,11 +127,11 @@ pub fn from_transport(e: &reqwest::Error) -> Failure {
         source = inner;
     }
     let why = if e.is_connect() {
-        format!("cannot reach the gateway ({source}); it will be tried again")
+        format!("cannot reach the gateway ({source})")
     } else if e.is_timeout() {
-        "the connection timed out; it will be tried again".into()
+        "the connection timed out".into()
     } else {
-        format!("the connection broke ({source}); continuing where it stopped")
+        format!("the connection broke ({source})")
     };
     Failure::Retry { why, after: None }
 }

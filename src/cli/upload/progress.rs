@@ -21,8 +21,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `already`: bytes of `total_bytes` that are on the gateway already.
-    pub fn new(total_bytes: u64, already: u64, files: u64) -> Arc<Progress> {
+    /// For `files` files of `total_bytes` in all.
+    pub fn new(total_bytes: u64, files: u64) -> Arc<Progress> {
         let plain = !std::io::stderr().is_terminal();
         let multi = MultiProgress::with_draw_target(if plain {
             ProgressDrawTarget::hidden()
@@ -31,11 +31,9 @@ impl Progress {
         });
         let total = multi.add(ProgressBar::new(total_bytes));
         total.set_style(style(
-            "{prefix:>5} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} · {eta} left",
+            "{prefix:>5} [{bar:40}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} · {eta} left",
         ));
         total.set_prefix("total");
-        total.set_position(already);
-        total.reset_eta();
         Arc::new(Progress {
             multi,
             total,
@@ -53,7 +51,9 @@ impl Progress {
             let bar = self
                 .multi
                 .insert_before(&self.total, ProgressBar::new(size));
-            bar.set_style(style("{msg:40!} [{bar:30}] {bytes}/{total_bytes}"));
+            bar.set_style(style(
+                "{msg:40!} [{bar:30}] {decimal_bytes}/{decimal_total_bytes}",
+            ));
             bar
         };
         bar.set_length(size);

@@ -68,7 +68,7 @@ struct Attempt {
     tries: u32,
 }
 
-fn backoff(tries: u32) -> Duration {
+pub fn backoff(tries: u32) -> Duration {
     let base = Duration::from_secs(1u64 << tries.saturating_sub(1).min(6)).min(MAX_BACKOFF);
     // 50–100 % of the step, so many clients do not retry in step.
     let jitter = f64::from(crate::random::array::<1>()[0]) / 255.0;
