@@ -23,7 +23,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
-    let filter = EnvFilter::try_from_env("CASEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let cli = casegate::cli::Cli::parse();
+    let filter = EnvFilter::try_from_env("CASEGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     // Never `std::io::stderr` directly: tracing-subscriber reports a failed
     // write with `eprintln!`, which panics on a closed stderr — in every
     // request that logs. The lossy writer drops such lines instead.
@@ -34,7 +36,6 @@ async fn run() -> std::process::ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = casegate::cli::Cli::parse();
     match casegate::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {

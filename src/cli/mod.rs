@@ -55,6 +55,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What is logged unless `CASEGATE_LOG` says otherwise. A patient's
+    /// terminal gets no library chatter: the DICOM reader's warnings about
+    /// odd headers (common on real CDs) mean nothing to them, and the
+    /// gateway flags such files itself.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Upload(_) => {
+                "warn,dicom_object=error,dicom_parser=error,dicom_encoding=error,dicom_core=error"
+            }
+            _ => "info",
+        }
+    }
+}
+
 /// Runs the parsed command; the error is printed as one line by `main`.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {

@@ -2,7 +2,8 @@
 //! gateway. A hospital-CD-like folder (DICOMDIR, DICOM/ST*/SE*/IM* files of
 //! equal names and sizes in different series, OS litter) plus reports goes
 //! up once with the right SHA-256s and categories; a run killed mid-file
-//! resumes from the gateway's offset; a rerun sends nothing; a lost resume
+//! resumes from the gateway's offset; a gateway killed mid-file is waited
+//! out and the file continues; a rerun sends nothing; a lost resume
 //! state still sends nothing twice; bad links and tokens are refused with
 //! a clear sentence and nothing sent; the token never reaches the state
 //! folder or the gateway's logs.
@@ -476,45 +477,67 @@ struct LoggedGateway {
 impl LoggedGateway {
     fn start() -> LoggedGateway {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = crate::startup::casegate(dir.path())
+        let (child, lines) = LoggedGateway::spawn(dir.path(), "127.0.0.1:0");
+        // From here on Drop kills the child, whatever happens.
+        let mut gw = LoggedGateway {
+            child,
+            lines,
+            base: String::new(),
+            coordinator: String::new(),
+            dir,
+        };
+        gw.base = gw.wait_for("listening on ");
+        gw.coordinator = gw.wait_for("coordinator token: ");
+        gw
+    }
+
+    fn spawn(dir: &Path, listen: &str) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
+        let mut child = crate::startup::casegate(dir)
             .env("CASEGATE_LOG", "debug")
+            .env("CASEGATE_SERVER__LISTEN", listen)
+            // Durable points every MiB, so a crash keeps most of a PATCH.
+            .env("CASEGATE_UPLOADS__SYNC_EVERY_BYTES", "1048576")
             .arg("serve")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
-        // From here on Drop kills the child, whatever happens.
-        let mut gw = LoggedGateway {
-            child,
-            lines: Arc::clone(&lines),
-            base: String::new(),
-            coordinator: String::new(),
-            dir,
-        };
+        let keep = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
+                keep.lock().unwrap().push(line);
             }
         });
+        (child, lines)
+    }
+
+    /// The rest of the first log line starting with `prefix`.
+    fn wait_for(&self, prefix: &str) -> String {
         let started = std::time::Instant::now();
         loop {
-            let seen = gw.lines.lock().unwrap().clone();
-            let field = |prefix: &str| {
-                seen.iter()
-                    .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
-            };
-            if let (Some(base), Some(coordinator)) =
-                (field("listening on "), field("coordinator token: "))
-            {
-                gw.base = base;
-                gw.coordinator = coordinator;
-                return gw;
+            let seen = self.lines.lock().unwrap().clone();
+            if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
+                return rest.to_owned();
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "{seen:#?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{prefix}: {seen:#?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL, then the same gateway again on the same address.
+    fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let listen = self.base.trim_start_matches("https://").to_owned();
+        let (child, lines) = LoggedGateway::spawn(self.dir.path(), &listen);
+        self.child = child;
+        self.lines = lines;
+        assert_eq!(self.wait_for("listening on "), self.base);
     }
 }
 
@@ -582,4 +605,81 @@ async fn the_token_never_reaches_the_gateway_logs_or_the_state() {
         }
     }
     assert!(files >= 2, "state and receipt are written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_crash_mid_file_is_waited_out_and_the_file_continues() {
+    let mut gw = LoggedGateway::start();
+    let ca = gw.dir.path().join("certs/dev-ca.pem");
+    let client = crate::common::client_trusting(&std::fs::read(&ca).unwrap());
+    let case: Value = client
+        .post(format!("{}/api/v1/cases", gw.base))
+        .bearer_auth(&gw.coordinator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = case["upload_token"].as_str().unwrap().to_owned();
+    let work = gw.dir.path().join("patient");
+    std::fs::create_dir_all(&work).unwrap();
+    let data = pattern(24 << 20, 9);
+    std::fs::write(work.join("scan.bin"), &data).unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(&work)
+        .env_remove("CASEGATE_UPLOAD_LINK")
+        .env("CASEGATE_UPLOAD_TOKEN", &token)
+        .arg("upload")
+        .args(["--server", &gw.base])
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--yes", "--max-rate", "6000000", "scan.bin"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let crash = line.contains("scan.bin: 30%");
+        seen.push(line);
+        if crash {
+            break;
+        }
+    }
+    gw.crash_and_restart();
+    let status = child.wait().unwrap();
+    seen.extend(rx.try_iter());
+    let said = seen.join("\n");
+    assert!(status.success(), "{said}");
+    assert!(said.contains("trying again in"), "{said}");
+    let continued = said
+        .lines()
+        .find_map(|l| l.strip_prefix("  scan.bin: continuing from "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        continued != "0 B",
+        "the bytes before the crash were kept: {said}"
+    );
+    let manifest: Value = client
+        .get(format!("{}/api/v1/patient/case", gw.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{manifest:#}");
+    assert_eq!(files[0]["sha256"], sha(&data).as_str());
+    assert_eq!(files[0]["state"], "complete");
 }

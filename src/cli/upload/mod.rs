@@ -67,7 +67,7 @@ pub struct UploadArgs {
     #[arg(long, default_value = "casegate-upload")]
     state_dir: PathBuf,
     /// At most this many bytes per second (e.g. to leave room on a shared line).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_rate: Option<u64>,
     /// Files and folders to send.
     #[arg(required = true)]

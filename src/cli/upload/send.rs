@@ -169,8 +169,9 @@ impl Sender {
             }
             let wait = after.unwrap_or_else(|| backoff(at.tries));
             if !wait.is_zero() {
+                let secs = wait.as_secs().max(1);
                 self.progress
-                    .say(&format!("{shown}: {why} (in {}s)", wait.as_secs().max(1)));
+                    .say(&format!("{shown}: {why}; trying again in {secs}s"));
             }
             tokio::time::sleep(wait).await;
         }
