@@ -29,6 +29,7 @@ mod s3;
 mod startup;
 mod tus;
 mod upload_cli;
+mod upload_cli_harness;
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,239 @@
+//! The patient side of the `casegate upload` tests: a hospital-CD-like
+//! folder written byte by byte (DICOMDIR, `DICOM/ST*/SE*/IM*` files of the
+//! same names and sizes in different series, OS litter, two reports), the
+//! binary run as a patient runs it, checks that every file is in the case
+//! exactly once, and `casegate serve` as a process whose every log line is
+//! kept (for the token checks and the crash test).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use casegate::upload::dicom::testdata::ct_file;
+use serde_json::Value;
+
+use crate::common::TestApp;
+use crate::tus::pattern;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_casegate");
+
+pub fn sha(data: &[u8]) -> String {
+    casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// A CD as hospitals burn them, plus two reports and litter; returns each
+/// file that should be sent (path as shown → contents, category).
+pub fn patient_folder(root: &Path) -> BTreeMap<String, (Vec<u8>, &'static str)> {
+    let mut sent = BTreeMap::new();
+    let series = [
+        ("ST000", "SE000", "1.2.840.1", "1.2.840.1.1", 4),
+        ("ST000", "SE001", "1.2.840.1", "1.2.840.1.2", 3),
+        ("ST001", "SE000", "1.2.840.2", "1.2.840.2.1", 1),
+    ];
+    for (st, se, study, series_uid, n) in series {
+        let dir = root.join(format!("CD/DICOM/{st}/{se}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            // Same names and sizes in every series, different bytes.
+            let mut file = ct_file(study, series_uid, "Doe^Jane", 20_000);
+            let len = file.len();
+            file[len - 8..].copy_from_slice(format!("{se}{i:03}").as_bytes());
+            std::fs::write(dir.join(format!("IM{i:04}")), &file).unwrap();
+            sent.insert(
+                format!("CD/DICOM/{st}/{se}/IM{i:04}"),
+                (file, "imaging_dicom"),
+            );
+        }
+    }
+    for (name, data) in [
+        ("CD/DICOMDIR", b"DICOMDIR index".to_vec()),
+        ("CD/.DS_Store", b"mac".to_vec()),
+        ("CD/Thumbs.db", b"win".to_vec()),
+        ("CD/._IM0000", b"appledouble".to_vec()),
+        ("CD/.Trashes/501/old.pdf", b"deleted".to_vec()),
+        ("Reports/empty.txt", Vec::new()),
+    ] {
+        std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+        std::fs::write(root.join(name), data).unwrap();
+    }
+    for (name, seed, category) in [
+        ("Reports/Pathology report.pdf", 11, "pathology_report"),
+        ("Reports/blood tests March.pdf", 12, "lab_results"),
+    ] {
+        let data = pattern(150_000, seed);
+        std::fs::write(root.join(name), &data).unwrap();
+        sent.insert(name.to_owned(), (data, category));
+    }
+    sent
+}
+
+/// `casegate upload` run from `work` (its state folder lands there), with
+/// none of the caller's environment deciding for it.
+pub fn upload(app: &TestApp, work: &Path, token: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(work)
+        .env_remove("CASEGATE_UPLOAD_TOKEN")
+        .env_remove("CASEGATE_UPLOAD_LINK")
+        .env_remove("CASEGATE_CA")
+        .arg("upload")
+        .args(["--server", &app.url("")])
+        .args(["--token", token])
+        .arg("--ca")
+        .arg(app.dir.path().join("certs/dev-ca.pem"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The manifest's files: filename → [(sha256, category, state)].
+pub fn by_sha(manifest: &Value) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for f in manifest["files"].as_array().unwrap() {
+        out.entry(f["sha256"].as_str().unwrap_or("-").to_owned())
+            .or_default()
+            .push((
+                f["filename"].as_str().unwrap().to_owned(),
+                f["category"].as_str().unwrap().to_owned(),
+                f["state"].as_str().unwrap().to_owned(),
+            ));
+    }
+    out
+}
+
+/// Every file arrived exactly once, complete, under its base name and
+/// category, and nothing else is in the case.
+pub fn assert_each_once(manifest: &Value, expected: &BTreeMap<String, (Vec<u8>, &str)>) {
+    let found = by_sha(manifest);
+    assert_eq!(
+        manifest["files"].as_array().unwrap().len(),
+        expected.len(),
+        "{manifest:#}"
+    );
+    for (shown, (data, category)) in expected {
+        let base = shown.rsplit('/').next().unwrap();
+        let entries = found
+            .get(&sha(data))
+            .unwrap_or_else(|| panic!("{shown} missing"));
+        assert_eq!(
+            entries,
+            &vec![(
+                base.to_owned(),
+                (*category).to_owned(),
+                "complete".to_owned()
+            )],
+            "{shown}"
+        );
+    }
+}
+
+/// The upload URL the resume state recorded for `name` (snapshot or journal).
+pub fn recorded_url(state_dir: &Path, name: &str) -> Option<String> {
+    let mut found = None;
+    for entry in std::fs::read_dir(state_dir).ok()? {
+        let path = entry.ok()?.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "journal") {
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                if v["path"].as_str().is_some_and(|p| p.ends_with(name)) {
+                    found = v["entry"]["upload_url"].as_str().map(str::to_owned);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `casegate serve` as a process, every log line kept.
+pub struct LoggedGateway {
+    child: std::process::Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub base: String,
+    pub coordinator: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl LoggedGateway {
+    pub fn start() -> LoggedGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, lines) = LoggedGateway::spawn(dir.path(), "127.0.0.1:0");
+        // From here on Drop kills the child, whatever happens.
+        let mut gw = LoggedGateway {
+            child,
+            lines,
+            base: String::new(),
+            coordinator: String::new(),
+            dir,
+        };
+        gw.base = gw.wait_for("listening on ");
+        gw.coordinator = gw.wait_for("coordinator token: ");
+        gw
+    }
+
+    fn spawn(dir: &Path, listen: &str) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
+        let mut child = crate::startup::casegate(dir)
+            .env("CASEGATE_LOG", "debug")
+            .env("CASEGATE_SERVER__LISTEN", listen)
+            // Durable points every MiB, so a crash keeps most of a PATCH.
+            .env("CASEGATE_UPLOADS__SYNC_EVERY_BYTES", "1048576")
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let keep = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push(line);
+            }
+        });
+        (child, lines)
+    }
+
+    /// The rest of the first log line starting with `prefix`.
+    fn wait_for(&self, prefix: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let seen = self.lines.lock().unwrap().clone();
+            if let Some(rest) = seen.iter().find_map(|l| l.strip_prefix(prefix)) {
+                return rest.to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{prefix}: {seen:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, then the same gateway again on the same address.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let listen = self.base.trim_start_matches("https://").to_owned();
+        let (child, lines) = LoggedGateway::spawn(self.dir.path(), &listen);
+        self.child = child;
+        self.lines = lines;
+        assert_eq!(self.wait_for("listening on "), self.base);
+    }
+}
+
+impl Drop for LoggedGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
