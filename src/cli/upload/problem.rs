@@ -98,18 +98,21 @@ pub async fn from_response(resp: reqwest::Response, shown: &str) -> Failure {
             after: after.or(Some(Duration::from_secs(1))),
         },
         429 => Failure::Retry {
-            why: "the gateway asks to slow down".into(),
+            why: match code.as_str() {
+                "quota_exceeded" => "the case already has as many transfers running as it may",
+                _ => "the gateway asks to slow down",
+            }
+            .into(),
             after,
         },
         s if s >= 500 => Failure::Retry {
-            why: format!(
-                "the gateway is having trouble ({status}{})",
-                if code.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {code}")
+            why: match code.as_str() {
+                "storage_unavailable" => "the gateway's storage is briefly unavailable".into(),
+                "audit_unavailable" => {
+                    "the gateway cannot record uploads in its audit log right now".into()
                 }
-            ),
+                _ => format!("the gateway is having trouble ({status})"),
+            },
             after,
         },
         _ => Failure::File(format!(
@@ -142,4 +145,61 @@ pub fn unreadable(shown: &str, e: &std::io::Error) -> Failure {
         "{shown}: {} — check the disc or folder and run the same command again",
         super::walk::plain_io(e)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str, retry_after: Option<&str>) -> reqwest::Response {
+        let mut builder = axum::http::Response::builder().status(status);
+        if let Some(v) = retry_after {
+            builder = builder.header("retry-after", v);
+        }
+        let body = format!(r#"{{"code":"{code}","detail":"detail of {code}"}}"#);
+        reqwest::Response::from(builder.body(body).unwrap())
+    }
+
+    async fn classify(status: u16, code: &str, retry_after: Option<&str>) -> Failure {
+        from_response(answer(status, code, retry_after), "CD/report.pdf").await
+    }
+
+    #[tokio::test]
+    async fn each_answer_becomes_a_decision_and_a_sentence() {
+        assert!(
+            matches!(classify(401, "unauthenticated", None).await, Failure::Stop(m) if m == LINK_INVALID)
+        );
+        assert!(
+            matches!(classify(403, "upload_expired", None).await, Failure::Stop(m) if m == LINK_EXPIRED)
+        );
+        assert!(matches!(
+            classify(404, "not_found", None).await,
+            Failure::Gone
+        ));
+        assert!(matches!(classify(410, "gone", None).await, Failure::Gone));
+        assert!(matches!(
+            classify(413, "quota_exceeded", None).await,
+            Failure::File(m) if m.starts_with("CD/report.pdf: ") && m.contains("coordinator")
+        ));
+        assert!(matches!(
+            classify(413, "upload_too_large", None).await,
+            Failure::File(m) if m.contains("larger than")
+        ));
+        assert!(matches!(
+            classify(429, "rate_limited", Some("7")).await,
+            Failure::Retry { after: Some(d), .. } if d == Duration::from_secs(7)
+        ));
+        assert!(matches!(
+            classify(423, "", None).await,
+            Failure::Retry { after: Some(d), .. } if d == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            classify(503, "storage_unavailable", None).await,
+            Failure::Retry { why, after: None } if why.contains("storage")
+        ));
+        assert!(matches!(
+            classify(400, "bad_request", None).await,
+            Failure::File(m) if m.contains("detail of bad_request")
+        ));
+    }
 }

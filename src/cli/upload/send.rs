@@ -283,3 +283,17 @@ impl Sender {
             .map_err(Failure::Stop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_minute_with_jitter() {
+        for tries in 1..20 {
+            let step = Duration::from_secs(1u64 << (tries - 1).min(6)).min(Duration::from_secs(60));
+            let wait = backoff(tries);
+            assert!(wait >= step / 2 && wait <= step, "{tries}: {wait:?}");
+        }
+    }
+}
