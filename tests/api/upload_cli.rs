@@ -514,3 +514,68 @@ async fn a_full_case_names_the_file_left_out_and_the_others_still_go() {
         text(&bad)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_and_the_same_command_continues() {
+    let app = spawn_app_with(|c| c.uploads.sync_every_bytes = 1 << 20).await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("scans")).unwrap();
+    let data = pattern(16 << 20, 5);
+    std::fs::write(work.join("scans/ct.bin"), &data).unwrap();
+    let mut child = upload(&app, &work, &token)
+        .args(["--yes", "--max-rate", "4000000", "scans"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("ct.bin: 20%") {
+            let pid = child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{rest:#?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped. What was sent is safe")),
+        "{rest:#?}"
+    );
+    // The state was written whole: the journal is empty, the JSON file
+    // holds the upload.
+    let state = work.join("casegate-upload");
+    assert_eq!(
+        std::fs::metadata(state.join(format!("{case}.journal")))
+            .unwrap()
+            .len(),
+        0
+    );
+    let json = std::fs::read_to_string(state.join(format!("{case}.json"))).unwrap();
+    assert!(
+        json.contains("\"uploading\"") && json.contains("/tus/up_"),
+        "{json}"
+    );
+
+    let out = upload(&app, &work, &token)
+        .args(["--yes", "scans"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("continuing from"),
+        "{}",
+        text(&out)
+    );
+    let manifest = app.patient_manifest(&token).await;
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["files"][0]["sha256"], sha(&data).as_str());
+}

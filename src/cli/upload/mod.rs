@@ -96,20 +96,7 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let client = super::api_client::trusting(reqwest::Client::builder(), args.ca.as_deref())?
-        .http1_only()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let token_sha = crate::hex::encode(creds.token.hash().as_bytes());
-    let tus = Tus::new(client, &creds.server, creds.token)?;
-    let manifest = case_manifest(&tus).await?;
-    let case_id = manifest["case_id"].as_str().unwrap_or("case").to_owned();
-    let state = StateStore::open(
-        &args.state_dir,
-        &crate::text::neutralise(&case_id),
-        &token_sha,
-    )?;
+    let (tus, manifest, state) = connect(&args, creds).await?;
     let mut server = ServerFiles::from_manifest(&manifest);
     let (jobs, mut lines) = plan::plan(&tus, &state, &mut server, found).await;
     if !confirm(&jobs, args.yes)? {
@@ -119,20 +106,57 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
     let progress = progress::Progress::new(total, jobs.len() as u64);
     let limit = args.max_rate.map(body::RateLimit::new);
     let sender = Sender::new(tus, state, std::sync::Arc::clone(&progress), limit);
-    let outcomes = sender.send_all(&jobs, usize::from(args.parallel)).await;
+    let outcomes = tokio::select! {
+        outcomes = sender.send_all(&jobs, usize::from(args.parallel)) => outcomes,
+        // Ctrl-C: running requests are dropped (the gateway keeps what
+        // arrived), the state is written whole, and the patient is told
+        // how to go on.
+        Ok(()) = tokio::signal::ctrl_c() => {
+            progress.finish();
+            sender.state.fold()?;
+            return Err(CliError::Failed(
+                "stopped. What was sent is safe on the gateway; run the same command again \
+                 to continue where it stopped"
+                    .into(),
+            ));
+        }
+    };
     progress.finish();
     let stopped = record_outcomes(&mut lines, &jobs, outcomes);
     let manifest = case_manifest(&sender.tus).await?;
     receipt::confirm(&mut lines, &mut ServerFiles::from_manifest(&manifest));
     lines.sort_by(|a, b| a.shown.cmp(&b.shown));
     receipt::print(&lines);
-    let csv = args
-        .state_dir
-        .join(format!("{}-receipt.csv", crate::text::neutralise(&case_id)));
+    let csv = sender.state.receipt_path();
     receipt::write_csv(&csv, &lines).map_err(|e| format!("{}: {e}", csv.display()))?;
     eprintln!("receipt written to {}", csv.display());
     sender.state.fold()?;
     finish(&lines, stopped)
+}
+
+/// The gateway (HTTP/1.1: one connection per file being sent), the case as
+/// it stands there, and this case's resume state.
+async fn connect(
+    args: &UploadArgs,
+    creds: credentials::Credentials,
+) -> Result<(Tus, serde_json::Value, StateStore), CliError> {
+    let client = super::api_client::trusting(reqwest::Client::builder(), args.ca.as_deref())?
+        .http1_only()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let token_sha = crate::hex::encode(creds.token.hash().as_bytes());
+    let tus = Tus::new(client, &creds.server, creds.token)?;
+    let manifest = case_manifest(&tus).await?;
+    // The id names the state files: only a well-formed one is used.
+    let case_id = manifest["case_id"]
+        .as_str()
+        .and_then(crate::ids::CaseId::parse)
+        .ok_or_else(|| {
+            "the gateway's answer is not a case manifest; check the address".to_string()
+        })?;
+    let state = StateStore::open(&args.state_dir, case_id.as_str(), &token_sha)?;
+    Ok((tus, manifest, state))
 }
 
 /// Asks the patient, unless `--yes` or there is nothing to send.

@@ -58,6 +58,7 @@ struct JournalLine {
 }
 
 pub struct StateStore {
+    receipt_path: PathBuf,
     snapshot_path: PathBuf,
     journal_path: PathBuf,
     snapshot: Mutex<Snapshot>,
@@ -112,6 +113,7 @@ impl StateStore {
         snapshot.case_id = case_id.to_owned();
         snapshot.token_sha256 = token_sha256.to_owned();
         let store = StateStore {
+            receipt_path: dir.join(format!("{case_id}-receipt.csv")),
             journal: Mutex::new(append_only(&journal_path).map_err(|e| io(&journal_path, e))?),
             snapshot_path,
             journal_path,
@@ -164,6 +166,11 @@ impl StateStore {
             .set_len(0)
             .and_then(|()| journal.sync_all())
             .map_err(|e| io(&self.journal_path, e))
+    }
+
+    /// Where the receipt CSV goes: next to the state.
+    pub fn receipt_path(&self) -> PathBuf {
+        self.receipt_path.clone()
     }
 
     #[cfg(test)]
