@@ -179,3 +179,31 @@ pub fn filetype(name: &str, dicom: bool) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenKind;
+
+    #[test]
+    fn upload_addresses_stay_on_the_gateway() {
+        let token = SecretToken::generate(TokenKind::Upload);
+        let tus = Tus::new(reqwest::Client::new(), "https://gw.example:8443/cg", token).unwrap();
+        assert_eq!(
+            tus.upload_url("/tus/up_1").unwrap().as_str(),
+            "https://gw.example:8443/tus/up_1"
+        );
+        assert!(tus.upload_url("https://gw.example:8443/tus/up_2").is_some());
+        for elsewhere in [
+            "https://evil.example/tus/up_1",
+            "//evil.example/tus/up_1",
+            "http://gw.example:8443/tus/up_1",
+            "https://gw.example:9443/tus/up_1",
+        ] {
+            assert!(tus.upload_url(elsewhere).is_none(), "{elsewhere}");
+        }
+        assert_eq!(filetype("scan.PDF", false), Some("application/pdf"));
+        assert_eq!(filetype("IM0001", true), Some("application/dicom"));
+        assert_eq!(filetype("notes", false), None);
+    }
+}
