@@ -85,7 +85,13 @@ impl StateStore {
     /// state file is set aside (`.broken`): the gateway's manifest still
     /// keeps finished files from being sent twice.
     pub fn open(dir: &Path, case_id: &str, token_sha256: &str) -> Result<StateStore, String> {
-        private_dir_all(dir).map_err(|e| io(dir, e))?;
+        private_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot keep the resume state in {} ({e}); run the command from a folder you \
+                 can write to (not the CD itself), or give --state-dir",
+                dir.display()
+            )
+        })?;
         let snapshot_path = dir.join(format!("{case_id}.json"));
         let journal_path = dir.join(format!("{case_id}.journal"));
         let mut snapshot = match std::fs::read(&snapshot_path) {
