@@ -185,7 +185,9 @@ async fn insert_operator_token(
     db::tokens::insert(tx, &id, role, &token.hash(), now).await?;
     let entry = NewEntry::new("token.create", Outcome::Allow)
         .reason(format!("{} token {id}", role.as_str()));
-    db::audit::append(tx, &local_context(actor), now, &entry).await?;
+    db::audit::append(tx, &local_context(actor), now, &entry)
+        .await
+        .map_err(|unavailable| unavailable.0)?;
     Ok(token)
 }
 

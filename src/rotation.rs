@@ -32,8 +32,8 @@ pub enum RotationError {
     Db(#[from] DbError),
     #[error(transparent)]
     Commit(#[from] sqlx::Error),
-    #[error("audit log: {0}")]
-    Audit(DbError),
+    #[error(transparent)]
+    Audit(#[from] db::audit::AuditUnavailable),
     #[error("cannot write {}: {source}", .path.display())]
     WriteKeyFile {
         path: PathBuf,
@@ -82,11 +82,8 @@ async fn audit(db: &Db, actor: &str, entry: NewEntry) -> Result<(), RotationErro
         role: "operator".into(),
         ..Default::default()
     };
-    let mut tx = db.begin().await?;
-    db::audit::append(&mut tx, &ctx, Timestamp::now_utc(), &entry)
-        .await
-        .map_err(RotationError::Audit)?;
-    Ok(tx.commit().await?)
+    db::audit::record(db, &ctx, Timestamp::now_utc(), &entry).await?;
+    Ok(())
 }
 
 /// Adds a master key version (unless `resume`) and rewraps every open

@@ -1,20 +1,21 @@
 //! Writing the audit log and reading it back. An action and its entry are
-//! one transaction ([`begin`], [`commit`]); an entry that cannot be written
-//! refuses the action (fail closed). The export reads entries page by page
+//! one transaction ([`begin`], [`commit`]), written by the one writer
+//! `db::audit`; an entry that cannot be written refuses the action (fail
+//! closed). The export reads entries page by page
 //! up to the head at the time it was asked for, so a long export ends.
 
 use super::Services;
 use crate::audit::{AuditEntry, NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
-use crate::db::audit::{self, AuditFilter};
+use crate::db::audit::{self, AuditFilter, AuditUnavailable};
 use crate::db::{DbError, Tx};
 
 /// The audit log's one error.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The entry (and so the action) could not be committed.
-    #[error("the audit log cannot be written: {0}")]
-    Unavailable(#[source] DbError),
+    #[error(transparent)]
+    Unavailable(#[from] AuditUnavailable),
     /// Reading the log failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -24,28 +25,19 @@ pub enum AuditError {
 
 /// Begins the transaction an action and its audit entry share.
 pub async fn begin(svc: &Services) -> Result<Tx<'static>, AuditError> {
-    svc.db.begin().await.map_err(|e| {
-        tracing::error!(error = %e, "cannot begin transaction");
-        AuditError::Unavailable(e)
-    })
+    Ok(audit::begin(&svc.db).await?)
 }
 
 /// Appends the entry to `tx` and commits both. If the entry cannot be
 /// written nothing is committed and the action is refused.
 pub async fn commit(
     svc: &Services,
-    mut tx: Tx<'_>,
+    tx: Tx<'_>,
     ctx: &RequestContext,
     entry: NewEntry,
 ) -> Result<(), AuditError> {
-    if let Err(e) = audit::append(&mut tx, ctx, svc.timestamp(), &entry).await {
-        tracing::error!(error = %e, action = entry.action, "audit append failed; refusing action");
-        return Err(AuditError::Unavailable(e));
-    }
-    tx.commit().await.map_err(|e| {
-        tracing::error!(error = %e, action = entry.action, "commit failed");
-        AuditError::Unavailable(e.into())
-    })
+    audit::commit(tx, ctx, svc.timestamp(), &entry).await?;
+    Ok(())
 }
 
 /// Records an entry on its own (denials, reads).
@@ -54,8 +46,8 @@ pub async fn record(
     ctx: &RequestContext,
     entry: NewEntry,
 ) -> Result<(), AuditError> {
-    let tx = begin(svc).await?;
-    commit(svc, tx, ctx, entry).await
+    audit::record(&svc.db, ctx, svc.timestamp(), &entry).await?;
+    Ok(())
 }
 
 /// Entries per page of an export.

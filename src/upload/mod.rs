@@ -124,7 +124,8 @@ impl Uploads {
             })
     }
 
-    /// Appends an audit entry in `tx` (fail closed: an error refuses the action).
+    /// Appends an audit entry in `tx` (fail closed: an error refuses the
+    /// action; `db::audit` logs the cause).
     pub async fn audit_in(
         &self,
         tx: &mut Tx<'_>,
@@ -133,17 +134,15 @@ impl Uploads {
     ) -> Result<(), UploadError> {
         db::audit::append(tx, ctx, self.now(), entry)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, action = entry.action, "audit append failed");
-                UploadError::Audit
-            })?;
+            .map_err(|_| UploadError::Audit)?;
         Ok(())
     }
 
     /// Records an entry on its own.
     pub async fn audit(&self, ctx: &RequestContext, entry: NewEntry) -> Result<(), UploadError> {
-        let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
-        self.audit_in(&mut tx, ctx, &entry).await?;
-        tx.commit().await.map_err(audit_unavailable)
+        db::audit::record(&self.db, ctx, self.now(), &entry)
+            .await
+            .map_err(|_| UploadError::Audit)?;
+        Ok(())
     }
 }

@@ -1,44 +1,11 @@
-//! Audit rows: appended inside the transaction of the action they record,
-//! read back in sequence order with filters.
+//! Reading audit rows back: in sequence order, with the export's filters.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Db, DbError, Tx};
-use crate::audit::{AuditEntry, NewEntry, RequestContext};
+use crate::audit::AuditEntry;
 use crate::clock::Timestamp;
-
-/// Appends one entry inside `tx` and returns its sequence number. The caller
-/// commits it together with the action, so neither exists without the other.
-pub async fn append(
-    tx: &mut Tx<'_>,
-    ctx: &RequestContext,
-    time: Timestamp,
-    entry: &NewEntry,
-) -> Result<i64, DbError> {
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO audit_log (seq, time, actor, role, action, case_id, file_id, centre_id, grant_id,
-             outcome, reason, client_addr, client_cert_sha256, request_id)
-         SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_log
-         RETURNING seq",
-    )
-    .bind(time)
-    .bind(&ctx.actor)
-    .bind(&ctx.role)
-    .bind(entry.action)
-    .bind(&entry.case_id)
-    .bind(&entry.file_id)
-    .bind(&entry.centre_id)
-    .bind(&entry.grant_id)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.reason)
-    .bind(&ctx.client_addr)
-    .bind(&ctx.client_cert_sha256)
-    .bind(&ctx.request_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(seq)
-}
+use crate::db::{Db, DbError};
 
 /// Filters of the audit export; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +62,7 @@ pub async fn page(
     rows.iter().map(entry_from_row).collect()
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, DbError> {
+pub(super) fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, DbError> {
     Ok(AuditEntry {
         seq: row.try_get("seq")?,
         time: row.try_get("time")?,
