@@ -6,6 +6,8 @@
 //! field order of [`AuditEntry`] is alphabetical so its compact JSON is also
 //! its RFC 8785 canonical form: the Merkle layer hashes exactly that line.
 
+pub mod merkle;
+
 use serde::Serialize;
 
 /// How an action ended.
