@@ -123,10 +123,18 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
             source,
         })?;
     }
-    Db::open(url).await.map_err(|source| StartError::Db {
+    let db_error = |source| StartError::Db {
         url: url.clone(),
         source,
-    })
+    };
+    let db = Db::open(url).await.map_err(db_error)?;
+    // Entries written before the audit tree existed join it now, before
+    // anything appends.
+    let added = db::audit::tree::catch_up(&db).await.map_err(db_error)?;
+    if added > 0 {
+        tracing::info!(added, "audit entries added to the audit tree");
+    }
+    Ok(db)
 }
 
 /// The key-encryption key: from `keys.master_key` (environment) when set,

@@ -7,6 +7,8 @@
 //! its RFC 8785 canonical form: the Merkle layer hashes exactly that line.
 
 pub mod merkle;
+pub mod note;
+pub mod signing_key;
 
 use serde::Serialize;
 

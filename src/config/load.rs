@@ -100,7 +100,35 @@ impl Config {
         self.validate_locations()?;
         self.validate_connection_share()?;
         self.validate_positive()?;
-        self.validate_lifetimes()
+        self.validate_lifetimes()?;
+        self.validate_audit()
+    }
+
+    /// The audit log's origin and checkpoint copy.
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        let origin = self.audit_origin();
+        if origin.is_empty()
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(invalid(
+                "audit.origin",
+                "must be non-empty without spaces or '+' (e.g. gateway.example.org/casegate-audit)",
+            ));
+        }
+        if let Some(copy) = &self.audit.checkpoint_copy {
+            if copy.starts_with("s3://") {
+                return Err(invalid(
+                    "audit.checkpoint_copy",
+                    "s3:// copies are not supported yet; use a directory (e.g. a mounted write-once share)",
+                ));
+            }
+            if copy.is_empty() || copy.contains("://") {
+                return Err(invalid("audit.checkpoint_copy", "must be a directory path"));
+            }
+        }
+        Ok(())
     }
 
     /// URLs, origins, the database and the store backend.
@@ -182,6 +210,10 @@ impl Config {
                 self.uploads.body_idle_timeout_secs,
             ),
             ("uploads.sync_every_bytes", self.uploads.sync_every_bytes),
+            (
+                "audit.checkpoint_interval_secs",
+                self.audit.checkpoint_interval_secs,
+            ),
             ("uploads.max_case_bytes", self.uploads.max_case_bytes),
             ("uploads.max_case_files", self.uploads.max_case_files),
             (

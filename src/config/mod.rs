@@ -19,6 +19,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub limits: LimitsConfig,
     pub uploads: UploadsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +173,68 @@ pub struct UploadsConfig {
     pub max_case_files: u64,
     /// Per-case quota: PATCH requests running at once.
     pub max_concurrent_uploads: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// While entries arrive, a signed checkpoint at least this often.
+    pub checkpoint_interval_secs: u64,
+    /// Where each checkpoint is also copied: a directory (files
+    /// `<size>.checkpoint`, never overwritten). `s3://` is not supported yet.
+    pub checkpoint_copy: Option<String>,
+    /// The checkpoint signing key (Ed25519, PKCS#8 PEM, mode 0600); created
+    /// on first start. Unset: `audit-signing.key` beside the master key file.
+    pub signing_key_file: Option<PathBuf>,
+    /// The log's name in checkpoints and the key name of its signatures.
+    /// Unset: `<host of server.public_url>/casegate-audit`.
+    pub origin: Option<String>,
+}
+
+impl AuditConfig {
+    /// The origin line of checkpoints, also the signing key's name.
+    pub fn origin(&self, public_url: &str) -> String {
+        self.origin.clone().unwrap_or_else(|| {
+            let host = public_url
+                .strip_prefix("https://")
+                .unwrap_or(public_url)
+                .split(['/', '?', '#', ':'])
+                .next()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("localhost");
+            format!("{host}/casegate-audit")
+        })
+    }
+}
+
+impl Config {
+    /// The checkpoint signing key file: configured, else beside the
+    /// master key file.
+    pub fn audit_signing_key_file(&self) -> PathBuf {
+        self.audit.signing_key_file.clone().unwrap_or_else(|| {
+            self.keys
+                .master_key_file
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join("audit-signing.key")
+        })
+    }
+
+    /// The origin of this gateway's audit log.
+    pub fn audit_origin(&self) -> String {
+        self.audit.origin(&self.server.public_url)
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval_secs: 60,
+            checkpoint_copy: None,
+            signing_key_file: None,
+            origin: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {

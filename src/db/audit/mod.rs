@@ -1,16 +1,21 @@
 //! The audit log in the database. [`append`] is the one place an entry is
-//! written: inside the transaction of the action it records, so neither is
-//! committed without the other. Every writer (services, uploads, key
+//! written: inside the transaction of the action it records, together with
+//! its leaf and the tree nodes it completes ([`tree`]), so none of them is
+//! committed without the others. The leaf is exactly the entry's JSONL
+//! export line ([`AuditEntry::to_json_line`]), built here from the values
+//! the row stores. Every writer (services, uploads, key
 //! rotation, bootstrap) goes through it, and an entry that cannot be
 //! written is [`AuditUnavailable`]: the caller refuses the action (fail
 //! closed).
 
+pub mod checkpoints;
 mod read;
+pub mod tree;
 
 pub use read::{AuditFilter, head, page};
 
 use super::{Db, DbError, Tx};
-use crate::audit::{NewEntry, RequestContext};
+use crate::audit::{AuditEntry, NewEntry, RequestContext};
 use crate::clock::Timestamp;
 
 /// The audit log cannot be written (disk full, database locked or
@@ -68,32 +73,55 @@ pub async fn record(
     commit(tx, ctx, time, entry).await
 }
 
+/// Inserts the entry with the next sequence number and its tree nodes.
+/// The transaction holds SQLite's write lock (`BEGIN IMMEDIATE`), so the
+/// sequence read here is gapless and cannot race.
 async fn insert(
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
     time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, DbError> {
-    let seq: i64 = sqlx::query_scalar(
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log")
+        .fetch_one(&mut **tx)
+        .await?;
+    let row = AuditEntry {
+        action: entry.action.to_owned(),
+        actor: ctx.actor.clone(),
+        case_id: entry.case_id.clone(),
+        centre_id: entry.centre_id.clone(),
+        client_addr: ctx.client_addr.clone(),
+        client_cert_sha256: ctx.client_cert_sha256.clone(),
+        file_id: entry.file_id.clone(),
+        grant_id: entry.grant_id.clone(),
+        outcome: entry.outcome.as_str().to_owned(),
+        reason: entry.reason.clone(),
+        request_id: ctx.request_id.clone(),
+        role: ctx.role.clone(),
+        seq,
+        time: time.to_string(),
+    };
+    sqlx::query(
         "INSERT INTO audit_log (seq, time, actor, role, action, case_id, file_id, centre_id, grant_id,
              outcome, reason, client_addr, client_cert_sha256, request_id)
-         SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_log
-         RETURNING seq",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(time)
-    .bind(&ctx.actor)
-    .bind(&ctx.role)
-    .bind(entry.action)
-    .bind(&entry.case_id)
-    .bind(&entry.file_id)
-    .bind(&entry.centre_id)
-    .bind(&entry.grant_id)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.reason)
-    .bind(&ctx.client_addr)
-    .bind(&ctx.client_cert_sha256)
-    .bind(&ctx.request_id)
-    .fetch_one(&mut **tx)
+    .bind(row.seq)
+    .bind(&row.time)
+    .bind(&row.actor)
+    .bind(&row.role)
+    .bind(&row.action)
+    .bind(&row.case_id)
+    .bind(&row.file_id)
+    .bind(&row.centre_id)
+    .bind(&row.grant_id)
+    .bind(&row.outcome)
+    .bind(&row.reason)
+    .bind(&row.client_addr)
+    .bind(&row.client_cert_sha256)
+    .bind(&row.request_id)
+    .execute(&mut **tx)
     .await?;
+    tree::append_leaf(tx, (seq - 1) as u64, row.to_json_line().as_bytes()).await?;
     Ok(seq)
 }

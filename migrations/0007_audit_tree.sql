@@ -1,0 +1,40 @@
+-- The audit log's Merkle tree (RFC 6962 / RFC 9162): the hash of every
+-- complete subtree (2^level entries from idx << level), appended in the
+-- transaction of the entry that completes it, so entries and tree are never
+-- apart. Roots and proofs are computed from these in O(log n) lookups.
+-- Entries written before this table existed are added at the next start.
+CREATE TABLE audit_tree (
+    level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 63),
+    idx   INTEGER NOT NULL CHECK (idx >= 0),
+    hash  BLOB NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+CREATE TRIGGER audit_tree_no_update BEFORE UPDATE ON audit_tree
+BEGIN
+    SELECT RAISE(ABORT, 'audit_tree is append-only');
+END;
+
+CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree
+BEGIN
+    SELECT RAISE(ABORT, 'audit_tree is append-only');
+END;
+
+-- Signed checkpoints (C2SP tlog-checkpoint in a signed note): one per tree
+-- size the gateway signed.
+CREATE TABLE audit_checkpoints (
+    tree_size  INTEGER PRIMARY KEY CHECK (tree_size >= 0),
+    root       BLOB NOT NULL CHECK (length(root) = 32),
+    note       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only');
+END;
+
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only');
+END;
