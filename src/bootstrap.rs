@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::audit::note::{NoteError, NoteSigner};
+use crate::audit::signing_key::{self, SigningKeyError};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -27,6 +29,10 @@ pub enum StartError {
     MasterKey(#[from] MasterKeyError),
     #[error("refusing to start: {0}")]
     DevCert(#[from] DevCertError),
+    #[error("refusing to start: {0}")]
+    AuditKey(#[from] SigningKeyError),
+    #[error("audit.origin: {0}")]
+    AuditOrigin(#[from] NoteError),
     #[error("refusing to start: {0}")]
     Tls(#[from] TlsSetupError),
     #[error("database ({url}): {source}")]
@@ -149,6 +155,14 @@ pub fn master_keys(config: &Config) -> Result<Arc<dyn KeyEncryptionKey>, StartEr
         return Ok(Arc::new(keys));
     }
     Ok(Arc::new(MasterKeyFile::open(&config.keys.master_key_file)?))
+}
+
+/// The audit checkpoint signer: the key at `audit.signing_key_file`
+/// (created 0600 on first start, refused if others can read it), named
+/// by the log's origin.
+pub fn audit_signer(config: &Config) -> Result<NoteSigner, StartError> {
+    let key = signing_key::load_or_create(&config.audit_signing_key_file())?;
+    Ok(NoteSigner::new(&config.audit_origin(), key)?)
 }
 
 /// Prepares TLS: generates development certificates when none are

@@ -6,6 +6,7 @@
 //! field order of [`AuditEntry`] is alphabetical so its compact JSON is also
 //! its RFC 8785 canonical form: the Merkle layer hashes exactly that line.
 
+pub mod checkpoint_copy;
 pub mod merkle;
 pub mod note;
 pub mod signing_key;

@@ -84,6 +84,9 @@ pub enum Endpoint {
     DownloadPlaintext,
     DownloadSealed,
     AuditExport,
+    AuditCheckpoint,
+    AuditProof,
+    AuditLeaves,
     TusOptions,
     TusOptionsSlash,
     TusCreate,
@@ -136,7 +139,7 @@ const fn centre(path: &'static str, action: &'static str) -> Spec {
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 30] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -157,6 +160,9 @@ impl Endpoint {
         Endpoint::DownloadPlaintext,
         Endpoint::DownloadSealed,
         Endpoint::AuditExport,
+        Endpoint::AuditCheckpoint,
+        Endpoint::AuditProof,
+        Endpoint::AuditLeaves,
         Endpoint::TusOptions,
         Endpoint::TusOptionsSlash,
         Endpoint::TusCreate,
@@ -192,6 +198,9 @@ impl Endpoint {
             E::DownloadPlaintext =>  centre("/api/v1/grant/files/{file_id}",                                     "download.plaintext"),
             E::DownloadSealed =>     centre("/api/v1/grant/files/{file_id}/sealed",                              "download.sealed"),
             E::AuditExport =>        main(Method::GET,    "/api/v1/audit",                        Compliance,    "audit.export"),
+            E::AuditCheckpoint =>    main(Method::GET,    "/api/v1/audit/checkpoint",             Compliance,    "audit.checkpoint.read"),
+            E::AuditProof =>         main(Method::GET,    "/api/v1/audit/proof",                  Compliance,    "audit.proof.read"),
+            E::AuditLeaves =>        main(Method::GET,    "/api/v1/audit/leaves",                 Compliance,    "audit.leaves.read"),
             E::TusOptions =>         public(Method::OPTIONS, "/tus"),
             E::TusOptionsSlash =>    public(Method::OPTIONS, "/tus/"),
             E::TusCreate =>          main(Method::POST,   "/tus",                                 PatientUpload, "upload.create"),

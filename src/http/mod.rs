@@ -6,6 +6,7 @@
 //! streamed download body.
 
 pub mod audit_export;
+pub mod audit_proof;
 pub mod auth;
 pub mod cases;
 pub mod centres;
@@ -68,6 +69,9 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::DownloadPlaintext => on(method, downloads::plaintext),
         E::DownloadSealed => on(method, downloads::sealed),
         E::AuditExport => on(method, audit_export::export),
+        E::AuditCheckpoint => on(method, audit_proof::checkpoint),
+        E::AuditProof => on(method, audit_proof::proof),
+        E::AuditLeaves => on(method, audit_proof::leaves),
         E::TusOptions | E::TusOptionsSlash => on(method, tus::options),
         E::TusCreate | E::TusCreateSlash => on(method, tus::create),
         E::TusHead => on(method, tus::head),

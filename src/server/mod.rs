@@ -23,6 +23,7 @@ use crate::db::Db;
 use crate::http::state::{AppContext, AppState};
 use crate::http::{self, limiter::FailureLimiter};
 use crate::service::Services;
+use crate::service::audit::checkpoints::{self, Checkpoints};
 use crate::store::{FsStore, ObjectStore, S3Store};
 use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
@@ -94,6 +95,7 @@ impl Application {
         config.validate()?;
         bootstrap::prepare_dirs(&config)?;
         let kek = bootstrap::master_keys(&config)?;
+        let audit_signer = bootstrap::audit_signer(&config)?;
         let (identity, generated_ca) = bootstrap::tls_identity(&config)?;
         let main_tls = server_config::main_listener(&identity)?;
         let centre_tls = server_config::centre_listener(&identity)?;
@@ -120,6 +122,7 @@ impl Application {
             config: config.clone(),
             store,
             uploads: uploads.clone(),
+            checkpoints: Arc::new(Checkpoints::new(audit_signer, &config)),
         };
         let limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
         let state = Arc::new(AppContext::new(services, limiter));
@@ -176,6 +179,10 @@ impl Application {
         });
         let sweeper = tokio::spawn(sweep_uploads(self.uploads.clone(), stop_rx.clone()));
         let summaries = tokio::spawn(limiter_summaries::run(self.state.clone(), stop_rx.clone()));
+        let state = self.state.clone();
+        let checkpointer_stop = stop_rx.clone();
+        let checkpointer =
+            tokio::spawn(async move { checkpoints::run(&state.services, checkpointer_stop).await });
         let main = listener::serve(
             "main",
             self.main,
@@ -195,6 +202,11 @@ impl Application {
         tokio::join!(main, centre);
         let _ = summaries.await;
         limiter_summaries::flush(&self.state).await;
+        let _ = checkpointer.await;
+        // The last entries of this run get signed before it ends.
+        if let Err(e) = checkpoints::current(&self.state.services).await {
+            tracing::error!(error = %e, "final audit checkpoint could not be made");
+        }
         let _ = sweeper.await;
     }
 }

@@ -11,7 +11,8 @@
 //!   ([`grants::authorize`], [`grants::check_live`]).
 //! - [`downloads`]: open a granted file, lease its download budget, re-check
 //!   and settle a running download.
-//! - [`audit`]: writing an entry with its action (fail closed), the export.
+//! - [`audit`]: writing an entry with its action (fail closed), the export,
+//!   signed checkpoints and proofs.
 //! - [`health`]: what readiness checks.
 //!
 //! Uploads (tus) are their own service, `crate::upload`.
@@ -49,6 +50,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: ObjectStore,
     pub uploads: Uploads,
+    /// Signs the audit log's checkpoints.
+    pub checkpoints: Arc<audit::checkpoints::Checkpoints>,
 }
 
 /// A case key that does not unwrap: a wrong master key or a tampered row.

@@ -52,6 +52,9 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::CreateCase | E::ReissueUploadToken | E::RegisterCentre => Some(201),
         E::ListCases | E::ReadCase | E::ListCentres | E::UpdateCentre => Some(200),
         E::ListGrants | E::PatientCase | E::PatientAccess | E::AuditExport => Some(200),
+        E::AuditCheckpoint => Some(200),
+        // Need query parameters; their successes are in `audit_log.rs`.
+        E::AuditProof | E::AuditLeaves => None,
         E::DeleteCase | E::DisableCentre => Some(204),
         E::CreateGrant | E::RevokeGrant => None,
         E::TusCreate | E::TusCreateSlash | E::TusHead | E::TusPatch | E::TusTerminate => None,

@@ -21,6 +21,12 @@ pub async fn size(conn: &mut SqliteConnection) -> Result<u64, DbError> {
     Ok(last.map_or(0, |i| i as u64 + 1))
 }
 
+/// The number of leaves, read on a pooled connection.
+pub async fn current_size(db: &Db) -> Result<u64, DbError> {
+    let mut conn = db.pool().acquire().await?;
+    size(&mut conn).await
+}
+
 async fn fetch(
     conn: &mut SqliteConnection,
     ids: &[NodeId],

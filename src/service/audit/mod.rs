@@ -1,8 +1,12 @@
-//! Writing the audit log and reading it back. An action and its entry are
+//! Writing the audit log and reading it back; its checkpoints
+//! ([`checkpoints`]) and proofs ([`proofs`]). An action and its entry are
 //! one transaction ([`begin`], [`commit`]), written by the one writer
 //! `db::audit`; an entry that cannot be written refuses the action (fail
 //! closed). The export reads entries page by page
 //! up to the head at the time it was asked for, so a long export ends.
+
+pub mod checkpoints;
+pub mod proofs;
 
 use super::Services;
 use crate::audit::{AuditEntry, NewEntry, Outcome, RequestContext};

@@ -1,0 +1,116 @@
+//! Signed checkpoints of the audit log: made on demand (the checkpoint
+//! route, `current`) and by a background task at least every
+//! `audit.checkpoint_interval_secs` while entries arrive ([`run`]); stored,
+//! and copied to `audit.checkpoint_copy` when set. One checkpoint is made
+//! at a time; a failed copy is logged and does not stop the checkpoint.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, watch};
+
+use super::AuditError;
+use crate::audit::checkpoint_copy;
+use crate::audit::note::{Checkpoint, NoteSigner};
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::config::Config;
+use crate::db::audit::checkpoints::{self, CheckpointRow};
+use crate::db::audit::tree;
+use crate::service::Services;
+
+/// What makes checkpoints: the signer, the copy directory, and the lock
+/// that makes one at a time.
+#[derive(Debug)]
+pub struct Checkpoints {
+    signer: NoteSigner,
+    copy_dir: Option<PathBuf>,
+    making: Mutex<()>,
+}
+
+impl Checkpoints {
+    /// Checkpoints signed by `signer`, copied where the config says.
+    pub fn new(signer: NoteSigner, config: &Config) -> Checkpoints {
+        Checkpoints {
+            signer,
+            copy_dir: config.audit.checkpoint_copy.as_ref().map(PathBuf::from),
+            making: Mutex::new(()),
+        }
+    }
+
+    /// The verifier key of the checkpoints' signatures.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+}
+
+/// A compliance read of the latest checkpoint: audited, then
+/// [`current`] (so the checkpoint covers the read's own entry).
+pub async fn read(svc: &Services, ctx: &RequestContext) -> Result<CheckpointRow, AuditError> {
+    let entry = NewEntry::new("audit.checkpoint.read", Outcome::Allow);
+    super::record(svc, ctx, entry).await?;
+    current(svc).await
+}
+
+/// The latest checkpoint, made first if the tree grew since the last one.
+pub async fn current(svc: &Services) -> Result<CheckpointRow, AuditError> {
+    let cp = &svc.checkpoints;
+    let _one_at_a_time = cp.making.lock().await;
+    let size = tree::current_size(&svc.db).await?;
+    let latest = checkpoints::latest(&svc.db).await?;
+    match latest {
+        Some(latest) if latest.tree_size >= size => Ok(latest),
+        _ => make(svc, size).await,
+    }
+}
+
+async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
+    let cp = &svc.checkpoints;
+    let root = tree::root(&svc.db, size).await?;
+    let text = Checkpoint {
+        origin: cp.signer.name().to_owned(),
+        size,
+        root,
+    }
+    .text();
+    let row = CheckpointRow {
+        tree_size: size,
+        root,
+        note: cp.signer.sign(&text),
+        created_at: svc.timestamp(),
+    };
+    if !checkpoints::insert(&svc.db, &row).await? {
+        // Another replica signed this size first: serve its checkpoint.
+        return Ok(checkpoints::latest(&svc.db).await?.unwrap_or(row));
+    }
+    tracing::info!(tree_size = size, "audit checkpoint signed");
+    if let Some(dir) = cp.copy_dir.clone() {
+        let note = row.note.clone();
+        let copied =
+            tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note)).await;
+        match copied {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint copy failed"),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint copy task failed"),
+        }
+    }
+    Ok(row)
+}
+
+/// Makes a checkpoint every `audit.checkpoint_interval_secs` while the
+/// tree grows (one at once, for a log that grew while the gateway was
+/// down), until `stop` turns true. The server makes a last one with
+/// [`current`] once it has drained.
+pub async fn run(svc: &Services, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(svc.config.audit.checkpoint_interval_secs);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
+        if let Err(e) = current(svc).await {
+            tracing::error!(error = %e, "audit checkpoint could not be made");
+        }
+    }
+}
