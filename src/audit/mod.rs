@@ -10,6 +10,7 @@ pub mod checkpoint_copy;
 pub mod merkle;
 pub mod note;
 pub mod signing_key;
+pub mod verify;
 
 use serde::Serialize;
 

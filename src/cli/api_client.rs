@@ -63,6 +63,26 @@ impl ApiClient {
         })
     }
 
+    /// GET `path`; a successful answer to read as it streams, a refusal
+    /// as its one-line problem.
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        let detail = value["detail"].as_str().unwrap_or("");
+        let code = value["code"].as_str().unwrap_or("");
+        Err(format!("{status} {code}: {detail}"))
+    }
+
     /// Sends a request; prints the JSON answer (if any) and returns it.
     pub async fn call(
         &self,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api_client;
+pub mod audit;
 pub mod centre;
 mod error;
 pub mod fetch;
@@ -48,6 +49,12 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Patient: send files and folders (a hospital CD, PDFs) into your case.
     Upload(upload::UploadArgs),
+    /// Compliance: export the audit log, verify it offline, print the
+    /// checkpoint verifier key.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Master key rotation (on the gateway's host).
     Keys {
         #[command(subcommand)]
@@ -76,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { config } => serve::run(config).await,
         Command::Admin { command } => admin::run(command).await,
         Command::Keys { command } => keys::run(command).await,
+        Command::Audit { command } => audit::run(command).await,
         Command::Centre { command } => centre::run(command),
         Command::Fetch(args) => fetch::run(args).await,
         Command::Upload(args) => upload::run(args).await,

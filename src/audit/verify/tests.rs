@@ -1,0 +1,231 @@
+//! The verifier over logs built here, each tampering named.
+
+use ring::signature::Ed25519KeyPair;
+
+use super::*;
+use crate::audit::AuditEntry;
+use crate::audit::merkle::CompactTree;
+use crate::audit::note::NoteSigner;
+
+fn line(seq: u64) -> String {
+    AuditEntry {
+        action: "case.read".into(),
+        actor: "op_1".into(),
+        outcome: "allow".into(),
+        role: "coordinator".into(),
+        seq: seq as i64,
+        time: "2026-11-29T10:00:00Z".into(),
+        ..Default::default()
+    }
+    .to_json_line()
+}
+
+struct Fixture {
+    signer: NoteSigner,
+    verifier: NoteVerifier,
+}
+
+fn fixture() -> Fixture {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let signer = NoteSigner::new("test.example/casegate-audit", key).unwrap();
+    let verifier = NoteVerifier::parse(&signer.verifier_key()).unwrap();
+    Fixture { signer, verifier }
+}
+
+impl Fixture {
+    fn checkpoint(&self, lines: &[String]) -> String {
+        let mut tree = CompactTree::new();
+        for l in lines {
+            tree.push(leaf_hash(l.as_bytes()));
+        }
+        let cp = Checkpoint {
+            origin: "test.example/casegate-audit".into(),
+            size: lines.len() as u64,
+            root: tree.root(),
+        };
+        self.signer.sign(&cp.text())
+    }
+
+    fn verify(
+        &self,
+        log: &[String],
+        checkpoint: &str,
+        previous: Option<&str>,
+        leaves: Option<&[String]>,
+    ) -> Result<Verified, VerifyError> {
+        let log_text: String = log.iter().map(|l| format!("{l}\n")).collect();
+        let leaves_text: Option<String> = leaves.map(|ls| {
+            ls.iter()
+                .map(|l| format!("{}\n", crate::hex::encode(&leaf_hash(l.as_bytes()))))
+                .collect()
+        });
+        verify(Inputs {
+            log: log_text.as_bytes(),
+            checkpoint,
+            verifier: &self.verifier,
+            previous,
+            leaves: leaves_text.as_deref().map(str::as_bytes),
+        })
+    }
+}
+
+fn log(n: u64) -> Vec<String> {
+    (1..=n).map(line).collect()
+}
+
+#[test]
+fn an_intact_log_verifies_with_entries_after_the_checkpoint() {
+    let f = fixture();
+    let lines = log(20);
+    let cp = f.checkpoint(&lines[..17]);
+    let ok = f.verify(&lines, &cp, None, Some(&lines[..17])).unwrap();
+    assert_eq!((ok.entries, ok.unsigned), (17, 3));
+    assert!(ok.summary().starts_with("log verified: 17 entries, root "));
+    assert!(
+        ok.summary()
+            .ends_with(", signed by test.example/casegate-audit")
+    );
+}
+
+#[test]
+fn a_modified_entry_is_named_with_the_leaves_and_caught_without() {
+    let f = fixture();
+    let lines = log(20);
+    let cp = f.checkpoint(&lines);
+    let mut changed = lines.clone();
+    changed[6] = changed[6].replace("case.read", "case.list");
+    let err = f.verify(&changed, &cp, None, Some(&lines)).unwrap_err();
+    assert!(matches!(err, VerifyError::Modified { seq: 7 }), "{err}");
+    let err = f
+        .verify(&changed, &cp, None, None::<&[String]>)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::RootMismatch { size: 20 }),
+        "{err}"
+    );
+    // Leaves that were changed along with the entry do not hash to the
+    // signed root, so they are not believed.
+    let err = f.verify(&changed, &cp, None, Some(&changed)).unwrap_err();
+    assert!(matches!(err, VerifyError::RootMismatch { .. }), "{err}");
+}
+
+#[test]
+fn deleted_inserted_and_swapped_entries_are_named() {
+    let f = fixture();
+    let lines = log(20);
+    let cp = f.checkpoint(&lines);
+    let mut deleted = lines.clone();
+    deleted.remove(4);
+    let err = f.verify(&deleted, &cp, None, Some(&lines)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Missing {
+                expected: 5,
+                found: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut inserted = lines.clone();
+    inserted.insert(9, lines[8].clone());
+    let err = f.verify(&inserted, &cp, None, Some(&lines)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::OutOfSequence {
+                expected: 10,
+                found: 9,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut swapped = lines.clone();
+    swapped.swap(11, 12);
+    let err = f.verify(&swapped, &cp, None, Some(&lines)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Missing {
+                expected: 12,
+                found: 13,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("entry 12"), "{err}");
+}
+
+#[test]
+fn truncation_and_rewritten_history_need_the_previous_checkpoint() {
+    let f = fixture();
+    let lines = log(30);
+    let previous = f.checkpoint(&lines[..25]);
+    // Cut back to 20 entries and re-signed: alone it verifies.
+    let cut = f.checkpoint(&lines[..20]);
+    f.verify(&lines[..20], &cut, None, None::<&[String]>)
+        .unwrap();
+    let err = f
+        .verify(&lines[..20], &cut, Some(&previous), None::<&[String]>)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::RolledBack {
+                previous: 25,
+                current: 20
+            }
+        ),
+        "{err}"
+    );
+    // History rewritten, then grown past the previous checkpoint.
+    let mut rewritten = lines.clone();
+    rewritten[3] = rewritten[3].replace("op_1", "op_2");
+    let resigned = f.checkpoint(&rewritten);
+    f.verify(&rewritten, &resigned, None, None::<&[String]>)
+        .unwrap();
+    let err = f
+        .verify(&rewritten, &resigned, Some(&previous), None::<&[String]>)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::PreviousMismatch { size: 25 }),
+        "{err}"
+    );
+    f.verify(
+        &lines,
+        &f.checkpoint(&lines),
+        Some(&previous),
+        None::<&[String]>,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_short_log_a_foreign_key_and_garbage_are_refused() {
+    let f = fixture();
+    let lines = log(10);
+    let cp = f.checkpoint(&lines);
+    let err = f
+        .verify(&lines[..8], &cp, None, None::<&[String]>)
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Short { found: 8, size: 10 }),
+        "{err}"
+    );
+    let other = fixture();
+    let err = other
+        .verify(&lines, &cp, None, None::<&[String]>)
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Note { .. }), "{err}");
+    let mut garbage = lines.clone();
+    garbage[2] = "not json".into();
+    let err = f
+        .verify(&garbage, &cp, None, None::<&[String]>)
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::NotAnEntry { line: 3 }), "{err}");
+}

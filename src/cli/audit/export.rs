@@ -1,0 +1,171 @@
+//! `casegate audit export`: the audit log over the API into FILE (JSONL),
+//! with FILE.checkpoint and FILE.leaves beside it.
+//!
+//! Order matters: the checkpoint is fetched first, then the leaf hashes of
+//! exactly its size, then the log. The export covers every entry up to the
+//! moment it is asked for, so it always holds at least the checkpoint's
+//! entries (plus a few later ones, such as the export's own entry, which
+//! `verify` reports as not yet signed). Fetched the other way round, the
+//! checkpoint could sign entries the file does not hold. Files are written
+//! under temporary names and renamed only when complete; an existing FILE
+//! is never overwritten.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use futures_util::StreamExt;
+
+use super::super::CliError;
+use super::super::api_client::{ApiClient, ServerArgs};
+use crate::audit::note::Checkpoint;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Where to write the log; FILE.checkpoint and FILE.leaves go beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only entries of this case (a filtered export cannot be verified as
+    /// a whole; no checkpoint is saved).
+    #[arg(long)]
+    pub case_id: Option<String>,
+    #[arg(long)]
+    pub centre_id: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub action: Option<String>,
+    /// allow, deny or error.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl ExportArgs {
+    fn filters(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("case_id", &self.case_id),
+            ("centre_id", &self.centre_id),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+fn beside(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Streams the answer to `path` into `file` (created owner-only); returns
+/// the number of lines.
+async fn download(client: &ApiClient, path: &str, file: &Path) -> Result<u64, CliError> {
+    let resp = client.get(path).await?;
+    let mut out =
+        crate::fsutil::private_file(file, true).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut body = resp.bytes_stream();
+    let mut lines = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the export broke off: {e}"))?;
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        out.write_all(&chunk)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    out.sync_all()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(lines)
+}
+
+/// Fetches the checkpoint, then the leaf hashes of exactly its size, into
+/// temporary files; returns (temporary, final) paths.
+async fn checkpoint_and_leaves(
+    client: &ApiClient,
+    out: &Path,
+) -> Result<Vec<(PathBuf, PathBuf)>, CliError> {
+    let note = client
+        .get("/api/v1/audit/checkpoint")
+        .await?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = note.rsplit_once("\n\n").map(|(t, _)| t).unwrap_or(&note);
+    let size = Checkpoint::parse(&format!("{text}\n"))
+        .map_err(|e| format!("the gateway's checkpoint: {e}"))?
+        .size;
+    let leaves_tmp = beside(out, ".leaves.partial");
+    if size > 0 {
+        let path = format!("/api/v1/audit/leaves?tree_size={size}");
+        download(client, &path, &leaves_tmp).await?;
+    } else {
+        crate::fsutil::private_file(&leaves_tmp, true)
+            .map_err(|e| format!("{}: {e}", leaves_tmp.display()))?;
+    }
+    let cp_tmp = beside(out, ".checkpoint.partial");
+    std::fs::write(&cp_tmp, &note).map_err(|e| format!("{}: {e}", cp_tmp.display()))?;
+    Ok(vec![
+        (leaves_tmp, beside(out, ".leaves")),
+        (cp_tmp, beside(out, ".checkpoint")),
+    ])
+}
+
+pub async fn run(args: ExportArgs) -> Result<(), CliError> {
+    let client = ApiClient::new(&args.server)?;
+    let out = args.out.clone();
+    if out.exists() {
+        return Err(format!("{} exists; choose another --out", out.display()).into());
+    }
+    let filters = args.filters();
+    let provable = filters.is_empty();
+    let mut saved = if provable {
+        checkpoint_and_leaves(&client, &out).await?
+    } else {
+        Vec::new()
+    };
+    let query: String = filters
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", percent_encode(v)))
+        .collect();
+    let log_tmp = beside(&out, ".partial");
+    let path = format!("/api/v1/audit?format=jsonl{query}");
+    let entries = download(&client, &path, &log_tmp).await?;
+    saved.push((log_tmp, out.clone()));
+    for (tmp, path) in saved {
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    println!("exported {entries} entries to {}", out.display());
+    if provable {
+        println!(
+            "checkpoint in {0}.checkpoint, leaf hashes in {0}.leaves; verify offline with:\n  casegate audit verify --log {0} --checkpoint {0}.checkpoint --public-key <verifier key file>",
+            out.display()
+        );
+    } else {
+        println!("a filtered export is not verifiable as a whole; no checkpoint saved");
+    }
+    Ok(())
+}
