@@ -10,7 +10,7 @@
 //! | 10 | [`cli`] | the `casegate` verbs (clap), mapped onto library calls |
 //! | 9 | [`server`] | the application: both TLS listeners, connection limits, drain |
 //! | 8 | [`http`] | one route table ([`http::endpoint`]), auth layer, thin handlers, one error → HTTP mapping |
-//! | 7 | [`service`] | business rules: cases, centres, grants (one liveness rule), downloads, audit export |
+//! | 7 | [`service`] | business rules: cases, centres, grants (one liveness rule), downloads, audit export, checkpoints, proofs |
 //! | 6 | [`upload`] | tus semantics without HTTP: create, PATCH pipeline, complete, expire |
 //! | 6 | [`rotation`] | master key rotation: add a version, rewrap case keys |
 //! | 5 | [`bootstrap`] | what a start needs: data dir, master key, certificates, migrated database |
@@ -19,7 +19,7 @@
 //! | 3 | [`store`] | ciphertext objects: `fs` and `s3` backends behind one `ObjectStore` |
 //! | 3 | [`crypto`] | key hierarchy via one [`crypto::Keyring`]; object format v1 ([`crypto::format`]) |
 //! | 3 | [`tls`] | server configurations, the centre client verifier, dev certificates |
-//! | 3 | [`audit`] | the audit entry model and its canonical JSON line |
+//! | 3 | [`audit`] | the audit entry model and its canonical JSON line; its Merkle tree, signed checkpoints, offline verification |
 //! | 2 | [`ids`] | opaque ids (`case_…`, `file_…`, …), parsed once at the boundary |
 //! | 2 | [`token`] | bearer tokens: random, shown once, stored as SHA-256 |
 //! | 1 | [`config`] | layered configuration: defaults, TOML file, environment |
