@@ -329,6 +329,10 @@ async fn an_exported_log_verifies_offline_and_each_tampering_is_named() {
     assert_eq!(resp.status(), 503);
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["code"], "audit_unavailable");
+    let ready = app.request(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["audit_log"], "unavailable", "{ready}");
     app.stop().await;
 }
 
