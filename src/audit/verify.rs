@@ -30,13 +30,20 @@ pub struct Verified {
     pub key_name: String,
     /// Entries after the checkpoint's size (in sequence, not yet signed).
     pub unsigned: u64,
+    /// A filtered export: each entry proven included in the signed tree of
+    /// this size.
+    pub proven_in: Option<u64>,
 }
 
 impl Verified {
     /// `log verified: N entries, root <b64>, signed by <key name>`.
     pub fn summary(&self) -> String {
+        let proven = self
+            .proven_in
+            .map(|size| format!(" (each proven in the signed log of {size})"))
+            .unwrap_or_default();
         format!(
-            "log verified: {} entries, root {}, signed by {}",
+            "log verified: {} entries{proven}, root {}, signed by {}",
             self.entries,
             STANDARD.encode(self.root),
             self.key_name
@@ -97,6 +104,14 @@ pub enum VerifyError {
     PreviousMismatch { size: u64 },
     #[error("leaves file line {line} is not a hex SHA-256 hash")]
     BadLeaf { line: u64 },
+    #[error(
+        "proofs file line {line} is not the inclusion proof of the log's line {line} in the checkpoint's tree"
+    )]
+    BadProof { line: u64 },
+    #[error(
+        "entry {seq} (line {line}) is not in the signed log: its inclusion proof does not lead to the checkpoint's root (modified or made up)"
+    )]
+    NotIncluded { seq: u64, line: u64 },
 }
 
 /// The inputs: the log, the checkpoint note, the verifier key, and
@@ -266,6 +281,7 @@ pub fn verify<L: BufRead, H: BufRead>(inputs: Inputs<'_, L, H>) -> Result<Verifi
         root,
         key_name: verifier.name().to_owned(),
         unsigned: n - current.size,
+        proven_in: None,
     })
 }
 
@@ -308,6 +324,9 @@ fn explain<H: BufRead>(
         (None, None) => VerifyError::RootMismatch { size: current.size },
     }
 }
+
+mod filtered;
+pub use filtered::verify_proven;
 
 #[cfg(test)]
 mod tests;

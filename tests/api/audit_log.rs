@@ -181,24 +181,26 @@ async fn files(app: &TestApp) -> Files {
 }
 
 async fn export(app: &TestApp, f: &Files, name: &str) -> PathBuf {
+    export_with(app, f, name, &[]).await
+}
+
+async fn export_with(app: &TestApp, f: &Files, name: &str, extra: &[&str]) -> PathBuf {
     let out_file = f.dir.join(name);
     let server = format!("https://127.0.0.1:{}", app.addr.port());
-    let out = run(
-        &[
-            "audit",
-            "export",
-            "--server",
-            &server,
-            "--token",
-            &app.compliance,
-            "--ca",
-            f.ca.to_str().unwrap(),
-            "--out",
-            out_file.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let mut args = vec![
+        "audit",
+        "export",
+        "--server",
+        &server,
+        "--token",
+        &app.compliance,
+        "--ca",
+        f.ca.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, &[]).await;
     assert!(out.status.success(), "{}", text(&out));
     out_file
 }
@@ -333,6 +335,63 @@ async fn an_exported_log_verifies_offline_and_each_tampering_is_named() {
     assert_eq!(ready.status(), 503);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["audit_log"], "unavailable", "{ready}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_export_proves_each_entry_on_its_own() {
+    let app = spawn_app().await;
+    let (case, _) = app.create_case(None).await;
+    make_entries(&app).await;
+    for _ in 0..3 {
+        app.request(
+            Method::GET,
+            &format!("/api/v1/cases/{case}"),
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    }
+    let f = files(&app).await;
+    let log = export_with(&app, &f, "case.jsonl", &["--case-id", &case]).await;
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 4, "case.create and three reads");
+    assert!(lines.iter().all(|l| l.contains(&case)));
+    assert!(!Path::new(&with_suffix(&log, ".leaves")).exists());
+    let (ok, out) = verify(&f, &log, &[]).await;
+    assert!(
+        ok && out.starts_with("log verified: 4 entries (each proven in the signed log of "),
+        "{out}"
+    );
+    // An entry edited in the file: its proof no longer leads to the root.
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replace("\"allow\"", "\"deny\"");
+    let copy = f.dir.join("case-edited.jsonl");
+    std::fs::write(&copy, edited.join("\n") + "\n").unwrap();
+    for suffix in [".checkpoint", ".proofs"] {
+        std::fs::copy(with_suffix(&log, suffix), with_suffix(&copy, suffix)).unwrap();
+    }
+    let (ok, out) = verify(&f, &copy, &[]).await;
+    let seq: Value = serde_json::from_str(&lines[2]).unwrap();
+    let named = format!("entry {} (line 3) is not in the signed log", seq["seq"]);
+    assert!(!ok && out.contains(&named), "{out}");
+    // Changed in the database: the gateway's own export proves it no more.
+    let db = app.db().await;
+    exec(
+        &db,
+        &format!(
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET reason = 'x' WHERE seq = {}",
+            seq["seq"]
+        ),
+    )
+    .await;
+    let again = export_with(&app, &f, "case-again.jsonl", &["--case-id", &case]).await;
+    let (ok, out) = verify(&f, &again, &[]).await;
+    assert!(!ok && out.contains(&named), "{out}");
     app.stop().await;
 }
 
@@ -492,6 +551,7 @@ async fn proofs_verify_with_an_independent_rfc9162_implementation() {
         "first=-1&second=2".into(),
         "leaf_index=abc&tree_size=2".into(),
         "leaf_index=1&second=2".into(),
+        "leaf_index=0&tree_size=2&first=1&second=2".into(),
         "leaf_index=99999999999999999999999&tree_size=2".into(),
         "".into(),
         "bogus=1".into(),
@@ -507,6 +567,24 @@ async fn proofs_verify_with_an_independent_rfc9162_implementation() {
         assert_eq!(resp.status(), 400, "{bad}");
         let problem: Value = resp.json().await.unwrap();
         assert!(problem["code"].is_string(), "{bad}");
+    }
+    for bad in [
+        "proofs=1",
+        "proofs=1&tree_size=0",
+        "proofs=1&tree_size=x",
+        "proofs=1&tree_size=2&format=csv",
+        "proofs=2&tree_size=2",
+        "tree_size=2",
+    ] {
+        let resp = app
+            .request(
+                Method::GET,
+                &format!("/api/v1/audit?{bad}"),
+                Some(&app.compliance),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{bad}");
     }
     // Only compliance reads proofs.
     let resp = app

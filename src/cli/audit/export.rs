@@ -1,12 +1,14 @@
 //! `casegate audit export`: the audit log over the API into FILE (JSONL),
-//! with FILE.checkpoint and FILE.leaves beside it.
+//! with FILE.checkpoint and FILE.leaves beside it; filtered, with
+//! FILE.checkpoint and FILE.proofs (each entry's inclusion proof).
 //!
 //! Order matters: the checkpoint is fetched first, then the leaf hashes of
 //! exactly its size, then the log. The export covers every entry up to the
 //! moment it is asked for, so it always holds at least the checkpoint's
 //! entries (plus a few later ones, such as the export's own entry, which
 //! `verify` reports as not yet signed). Fetched the other way round, the
-//! checkpoint could sign entries the file does not hold. Files are written
+//! checkpoint could sign entries the file does not hold. A filtered export
+//! is proven against the checkpoint's size and stops there. Files are written
 //! under temporary names and renamed only when complete; an existing FILE
 //! is never overwritten.
 
@@ -27,8 +29,8 @@ pub struct ExportArgs {
     /// Where to write the log; FILE.checkpoint and FILE.leaves go beside it.
     #[arg(long)]
     pub out: PathBuf,
-    /// Only entries of this case (a filtered export cannot be verified as
-    /// a whole; no checkpoint is saved).
+    /// Only entries of this case. A filtered export holds each entry's
+    /// inclusion proof (FILE.proofs) instead of the leaf hashes.
     #[arg(long)]
     pub case_id: Option<String>,
     #[arg(long)]
@@ -102,12 +104,9 @@ async fn download(client: &ApiClient, path: &str, file: &Path) -> Result<u64, Cl
     Ok(lines)
 }
 
-/// Fetches the checkpoint, then the leaf hashes of exactly its size, into
-/// temporary files; returns (temporary, final) paths.
-async fn checkpoint_and_leaves(
-    client: &ApiClient,
-    out: &Path,
-) -> Result<Vec<(PathBuf, PathBuf)>, CliError> {
+/// The gateway's current checkpoint (written to a temporary file beside
+/// `out`) and the tree size it signs.
+async fn checkpoint(client: &ApiClient, out: &Path) -> Result<(Saved, u64), CliError> {
     let note = client
         .get("/api/v1/audit/checkpoint")
         .await?
@@ -118,6 +117,17 @@ async fn checkpoint_and_leaves(
     let size = Checkpoint::parse(&format!("{text}\n"))
         .map_err(|e| format!("the gateway's checkpoint: {e}"))?
         .size;
+    let tmp = beside(out, ".checkpoint.partial");
+    std::fs::write(&tmp, &note).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok(((tmp, beside(out, ".checkpoint")), size))
+}
+
+/// A file written under a temporary name, and its final name.
+type Saved = (PathBuf, PathBuf);
+
+/// The whole log: the leaf hashes of exactly the checkpoint's size, then
+/// the log up to now.
+async fn whole(client: &ApiClient, out: &Path, size: u64) -> Result<(Vec<Saved>, u64), CliError> {
     let leaves_tmp = beside(out, ".leaves.partial");
     if size > 0 {
         let path = format!("/api/v1/audit/leaves?tree_size={size}");
@@ -126,12 +136,42 @@ async fn checkpoint_and_leaves(
         crate::fsutil::private_file(&leaves_tmp, true)
             .map_err(|e| format!("{}: {e}", leaves_tmp.display()))?;
     }
-    let cp_tmp = beside(out, ".checkpoint.partial");
-    std::fs::write(&cp_tmp, &note).map_err(|e| format!("{}: {e}", cp_tmp.display()))?;
-    Ok(vec![
-        (leaves_tmp, beside(out, ".leaves")),
-        (cp_tmp, beside(out, ".checkpoint")),
-    ])
+    let log_tmp = beside(out, ".partial");
+    let entries = download(client, "/api/v1/audit?format=jsonl", &log_tmp).await?;
+    Ok((
+        vec![
+            (leaves_tmp, beside(out, ".leaves")),
+            (log_tmp, out.to_owned()),
+        ],
+        entries,
+    ))
+}
+
+/// A filtered log: each entry with its inclusion proof in the tree of the
+/// checkpoint's size (FILE and FILE.proofs, line by line).
+async fn filtered(
+    client: &ApiClient,
+    out: &Path,
+    size: u64,
+    filters: &[(&str, &str)],
+) -> Result<(Vec<Saved>, u64), CliError> {
+    if size == 0 {
+        return Err("the audit log is empty".to_owned().into());
+    }
+    let query: String = filters
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", percent_encode(v)))
+        .collect();
+    let path = format!("/api/v1/audit?format=jsonl&proofs=1&tree_size={size}{query}");
+    let (log_tmp, proofs_tmp) = (beside(out, ".partial"), beside(out, ".proofs.partial"));
+    let entries = super::proven::download(client, &path, &log_tmp, &proofs_tmp).await?;
+    Ok((
+        vec![
+            (proofs_tmp, beside(out, ".proofs")),
+            (log_tmp, out.to_owned()),
+        ],
+        entries,
+    ))
 }
 
 pub async fn run(args: ExportArgs) -> Result<(), CliError> {
@@ -141,31 +181,26 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
         return Err(format!("{} exists; choose another --out", out.display()).into());
     }
     let filters = args.filters();
-    let provable = filters.is_empty();
-    let mut saved = if provable {
-        checkpoint_and_leaves(&client, &out).await?
+    let (saved_checkpoint, size) = checkpoint(&client, &out).await?;
+    let (mut saved, entries) = if filters.is_empty() {
+        whole(&client, &out, size).await?
     } else {
-        Vec::new()
+        filtered(&client, &out, size, &filters).await?
     };
-    let query: String = filters
-        .iter()
-        .map(|(k, v)| format!("&{k}={}", percent_encode(v)))
-        .collect();
-    let log_tmp = beside(&out, ".partial");
-    let path = format!("/api/v1/audit?format=jsonl{query}");
-    let entries = download(&client, &path, &log_tmp).await?;
-    saved.push((log_tmp, out.clone()));
+    saved.push(saved_checkpoint);
     for (tmp, path) in saved {
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!("exported {entries} entries to {}", out.display());
-    if provable {
-        println!(
-            "checkpoint in {0}.checkpoint, leaf hashes in {0}.leaves; verify offline with:\n  casegate audit verify --log {0} --checkpoint {0}.checkpoint --public-key <verifier key file>",
-            out.display()
-        );
+    let beside_it = if filters.is_empty() {
+        "leaf hashes in {0}.leaves"
     } else {
-        println!("a filtered export is not verifiable as a whole; no checkpoint saved");
-    }
+        "each entry's inclusion proof in {0}.proofs"
+    };
+    println!(
+        "checkpoint in {0}.checkpoint, {1}; verify offline with:\n  casegate audit verify --log {0} --checkpoint {0}.checkpoint --public-key <verifier key file>",
+        out.display(),
+        beside_it.replace("{0}", &out.display().to_string())
+    );
     Ok(())
 }

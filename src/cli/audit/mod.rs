@@ -3,6 +3,7 @@
 //! print the checkpoint verifier key on the gateway's host.
 
 pub mod export;
+mod proven;
 pub mod verify;
 
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::super::CliError;
 use crate::audit::note::NoteVerifier;
-use crate::audit::verify::{Inputs, verify};
+use crate::audit::verify::{Inputs, verify, verify_proven};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -31,6 +31,19 @@ pub struct VerifyArgs {
     /// LOG.leaves when present).
     #[arg(long)]
     pub leaves: Option<PathBuf>,
+    /// A filtered export's inclusion proofs, one per line (default:
+    /// LOG.proofs when present): each entry is checked on its own.
+    #[arg(long)]
+    pub proofs: Option<PathBuf>,
+}
+
+/// `explicit`, else LOG + `suffix` if that file exists.
+fn beside_log(log: &Path, explicit: Option<PathBuf>, suffix: &str) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let mut name = log.as_os_str().to_owned();
+        name.push(suffix);
+        Some(PathBuf::from(name)).filter(|p| p.exists())
+    })
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
@@ -47,19 +60,26 @@ pub fn run(args: VerifyArgs) -> Result<(), CliError> {
         .map_err(|e| format!("{}: {e}", args.public_key.display()))?;
     let checkpoint = read(&args.checkpoint)?;
     let previous = args.previous_checkpoint.as_deref().map(read).transpose()?;
-    let leaves_path = args.leaves.clone().or_else(|| {
-        let mut name = args.log.as_os_str().to_owned();
-        name.push(".leaves");
-        Some(PathBuf::from(name)).filter(|p| p.exists())
-    });
-    let leaves = leaves_path.as_deref().map(open).transpose()?;
-    let verified = verify(Inputs {
-        log: open(&args.log)?,
-        checkpoint: &checkpoint,
-        verifier: &verifier,
-        previous: previous.as_deref(),
-        leaves,
-    })
+    let verified = match beside_log(&args.log, args.proofs.clone(), ".proofs") {
+        Some(_) if previous.is_some() => {
+            return Err(
+                "--previous-checkpoint needs a whole-log export, not a filtered one"
+                    .to_owned()
+                    .into(),
+            );
+        }
+        Some(proofs) => verify_proven(open(&args.log)?, open(&proofs)?, &checkpoint, &verifier),
+        None => {
+            let leaves = beside_log(&args.log, args.leaves.clone(), ".leaves");
+            verify(Inputs {
+                log: open(&args.log)?,
+                checkpoint: &checkpoint,
+                verifier: &verifier,
+                previous: previous.as_deref(),
+                leaves: leaves.as_deref().map(open).transpose()?,
+            })
+        }
+    }
     .map_err(|e| format!("log NOT verified: {e}"))?;
     println!("{}", verified.summary());
     if verified.unsigned > 0 {

@@ -99,33 +99,68 @@ impl ExportQuery {
     }
 }
 
-/// A running export: its filter, the head it stops at, where it stands.
+/// A running export: its filter, the head it stops at, where it stands,
+/// and the tree size its entries are proven in (`proofs`).
 pub struct Export {
     filter: AuditFilter,
     head: i64,
     after: i64,
     done: bool,
+    proofs_in: Option<u64>,
 }
 
 /// Starts an export: validates the query, audits the export itself, and
 /// fixes the head it will stop at.
+///
+/// With `proofs_in` (a tree size, e.g. a checkpoint's), the export stops at
+/// that size and each entry comes with its inclusion proof in that tree
+/// ([`Export::proof`]), so a filtered export is provable on its own.
 pub async fn export(
     svc: &Services,
     ctx: &RequestContext,
     query: ExportQuery,
+    proofs_in: Option<u64>,
 ) -> Result<Export, AuditError> {
     let filter = query.filter()?;
-    record(svc, ctx, NewEntry::new("audit.export", Outcome::Allow)).await?;
+    if let Some(size) = proofs_in {
+        proofs::check_size(svc, "tree_size", size).await?;
+    }
+    let mut entry = NewEntry::new("audit.export", Outcome::Allow);
+    if let Some(size) = proofs_in {
+        entry = entry.reason(format!("with inclusion proofs in the tree of {size}"));
+    }
+    record(svc, ctx, entry).await?;
     let head = audit::head(&svc.db).await?;
+    let head = proofs_in.map_or(head, |size| head.min(size as i64));
     Ok(Export {
         filter,
         head,
         after: 0,
         done: false,
+        proofs_in,
     })
 }
 
 impl Export {
+    /// Whether entries come with proofs, and in which tree size.
+    pub fn proofs_in(&self) -> Option<u64> {
+        self.proofs_in
+    }
+
+    /// The inclusion proof (hex hashes) of `entry` in the export's tree
+    /// size; `None` when the export has no proofs.
+    pub async fn proof(
+        &self,
+        svc: &Services,
+        entry: &AuditEntry,
+    ) -> Result<Option<Vec<String>>, AuditError> {
+        let Some(size) = self.proofs_in else {
+            return Ok(None);
+        };
+        let index = u64::try_from(entry.seq - 1).map_err(|_| DbError::Corrupt("audit_log.seq"))?;
+        Ok(Some(proofs::hashes(svc, index, size).await?))
+    }
+
     /// The next page of entries; `Ok(None)` once the head is reached.
     pub async fn next_page(
         &mut self,

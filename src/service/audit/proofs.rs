@@ -29,7 +29,8 @@ fn hex_all(hashes: Vec<Hash>) -> Vec<String> {
     hashes.iter().map(|h| crate::hex::encode(h)).collect()
 }
 
-async fn checked_size(svc: &Services, name: &str, size: u64) -> Result<u64, AuditError> {
+/// `size` as a tree size the log has (1 ≤ size ≤ its size), else a 400.
+pub async fn check_size(svc: &Services, name: &str, size: u64) -> Result<u64, AuditError> {
     let current = tree::current_size(&svc.db).await?;
     if size == 0 || size > current {
         return Err(AuditError::BadQuery(format!(
@@ -47,7 +48,7 @@ pub async fn inclusion(
     leaf_index: u64,
     tree_size: u64,
 ) -> Result<InclusionProof, AuditError> {
-    let tree_size = checked_size(svc, "tree_size", tree_size).await?;
+    let tree_size = check_size(svc, "tree_size", tree_size).await?;
     if leaf_index >= tree_size {
         return Err(AuditError::BadQuery(
             "leaf_index must be less than tree_size".into(),
@@ -74,7 +75,7 @@ pub async fn consistency(
     first: u64,
     second: u64,
 ) -> Result<ConsistencyProof, AuditError> {
-    let second = checked_size(svc, "second", second).await?;
+    let second = check_size(svc, "second", second).await?;
     if first == 0 || first > second {
         return Err(AuditError::BadQuery(
             "first must be between 1 and second".into(),
@@ -91,6 +92,13 @@ pub async fn consistency(
     })
 }
 
+/// The inclusion proof of leaf `index` in the tree of `size` leaves, hex,
+/// for an export with proofs (the caller checked the size; not audited
+/// on its own: the export is).
+pub async fn hashes(svc: &Services, index: u64, size: u64) -> Result<Vec<String>, AuditError> {
+    Ok(hex_all(tree::inclusion_proof(&svc.db, index, size).await?))
+}
+
 /// Starts reading the stored leaf hashes of the tree of `tree_size`
 /// entries (an export's `.leaves` file: once their root matches a signed
 /// checkpoint, an offline verifier can name the entry that differs).
@@ -99,7 +107,7 @@ pub async fn leaves(
     ctx: &RequestContext,
     tree_size: u64,
 ) -> Result<u64, AuditError> {
-    let tree_size = checked_size(svc, "tree_size", tree_size).await?;
+    let tree_size = check_size(svc, "tree_size", tree_size).await?;
     let entry = NewEntry::new("audit.leaves.read", Outcome::Allow)
         .reason(format!("leaf hashes of {tree_size}"));
     record(svc, ctx, entry).await?;
