@@ -1,14 +1,16 @@
 -- The audit log's Merkle tree (RFC 6962 / RFC 9162): the hash of every
--- complete subtree (2^level entries from idx << level), appended in the
--- transaction of the entry that completes it, so entries and tree are never
--- apart. Roots and proofs are computed from these in O(log n) lookups.
--- Entries written before this table existed are added at the next start.
+-- complete subtree, appended in the transaction of the entry that completes
+-- it, so entries and tree are never apart. Roots and proofs are computed
+-- from these in O(log n) lookups. A node is stored at its place in append
+-- order (post-order: the nodes entry i completes follow those of the
+-- entries before it, its leaf first, then upward; `audit::merkle::position`),
+-- so every append writes at the end of the table. A tree of n entries holds
+-- 2n − popcount(n) nodes. Entries written before this table existed are
+-- added at the next start.
 CREATE TABLE audit_tree (
-    level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 63),
-    idx   INTEGER NOT NULL CHECK (idx >= 0),
-    hash  BLOB NOT NULL CHECK (length(hash) = 32),
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
+    pos  INTEGER PRIMARY KEY CHECK (pos >= 0),
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
+);
 
 CREATE TRIGGER audit_tree_no_update BEFORE UPDATE ON audit_tree
 BEGIN

@@ -36,6 +36,27 @@ fn sha256(parts: &[&[u8]]) -> Hash {
     out
 }
 
+/// How many complete-subtree nodes a tree of `size` leaves has:
+/// 2·size − popcount(size).
+pub fn stored_nodes(size: u64) -> u64 {
+    2 * size - u64::from(size.count_ones())
+}
+
+/// A node's place in append order (post-order): the nodes leaf `i`
+/// completes come right after those of the leaves before it, the leaf
+/// first, then upward. Stored by this position, every append writes at the
+/// end of the table.
+pub fn position(id: NodeId) -> u64 {
+    let last_leaf = ((id.index + 1) << id.level) - 1;
+    stored_nodes(last_leaf) + u64::from(id.level)
+}
+
+/// The tree size whose stored nodes number `count`, if there is one.
+pub fn size_for_nodes(count: u64) -> Option<u64> {
+    // stored_nodes(n) = 2n − popcount(n), so n is within 32 of count / 2.
+    (count / 2..=count / 2 + 33).find(|&n| stored_nodes(n) == count)
+}
+
 /// SHA-256(0x00 ‖ leaf).
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     sha256(&[&[0x00], leaf])

@@ -5,6 +5,12 @@
 //! Entries hold ids only, never names, filenames or case references. The
 //! field order of [`AuditEntry`] is alphabetical so its compact JSON is also
 //! its RFC 8785 canonical form: the Merkle layer hashes exactly that line.
+//!
+//! - [`merkle`]: the RFC 6962 / 9162 tree over those lines (pure);
+//! - [`note`]: checkpoints (size and root) as C2SP signed notes;
+//! - [`signing_key`]: the Ed25519 checkpoint key file;
+//! - [`checkpoint_copy`]: checkpoints written to an external directory;
+//! - [`verify`]: offline verification of an exported log.
 
 pub mod checkpoint_copy;
 pub mod merkle;

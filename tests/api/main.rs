@@ -3,6 +3,7 @@
 
 mod address_shares;
 mod audit_log;
+mod audit_proofs;
 mod cases;
 mod centres;
 mod chunk_size;

@@ -242,3 +242,21 @@ fn proofs_read_logarithmically_many_nodes() {
     root(size, &mut count).unwrap();
     assert!(reads < 3 * 3 * 64, "{reads} reads");
 }
+
+#[test]
+fn nodes_are_stored_in_append_order() {
+    let mut next = 0u64;
+    let leaf = leaf_hash(b"x");
+    let mut nodes = HashMap::new();
+    for i in 0..300u64 {
+        assert_eq!(stored_nodes(i), next, "before leaf {i}");
+        assert_eq!(size_for_nodes(next), Some(i));
+        let added = appended_nodes(i, leaf, &mut |id| nodes.get(&id).copied().ok_or(id)).unwrap();
+        for (id, hash) in added {
+            assert_eq!(position(id), next, "{id:?}");
+            next += 1;
+            nodes.insert(id, hash);
+        }
+    }
+    assert_eq!(size_for_nodes(2), None, "no tree has exactly two nodes");
+}

@@ -82,9 +82,13 @@ async fn insert(
     time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, DbError> {
-    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log")
-        .fetch_one(&mut **tx)
-        .await?;
+    // One query for the next sequence number and the tree's node count.
+    let (seq, nodes_held): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log),
+                (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree)",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     let row = AuditEntry {
         action: entry.action.to_owned(),
         actor: ctx.actor.clone(),
@@ -122,6 +126,7 @@ async fn insert(
     .bind(&row.request_id)
     .execute(&mut **tx)
     .await?;
-    tree::append_leaf(tx, (seq - 1) as u64, row.to_json_line().as_bytes()).await?;
+    let line = row.to_json_line();
+    tree::append_leaf(tx, (seq - 1) as u64, nodes_held as u64, line.as_bytes()).await?;
     Ok(seq)
 }

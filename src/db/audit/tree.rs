@@ -1,24 +1,36 @@
 //! The stored Merkle tree of the audit log: complete-subtree hashes in
-//! `audit_tree`, appended with each entry ([`append_leaf`]); roots and
-//! proofs read O(log n) of them. The tree code itself is
-//! `crate::audit::merkle`; this module only fetches what it asks for.
+//! `audit_tree`, each at its place in append order
+//! (`audit::merkle::position`), appended with each entry
+//! ([`append_leaf`]) at the end of the table; roots and proofs read
+//! O(log n) of them. The tree code itself is `crate::audit::merkle`; this
+//! module only stores and fetches what it asks for.
 
 use std::collections::HashMap;
 
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::read::entry_from_row;
 use crate::audit::merkle::{self, Hash, NodeId};
 use crate::db::{Db, DbError};
 
 const DAMAGED: &str = "audit_tree (a node the tree needs is missing)";
+/// Positions per lookup query.
+const LOOKUP_BATCH: usize = 100;
+
+/// How many nodes the table holds.
+pub async fn node_count(conn: &mut SqliteConnection) -> Result<u64, DbError> {
+    let count: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree")
+        .fetch_one(conn)
+        .await?;
+    Ok(count as u64)
+}
 
 /// The number of leaves (= entries) in the tree.
 pub async fn size(conn: &mut SqliteConnection) -> Result<u64, DbError> {
-    let last: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree WHERE level = 0")
-        .fetch_one(conn)
-        .await?;
-    Ok(last.map_or(0, |i| i as u64 + 1))
+    let count = node_count(conn).await?;
+    merkle::size_for_nodes(count).ok_or(DbError::Corrupt(
+        "audit_tree (its node count fits no tree size)",
+    ))
 }
 
 /// The number of leaves, read on a pooled connection.
@@ -31,19 +43,24 @@ async fn fetch(
     conn: &mut SqliteConnection,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, DbError> {
-    let mut found = HashMap::with_capacity(ids.len());
-    for id in ids {
-        if found.contains_key(id) {
-            continue;
+    let by_position: HashMap<u64, NodeId> =
+        ids.iter().map(|id| (merkle::position(*id), *id)).collect();
+    let positions: Vec<u64> = by_position.keys().copied().collect();
+    let mut found = HashMap::with_capacity(positions.len());
+    for batch in positions.chunks(LOOKUP_BATCH) {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT pos, hash FROM audit_tree WHERE pos IN (");
+        let mut list = query.separated(", ");
+        for pos in batch {
+            list.push_bind(*pos as i64);
         }
-        let hash: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT hash FROM audit_tree WHERE level = ? AND idx = ?")
-                .bind(id.level as i64)
-                .bind(id.index as i64)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if let Some(hash) = hash.and_then(|h| Hash::try_from(h).ok()) {
-            found.insert(*id, hash);
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            let pos: i64 = row.try_get("pos")?;
+            let hash: Vec<u8> = row.try_get("hash")?;
+            if let (Some(id), Ok(hash)) = (by_position.get(&(pos as u64)), Hash::try_from(hash)) {
+                found.insert(*id, hash);
+            }
         }
     }
     Ok(found)
@@ -61,6 +78,9 @@ async fn with_nodes<T>(
         wanted.push(id);
         Ok([0u8; 32])
     });
+    if wanted.is_empty() {
+        return run(&mut |id| Err(id)).map_err(|_| DbError::Corrupt(DAMAGED));
+    }
     let found = fetch(conn, &wanted).await?;
     run(&mut |id| found.get(&id).copied().ok_or(id)).map_err(|id| {
         tracing::error!(
@@ -73,18 +93,18 @@ async fn with_nodes<T>(
 }
 
 /// Appends the leaf of entry `index` (0-based: sequence number − 1) and
-/// the nodes it completes. The tree must hold exactly `index` leaves:
-/// anything else means entries and tree have come apart, and the append
-/// is refused (and with it the action).
+/// the nodes it completes, given how many nodes the table holds. The tree
+/// must hold exactly `index` leaves: anything else means entries and tree
+/// have come apart, and the append is refused (and with it the action).
 pub async fn append_leaf(
     conn: &mut SqliteConnection,
     index: u64,
+    nodes_held: u64,
     line: &[u8],
 ) -> Result<(), DbError> {
-    let leaves = size(conn).await?;
-    if leaves != index {
+    if nodes_held != merkle::stored_nodes(index) {
         tracing::error!(
-            leaves,
+            nodes_held,
             entry = index + 1,
             "audit tree and audit entries disagree; refusing to append"
         );
@@ -97,19 +117,20 @@ pub async fn append_leaf(
         merkle::appended_nodes(index, leaf, &mut get)
     })
     .await?;
-    for (id, hash) in nodes {
-        sqlx::query("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)")
-            .bind(id.level as i64)
-            .bind(id.index as i64)
-            .bind(&hash[..])
-            .execute(&mut *conn)
-            .await?;
-    }
+    let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (pos, hash) ");
+    insert.push_values(&nodes, |mut row, (id, hash)| {
+        row.push_bind(merkle::position(*id) as i64)
+            .push_bind(hash.to_vec());
+    });
+    insert.build().execute(&mut *conn).await?;
     Ok(())
 }
 
 /// The root of the first `size` leaves.
 pub async fn root(db: &Db, size: u64) -> Result<Hash, DbError> {
+    if size == 0 {
+        return Ok(merkle::empty_root());
+    }
     let mut conn = db.pool().acquire().await?;
     with_nodes(&mut conn, |mut get| merkle::root(size, &mut get)).await
 }
@@ -117,6 +138,9 @@ pub async fn root(db: &Db, size: u64) -> Result<Hash, DbError> {
 /// The inclusion proof of leaf `index` in the tree of `size` leaves
 /// (the caller checks `index < size ≤` the tree's size).
 pub async fn inclusion_proof(db: &Db, index: u64, size: u64) -> Result<Vec<Hash>, DbError> {
+    if size <= 1 {
+        return Ok(Vec::new());
+    }
     let mut conn = db.pool().acquire().await?;
     with_nodes(&mut conn, |mut get| {
         merkle::inclusion_proof(index, size, &mut get)
@@ -127,6 +151,9 @@ pub async fn inclusion_proof(db: &Db, index: u64, size: u64) -> Result<Vec<Hash>
 /// The consistency proof between the trees of `first` and `second` leaves
 /// (the caller checks `0 < first ≤ second ≤` the tree's size).
 pub async fn consistency_proof(db: &Db, first: u64, second: u64) -> Result<Vec<Hash>, DbError> {
+    if first == second {
+        return Ok(Vec::new());
+    }
     let mut conn = db.pool().acquire().await?;
     with_nodes(&mut conn, |mut get| {
         merkle::consistency_proof(first, second, &mut get)
@@ -134,18 +161,29 @@ pub async fn consistency_proof(db: &Db, first: u64, second: u64) -> Result<Vec<H
     .await
 }
 
-/// Up to `limit` stored leaf hashes from leaf `from` on, in order.
+/// Up to `limit` stored leaf hashes from leaf `from` on, in order: the
+/// rows between the first and the last leaf's positions, leaves picked out.
 pub async fn leaves(db: &Db, from: u64, limit: u64) -> Result<Vec<Hash>, DbError> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT hash FROM audit_tree WHERE level = 0 AND idx >= ? ORDER BY idx LIMIT ?",
-    )
-    .bind(from as i64)
-    .bind(limit as i64)
-    .fetch_all(db.pool())
-    .await?;
-    rows.into_iter()
-        .map(|h| Hash::try_from(h).map_err(|_| DbError::Corrupt(DAMAGED)))
-        .collect()
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let leaf_at = |i| merkle::position(NodeId { level: 0, index: i });
+    let rows =
+        sqlx::query("SELECT pos, hash FROM audit_tree WHERE pos BETWEEN ? AND ? ORDER BY pos")
+            .bind(leaf_at(from) as i64)
+            .bind(leaf_at(from + limit - 1) as i64)
+            .fetch_all(db.pool())
+            .await?;
+    let (mut out, mut next) = (Vec::with_capacity(limit as usize), from);
+    for row in rows {
+        let pos: i64 = row.try_get("pos")?;
+        if pos as u64 == leaf_at(next) {
+            let hash: Vec<u8> = row.try_get("hash")?;
+            out.push(Hash::try_from(hash).map_err(|_| DbError::Corrupt(DAMAGED))?);
+            next += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Entries per transaction when the tree catches up.
@@ -172,7 +210,8 @@ pub async fn catch_up(db: &Db) -> Result<u64, DbError> {
         }
         for row in &rows {
             let entry = entry_from_row(row)?;
-            append_leaf(&mut tx, next, entry.to_json_line().as_bytes()).await?;
+            let held = merkle::stored_nodes(next);
+            append_leaf(&mut tx, next, held, entry.to_json_line().as_bytes()).await?;
             next += 1;
             added += 1;
         }
