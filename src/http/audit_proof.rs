@@ -1,7 +1,8 @@
 //! The audit log's proof routes for compliance staff: the latest signed
 //! checkpoint (`text/plain`, a C2SP signed note), inclusion and
 //! consistency proofs (JSON, hex hashes), and the stored leaf hashes of a
-//! tree size (`text/plain`, one hex hash a line, for offline verification).
+//! tree size (`text/plain`, one hex hash a line, for offline verification);
+//! and the alerts (`alert.*` entries) with counts per kind.
 
 use axum::Json;
 use axum::body::Body;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::RequestContext;
-use crate::service::audit::{checkpoints, proofs};
+use crate::service::audit::{alerts as alert_log, checkpoints, proofs};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 /// Leaf hashes per page of the leaves body.
@@ -27,6 +28,14 @@ pub async fn checkpoint(
 ) -> Result<Response, ApiError> {
     let row = checkpoints::read(&state.services, &ctx).await?;
     Ok(([(header::CONTENT_TYPE, TEXT)], row.note).into_response())
+}
+
+/// Recent alerts and their counts per kind.
+pub async fn alerts(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+) -> Result<Response, ApiError> {
+    Ok(Json(alert_log::read(&state.services, &ctx).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,6 +87,7 @@ pub enum Endpoint {
     AuditCheckpoint,
     AuditProof,
     AuditLeaves,
+    AuditAlerts,
     TusOptions,
     TusOptionsSlash,
     TusCreate,
@@ -139,7 +140,7 @@ const fn centre(path: &'static str, action: &'static str) -> Spec {
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 30] = [
+    pub const ALL: [Endpoint; 31] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -163,6 +164,7 @@ impl Endpoint {
         Endpoint::AuditCheckpoint,
         Endpoint::AuditProof,
         Endpoint::AuditLeaves,
+        Endpoint::AuditAlerts,
         Endpoint::TusOptions,
         Endpoint::TusOptionsSlash,
         Endpoint::TusCreate,
@@ -201,6 +203,7 @@ impl Endpoint {
             E::AuditCheckpoint =>    main(Method::GET,    "/api/v1/audit/checkpoint",             Compliance,    "audit.checkpoint.read"),
             E::AuditProof =>         main(Method::GET,    "/api/v1/audit/proof",                  Compliance,    "audit.proof.read"),
             E::AuditLeaves =>        main(Method::GET,    "/api/v1/audit/leaves",                 Compliance,    "audit.leaves.read"),
+            E::AuditAlerts =>        main(Method::GET,    "/api/v1/audit/alerts",                 Compliance,    "audit.alerts.read"),
             E::TusOptions =>         public(Method::OPTIONS, "/tus"),
             E::TusOptionsSlash =>    public(Method::OPTIONS, "/tus/"),
             E::TusCreate =>          main(Method::POST,   "/tus",                                 PatientUpload, "upload.create"),

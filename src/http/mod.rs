@@ -72,6 +72,7 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::AuditCheckpoint => on(method, audit_proof::checkpoint),
         E::AuditProof => on(method, audit_proof::proof),
         E::AuditLeaves => on(method, audit_proof::leaves),
+        E::AuditAlerts => on(method, audit_proof::alerts),
         E::TusOptions | E::TusOptionsSlash => on(method, tus::options),
         E::TusCreate | E::TusCreateSlash => on(method, tus::create),
         E::TusHead => on(method, tus::head),

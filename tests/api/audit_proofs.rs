@@ -311,8 +311,52 @@ async fn checkpoints_are_made_in_the_background_and_copied() {
         .unwrap();
     let copy = std::fs::read_to_string(copy_dir.join(format!("{signed}.checkpoint"))).unwrap();
     assert_eq!(copy, note);
+    let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
+    assert_eq!(alerts["counts"], serde_json::json!({}), "{alerts}");
     app.stop().await;
 }
+#[tokio::test]
+async fn a_checkpoint_copy_that_fails_is_an_alert_and_the_checkpoint_still_served() {
+    let copies = tempfile::tempdir().unwrap();
+    let not_a_dir = copies.path().join("occupied");
+    std::fs::write(&not_a_dir, "a file where the copies should go").unwrap();
+    let target = not_a_dir.display().to_string();
+    let app = spawn_app_with(|c| c.audit.checkpoint_copy = Some(target)).await;
+    make_entries(&app).await;
+    let resp = app
+        .request(
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            Some(&app.compliance),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
+    assert!(
+        alerts["counts"]["alert.checkpoint_copy"].as_i64().unwrap() >= 1,
+        "{alerts}"
+    );
+    let latest = &alerts["recent"][0];
+    assert_eq!(latest["action"], "alert.checkpoint_copy");
+    assert_eq!(latest["outcome"], "error");
+    assert_eq!(latest["actor"], "system:checkpoints");
+    assert!(
+        latest["reason"].as_str().unwrap().contains("not copied"),
+        "{latest}"
+    );
+    let resp = app
+        .request(
+            Method::GET,
+            "/api/v1/audit/alerts",
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_readable_signing_key_or_an_s3_copy_refuses_start() {
     let app = spawn_app().await;

@@ -89,3 +89,23 @@ pub async fn head(db: &Db) -> Result<i64, DbError> {
             .await?,
     )
 }
+
+/// The latest `limit` alert entries (`action` starting `alert.`), newest
+/// first, and how many of each kind the whole log holds.
+pub async fn alerts(db: &Db, limit: i64) -> Result<(Vec<AuditEntry>, Vec<(String, i64)>), DbError> {
+    let rows = sqlx::query(
+        "SELECT seq, time, actor, role, action, case_id, file_id, centre_id, grant_id, outcome, reason,
+                client_addr, client_cert_sha256, request_id
+         FROM audit_log WHERE action LIKE 'alert.%' ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let recent = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
+    let counts = sqlx::query_as(
+        "SELECT action, COUNT(*) FROM audit_log WHERE action LIKE 'alert.%' GROUP BY action ORDER BY action",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok((recent, counts))
+}

@@ -2,7 +2,8 @@
 //! route, `current`) and by a background task at least every
 //! `audit.checkpoint_interval_secs` while entries arrive ([`run`]); stored,
 //! and copied to `audit.checkpoint_copy` when set. One checkpoint is made
-//! at a time; a failed copy is logged and does not stop the checkpoint.
+//! at a time; a failed copy is logged and raised as an alert
+//! (`alert.checkpoint_copy`), and does not stop the checkpoint.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,10 +88,15 @@ async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
         let note = row.note.clone();
         let copied =
             tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note)).await;
-        match copied {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint copy failed"),
-            Err(e) => tracing::error!(error = %e, "audit checkpoint copy task failed"),
+        let failure = match copied {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("copy task failed: {e}")),
+        };
+        if let Some(failure) = failure {
+            tracing::error!(error = %failure, "audit checkpoint copy failed");
+            let reason = format!("checkpoint of {size} entries not copied: {failure}");
+            super::alerts::raise(svc, "checkpoints", "alert.checkpoint_copy", reason).await;
         }
     }
     Ok(row)

@@ -5,6 +5,7 @@
 //! closed). The export reads entries page by page
 //! up to the head at the time it was asked for, so a long export ends.
 
+pub mod alerts;
 pub mod checkpoints;
 pub mod proofs;
 
