@@ -229,3 +229,69 @@ fn a_short_log_a_foreign_key_and_garbage_are_refused() {
         .unwrap_err();
     assert!(matches!(err, VerifyError::NotAnEntry { line: 3 }), "{err}");
 }
+
+/// A filtered export: lines with their own proofs, from the tree's nodes.
+#[test]
+fn a_filtered_export_is_proven_entry_by_entry() {
+    use crate::audit::merkle::{NodeId, appended_nodes, inclusion_proof};
+    use std::collections::HashMap;
+
+    let f = fixture();
+    let lines = log(40);
+    let cp = f.checkpoint(&lines);
+    let mut nodes: HashMap<NodeId, Hash> = HashMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let added = appended_nodes(i as u64, leaf_hash(l.as_bytes()), &mut |id| {
+            nodes.get(&id).copied().ok_or(id)
+        })
+        .unwrap();
+        nodes.extend(added);
+    }
+    let picked = [2usize, 9, 10, 31, 39];
+    let proof_line = |i: usize| {
+        let hashes: Vec<String> =
+            inclusion_proof(i as u64, 40, &mut |id| nodes.get(&id).copied().ok_or(id))
+                .unwrap()
+                .iter()
+                .map(|h| crate::hex::encode(h))
+                .collect();
+        serde_json::json!({"hashes": hashes, "leaf_index": i, "tree_size": 40}).to_string()
+    };
+    let log_text: String = picked.iter().map(|&i| format!("{}\n", lines[i])).collect();
+    let proofs: String = picked
+        .iter()
+        .map(|&i| format!("{}\n", proof_line(i)))
+        .collect();
+    let ok = verify_proven(log_text.as_bytes(), proofs.as_bytes(), &cp, &f.verifier).unwrap();
+    assert_eq!((ok.entries, ok.proven_in), (5, Some(40)));
+    assert!(
+        ok.summary()
+            .starts_with("log verified: 5 entries (each proven in the signed log of 40)")
+    );
+    // A changed entry, a proof for another entry, a missing proof line.
+    let changed: String = picked
+        .iter()
+        .map(|&i| {
+            let line = if i == 9 {
+                lines[i].replace("op_1", "op_9")
+            } else {
+                lines[i].clone()
+            };
+            format!("{line}\n")
+        })
+        .collect();
+    let err = verify_proven(changed.as_bytes(), proofs.as_bytes(), &cp, &f.verifier).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::NotIncluded { seq: 10, line: 2 }),
+        "{err}"
+    );
+    let shifted: String = picked
+        .iter()
+        .map(|&i| format!("{}\n", proof_line(i + 1)))
+        .collect();
+    let err = verify_proven(log_text.as_bytes(), shifted.as_bytes(), &cp, &f.verifier).unwrap_err();
+    assert!(matches!(err, VerifyError::BadProof { line: 1 }), "{err}");
+    let short: String = proofs.lines().take(4).map(|l| format!("{l}\n")).collect();
+    let err = verify_proven(log_text.as_bytes(), short.as_bytes(), &cp, &f.verifier).unwrap_err();
+    assert!(matches!(err, VerifyError::BadProof { line: 5 }), "{err}");
+}

@@ -181,13 +181,32 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
         return Err(format!("{} exists; choose another --out", out.display()).into());
     }
     let filters = args.filters();
-    let (saved_checkpoint, size) = checkpoint(&client, &out).await?;
-    let (mut saved, entries) = if filters.is_empty() {
-        whole(&client, &out, size).await?
-    } else {
-        filtered(&client, &out, size, &filters).await?
+    let fetched = async {
+        let (saved_checkpoint, size) = checkpoint(&client, &out).await?;
+        let (mut saved, entries) = if filters.is_empty() {
+            whole(&client, &out, size).await?
+        } else {
+            filtered(&client, &out, size, &filters).await?
+        };
+        saved.push(saved_checkpoint);
+        Ok::<_, CliError>((saved, entries))
+    }
+    .await;
+    let (saved, entries) = match fetched {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing half-written stays behind.
+            for suffix in [
+                ".partial",
+                ".leaves.partial",
+                ".proofs.partial",
+                ".checkpoint.partial",
+            ] {
+                let _ = std::fs::remove_file(beside(&out, suffix));
+            }
+            return Err(e);
+        }
     };
-    saved.push(saved_checkpoint);
     for (tmp, path) in saved {
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
