@@ -357,6 +357,71 @@ async fn a_checkpoint_copy_that_fails_is_an_alert_and_the_checkpoint_still_serve
     app.stop().await;
 }
 
+async fn checkpoint(app: &crate::common::TestApp) -> reqwest::Response {
+    app.request(
+        Method::GET,
+        "/api/v1/audit/checkpoint",
+        Some(&app.compliance),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_gateway_signs_no_checkpoint_over_a_rewritten_or_cut_history() {
+    let app = spawn_app().await;
+    make_entries(&app).await;
+    assert_eq!(checkpoint(&app).await.status(), 200);
+    let db = app.db().await;
+    // The tree rewritten in place (as it would be, recomputed, to hide
+    // a changed entry).
+    sqlx::raw_sql("DROP TRIGGER audit_tree_no_update; UPDATE audit_tree SET hash = zeroblob(32);")
+        .execute(&db)
+        .await
+        .unwrap();
+    let resp = checkpoint(&app).await;
+    assert_eq!(resp.status(), 503);
+    let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
+    assert!(
+        alerts["counts"]["alert.history_rewritten"]
+            .as_i64()
+            .unwrap()
+            >= 1,
+        "{alerts}"
+    );
+    let reason = alerts["recent"][0]["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("does not extend the checkpoint"),
+        "{reason}"
+    );
+    app.stop().await;
+
+    // Entries and tree cut back, the checkpoints left in place.
+    let app = spawn_app().await;
+    make_entries(&app).await;
+    assert_eq!(checkpoint(&app).await.status(), 200);
+    let db = app.db().await;
+    let keep = 3u64;
+    let nodes = casegate::audit::merkle::stored_nodes(keep);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_tree_no_delete;
+         DELETE FROM audit_log WHERE seq > {keep}; DELETE FROM audit_tree WHERE pos >= {nodes};"
+    )))
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(checkpoint(&app).await.status(), 503);
+    let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
+    assert!(
+        alerts["counts"]["alert.history_rewritten"]
+            .as_i64()
+            .unwrap()
+            >= 1,
+        "{alerts}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_readable_signing_key_or_an_s3_copy_refuses_start() {
     let app = spawn_app().await;

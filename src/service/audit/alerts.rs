@@ -5,7 +5,8 @@
 //! unnoticed either.
 //!
 //! Raised so far: `alert.checkpoint_copy` (a checkpoint could not be
-//! copied to `audit.checkpoint_copy`).
+//! copied to `audit.checkpoint_copy`) and `alert.history_rewritten` (the
+//! tree no longer extends the last signed checkpoint).
 
 use std::collections::BTreeMap;
 

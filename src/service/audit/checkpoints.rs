@@ -3,7 +3,10 @@
 //! `audit.checkpoint_interval_secs` while entries arrive ([`run`]); stored,
 //! and copied to `audit.checkpoint_copy` when set. One checkpoint is made
 //! at a time; a failed copy is logged and raised as an alert
-//! (`alert.checkpoint_copy`), and does not stop the checkpoint.
+//! (`alert.checkpoint_copy`), and does not stop the checkpoint. Before
+//! signing, the tree must extend the last checkpoint (same root at its
+//! size): a rewritten or cut history is an alert (`alert.history_rewritten`)
+//! and is never signed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use crate::audit::checkpoint_copy;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::config::Config;
+use crate::db::DbError;
 use crate::db::audit::checkpoints::{self, CheckpointRow};
 use crate::db::audit::tree;
 use crate::service::Services;
@@ -58,10 +62,34 @@ pub async fn current(svc: &Services) -> Result<CheckpointRow, AuditError> {
     let _one_at_a_time = cp.making.lock().await;
     let size = tree::current_size(&svc.db).await?;
     let latest = checkpoints::latest(&svc.db).await?;
+    if let Some(latest) = &latest {
+        extends(svc, latest, size).await?;
+    }
     match latest {
         Some(latest) if latest.tree_size >= size => Ok(latest),
         _ => make(svc, size).await,
     }
+}
+
+/// The tree as it stands must extend the last checkpoint signed: as large,
+/// with the same root at that size. Otherwise entries or tree nodes were
+/// removed or rewritten behind the gateway's back; it raises
+/// `alert.history_rewritten` and signs nothing over it.
+async fn extends(svc: &Services, latest: &CheckpointRow, size: u64) -> Result<(), AuditError> {
+    let intact =
+        latest.tree_size <= size && tree::root(&svc.db, latest.tree_size).await? == latest.root;
+    if intact {
+        return Ok(());
+    }
+    let reason = format!(
+        "the audit tree ({size} entries) does not extend the checkpoint of {} entries: history was removed or rewritten; no checkpoint is signed over it",
+        latest.tree_size
+    );
+    tracing::error!("{reason}");
+    super::alerts::raise(svc, "checkpoints", "alert.history_rewritten", reason).await;
+    Err(AuditError::Db(DbError::Corrupt(
+        "audit_tree (it does not extend the last signed checkpoint)",
+    )))
 }
 
 async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
