@@ -29,7 +29,10 @@ use crate::service::Services;
 pub struct Checkpoints {
     signer: NoteSigner,
     copy_dir: Option<PathBuf>,
-    making: Mutex<()>,
+    /// Held while a checkpoint is made; holds the size of the checkpoint a
+    /// rewritten history was last alerted against (one alert, not one per
+    /// interval).
+    making: Mutex<Option<u64>>,
 }
 
 impl Checkpoints {
@@ -38,7 +41,7 @@ impl Checkpoints {
         Checkpoints {
             signer,
             copy_dir: config.audit.checkpoint_copy.as_ref().map(PathBuf::from),
-            making: Mutex::new(()),
+            making: Mutex::new(None),
         }
     }
 
@@ -59,11 +62,11 @@ pub async fn read(svc: &Services, ctx: &RequestContext) -> Result<CheckpointRow,
 /// The latest checkpoint, made first if the tree grew since the last one.
 pub async fn current(svc: &Services) -> Result<CheckpointRow, AuditError> {
     let cp = &svc.checkpoints;
-    let _one_at_a_time = cp.making.lock().await;
+    let mut alerted = cp.making.lock().await;
     let size = tree::current_size(&svc.db).await?;
     let latest = checkpoints::latest(&svc.db).await?;
     if let Some(latest) = &latest {
-        extends(svc, latest, size).await?;
+        extends(svc, latest, size, &mut alerted).await?;
     }
     match latest {
         Some(latest) if latest.tree_size >= size => Ok(latest),
@@ -75,21 +78,33 @@ pub async fn current(svc: &Services) -> Result<CheckpointRow, AuditError> {
 /// with the same root at that size. Otherwise entries or tree nodes were
 /// removed or rewritten behind the gateway's back; it raises
 /// `alert.history_rewritten` and signs nothing over it.
-async fn extends(svc: &Services, latest: &CheckpointRow, size: u64) -> Result<(), AuditError> {
+async fn extends(
+    svc: &Services,
+    latest: &CheckpointRow,
+    size: u64,
+    alerted: &mut Option<u64>,
+) -> Result<(), AuditError> {
     let intact =
         latest.tree_size <= size && tree::root(&svc.db, latest.tree_size).await? == latest.root;
+    let refused = || {
+        Err(AuditError::Db(DbError::Corrupt(
+            "audit_tree (it does not extend the last signed checkpoint)",
+        )))
+    };
     if intact {
         return Ok(());
     }
+    if *alerted == Some(latest.tree_size) {
+        return refused();
+    }
+    *alerted = Some(latest.tree_size);
     let reason = format!(
         "the audit tree ({size} entries) does not extend the checkpoint of {} entries: history was removed or rewritten; no checkpoint is signed over it",
         latest.tree_size
     );
     tracing::error!("{reason}");
     super::alerts::raise(svc, "checkpoints", "alert.history_rewritten", reason).await;
-    Err(AuditError::Db(DbError::Corrupt(
-        "audit_tree (it does not extend the last signed checkpoint)",
-    )))
+    refused()
 }
 
 async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
