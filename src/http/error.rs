@@ -139,6 +139,8 @@ impl From<AuditError> for ApiError {
             AuditError::Unavailable(_) => ApiError::AuditUnavailable,
             AuditError::Db(e) => storage(&e),
             AuditError::BadQuery(m) => ApiError::BadRequest(m),
+            // Logged and alerted where it was found.
+            AuditError::HistoryRewritten(_) => ApiError::AuditUnavailable,
         }
     }
 }

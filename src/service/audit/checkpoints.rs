@@ -18,7 +18,6 @@ use crate::audit::checkpoint_copy;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::config::Config;
-use crate::db::DbError;
 use crate::db::audit::checkpoints::{self, CheckpointRow};
 use crate::db::audit::tree;
 use crate::service::Services;
@@ -86,11 +85,7 @@ async fn extends(
 ) -> Result<(), AuditError> {
     let intact =
         latest.tree_size <= size && tree::root(&svc.db, latest.tree_size).await? == latest.root;
-    let refused = || {
-        Err(AuditError::Db(DbError::Corrupt(
-            "audit_tree (it does not extend the last signed checkpoint)",
-        )))
-    };
+    let refused = || Err(AuditError::HistoryRewritten(latest.tree_size));
     if intact {
         return Ok(());
     }

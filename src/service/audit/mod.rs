@@ -26,6 +26,10 @@ pub enum AuditError {
     Db(#[from] DbError),
     #[error("{0}")]
     BadQuery(String),
+    /// The tree no longer extends the last signed checkpoint: nothing is
+    /// signed over it.
+    #[error("the audit tree does not extend the last signed checkpoint of {0} entries")]
+    HistoryRewritten(u64),
 }
 
 /// Begins the transaction an action and its audit entry share.
