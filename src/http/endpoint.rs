@@ -13,7 +13,7 @@ use crate::service::principal::{OperatorRole, Principal};
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, no token (health, tus discovery).
+    /// Anyone, no token (health, tus discovery, the upload page).
     Public,
     Coordinator,
     Compliance,
@@ -95,6 +95,8 @@ pub enum Endpoint {
     TusHead,
     TusPatch,
     TusTerminate,
+    UploadPage,
+    UploadAsset,
 }
 
 /// One row of the table.
@@ -140,7 +142,7 @@ const fn centre(path: &'static str, action: &'static str) -> Spec {
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 31] = [
+    pub const ALL: [Endpoint; 33] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -172,6 +174,8 @@ impl Endpoint {
         Endpoint::TusHead,
         Endpoint::TusPatch,
         Endpoint::TusTerminate,
+        Endpoint::UploadPage,
+        Endpoint::UploadAsset,
     ];
 
     /// The endpoint's row.
@@ -211,6 +215,8 @@ impl Endpoint {
             E::TusHead =>            main(Method::HEAD,   "/tus/{upload_id}",                     PatientUpload, "upload.head"),
             E::TusPatch =>           main(Method::PATCH,  "/tus/{upload_id}",                     PatientUpload, "upload.patch"),
             E::TusTerminate =>       main(Method::DELETE, "/tus/{upload_id}",                     PatientUpload, "upload.terminate"),
+            E::UploadPage =>         public(Method::GET, "/upload"),
+            E::UploadAsset =>        public(Method::GET, "/upload/assets/{name}"),
         }
     }
 

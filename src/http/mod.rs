@@ -2,8 +2,8 @@
 //! authorisation layer and the role-matrix test read; thin handlers that
 //! parse a request, call one service (`crate::service`, `crate::upload`)
 //! and map its error to problem+json in one place ([`error`]); the
-//! middleware (request ids, authorisation, the failure limiter) and the
-//! streamed download body.
+//! middleware (request ids, authorisation, the failure limiter, CORS), the
+//! streamed download body, and the embedded patient upload page.
 
 pub mod audit_export;
 pub mod audit_proof;
@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cases;
 pub mod centres;
 pub mod conn;
+pub mod cors;
 pub mod download_stream;
 pub mod downloads;
 pub mod endpoint;
@@ -24,6 +25,7 @@ pub mod patient;
 pub mod range;
 pub mod state;
 pub mod tus;
+pub mod upload_page;
 
 use std::time::Duration;
 
@@ -78,6 +80,8 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::TusHead => on(method, tus::head),
         E::TusPatch => on(method, tus::patch),
         E::TusTerminate => on(method, tus::terminate),
+        E::UploadPage => on(method, upload_page::page),
+        E::UploadAsset => on(method, upload_page::asset),
     }
 }
 
@@ -122,7 +126,8 @@ pub fn router(state: AppState) -> Router {
     // upload's idle timeout instead).
     let tus = routes(&state, |e| on_main(e) && e.is_tus())
         .layer(middleware::from_fn(tus::tus_resumable_header));
-    finish(api.merge(tus), state)
+    let origins = cors::AllowedOrigins::new(&state.services.config.server.allowed_origins);
+    finish(api.merge(tus), state).layer(middleware::from_fn_with_state(origins, cors::layer))
 }
 
 /// The centre listener's router: the grant routes only.

@@ -1,18 +1,36 @@
 //! Patient routes (upload token): the case manifest, without the
 //! coordinator's reference, and who downloaded which file.
+//!
+//! The patient's manifest also says until when the link may upload
+//! (`upload_expires_at`) and whether it still may (`upload_open`, judged by
+//! the gateway's clock, not the patient's): the upload page reads them to
+//! tell an expired link before sending anything, and prints the expiry on
+//! the receipt.
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::state::AppState;
 use crate::audit::RequestContext;
+use crate::clock::Timestamp;
+use crate::manifest::Manifest;
 use crate::service::cases;
 use crate::service::principal::{CaseRow, Principal};
 
 fn patient_case(principal: &Principal) -> Result<&CaseRow, ApiError> {
     principal.patient_case().ok_or(ApiError::Forbidden)
+}
+
+/// The manifest as the patient sees it.
+#[derive(Serialize)]
+struct PatientManifest {
+    #[serde(flatten)]
+    manifest: Manifest,
+    upload_expires_at: Timestamp,
+    upload_open: bool,
 }
 
 pub async fn case_manifest(
@@ -22,7 +40,15 @@ pub async fn case_manifest(
 ) -> Result<Response, ApiError> {
     let case = patient_case(&principal)?;
     let manifest = cases::patient_manifest(&state.services, &ctx, case).await?;
-    Ok(Json(manifest).into_response())
+    let open = principal
+        .upload_period_over(state.services.timestamp())
+        .is_none();
+    Ok(Json(PatientManifest {
+        manifest,
+        upload_expires_at: case.upload_expires_at,
+        upload_open: open,
+    })
+    .into_response())
 }
 
 /// Who (centre name, country) downloaded which of the case's files, when.

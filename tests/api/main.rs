@@ -32,6 +32,7 @@ mod startup;
 mod tus;
 mod upload_cli;
 mod upload_cli_harness;
+mod upload_page;
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -59,6 +59,7 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::CreateGrant | E::RevokeGrant => None,
         E::TusCreate | E::TusCreateSlash | E::TusHead | E::TusPatch | E::TusTerminate => None,
         E::Healthz | E::Readyz | E::TusOptions | E::TusOptionsSlash => None,
+        E::UploadPage | E::UploadAsset => None,
         E::GrantInfo | E::DownloadPlaintext | E::DownloadSealed => None,
     }
 }

@@ -1,0 +1,374 @@
+// The upload page: check the link, let the patient choose files, show what
+// will be sent, send it, and show the receipt. The steps live in their own
+// modules (token, api, scan, sender); this one holds the page's state and
+// draws it, in the patient's language.
+import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, size, percent, duration, dateTime, dicomDate } from './i18n.js';
+import { takeToken, caseKey as caseKeyOf } from './token.js';
+import { readCase, arrived } from './api.js';
+import { fromInput, fromDrop, inspect, studies } from './scan.js';
+import { send, resumableCount } from './sender.js';
+import { byId, clear, el, show } from './dom.js';
+
+const CATEGORY_CHOICES = [
+  'pathology_report', 'pathology_slides', 'imaging_report', 'molecular_report', 'lab_results',
+  'operative_note', 'endoscopy_report', 'discharge_summary', 'treatment_history',
+  'medication_list', 'clinic_note', 'consent', 'patient_questions', 'other',
+];
+
+const state = {
+  token: null,
+  caseKey: null,
+  manifest: null,
+  /** The link's problem, a key of `error_…`, or null. */
+  linkError: null,
+  /** Every chosen file worth sending: `{ file, path, size, dicom, category }`. */
+  items: [],
+  skipped: [],
+  unreadable: [],
+  phase: 'checking', // checking | choosing | sending | done | closed
+  jobs: [],
+  startedAt: 0,
+  rate: null,
+  lastSample: null,
+  noticeKey: null,
+  noticeParams: {},
+};
+
+function notice(key, params = {}) {
+  state.noticeKey = key;
+  state.noticeParams = params;
+  drawNotice();
+}
+
+function drawNotice() {
+  const box = byId('notice');
+  show(box, Boolean(state.noticeKey));
+  box.textContent = state.noticeKey ? t(state.noticeKey, state.noticeParams) : '';
+}
+
+// ---- choosing -------------------------------------------------------------
+
+/** Adds chosen files (not yet inspected) to the list, replacing same paths. */
+async function add(chosen) {
+  if (state.phase !== 'choosing' || chosen.length === 0) return;
+  const reading = byId('reading');
+  show(reading, true);
+  const found = await inspect(chosen, (done, total) => {
+    reading.textContent = t('reading', { done, total });
+  });
+  show(reading, false);
+  const byPath = new Map(state.items.map((i) => [i.path, i]));
+  for (const item of found.items) byPath.set(item.path, item);
+  state.items = Array.from(byPath.values()).sort((a, b) => a.path.localeCompare(b.path));
+  state.skipped.push(...found.skipped);
+  state.unreadable.push(...found.unreadable);
+  if (found.unreadable.length > 0) notice('error_unreadable', { name: found.unreadable[0] });
+  drawChoosing();
+}
+
+function alreadyArrived(item) {
+  return arrived(state.manifest).has(`${item.path}\u0000${item.size}`);
+}
+
+function drawSummary() {
+  const toSend = state.items.filter((i) => !alreadyArrived(i));
+  const dicom = toSend.filter((i) => i.dicom);
+  const docs = toSend.filter((i) => !i.dicom);
+  const groups = studies(dicom);
+  const seriesCount = groups.reduce((n, g) => n + g.series.size, 0);
+  const parts = [];
+  if (dicom.length > 0) {
+    parts.push(t('summary_images', {
+      studies: plural('study', groups.length),
+      series: plural('series', seriesCount),
+      images: plural('images', dicom.length),
+      size: size(dicom.reduce((n, i) => n + i.size, 0)),
+    }));
+  }
+  if (docs.length > 0) {
+    parts.push(t('summary_documents', {
+      documents: plural('documents', docs.length),
+      size: size(docs.reduce((n, i) => n + i.size, 0)),
+    }));
+  }
+  byId('summary-text').textContent = parts.length > 0 ? parts.join('; ') : t('summary_nothing');
+
+  const list = clear(byId('studies'));
+  for (const g of groups) {
+    const date = dicomDate(g.date);
+    const params = {
+      date,
+      modalities: Array.from(g.modalities).join(', ') || '?',
+      series: plural('series', g.series.size),
+      images: plural('images', g.images),
+    };
+    list.append(el('li', {}, t(date ? 'study_line' : 'study_line_nodate', params)));
+  }
+
+  show(byId('documents'), docs.length > 0);
+  const docList = clear(byId('document-list'));
+  docs.forEach((item, n) => {
+    const id = `category-${n}`;
+    const select = el('select', { id, 'aria-label': t('category_for', { name: item.path }) });
+    for (const c of CATEGORY_CHOICES) {
+      select.append(el('option', { value: c, selected: c === item.category }, t(`categories.${c}`)));
+    }
+    select.addEventListener('change', () => {
+      item.category = select.value;
+    });
+    docList.append(el('li', {}, [
+      el('span', { class: 'name', dir: 'auto', title: item.path }, item.path),
+      el('span', { class: 'size' }, size(item.size)),
+      select,
+    ]));
+  });
+
+  const skipped = byId('skipped');
+  show(skipped, state.skipped.length > 0);
+  skipped.textContent = t('skipped', { files: plural('files', state.skipped.length) });
+  const already = state.items.length - toSend.length;
+  show(byId('already'), already > 0);
+  byId('already').textContent = t('already', { files: plural('files', already) });
+}
+
+function drawChoosing() {
+  const choosing = state.phase === 'choosing';
+  show(byId('pick'), choosing);
+  show(byId('summary'), choosing && state.items.length > 0);
+  show(byId('questions-box'), choosing);
+  show(byId('send-row'), choosing);
+  if (choosing && state.items.length > 0) drawSummary();
+  const resumable = state.caseKey ? resumableCount(state.caseKey) : 0;
+  const note = byId('resume-note');
+  show(note, choosing && resumable > 0 && state.items.length === 0);
+  note.textContent = t('resume_note', { files: plural('files', resumable) });
+}
+
+// ---- sending --------------------------------------------------------------
+
+function questionsFile() {
+  const text = byId('questions').value.trim();
+  if (!text) return null;
+  const name = t('questions_filename');
+  const file = new File([`${text}\n`], name, { type: 'text/plain;charset=utf-8' });
+  return { file, path: name, size: file.size, dicom: null, category: 'patient_questions' };
+}
+
+async function startSending() {
+  const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
+  const questions = questionsFile();
+  if (questions && !alreadyArrived(questions)) jobs.push(questions);
+  if (jobs.length === 0 && state.items.length === 0) {
+    notice('send_nothing');
+    return;
+  }
+  notice(null);
+  state.jobs = jobs;
+  state.phase = 'sending';
+  state.startedAt = performance.now();
+  state.lastSample = null;
+  state.rate = null;
+  drawChoosing();
+  show(byId('progress'), true);
+  drawProgress();
+  const ticker = setInterval(drawProgress, 1000);
+  await send({ token: state.token, caseKey: state.caseKey, jobs, onChange: scheduleProgress });
+  clearInterval(ticker);
+  drawProgress();
+  await finish();
+}
+
+let progressQueued = false;
+function scheduleProgress() {
+  if (progressQueued) return;
+  progressQueued = true;
+  requestAnimationFrame(() => {
+    progressQueued = false;
+    drawProgress();
+  });
+}
+
+/** Bytes per second, smoothed, from samples at least a second apart. */
+function sampleRate(sent) {
+  const now = performance.now();
+  const last = state.lastSample;
+  if (!last) {
+    state.lastSample = { now, sent };
+    return;
+  }
+  const seconds = (now - last.now) / 1000;
+  if (seconds < 1) return;
+  const rate = Math.max(0, (sent - last.sent) / seconds);
+  state.rate = state.rate == null ? rate : state.rate * 0.8 + rate * 0.2;
+  state.lastSample = { now, sent };
+}
+
+function drawProgress() {
+  const jobs = state.jobs;
+  const total = jobs.reduce((n, j) => n + j.size, 0);
+  const sent = jobs.reduce((n, j) => n + Math.min(j.sent, j.size), 0);
+  sampleRate(sent);
+  const fraction = total > 0 ? sent / total : 1;
+  byId('total-label').textContent = t('total_label');
+  byId('total').value = fraction;
+  const elapsed = (performance.now() - state.startedAt) / 1000;
+  let left = '';
+  if (state.phase === 'sending' && sent < total) {
+    left = state.rate > 0 && elapsed > 3 ? t('time_left', { time: duration((total - sent) / state.rate) }) : t('time_left_unknown');
+  }
+  byId('total-text').textContent = [t('total_text', { sent: size(sent), size: size(total), percent: percent(fraction) }), left]
+    .filter(Boolean).join(' · ');
+
+  // The files in flight or in trouble; a long CD list would bury them.
+  const shown = jobs.filter((j) => j.state === 'sending' || j.state === 'retrying' || j.state === 'failed');
+  const list = clear(byId('file-progress'));
+  for (const job of shown.slice(0, 50)) {
+    const bar = el('progress', { max: job.size || 1, value: Math.min(job.sent, job.size), 'aria-label': job.path });
+    const status = job.state === 'failed' ? t(`error_${job.error}`, { name: job.path }) : t(`file_${job.state}`);
+    list.append(el('li', { class: job.state }, [
+      el('span', { class: 'name', dir: 'auto', title: job.path }, job.path),
+      bar,
+      el('span', { class: 'status' }, status),
+    ]));
+  }
+  const retrying = jobs.find((j) => j.state === 'retrying');
+  if (state.phase === 'sending') {
+    if (retrying) notice(retrying.error === 'busy' ? 'error_busy' : 'error_unreachable');
+    else if (state.noticeKey === 'error_unreachable' || state.noticeKey === 'error_busy') notice(null);
+  }
+}
+
+// ---- receipt --------------------------------------------------------------
+
+async function finish() {
+  const failed = state.jobs.filter((j) => j.state !== 'done');
+  const stopper = failed.find((j) => j.error === 'expired_during' || j.error === 'link_unknown');
+  const answer = await readCase(state.token);
+  if (answer.manifest) state.manifest = answer.manifest;
+  state.phase = 'done';
+  if (stopper) notice(`error_${stopper.error}`);
+  else if (failed.length > 0) notice('receipt_some_failed', { files: plural('files', failed.length) });
+  drawReceipt();
+}
+
+function drawReceipt() {
+  const done = state.phase === 'done';
+  show(byId('receipt'), done);
+  if (!done) return;
+  const files = (state.manifest?.files ?? []).filter((f) => f.state === 'complete' || f.state === 'flagged');
+  byId('receipt-text').textContent = t('receipt_text', { files: plural('files', files.length) });
+  const expiry = state.manifest?.upload_expires_at;
+  byId('receipt-expiry').textContent = expiry ? t('receipt_expiry', { date: dateTime(expiry) }) : '';
+  const body = clear(byId('receipt-table').tBodies[0]);
+  for (const f of files) {
+    body.append(el('tr', {}, [
+      el('td', { class: 'name', dir: 'auto' }, f.filename),
+      el('td', { class: 'size' }, size(f.size)),
+      el('td', { class: 'sha', dir: 'ltr' }, f.sha256 || ''),
+    ]));
+  }
+  byId('progress').hidden = state.jobs.every((j) => j.state === 'done');
+}
+
+// ---- start ----------------------------------------------------------------
+
+function redraw() {
+  setLanguage(language(), false);
+  drawNotice();
+  drawChoosing();
+  if (state.phase === 'sending' || state.phase === 'done') drawProgress();
+  drawReceipt();
+}
+
+function wireLanguageSwitch() {
+  const select = byId('lang');
+  for (const [code, messages] of Object.entries(LANGUAGES)) {
+    select.append(el('option', { value: code, lang: code, selected: code === language() }, messages._language_name));
+  }
+  select.addEventListener('change', () => {
+    setLanguage(select.value, true);
+    redraw();
+  });
+}
+
+function wirePicking() {
+  const files = byId('files');
+  const folder = byId('folder');
+  byId('choose-files').addEventListener('click', () => files.click());
+  byId('choose-folder').addEventListener('click', () => folder.click());
+  for (const input of [files, folder]) {
+    input.addEventListener('change', () => {
+      add(fromInput(input.files));
+      input.value = '';
+    });
+  }
+  const drop = byId('drop');
+  drop.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    drop.classList.remove('over');
+    fromDrop(event.dataTransfer).then(add);
+  });
+  // A file dropped beside the zone must not make the browser navigate away.
+  window.addEventListener('dragover', (event) => event.preventDefault());
+  window.addEventListener('drop', (event) => event.preventDefault());
+  byId('clear').addEventListener('click', () => {
+    state.items = [];
+    state.skipped = [];
+    state.unreadable = [];
+    notice(null);
+    drawChoosing();
+  });
+  byId('send').addEventListener('click', () => startSending());
+  byId('print').addEventListener('click', () => window.print());
+  byId('more').addEventListener('click', () => {
+    // After a failure the same files stay chosen: what arrived is left out
+    // of the next Send, the rest is tried again.
+    if (state.jobs.every((j) => j.state === 'done')) state.items = [];
+    state.skipped = [];
+    state.jobs = [];
+    state.phase = 'choosing';
+    byId('questions').value = '';
+    notice(null);
+    show(byId('receipt'), false);
+    show(byId('progress'), false);
+    drawChoosing();
+  });
+}
+
+async function checkLink() {
+  state.token = takeToken();
+  if (!state.token) return 'error_no_link';
+  state.caseKey = await caseKeyOf(state.token);
+  const answer = await readCase(state.token);
+  state.manifest = answer.manifest ?? null;
+  const errors = {
+    unknown: 'error_link_unknown',
+    expired: 'error_link_expired',
+    busy: 'error_busy',
+    unreachable: 'error_unreachable',
+    service: 'error_service',
+  };
+  return errors[answer.kind] ?? null;
+}
+
+async function main() {
+  setLanguage(initialLanguage(), false);
+  wireLanguageSwitch();
+  wirePicking();
+  const problem = await checkLink();
+  show(byId('loading'), false);
+  if (problem) {
+    state.phase = 'closed';
+    notice(problem);
+    return;
+  }
+  state.phase = 'choosing';
+  drawChoosing();
+}
+
+main();
