@@ -26,3 +26,13 @@ export function el(tag, attributes = {}, children = []) {
   for (const child of [].concat(children)) node.append(child);
   return node;
 }
+
+/** A file path as text that may wrap after each `/` (long CD paths on a phone). */
+export function pathText(path) {
+  const span = document.createElement('span');
+  path.split('/').forEach((part, n, parts) => {
+    span.append(n < parts.length - 1 ? `${part}/` : part);
+    if (n < parts.length - 1) span.append(document.createElement('wbr'));
+  });
+  return span;
+}

@@ -7,7 +7,7 @@ import { takeToken, caseKey as caseKeyOf } from './token.js';
 import { readCase, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send, resumableCount } from './sender.js';
-import { byId, clear, el, show } from './dom.js';
+import { byId, clear, el, pathText, show } from './dom.js';
 
 const CATEGORY_CHOICES = [
   'pathology_report', 'pathology_slides', 'imaging_report', 'molecular_report', 'lab_results',
@@ -91,7 +91,7 @@ function drawSummary() {
       size: size(docs.reduce((n, i) => n + i.size, 0)),
     }));
   }
-  byId('summary-text').textContent = parts.length > 0 ? parts.join('; ') : t('summary_nothing');
+  byId('summary-text').textContent = parts.length > 0 ? parts.join(t('summary_separator')) : t('summary_nothing');
 
   const list = clear(byId('studies'));
   for (const g of groups) {
@@ -117,7 +117,7 @@ function drawSummary() {
       item.category = select.value;
     });
     docList.append(el('li', {}, [
-      el('span', { class: 'name', dir: 'auto', title: item.path }, item.path),
+      el('span', { class: 'name', dir: 'auto', title: item.path }, pathText(item.path)),
       el('span', { class: 'size' }, size(item.size)),
       select,
     ]));
@@ -158,6 +158,7 @@ async function startSending() {
   const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
   const questions = questionsFile();
   if (questions && !alreadyArrived(questions)) jobs.push(questions);
+  for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
   if (jobs.length === 0 && state.items.length === 0) {
     notice('send_nothing');
     return;
@@ -226,7 +227,7 @@ function drawProgress() {
     const bar = el('progress', { max: job.size || 1, value: Math.min(job.sent, job.size), 'aria-label': job.path });
     const status = job.state === 'failed' ? t(`error_${job.error}`, { name: job.path }) : t(`file_${job.state}`);
     list.append(el('li', { class: job.state }, [
-      el('span', { class: 'name', dir: 'auto', title: job.path }, job.path),
+      el('span', { class: 'name', dir: 'auto', title: job.path }, pathText(job.path)),
       bar,
       el('span', { class: 'status' }, status),
     ]));
@@ -255,14 +256,16 @@ function drawReceipt() {
   const done = state.phase === 'done';
   show(byId('receipt'), done);
   if (!done) return;
-  const files = (state.manifest?.files ?? []).filter((f) => f.state === 'complete' || f.state === 'flagged');
+  const files = (state.manifest?.files ?? [])
+    .filter((f) => f.state === 'complete' || f.state === 'flagged')
+    .sort((a, b) => a.filename.localeCompare(b.filename));
   byId('receipt-text').textContent = t('receipt_text', { files: plural('files', files.length) });
   const expiry = state.manifest?.upload_expires_at;
   byId('receipt-expiry').textContent = expiry ? t('receipt_expiry', { date: dateTime(expiry) }) : '';
   const body = clear(byId('receipt-table').tBodies[0]);
   for (const f of files) {
     body.append(el('tr', {}, [
-      el('td', { class: 'name', dir: 'auto' }, f.filename),
+      el('td', { class: 'name', dir: 'auto' }, pathText(f.filename)),
       el('td', { class: 'size' }, size(f.size)),
       el('td', { class: 'sha', dir: 'ltr' }, f.sha256 || ''),
     ]));

@@ -59,14 +59,13 @@ export function resumableCount(caseKey) {
 }
 
 /**
- * Runs the uploads of `jobs` (`{ file, path, size, category }`), calling
+ * Runs the uploads of `jobs` (`{ file, path, size, category, state: 'waiting', sent: 0 }`), calling
  * `onChange()` whenever a job's `state`, `sent` or `error` changes; resolves
  * when every job has arrived or failed for good.
  */
 export function send({ token, caseKey, jobs, onChange }) {
   const endpoint = new URL('/tus/', location.href).href;
   let stopped = false;
-  for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
 
   return new Promise((resolve) => {
     let next = 0;
