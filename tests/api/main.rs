@@ -30,6 +30,7 @@ mod role_matrix;
 mod s3;
 mod startup;
 mod tus;
+mod upload_browser;
 mod upload_cli;
 mod upload_cli_harness;
 mod upload_page;

@@ -1,0 +1,286 @@
+//! The upload page in a real browser (Debian's chromium driven by
+//! playwright-core, `tests/browser/upload-page.mjs`) against the real
+//! gateway: a hospital CD folder and two PDFs chosen, a question written,
+//! the page reloaded in the middle of the upload, the same files chosen
+//! again, the receipt read; then the server's manifest is checked here
+//! (every file once, the SHA-256 computed here, categories, studies and
+//! series). In English and in Arabic (right to left). A bad and an expired
+//! link each show their message and send nothing; the token never reaches a
+//! request URL or the gateway's log.
+//!
+//! Skipped, with the reason printed, when chromium or the test's npm
+//! packages are missing, unless `CASEGATE_REQUIRE_BROWSER=1` (CI).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, spawn_app};
+use crate::tus::{pattern, sha256_hex};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Whether the browser test can run here; prints why not (or fails, in CI).
+fn browser_available() -> bool {
+    let missing = if !Path::new(CHROMIUM).exists() {
+        Some(format!("{CHROMIUM} is missing (apt-get install chromium)"))
+    } else if !browser_dir().join("node_modules/playwright-core").exists() {
+        Some("tests/browser/node_modules is missing (npm ci in tests/browser)".to_owned())
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(reason) if std::env::var("CASEGATE_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("browser test required but {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping the browser test: {reason}");
+            false
+        }
+    }
+}
+
+/// Where screenshots and the script's result go.
+fn output_dir(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("test-output/upload-page").join(name)
+}
+
+/// What the patient sends: (path as the page names it, bytes, category).
+struct Records {
+    root: tempfile::TempDir,
+    files: Vec<(String, Vec<u8>, &'static str)>,
+}
+
+const STUDY: &str = "1.2.826.0.1.3680043.8.498.4242";
+
+/// A hospital CD (DICOMDIR, OS junk, two series of one CT study, one image
+/// of `big` bytes) and two PDFs whose names suggest their categories.
+fn hospital_records(big: usize) -> Records {
+    use casegate::upload::dicom::testdata::ct_file;
+    let root = tempfile::tempdir().unwrap();
+    let cd = root.path().join("HOSPITAL_CD");
+    let mut files = Vec::new();
+    for (series, count) in [("1", 3usize), ("2", 2)] {
+        for n in 0..count {
+            let uid = format!("{STUDY}.{series}");
+            let pixels = if series == "2" && n == 0 {
+                big
+            } else {
+                20_000 + n
+            };
+            let path = format!("HOSPITAL_CD/DICOM/S{series}/IM{n:04}");
+            files.push((
+                path,
+                ct_file(STUDY, &uid, "Doe^Jane", pixels),
+                "imaging_dicom",
+            ));
+        }
+    }
+    for (path, bytes, _) in &files {
+        let full = root.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, bytes).unwrap();
+    }
+    std::fs::write(cd.join("DICOMDIR"), b"not sent").unwrap();
+    std::fs::write(cd.join(".DS_Store"), b"not sent").unwrap();
+    let docs = root.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for (name, category, seed) in [
+        ("Pathology report 2026-03.pdf", "pathology_report", 1),
+        ("blood tests march.pdf", "lab_results", 2),
+    ] {
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        pdf.extend(pattern(30_000, seed));
+        std::fs::write(docs.join(name), &pdf).unwrap();
+        files.push((name.to_owned(), pdf, category));
+    }
+    Records { root, files }
+}
+
+/// Runs the browser script; panics with its output if it fails.
+async fn run_script(app: &TestApp, env: &[(&str, String)]) {
+    let cert = app.dir.path().join("certs/server.pem");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.current_dir(browser_dir())
+        .arg("upload-page.mjs")
+        .env("CASEGATE_SERVER_CERT", cert)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = tokio::time::timeout(std::time::Duration::from_secs(600), cmd.output());
+    let output = run.await.expect("browser script timed out").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "browser script failed:\n{stdout}\n{stderr}"
+    );
+}
+
+fn link(app: &TestApp, token: &str) -> String {
+    format!("{}#token={token}", app.url("/upload"))
+}
+
+/// Uploads the records through the page in `lang` and checks the server's
+/// manifest and the page's receipt against them.
+async fn upload_in(lang: &str, summary: &[&str]) {
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let records = hospital_records(48 * 1024 * 1024);
+    let question = "Is surgery still possible?\nShould I ask for a PET scan? — 手术还可以吗？";
+    let out = output_dir(lang);
+    let documents: Vec<String> = ["Pathology report 2026-03.pdf", "blood tests march.pdf"]
+        .iter()
+        .map(|n| {
+            records
+                .root
+                .path()
+                .join("docs")
+                .join(n)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let files = json!({
+        "folder": records.root.path().join("HOSPITAL_CD").display().to_string(),
+        "documents": documents,
+    });
+    let expect = json!({
+        "summary": summary,
+        "categories": ["lab_results", "pathology_report"],
+        "question": question,
+    });
+    run_script(
+        &app,
+        &[
+            ("CASEGATE_LINK", link(&app, &patient)),
+            ("CASEGATE_TOKEN", patient.clone()),
+            ("CASEGATE_LANG", lang.to_owned()),
+            ("CASEGATE_FILES", files.to_string()),
+            ("CASEGATE_EXPECT", expect.to_string()),
+            ("CASEGATE_OUT", out.display().to_string()),
+        ],
+    )
+    .await;
+
+    let m = app.patient_manifest(&patient).await;
+    let listed = m["files"].as_array().unwrap();
+    let mut by_name: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for f in listed {
+        by_name
+            .entry(f["filename"].as_str().unwrap())
+            .or_default()
+            .push(f);
+    }
+    let questions = format!("{question}\n");
+    let mut expected: Vec<(String, Vec<u8>, &str)> = records.files;
+    let questions_name = if lang == "ar" {
+        "أسئلتي.txt"
+    } else {
+        "my-questions.txt"
+    };
+    expected.push((
+        questions_name.to_owned(),
+        questions.into_bytes(),
+        "patient_questions",
+    ));
+    for (name, bytes, category) in &expected {
+        let entries = by_name
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} missing: {m:#}"));
+        assert_eq!(
+            entries.len(),
+            1,
+            "{name} uploaded more than once: {entries:?}"
+        );
+        let f = entries[0];
+        assert_eq!(f["state"], "complete", "{name}");
+        assert_eq!(f["sha256"], sha256_hex(bytes).as_str(), "{name}");
+        assert_eq!(f["size"], bytes.len(), "{name}");
+        assert_eq!(f["category"], *category, "{name}");
+    }
+    assert_eq!(listed.len(), expected.len(), "{m:#}");
+    let studies = m["studies"].as_array().unwrap();
+    assert_eq!(studies.len(), 1);
+    assert_eq!(studies[0]["study_instance_uid"], STUDY);
+    let series = studies[0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    assert!(series.iter().all(|s| s["modality"] == "CT"));
+
+    // The receipt shows what the server recorded.
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let receipt = result["receipt"].as_array().unwrap();
+    assert_eq!(receipt.len(), expected.len());
+    for row in receipt {
+        let name = row["filename"].as_str().unwrap();
+        assert_eq!(row["sha256"], by_name[name][0]["sha256"], "{name}");
+    }
+    for shot in ["summary", "progress", "receipt"] {
+        let png = std::fs::read(out.join(format!("{shot}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot}.png");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_uploads_a_cd_and_documents_in_english_with_a_reload() {
+    if !browser_available() {
+        return;
+    }
+    upload_in("en", &["1 study", "2 series", "5 images", "2 documents"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_uploads_in_arabic_right_to_left() {
+    if !browser_available() {
+        return;
+    }
+    upload_in("ar", &["دراسة واحدة", "سلسلتان", "مستندان"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_expired_link_shows_its_message_and_sends_nothing() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let unknown = "cgu_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for (name, token, notice) in [
+        ("unknown", unknown, "This link does not work"),
+        ("expired", patient.as_str(), "This link has expired"),
+    ] {
+        if name == "expired" {
+            app.clock
+                .advance(app.config.uploads.token_ttl_secs as i64 + 60);
+        }
+        let expect = json!({ "name": name, "notice": notice });
+        run_script(
+            &app,
+            &[
+                ("CASEGATE_MODE", "refused".to_owned()),
+                ("CASEGATE_LINK", link(&app, token)),
+                ("CASEGATE_TOKEN", token.to_owned()),
+                ("CASEGATE_LANG", "en".to_owned()),
+                ("CASEGATE_EXPECT", expect.to_string()),
+                ("CASEGATE_OUT", output_dir("refused").display().to_string()),
+            ],
+        )
+        .await;
+    }
+    let m = app.patient_manifest(&patient).await;
+    assert_eq!(m["files"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}

@@ -1,0 +1,203 @@
+// Drives the patient upload page in Debian's chromium, as a patient would:
+// open the link, choose a CD folder and documents, write a question, send,
+// reload in the middle, choose the same files again, finish, read the
+// receipt. Run by tests/api/upload_browser.rs, which starts the gateway,
+// makes the files and checks the server's manifest afterwards.
+//
+// Environment:
+//   CASEGATE_MODE        upload (default) | refused (a bad or expired link)
+//   CASEGATE_LINK        the upload link, https://…/upload#token=…
+//   CASEGATE_TOKEN       the token, to check it never appears in a request URL
+//   CASEGATE_SERVER_CERT the gateway's certificate (PEM): trusted by its SPKI
+//   CASEGATE_FILES       JSON: { "folder": dir, "documents": [paths] }
+//   CASEGATE_LANG        browser language (en, ar, …)
+//   CASEGATE_EXPECT      JSON: strings the page must show (mode-specific)
+//   CASEGATE_OUT         output directory (screenshots, result.json)
+// Prints one line per step; exits non-zero on the first failed check.
+import { chromium } from 'playwright-core';
+import { X509Certificate, createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const env = process.env;
+const mode = env.CASEGATE_MODE || 'upload';
+const link = env.CASEGATE_LINK;
+const token = env.CASEGATE_TOKEN;
+const lang = env.CASEGATE_LANG || 'en';
+const out = env.CASEGATE_OUT;
+const expect = JSON.parse(env.CASEGATE_EXPECT || '{}');
+mkdirSync(out, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) {
+    console.error(`FAILED: ${message}`);
+    process.exit(1);
+  }
+}
+const step = (text) => console.log(`[${lang}/${mode}] ${text}`);
+
+/** base64(SHA-256(SubjectPublicKeyInfo)) of the gateway's certificate. */
+function spkiHash(pemPath) {
+  const cert = new X509Certificate(readFileSync(pemPath));
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64');
+}
+
+// A fresh profile each run, so no earlier run's storage helps this one.
+const context = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), 'casegate-chromium-')), {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  locale: lang,
+  viewport: { width: 900, height: 1000 },
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    `--ignore-certificate-errors-spki-list=${spkiHash(env.CASEGATE_SERVER_CERT)}`,
+  ],
+});
+const requests = [];
+context.on('request', (r) => requests.push({ method: r.method(), url: r.url(), headers: r.headers() }));
+const page = context.pages()[0] || await context.newPage();
+const consoleErrors = [];
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** Serious and critical accessibility violations on the page as it is now. */
+async function axeCheck(label) {
+  // Evaluated over the DevTools protocol, which the page's CSP (rightly)
+  // does not govern; no script is injected into the page itself.
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of bad) console.error(`axe ${label}: ${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  check(bad.length === 0, `axe found serious violations (${label})`);
+  step(`axe: no serious violations (${label})`);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
+}
+
+function checkRequests() {
+  for (const r of requests) {
+    check(!r.url.includes(token), `the token appears in a request URL: ${r.method} ${r.url.replace(token, '<token>')}`);
+    check(!(r.headers.referer || '').includes(token), 'the token appears in a Referer header');
+    const origin = new URL(link).origin;
+    check(r.url.startsWith(origin) || r.url.startsWith('data:'), `a request left the gateway: ${r.url}`);
+  }
+  step(`${requests.length} requests, none with the token in its URL, none to another site`);
+}
+
+/** Chooses the CD folder, then the documents, as a patient clicks through. */
+async function chooseFiles(files) {
+  // The page shows #reading from the change event until it has looked at
+  // every file.
+  await page.setInputFiles('#folder', files.folder);
+  await page.locator('#reading').waitFor({ state: 'hidden' });
+  await page.setInputFiles('#files', files.documents);
+  await page.locator('#reading').waitFor({ state: 'hidden' });
+  await page.locator('#summary').waitFor({ state: 'visible' });
+}
+
+async function refused() {
+  await page.goto(link);
+  await page.locator('#notice').waitFor({ state: 'visible' });
+  const notice = await page.locator('#notice').innerText();
+  check(notice.includes(expect.notice), `notice "${notice}" should include "${expect.notice}"`);
+  check(await page.locator('#pick').isHidden(), 'the file chooser must stay hidden');
+  check(!page.url().includes('#token'), 'the token left the address bar');
+  await shot(`refused-${expect.name}`);
+  await axeCheck(`refused ${expect.name}`);
+  check(!requests.some((r) => new URL(r.url).pathname.startsWith('/tus')), 'a tus request was sent');
+  checkRequests();
+  step(`shows "${notice}" and sends nothing`);
+}
+
+async function upload() {
+  const files = JSON.parse(env.CASEGATE_FILES);
+  await page.goto(link);
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  check(!page.url().includes('#token') && !page.url().includes(token), 'the token is still in the address bar');
+  const dir = await page.evaluate(() => document.documentElement.dir);
+  check(dir === (lang === 'ar' ? 'rtl' : 'ltr'), `dir=${dir} for ${lang}`);
+  check(await page.evaluate(() => document.documentElement.lang) === lang, 'page language');
+  step(`link opened, token gone from the address bar, dir=${dir}`);
+
+  // Keyboard: the two choose buttons are reachable with Tab.
+  const focused = [];
+  await page.locator('body').focus();
+  for (let i = 0; i < 4; i += 1) {
+    await page.keyboard.press('Tab');
+    focused.push(await page.evaluate(() => document.activeElement && document.activeElement.id));
+  }
+  check(focused.includes('choose-files') && focused.includes('choose-folder'), `tab order: ${focused}`);
+
+  await chooseFiles(files);
+  const summary = await page.locator('#summary-text').innerText();
+  for (const part of expect.summary || []) check(summary.includes(part), `summary "${summary}" should include "${part}"`);
+  const skipped = await page.locator('#skipped').innerText();
+  check(skipped.length > 0, 'the DICOMDIR and system files are reported as left out');
+  // The categories suggested from the names.
+  const categories = await page.locator('#document-list select').evaluateAll((s) => s.map((x) => x.value));
+  check(JSON.stringify(categories) === JSON.stringify(expect.categories), `categories ${categories}`);
+  await page.fill('#questions', expect.question);
+  step(`summary: ${summary}`);
+  await shot('summary');
+  await axeCheck('summary');
+
+  // Slow the line so the reload lands in the middle of the big file.
+  const cdp = await context.newCDPSession(page);
+  const throttle = (bytesPerSecond) => cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: bytesPerSecond,
+  });
+  await throttle(3 * 1024 * 1024);
+  await page.click('#send');
+  await page.locator('#progress').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => Number(document.getElementById('total').value) > 0.3, null, { timeout: 120000 });
+  await page.waitForTimeout(1500);
+  await shot('progress');
+  await axeCheck('progress');
+  const before = Number(await page.locator('#total').getAttribute('value') || 0);
+  step(`progress ${(before * 100).toFixed(0)} %: reloading the page in the middle`);
+
+  await page.reload();
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  const resumeNote = await page.locator('#resume-note').innerText();
+  check(resumeNote.length > 0, 'after a reload the page says how to continue');
+  await throttle(-1);
+  await chooseFiles(files);
+  const already = await page.locator('#already').innerText();
+  check(already.length > 0, 'files that arrived before the reload are recognised');
+  await page.fill('#questions', expect.question);
+  step(`after reload: "${already}"`);
+  await page.click('#send');
+  await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
+  const notice = await page.locator('#notice').isVisible() ? await page.locator('#notice').innerText() : '';
+  check(notice === '', `a notice at the end: ${notice}`);
+  const rows = await page.locator('#receipt-table tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    filename: tr.cells[0].textContent, sha256: tr.cells[2].textContent,
+  })));
+  const expiry = await page.locator('#receipt-expiry').innerText();
+  check(expiry.length > 0, 'the receipt shows until when the link works');
+  await shot('receipt');
+  await axeCheck('receipt');
+  check(consoleErrors.length === 0, `page errors: ${consoleErrors}`);
+  checkRequests();
+  const uploads = requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname.startsWith('/tus'));
+  writeFileSync(path.join(out, 'result.json'), JSON.stringify({ receipt: rows, expiry, creations: uploads.length }, null, 2));
+  step(`receipt: ${rows.length} files; ${uploads.length} uploads created`);
+}
+try {
+  if (mode === 'refused') await refused();
+  else await upload();
+} catch (error) {
+  // What the patient saw when it went wrong.
+  await shot('failure').catch(() => {});
+  console.error(await page.locator('body').innerText().catch(() => ''));
+  console.error(consoleErrors.join('\n'));
+  throw error;
+} finally {
+  await context.close();
+}
