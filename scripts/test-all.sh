@@ -3,6 +3,9 @@
 # toolchain, Python 3 with pip, and Node.js with npm:
 #   - installs the stock tus clients the tests drive (tuspy from PyPI,
 #     tus-js-client from npm into tests/clients/node_modules);
+#   - installs the browser test's driver (playwright-core and axe-core from
+#     npm into tests/browser/node_modules; the browser itself is Debian's
+#     chromium at /usr/bin/chromium, which .ci/run installs);
 #   - starts a single-node Garage S3 server on loopback (scripts/garage-dev.sh;
 #     the first run builds garage with cargo, several minutes), unless
 #     CASEGATE_TEST_S3_ENDPOINT already names one;
@@ -18,6 +21,8 @@ if ! python3 -c "import tusclient" 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --user tuspy==1.1.0
 fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+echo "== browser test driver: playwright-core, axe-core"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 garage_dir=""
 cleanup() {
@@ -37,7 +42,7 @@ if [ -z "${CASEGATE_TEST_S3_ENDPOINT:-}" ]; then
     CASEGATE_TEST_S3_BUCKET=$S3_BUCKET CASEGATE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
     CASEGATE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
 fi
-export CASEGATE_REQUIRE_CLIENTS=1 CASEGATE_REQUIRE_GARAGE=1
+export CASEGATE_REQUIRE_CLIENTS=1 CASEGATE_REQUIRE_GARAGE=1 CASEGATE_REQUIRE_BROWSER=1
 # The disk-full test mounts a small tmpfs, which needs root; CI runs as root,
 # so there it must not skip.
 if [ "$(id -u)" = 0 ]; then

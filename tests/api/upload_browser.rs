@@ -108,7 +108,11 @@ fn hospital_records(big: usize) -> Records {
 
 /// Runs the browser script; panics with its output if it fails.
 async fn run_script(app: &TestApp, env: &[(&str, String)]) {
-    let cert = app.dir.path().join("certs/server.pem");
+    run_script_trusting(&app.dir.path().join("certs/server.pem"), env).await;
+}
+
+/// Runs the browser script against a gateway whose certificate is `cert`.
+async fn run_script_trusting(cert: &Path, env: &[(&str, String)]) {
     let mut cmd = tokio::process::Command::new("node");
     cmd.current_dir(browser_dir())
         .arg("upload-page.mjs")
@@ -132,13 +136,55 @@ fn link(app: &TestApp, token: &str) -> String {
     format!("{}#token={token}", app.url("/upload"))
 }
 
+const QUESTION: &str = "Is surgery still possible?\nShould I ask for a PET scan? — 手术还可以吗？";
+
+/// The script's environment for uploading `records` through `link` in
+/// `lang`, with screenshots into the output directory named `lang`.
+fn upload_env(
+    link: String,
+    token: &str,
+    lang: &str,
+    records: &Records,
+    summary: &[&str],
+) -> Vec<(&'static str, String)> {
+    let documents: Vec<String> = ["Pathology report 2026-03.pdf", "blood tests march.pdf"]
+        .iter()
+        .map(|n| {
+            records
+                .root
+                .path()
+                .join("docs")
+                .join(n)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let files = json!({
+        "folder": records.root.path().join("HOSPITAL_CD").display().to_string(),
+        "documents": documents,
+    });
+    let expect = json!({
+        "summary": summary,
+        "categories": ["lab_results", "pathology_report"],
+        "question": QUESTION,
+    });
+    vec![
+        ("CASEGATE_LINK", link),
+        ("CASEGATE_TOKEN", token.to_owned()),
+        ("CASEGATE_LANG", lang.to_owned()),
+        ("CASEGATE_FILES", files.to_string()),
+        ("CASEGATE_EXPECT", expect.to_string()),
+        ("CASEGATE_OUT", output_dir(lang).display().to_string()),
+    ]
+}
+
 /// Uploads the records through the page in `lang` and checks the server's
 /// manifest and the page's receipt against them.
 async fn upload_in(lang: &str, summary: &[&str]) {
     let app = spawn_app().await;
     let (_, patient) = app.create_case(None).await;
     let records = hospital_records(48 * 1024 * 1024);
-    let question = "Is surgery still possible?\nShould I ask for a PET scan? — 手术还可以吗？";
+    let question = QUESTION;
     let out = output_dir(lang);
     let documents: Vec<String> = ["Pathology report 2026-03.pdf", "blood tests march.pdf"]
         .iter()
@@ -283,4 +329,75 @@ async fn a_bad_or_expired_link_shows_its_message_and_sends_nothing() {
     let m = app.patient_manifest(&patient).await;
     assert_eq!(m["files"].as_array().unwrap().len(), 0);
     app.stop().await;
+}
+
+/// Waits for a line starting with `prefix` in the gateway's log file.
+fn wait_for_line(log: &Path, prefix: &str) -> String {
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+            return line[prefix.len()..].trim().to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no line {prefix:?} in the gateway's log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_reaches_the_gateways_log() {
+    if !browser_available() {
+        return;
+    }
+    // The binary as operators run it, logging everything it logs.
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let mut child = crate::startup::casegate(dir.path())
+        .env("CASEGATE_LOG", "trace")
+        .arg("serve")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_line(&log_path, "listening on https://");
+    let coordinator = wait_for_line(&log_path, "coordinator token: ");
+    let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
+    let client = crate::common::client_trusting(&ca);
+    let created: Value = client
+        .post(format!("https://{addr}/api/v1/cases"))
+        .bearer_auth(&coordinator)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patient = created["upload_token"].as_str().unwrap().to_owned();
+    let records = hospital_records(4 * 1024 * 1024);
+    let link = format!("https://{addr}/upload#token={patient}");
+    let summary = ["1 study", "2 series", "5 images"];
+    let mut env = upload_env(link, &patient, "en", &records, &summary);
+    env.retain(|(k, _)| *k != "CASEGATE_OUT");
+    env.push((
+        "CASEGATE_OUT",
+        output_dir("log-check").display().to_string(),
+    ));
+    run_script_trusting(&dir.path().join("certs/server.pem"), &env).await;
+
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // The log did record the page's requests, so the check below can fail.
+    assert!(
+        log.contains("/api/v1/patient/case") && log.contains("/tus/"),
+        "{log}"
+    );
+    let secret = &patient["cgu_".len()..];
+    assert!(
+        !log.contains(secret),
+        "the upload token is in the gateway's log"
+    );
 }
