@@ -149,8 +149,8 @@ async function upload() {
 
   // Slow the line so the reload lands in the middle of the big file.
   const cdp = await context.newCDPSession(page);
-  const throttle = (bytesPerSecond) => cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: bytesPerSecond,
+  const throttle = (bytesPerSecond, offline = false) => cdp.send('Network.emulateNetworkConditions', {
+    offline, latency: 20, downloadThroughput: -1, uploadThroughput: bytesPerSecond,
   });
   await throttle(3 * 1024 * 1024);
   await page.click('#send');
@@ -166,13 +166,25 @@ async function upload() {
   await page.locator('#pick').waitFor({ state: 'visible' });
   const resumeNote = await page.locator('#resume-note').innerText();
   check(resumeNote.length > 0, 'after a reload the page says how to continue');
-  await throttle(-1);
   await chooseFiles(files);
   const already = await page.locator('#already').innerText();
   check(already.length > 0, 'files that arrived before the reload are recognised');
   await page.fill('#questions', expect.question);
   step(`after reload: "${already}"`);
+  await throttle(3 * 1024 * 1024);
   await page.click('#send');
+
+  // The line drops: the page says so, waits, and continues by itself when
+  // the browser is back online.
+  await page.waitForTimeout(1000);
+  step(`sending again: ${await page.locator('#total-text').innerText()}`);
+  await throttle(3 * 1024 * 1024, true);
+  await page.locator('#file-progress li.retrying').first().waitFor({ state: 'visible', timeout: 60000 });
+  await page.locator('#notice').waitFor({ state: 'visible' });
+  step(`offline: "${await page.locator('#notice').innerText()}"`);
+  await shot('offline');
+  await page.waitForTimeout(2000);
+  await throttle(-1);
   await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
   const notice = await page.locator('#notice').isVisible() ? await page.locator('#notice').innerText() : '';
   check(notice === '', `a notice at the end: ${notice}`);

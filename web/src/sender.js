@@ -97,7 +97,17 @@ export function send({ token, caseKey, jobs, onChange }) {
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
         fingerprint: async () => fingerprintOf(caseKey, job),
-        onShouldRetry: shouldRetry,
+        onShouldRetry: (error) => {
+          const retry = shouldRetry(error);
+          if (retry) {
+            // Tell the patient at the first failure, not after the last
+            // quick retry; the next progress event clears it.
+            job.state = 'retrying';
+            job.error = classify(error).kind;
+            onChange();
+          }
+          return retry;
+        },
         onProgress: (sent) => {
           job.sent = sent;
           if (job.state !== 'sending') job.state = 'sending';
