@@ -146,6 +146,7 @@ fn upload_env(
     lang: &str,
     records: &Records,
     summary: &[&str],
+    offline: bool,
 ) -> Vec<(&'static str, String)> {
     let documents: Vec<String> = ["Pathology report 2026-03.pdf", "blood tests march.pdf"]
         .iter()
@@ -167,6 +168,7 @@ fn upload_env(
         "summary": summary,
         "categories": ["lab_results", "pathology_report"],
         "question": QUESTION,
+        "offline": offline,
     });
     vec![
         ("CASEGATE_LINK", link),
@@ -331,6 +333,16 @@ async fn a_bad_or_expired_link_shows_its_message_and_sends_nothing() {
     app.stop().await;
 }
 
+/// The gateway process, killed if the test ends before it stops it.
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits for a line starting with `prefix` in the gateway's log file.
 fn wait_for_line(log: &Path, prefix: &str) -> String {
     for _ in 0..300 {
@@ -351,12 +363,14 @@ async fn the_token_never_reaches_the_gateways_log() {
     // The binary as operators run it, logging everything it logs.
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("gateway.log");
-    let mut child = crate::startup::casegate(dir.path())
+    let child = crate::startup::casegate(dir.path())
         .env("CASEGATE_LOG", "trace")
         .arg("serve")
+        .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+    let mut gateway = Gateway(child);
     let addr = wait_for_line(&log_path, "listening on https://");
     let coordinator = wait_for_line(&log_path, "coordinator token: ");
     let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
@@ -375,7 +389,7 @@ async fn the_token_never_reaches_the_gateways_log() {
     let records = hospital_records(4 * 1024 * 1024);
     let link = format!("https://{addr}/upload#token={patient}");
     let summary = ["1 study", "2 series", "5 images"];
-    let mut env = upload_env(link, &patient, "en", &records, &summary);
+    let mut env = upload_env(link, &patient, "en", &records, &summary, false);
     env.retain(|(k, _)| *k != "CASEGATE_OUT");
     env.push((
         "CASEGATE_OUT",
@@ -383,12 +397,12 @@ async fn the_token_never_reaches_the_gateways_log() {
     ));
     run_script_trusting(&dir.path().join("certs/server.pem"), &env).await;
 
-    let pid = child.id().to_string();
+    let pid = gateway.0.id().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    child.wait().unwrap();
+    gateway.0.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
     // The log did record the page's requests, so the check below can fail.
     assert!(

@@ -11,7 +11,9 @@
 //   CASEGATE_SERVER_CERT the gateway's certificate (PEM): trusted by its SPKI
 //   CASEGATE_FILES       JSON: { "folder": dir, "documents": [paths] }
 //   CASEGATE_LANG        browser language (en, ar, …)
-//   CASEGATE_EXPECT      JSON: strings the page must show (mode-specific)
+//   CASEGATE_EXPECT      JSON: what the page must show (summary parts, categories,
+//                        a notice); `offline: true` also takes the line down
+//                        after the reload
 //   CASEGATE_OUT         output directory (screenshots, result.json)
 // Prints one line per step; exits non-zero on the first failed check.
 import { chromium } from 'playwright-core';
@@ -174,16 +176,18 @@ async function upload() {
   await throttle(3 * 1024 * 1024);
   await page.click('#send');
 
-  // The line drops: the page says so, waits, and continues by itself when
-  // the browser is back online.
-  await page.waitForTimeout(1000);
-  step(`sending again: ${await page.locator('#total-text').innerText()}`);
-  await throttle(3 * 1024 * 1024, true);
-  await page.locator('#file-progress li.retrying').first().waitFor({ state: 'visible', timeout: 60000 });
-  await page.locator('#notice').waitFor({ state: 'visible' });
-  step(`offline: "${await page.locator('#notice').innerText()}"`);
-  await shot('offline');
-  await page.waitForTimeout(2000);
+  if (expect.offline) {
+    // The line drops: the page says so, waits, and continues by itself
+    // when the browser is back online.
+    await page.waitForTimeout(1000);
+    step(`sending again: ${await page.locator('#total-text').innerText()}`);
+    await throttle(3 * 1024 * 1024, true);
+    await page.locator('#file-progress li.retrying').first().waitFor({ state: 'visible', timeout: 60000 });
+    await page.locator('#notice').waitFor({ state: 'visible' });
+    step(`offline: "${await page.locator('#notice').innerText()}"`);
+    await shot('offline');
+    await page.waitForTimeout(2000);
+  }
   await throttle(-1);
   await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
   const notice = await page.locator('#notice').isVisible() ? await page.locator('#notice').innerText() : '';
