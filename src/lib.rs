@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | 10 | [`cli`] | the `casegate` verbs (clap), mapped onto library calls |
 //! | 9 | [`server`] | the application: both TLS listeners, connection limits, drain |
-//! | 8 | [`http`] | one route table ([`http::endpoint`]), auth layer, thin handlers, one error → HTTP mapping |
+//! | 8 | [`http`] | one route table ([`http::endpoint`]), auth layer, CORS, thin handlers, one error → HTTP mapping, the embedded upload page |
 //! | 7 | [`service`] | business rules: cases, centres, grants (one liveness rule), downloads, audit export, checkpoints, proofs |
 //! | 6 | [`upload`] | tus semantics without HTTP: create, PATCH pipeline, complete, expire |
 //! | 6 | [`rotation`] | master key rotation: add a version, rewrap case keys |

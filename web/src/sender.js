@@ -131,7 +131,14 @@ export function send({ token, caseKey, jobs, onChange }) {
             const again = () => {
               window.removeEventListener('online', again);
               clearTimeout(timer);
-              if (!stopped) upload.start();
+              if (!stopped) {
+                upload.start();
+                return;
+              }
+              // Another file found the link expired meanwhile: give up too.
+              job.state = 'failed';
+              onChange();
+              done();
             };
             const timer = setTimeout(again, UNREACHABLE_PAUSE_MS);
             window.addEventListener('online', again);
