@@ -343,3 +343,44 @@ async fn the_patient_manifest_says_until_when_the_link_uploads() {
     assert_eq!(resp.status(), 403);
     app.stop().await;
 }
+
+/// The message keys of one language file (`a.b` for nested messages; a
+/// plural message counts as one key).
+fn message_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    let object = value.as_object().unwrap();
+    for (key, v) in object {
+        let name = format!("{prefix}{key}");
+        match v.as_object() {
+            Some(inner) if !inner.contains_key("other") => {
+                message_keys(v, &format!("{name}."), out);
+            }
+            _ => out.push(name),
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn every_language_has_every_message_and_plural_fallback() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/messages");
+    let read = |lang: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{lang}.json"))).unwrap()).unwrap()
+    };
+    let mut english = Vec::new();
+    message_keys(&read("en"), "", &mut english);
+    for lang in ["zh-CN", "hi", "es", "ar", "ru"] {
+        let messages = read(lang);
+        let mut keys = Vec::new();
+        message_keys(&messages, "", &mut keys);
+        assert_eq!(keys, english, "{lang}.json");
+        // Every plural message has the `other` form the page falls back to.
+        for (key, v) in messages.as_object().unwrap() {
+            if let Some(forms) = v
+                .as_object()
+                .filter(|f| f.contains_key("one") || f.contains_key("few"))
+            {
+                assert!(forms.contains_key("other"), "{lang}: {key}");
+            }
+        }
+    }
+}
