@@ -18,7 +18,7 @@
 // Prints one line per step; exits non-zero on the first failed check.
 import { chromium } from 'playwright-core';
 import { X509Certificate, createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,8 +47,10 @@ function spkiHash(pemPath) {
   return createHash('sha256').update(spki).digest('base64');
 }
 
-// A fresh profile each run, so no earlier run's storage helps this one.
-const context = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), 'casegate-chromium-')), {
+// A fresh profile each run, so no earlier run's storage helps this one;
+// removed at the end.
+const profile = mkdtempSync(path.join(tmpdir(), 'casegate-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   headless: true,
   locale: lang,
@@ -216,4 +218,5 @@ try {
   throw error;
 } finally {
   await context.close();
+  rmSync(profile, { recursive: true, force: true });
 }
