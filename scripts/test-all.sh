@@ -5,7 +5,7 @@
 #     tus-js-client from npm into tests/clients/node_modules);
 #   - installs the browser test's driver (playwright-core and axe-core from
 #     npm into tests/browser/node_modules; the browser itself is Debian's
-#     chromium at /usr/bin/chromium, which .ci/run installs);
+#     chromium at /usr/bin/chromium, installed with apt when run as root);
 #   - starts a single-node Garage S3 server on loopback (scripts/garage-dev.sh;
 #     the first run builds garage with cargo, several minutes), unless
 #     CASEGATE_TEST_S3_ENDPOINT already names one;
@@ -21,7 +21,17 @@ if ! python3 -c "import tusclient" 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --user tuspy==1.1.0
 fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
-echo "== browser test driver: playwright-core, axe-core"
+echo "== browser test: Debian's chromium, playwright-core, axe-core"
+# The browser is Debian's package, never one downloaded by npm. As root
+# (CI) it is installed here; otherwise ask for it by name.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else
+    echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 garage_dir=""
