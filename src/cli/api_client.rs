@@ -23,11 +23,19 @@ pub struct ServerArgs {
 
 /// `builder` trusting only the PEM CA in `ca` when one is given (`--ca`,
 /// `CASEGATE_CA`), else the system trust store: how every client verb
-/// reaches the gateway.
+/// (`admin`, `upload`, `fetch`) reaches the gateway.
+///
+/// Redirects are never followed and only https is spoken: reqwest keeps
+/// the `Authorization` header across a redirect to the same host and port,
+/// so a `Location: http://gateway:8443/…` would send the bearer token in
+/// clear. The gateway never redirects an API call; a 3xx is an error.
 pub fn trusting(
     builder: reqwest::ClientBuilder,
     ca: Option<&std::path::Path>,
 ) -> Result<reqwest::ClientBuilder, String> {
+    let builder = builder
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true);
     let Some(ca) = ca else {
         return Ok(builder);
     };

@@ -19,7 +19,8 @@ use serde_json::Value;
 use crate::common::{spawn_app, spawn_app_with};
 use crate::tus::pattern;
 use crate::upload_cli_harness::{
-    BIN, LoggedGateway, assert_each_once, patient_folder, recorded_url, sha, text, upload,
+    BIN, LoggedGateway, assert_each_once, patient_folder, recorded_url, redirecting_gateway, sha,
+    text, upload, upload_to,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,4 +579,29 @@ async fn ctrl_c_stops_cleanly_and_the_same_command_continues() {
     let manifest = app.patient_manifest(&token).await;
     assert_eq!(manifest["files"].as_array().unwrap().len(), 1);
     assert_eq!(manifest["files"][0]["sha256"], sha(&data).as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_plain_http_never_carries_the_token() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+    let (fake, heard, task) = redirecting_gateway(&app).await;
+    let out = upload_to(&app, &fake, &work, &token)
+        .args(["--yes", "Reports"])
+        .output()
+        .unwrap();
+    task.abort();
+    assert!(!out.status.success(), "{}", text(&out));
+    let heard = String::from_utf8_lossy(&heard.lock().unwrap()).into_owned();
+    assert!(
+        heard.is_empty(),
+        "the redirect was followed over plain http: {heard}"
+    );
+    assert!(!text(&out).contains(&token[4..]), "{}", text(&out));
+    assert_eq!(
+        app.patient_manifest(&token).await["files"],
+        serde_json::json!([])
+    );
 }

@@ -73,13 +73,18 @@ pub fn patient_folder(root: &Path) -> BTreeMap<String, (Vec<u8>, &'static str)> 
 /// `casegate upload` run from `work` (its state folder lands there), with
 /// none of the caller's environment deciding for it.
 pub fn upload(app: &TestApp, work: &Path, token: &str) -> Command {
+    upload_to(app, &app.url(""), work, token)
+}
+
+/// `casegate upload` against `server`, trusting `app`'s CA.
+pub fn upload_to(app: &TestApp, server: &str, work: &Path, token: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(work)
         .env_remove("CASEGATE_UPLOAD_TOKEN")
         .env_remove("CASEGATE_UPLOAD_LINK")
         .env_remove("CASEGATE_CA")
         .arg("upload")
-        .args(["--server", &app.url("")])
+        .args(["--server", server])
         .args(["--token", token])
         .arg("--ca")
         .arg(app.dir.path().join("certs/dev-ca.pem"))
@@ -236,4 +241,61 @@ impl Drop for LoggedGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fake gateway (the real gateway's certificate) that answers every
+/// request with `307 Location: http://…` to its own host *and port* —
+/// the case where reqwest would keep the `Authorization` header — and
+/// records every byte that arrives there in plain http (told apart from
+/// TLS by the first byte). Returns its https address and those bytes.
+pub async fn redirecting_gateway(
+    app: &TestApp,
+) -> (String, Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
+    use casegate::tls::server_config::{ServerIdentity, main_listener};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let certs = app.dir.path().join("certs");
+    let identity =
+        ServerIdentity::load(&certs.join("server.pem"), &certs.join("server-key.pem")).unwrap();
+    let mut config = (*main_listener(&identity).unwrap()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let location = format!("http://127.0.0.1:{port}/api/v1/patient/case");
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&heard);
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await.unwrap_or(0) == 0 {
+                continue;
+            }
+            if first[0] != 0x16 {
+                // Not a TLS handshake: plain http.
+                let mut buf = vec![0u8; 8192];
+                let n = tcp.read(&mut buf).await.unwrap_or(0);
+                keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                continue;
+            }
+            let Ok(mut stream) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (format!("https://127.0.0.1:{port}"), heard, task)
 }
