@@ -98,22 +98,32 @@ pub fn parse_pairs(header: &str) -> Result<BTreeMap<String, String>, MetadataErr
     Ok(pairs)
 }
 
+/// The name the gateway stores (and lists in the manifest) for an
+/// announced `filename`: trimmed, with bidi controls and other invisible
+/// format characters (ZWNJ, soft hyphen, …) as `_`, since they would make
+/// the name display as something else (`report\u{202e}fdp.exe` as
+/// "reportexe.pdf") to coordinators and centres. Empty, over-long or
+/// control-character names are refused. `casegate upload` announces and
+/// matches files by this name, so a rerun finds what it sent.
+pub fn stored_filename(announced: &str) -> Result<String, MetadataError> {
+    let name = announced.trim();
+    if name.is_empty() {
+        return Err(MetadataError::NoFilename);
+    }
+    if name.len() > MAX_FILENAME_BYTES || name.chars().any(char::is_control) {
+        return Err(MetadataError::BadFilename);
+    }
+    Ok(crate::text::neutralise(name))
+}
+
 impl UploadMetadata {
     pub fn parse(header: Option<&str>) -> Result<UploadMetadata, MetadataError> {
         let pairs = parse_pairs(header.unwrap_or(""))?;
         let filename = pairs
             .get("filename")
             .or_else(|| pairs.get("name"))
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
             .ok_or(MetadataError::NoFilename)?;
-        if filename.len() > MAX_FILENAME_BYTES || filename.chars().any(char::is_control) {
-            return Err(MetadataError::BadFilename);
-        }
-        // Bidi controls and other invisible format characters would make
-        // the name display as something else (`report\u{202e}fdp.exe` as
-        // "reportexe.pdf") to coordinators and centres: stored as `_`.
-        let filename = crate::text::neutralise(&filename);
+        let filename = stored_filename(filename)?;
         let category = pairs
             .get("category")
             .map(|s| s.trim())
@@ -163,6 +173,13 @@ mod tests {
         let disguised = format!("filename {}", b64("report\u{202e}fdp.exe"));
         let m = UploadMetadata::parse(Some(&disguised)).unwrap();
         assert_eq!(m.filename, "report_fdp.exe");
+        assert_eq!(
+            stored_filename(" Dr\u{200c}Ahmadi\u{ad}.pdf ").unwrap(),
+            "Dr_Ahmadi_.pdf"
+        );
+        assert_eq!(stored_filename("Icon\r"), Ok("Icon".to_owned()));
+        assert_eq!(stored_filename("a\rb"), Err(MetadataError::BadFilename));
+        assert_eq!(stored_filename(" "), Err(MetadataError::NoFilename));
     }
 
     #[test]

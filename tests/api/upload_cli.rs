@@ -605,3 +605,56 @@ async fn a_redirect_to_plain_http_never_carries_the_token() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_the_gateway_rewrites_are_sent_once() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    // Persian names hold a zero-width non-joiner; soft hyphens come from
+    // word processors. The gateway stores both as `_`.
+    let names = [
+        ("گزارش\u{200c}پاتولوژی.pdf", "گزارش_پاتولوژی.pdf", 1),
+        ("Befund\u{ad}bericht.pdf", "Befund_bericht.pdf", 2),
+    ];
+    for (name, _, seed) in names {
+        std::fs::write(work.join("docs").join(name), pattern(20_000, seed)).unwrap();
+    }
+    std::fs::write(work.join("docs/Icon\r"), b"mac folder icon").unwrap();
+    let run = || {
+        upload(&app, &work, &token)
+            .args(["--yes", "docs"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("skipped docs/Icon"),
+        "{}",
+        text(&out)
+    );
+    let stored = |manifest: &Value| {
+        let mut v: Vec<String> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["filename"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want: Vec<String> = names.iter().map(|n| n.1.to_owned()).collect();
+    want.sort();
+    assert_eq!(stored(&app.patient_manifest(&token).await), want);
+
+    let again = run();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing to send"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(stored(&app.patient_manifest(&token).await), want);
+}

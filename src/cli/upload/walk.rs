@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::text::neutralise;
+use crate::upload::metadata::stored_filename;
+
 /// A file to send.
 #[derive(Debug, Clone)]
 pub struct LocalFile {
@@ -17,7 +20,8 @@ pub struct LocalFile {
     /// As shown to the patient: relative to the folder the patient named,
     /// starting with that folder's own name.
     pub shown: String,
-    /// The base name, sent as the tus `filename`.
+    /// The base name as the gateway stores it ([`stored_filename`]): sent
+    /// as the tus `filename`, and what the manifest is matched against.
     pub name: String,
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
@@ -39,13 +43,15 @@ pub struct Walked {
 
 /// Folder names never descended into (besides hidden ones).
 const JUNK_DIRS: [&str; 3] = ["$recycle.bin", "system volume information", "__macosx"];
-/// File names never sent (compared lower-cased).
-const JUNK_FILES: [&str; 5] = [
+/// File names never sent (compared lower-cased); `Icon\r` holds a macOS
+/// folder's custom icon.
+const JUNK_FILES: [&str; 6] = [
     "dicomdir",
     ".ds_store",
     "thumbs.db",
     "desktop.ini",
     "autorun.inf",
+    "icon\r",
 ];
 
 /// Walks `roots`; `exclude` (the state folder) is never entered. A root
@@ -146,10 +152,14 @@ impl Walker {
         if meta.len() == 0 {
             return self.skip(shown, "empty file");
         }
-        let name = path
+        let raw = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| shown.clone());
+        // Control characters the gateway refuses are announced as `_`.
+        let Ok(name) = stored_filename(&raw).or_else(|_| stored_filename(&neutralise(&raw))) else {
+            return self.skip(shown, "the name is too long for the gateway");
+        };
         self.out.files.push(LocalFile {
             path: path.to_owned(),
             shown,
@@ -174,6 +184,9 @@ mod tests {
         std::fs::write(cd.join(".DS_Store"), b"x").unwrap();
         std::fs::write(cd.join("._IM0"), b"x").unwrap();
         std::fs::write(cd.join("Thumbs.db"), b"x").unwrap();
+        std::fs::write(cd.join("Icon\r"), b"x").unwrap();
+        std::fs::write(cd.join("DICOM/Dr\u{200c}Ahmadi.pdf"), b"pdf").unwrap();
+        std::fs::write(cd.join("DICOM/tab\there.pdf"), b"pdf").unwrap();
         std::fs::write(cd.join("empty.pdf"), b"").unwrap();
         std::fs::write(cd.join(".Trashes/501/old.pdf"), b"x").unwrap();
         std::fs::write(cd.join("DICOM/ST000/SE000/IM0"), b"dicom").unwrap();
@@ -186,11 +199,21 @@ mod tests {
         )
         .unwrap();
         let shown: Vec<_> = walked.files.iter().map(|f| f.shown.as_str()).collect();
-        assert_eq!(shown, ["CD/DICOM/ST000/SE000/IM0"]);
-        assert_eq!(walked.files[0].name, "IM0");
+        assert_eq!(
+            shown,
+            [
+                "CD/DICOM/Dr\u{200c}Ahmadi.pdf",
+                "CD/DICOM/ST000/SE000/IM0",
+                "CD/DICOM/tab\there.pdf"
+            ]
+        );
+        let names: Vec<_> = walked.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["Dr_Ahmadi.pdf", "IM0", "tab_here.pdf"]);
         let skipped: Vec<_> = walked.skipped.iter().map(|s| s.shown.as_str()).collect();
         assert!(
-            skipped.contains(&"CD/DICOMDIR") && skipped.contains(&"CD/empty.pdf"),
+            skipped.contains(&"CD/DICOMDIR")
+                && skipped.contains(&"CD/empty.pdf")
+                && skipped.contains(&"CD/Icon\r"),
             "{skipped:?}"
         );
         assert!(walk(&[dir.path().join("missing")], None).is_err());
