@@ -607,7 +607,7 @@ async fn a_redirect_to_plain_http_never_carries_the_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_the_gateway_rewrites_are_sent_once() {
+async fn names_the_gateway_rewrites_or_not_utf8_are_sent_once() {
     let app = spawn_app().await;
     let (_, token) = app.create_case(None).await;
     let work = app.dir.path().join("patient");
@@ -622,6 +622,10 @@ async fn names_the_gateway_rewrites_are_sent_once() {
         std::fs::write(work.join("docs").join(name), pattern(20_000, seed)).unwrap();
     }
     std::fs::write(work.join("docs/Icon\r"), b"mac folder icon").unwrap();
+    // A USB stick written on a Chinese Windows: GBK, not UTF-8.
+    use std::os::unix::ffi::OsStrExt;
+    let gbk = std::ffi::OsStr::from_bytes(b"\xb2\xa1\xc0\xed.pdf");
+    std::fs::write(work.join("docs").join(gbk), pattern(20_000, 3)).unwrap();
     let run = || {
         upload(&app, &work, &token)
             .args(["--yes", "docs"])
@@ -646,6 +650,7 @@ async fn names_the_gateway_rewrites_are_sent_once() {
         v
     };
     let mut want: Vec<String> = names.iter().map(|n| n.1.to_owned()).collect();
+    want.push("\u{fffd}\u{fffd}\u{fffd}\u{fffd}.pdf".to_owned());
     want.sort();
     assert_eq!(stored(&app.patient_manifest(&token).await), want);
 

@@ -142,22 +142,37 @@ pub fn assert_each_once(manifest: &Value, expected: &BTreeMap<String, (Vec<u8>, 
     }
 }
 
-/// The upload URL the resume state recorded for `name` (snapshot or journal).
+/// The upload URL the resume state recorded for `name` (the journal's
+/// last line for it, else the snapshot). Files are keyed by their path's
+/// bytes in hex.
 pub fn recorded_url(state_dir: &Path, name: &str) -> Option<String> {
-    let mut found = None;
+    let is_it =
+        |key: &str| casegate::hex::decode(key).is_some_and(|p| p.ends_with(name.as_bytes()));
+    let (mut journal, mut snapshot) = (None, None);
     for entry in std::fs::read_dir(state_dir).ok()? {
         let path = entry.ok()?.path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if path.extension().is_some_and(|e| e == "journal") {
-            for line in text.lines() {
-                let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
-                if v["path"].as_str().is_some_and(|p| p.ends_with(name)) {
-                    found = v["entry"]["upload_url"].as_str().map(str::to_owned);
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("journal") => {
+                for line in text.lines() {
+                    let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                    if v["key"].as_str().is_some_and(is_it) {
+                        journal = v["entry"]["upload_url"].as_str().map(str::to_owned);
+                    }
                 }
             }
+            Some("json") => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                for (key, e) in v["files"].as_object().into_iter().flatten() {
+                    if is_it(key) {
+                        snapshot = e["upload_url"].as_str().map(str::to_owned);
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    found
+    journal.or(snapshot)
 }
 
 /// `casegate serve` as a process, every log line kept.

@@ -7,7 +7,9 @@
 //! entries. A kill at any moment leaves whole lines in the journal (a torn
 //! last line is ignored); the journal is folded into the JSON file at the
 //! start and end of every run. The token itself is never stored: only its
-//! SHA-256, to tell which link the state was made with.
+//! SHA-256, to tell which link the state was made with. Files are keyed by
+//! their path's bytes in hex: a USB stick's GBK or Latin-1 names are not
+//! UTF-8, and JSON cannot hold them as they are.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,18 +45,27 @@ impl Entry {
     }
 }
 
+/// Version 2 keys files by [`key`]; version 1 by the path as text.
+const VERSION: u32 = 2;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Snapshot {
     version: u32,
     case_id: String,
     token_sha256: String,
-    files: BTreeMap<PathBuf, Entry>,
+    files: BTreeMap<String, Entry>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct JournalLine {
-    path: PathBuf,
+    key: String,
     entry: Entry,
+}
+
+/// A path as a state key: its bytes in hex, whatever their encoding.
+pub fn key(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    crate::hex::encode(path.as_os_str().as_bytes())
 }
 
 pub struct StateStore {
@@ -108,14 +119,21 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
             Err(e) => return Err(io(&snapshot_path, e)),
         };
+        if snapshot.version == 1 {
+            let files = std::mem::take(&mut snapshot.files);
+            snapshot.files = files
+                .into_iter()
+                .map(|(path, e)| (crate::hex::encode(path.as_bytes()), e))
+                .collect();
+        }
         if let Ok(text) = std::fs::read_to_string(&journal_path) {
             for line in text.lines() {
-                if let Ok(JournalLine { path, entry }) = serde_json::from_str(line) {
-                    snapshot.files.insert(path, entry);
+                if let Ok(JournalLine { key, entry }) = serde_json::from_str(line) {
+                    snapshot.files.insert(key, entry);
                 }
             }
         }
-        snapshot.version = 1;
+        snapshot.version = VERSION;
         snapshot.case_id = case_id.to_owned();
         snapshot.token_sha256 = token_sha256.to_owned();
         let store = StateStore {
@@ -130,20 +148,21 @@ impl StateStore {
     }
 
     pub fn get(&self, path: &Path) -> Option<Entry> {
-        self.snapshot.lock().ok()?.files.get(path).cloned()
+        self.snapshot.lock().ok()?.files.get(&key(path)).cloned()
     }
 
     /// Records a change: kept in memory and appended to the journal (one
     /// write, so a kill leaves the line whole or absent).
     pub fn record(&self, path: &Path, entry: Entry) -> Result<(), String> {
+        let key = key(path);
         let mut line = serde_json::to_vec(&JournalLine {
-            path: path.to_owned(),
+            key: key.clone(),
             entry: entry.clone(),
         })
         .map_err(|e| e.to_string())?;
         line.push(b'\n');
         if let Ok(mut snapshot) = self.snapshot.lock() {
-            snapshot.files.insert(path.to_owned(), entry);
+            snapshot.files.insert(key, entry);
         }
         let mut journal = self
             .journal
@@ -212,7 +231,7 @@ mod tests {
         drop(store); // killed: no fold
         let journal = dir.path().join("case_x.journal");
         let mut torn = std::fs::read(&journal).unwrap();
-        torn.extend_from_slice(b"{\"path\":\"/c\",\"ent");
+        torn.extend_from_slice(b"{\"key\":\"2f63\",\"ent");
         std::fs::write(&journal, torn).unwrap();
         let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
         assert_eq!(store.get(Path::new("/a")), Some(entry(Phase::Uploading)));
@@ -223,5 +242,27 @@ mod tests {
         let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
         assert_eq!(store.get(Path::new("/a")), None);
         assert!(dir.path().join("case_x.json.broken").exists());
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_are_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let gbk = Path::new(std::ffi::OsStr::from_bytes(b"/usb/\xb2\xa1\xc0\xed.pdf"));
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        store.record(gbk, entry(Phase::Complete)).unwrap();
+        drop(store);
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        assert_eq!(store.get(gbk), Some(entry(Phase::Complete)));
+    }
+
+    #[test]
+    fn a_version_1_state_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = serde_json::json!({"version": 1, "case_id": "case_x", "token_sha256": "ab",
+            "files": {"/a": entry(Phase::Complete)}});
+        std::fs::write(dir.path().join("case_x.json"), v1.to_string()).unwrap();
+        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        assert_eq!(store.get(Path::new("/a")), Some(entry(Phase::Complete)));
     }
 }
