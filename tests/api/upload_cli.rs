@@ -663,3 +663,43 @@ async fn names_the_gateway_rewrites_or_not_utf8_are_sent_once() {
     );
     assert_eq!(stored(&app.patient_manifest(&token).await), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_for_the_same_case_waits_its_turn() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("scans")).unwrap();
+    let data = pattern(8 << 20, 6);
+    std::fs::write(work.join("scans/ct.bin"), &data).unwrap();
+    let mut first = upload(&app, &work, &token)
+        .args(["--yes", "--max-rate", "4000000", "scans"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("ct.bin: 10%") {
+            break;
+        }
+    }
+    let second = upload(&app, &work, &token)
+        .args(["--yes", "scans"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another upload for this case"),
+        "{}",
+        text(&second)
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(first.wait().unwrap().success(), "{rest:#?}");
+    let manifest = app.patient_manifest(&token).await;
+    assert_eq!(
+        manifest["files"].as_array().unwrap().len(),
+        1,
+        "{manifest:#}"
+    );
+    assert_eq!(manifest["files"][0]["sha256"], sha(&data).as_str());
+}

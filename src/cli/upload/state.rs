@@ -9,7 +9,10 @@
 //! start and end of every run. The token itself is never stored: only its
 //! SHA-256, to tell which link the state was made with. Files are keyed by
 //! their path's bytes in hex: a USB stick's GBK or Latin-1 names are not
-//! UTF-8, and JSON cannot hold them as they are.
+//! UTF-8, and JSON cannot hold them as they are. A lock file
+//! (`<case_id>.lock`, held while the run lasts) keeps a second run for the
+//! same case from sending the same files and emptying the first one's
+//! journal.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -74,6 +77,8 @@ pub struct StateStore {
     journal_path: PathBuf,
     snapshot: Mutex<Snapshot>,
     journal: Mutex<std::fs::File>,
+    /// Held (locked) until the store is dropped.
+    _lock: std::fs::File,
 }
 
 fn io(path: &Path, e: std::io::Error) -> String {
@@ -91,6 +96,28 @@ fn append_only(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// The case's lock, taken without waiting: the OS releases it when the run
+/// ends, however it ends.
+fn hold_lock(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(
+            "another upload for this case is already running on this computer; let it \
+             finish (or stop it with Ctrl-C), then run the command again"
+                .into(),
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(path, e)),
+    }
+}
+
 impl StateStore {
     /// Opens (or starts) the state of `case_id` in `dir`. An unreadable
     /// state file is set aside (`.broken`): the gateway's manifest still
@@ -103,6 +130,7 @@ impl StateStore {
                 dir.display()
             )
         })?;
+        let lock = hold_lock(&dir.join(format!("{case_id}.lock")))?;
         let snapshot_path = dir.join(format!("{case_id}.json"));
         let journal_path = dir.join(format!("{case_id}.journal"));
         let mut snapshot = match std::fs::read(&snapshot_path) {
@@ -142,6 +170,7 @@ impl StateStore {
             snapshot_path,
             journal_path,
             snapshot: Mutex::new(snapshot),
+            _lock: lock,
         };
         store.fold()?;
         Ok(store)
@@ -239,9 +268,23 @@ mod tests {
         assert_eq!(store.get(Path::new("/c")), None);
         assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
         std::fs::write(store.snapshot_path(), b"{not json").unwrap();
+        drop(store);
         let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
         assert_eq!(store.get(Path::new("/a")), None);
         assert!(dir.path().join("case_x.json.broken").exists());
+    }
+
+    #[test]
+    fn one_run_per_case_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let Err(second) = StateStore::open(dir.path(), "case_x", "ab") else {
+            panic!("two runs at once");
+        };
+        assert!(second.contains("already running"), "{second}");
+        assert!(StateStore::open(dir.path(), "case_y", "ab").is_ok());
+        drop(first);
+        assert!(StateStore::open(dir.path(), "case_x", "ab").is_ok());
     }
 
     #[test]
