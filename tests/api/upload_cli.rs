@@ -703,3 +703,78 @@ async fn a_second_run_for_the_same_case_waits_its_turn() {
     );
     assert_eq!(manifest["files"][0]["sha256"], sha(&data).as_str());
 }
+
+/// Writes a resume-state entry for `file` as an earlier run would have.
+fn remember_in_state(state: &std::path::Path, case: &str, file: &std::path::Path, entry: Value) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let json = state.join(format!("{case}.json"));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let file = file.canonicalize().unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let mut entry = entry;
+    entry["size"] = meta.len().into();
+    entry["mtime_ns"] = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).into();
+    let key = casegate::hex::encode(file.as_os_str().as_bytes());
+    v["files"][key] = entry;
+    std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_again() {
+    let app = spawn_app().await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    std::fs::write(work.join("docs/a.pdf"), pattern(10_000, 1)).unwrap();
+    let run = || {
+        upload(&app, &work, &token)
+            .args(["--yes", "docs"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // b.pdf: an earlier run saw every byte go, the manifest does not list
+    // it complete (here: the gateway holds part of it). c.pdf: the
+    // gateway has no such upload (404).
+    let b = pattern(100_000, 2);
+    let c = pattern(50_000, 3);
+    std::fs::write(work.join("docs/b.pdf"), &b).unwrap();
+    std::fs::write(work.join("docs/c.pdf"), &c).unwrap();
+    let path = app
+        .tus_create(&token, b.len() as u64, &crate::tus::meta("b.pdf", None))
+        .await;
+    assert_eq!(
+        app.tus_patch(&token, &path, 0, b[..30_000].to_vec())
+            .await
+            .status(),
+        204
+    );
+    let state = work.join("casegate-upload");
+    for (name, url, data) in [
+        ("b.pdf", path.clone(), &b),
+        ("c.pdf", "/tus/up_NotAnUploadOfThisCase0".to_owned(), &c),
+    ] {
+        let entry = serde_json::json!({"upload_url": url, "state": "complete",
+            "sha256": sha(data)});
+        remember_in_state(&state, &case, &work.join("docs").join(name), entry);
+    }
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sending docs/b.pdf (100.00 kB, continuing from"),
+        "{stderr}"
+    );
+    let mut expected = BTreeMap::new();
+    for (name, data) in [
+        ("docs/a.pdf", pattern(10_000, 1)),
+        ("docs/b.pdf", b),
+        ("docs/c.pdf", c),
+    ] {
+        expected.insert(name.to_owned(), (data, "other"));
+    }
+    assert_each_once(&app.patient_manifest(&token).await, &expected);
+}

@@ -3,7 +3,11 @@
 //! upload page, matched in the manifest by name, size and SHA-256 — or a
 //! job, continuing the upload an earlier run started when its file is
 //! unchanged. An upload started for a file that has since changed is
-//! terminated, so the case does not keep a half of the old version.
+//! terminated, so the case does not keep a half of the old version. A file
+//! an earlier run finished but the manifest does not list as complete
+//! (the gateway stopped while finishing it) is not sent again blindly: its
+//! upload is asked first, and only an upload the gateway no longer knows
+//! (404/410) is started afresh.
 
 use indicatif::DecimalBytes;
 
@@ -45,19 +49,22 @@ pub async fn plan(
             lines[i].local_sha256 = Some(sha);
             continue;
         }
-        let resume = match started(tus, entry, &f) {
-            Some((true, url)) => Some(url),
-            Some((false, url)) => {
-                tus.terminate(&url).await;
-                None
+        let (resume, known_sha256) = match earlier(tus, entry, &f) {
+            Some(e) if e.same_file => (Some(e.url), e.sha256),
+            // Only an unfinished upload: a finished one is the old
+            // version, already part of the case.
+            Some(e) if e.sha256.is_none() => {
+                tus.terminate(&e.url).await;
+                (None, None)
             }
-            None => None,
+            _ => (None, None),
         };
         jobs.push(Job {
             dicom: f.kind.is_dicom(),
             category: f.category,
             file: f.file,
             resume,
+            known_sha256,
             line: i,
         });
     }
@@ -115,10 +122,23 @@ async fn finished_elsewhere(
     Some(sha)
 }
 
-/// An upload an earlier run started for this path, and whether the file
-/// is still the one it was started for.
-fn started(tus: &Tus, entry: Option<Entry>, f: &Found) -> Option<(bool, reqwest::Url)> {
-    let entry = entry.filter(|e| e.state == Phase::Uploading)?;
+/// An upload an earlier run made for this path.
+struct Earlier {
+    /// The file is still the one it was made for.
+    same_file: bool,
+    url: reqwest::Url,
+    /// Set when that run saw every byte accepted.
+    sha256: Option<String>,
+}
+
+fn earlier(tus: &Tus, entry: Option<Entry>, f: &Found) -> Option<Earlier> {
+    let entry = entry?;
     let url = tus.upload_url(entry.upload_url.as_deref()?)?;
-    Some((entry.describes(&f.file), url))
+    let same_file = entry.describes(&f.file);
+    let complete = entry.state == Phase::Complete;
+    Some(Earlier {
+        same_file,
+        url,
+        sha256: entry.sha256.filter(|_| complete),
+    })
 }

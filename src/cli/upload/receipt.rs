@@ -43,7 +43,9 @@ pub fn confirm(lines: &mut [Line], server: &mut ServerFiles) {
             line.problem
                 .get_or_insert_with(|| match &line.server_sha256 {
                     Some(_) => "the gateway recorded a different SHA-256".into(),
-                    None => "not in the gateway's case manifest".into(),
+                    None => "not (yet) listed as complete in the gateway's case manifest; run \
+                             the same command again in a few minutes to check"
+                        .into(),
                 });
         }
     }

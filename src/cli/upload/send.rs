@@ -36,6 +36,9 @@ pub struct Job {
     pub dicom: bool,
     /// An upload started by an earlier run.
     pub resume: Option<Url>,
+    /// The SHA-256 an earlier run computed when it saw `resume` take every
+    /// byte (the manifest did not list it as complete yet).
+    pub known_sha256: Option<String>,
     /// Its line in the receipt.
     pub line: usize,
 }
@@ -201,6 +204,11 @@ impl Sender {
             return Err(Failure::Gone);
         }
         bar.start_at(offset);
+        if let (true, Some(sha256)) = (offset == file.size, &job.known_sha256) {
+            // The gateway holds every byte and is finishing the file.
+            self.remember(file, Some(&url), Phase::Complete, Some(sha256))?;
+            return Ok(Some(sha256.clone()));
+        }
         let ctx = if offset == 0 {
             Context::new(&SHA256)
         } else {
