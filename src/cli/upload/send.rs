@@ -235,6 +235,15 @@ impl Sender {
             .tus
             .append(&url, offset, left, body, &file.shown)
             .await?;
+        if now <= offset {
+            // A 204 that took nothing: counted as a failed try (with a
+            // pause), or a broken gateway would be asked again at once,
+            // forever.
+            return Err(Failure::Retry {
+                why: "the gateway took none of the bytes sent".into(),
+                after: None,
+            });
+        }
         if now < file.size {
             return Ok(None);
         }
