@@ -19,6 +19,7 @@ mod progress;
 mod receipt;
 mod send;
 mod sniff;
+mod stall;
 mod state;
 mod summary;
 mod tus;

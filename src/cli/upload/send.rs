@@ -18,6 +18,7 @@ use ring::digest::{Context, SHA256};
 use super::body::{RateLimit, file_body, hash_prefix};
 use super::problem::{Failure, unreadable};
 use super::progress::{FileBar, Progress};
+use super::stall::Stall;
 use super::state::{Entry, Phase, StateStore};
 use super::tus::{Announce, Tus, filetype};
 use super::walk::LocalFile;
@@ -60,6 +61,7 @@ pub struct Sender {
     pub progress: Arc<Progress>,
     pub limit: Option<Arc<RateLimit>>,
     stopped: AtomicBool,
+    stall: Stall,
 }
 
 /// Where one file's upload stands between tries.
@@ -105,6 +107,7 @@ impl Sender {
             progress,
             limit,
             stopped: AtomicBool::new(false),
+            stall: Stall::new(),
         }
     }
 
@@ -135,49 +138,72 @@ impl Sender {
         loop {
             let failure = match self.step(job, &mut at, &bar).await {
                 Ok(Some(sha256)) => {
+                    self.stall.file_sent();
                     bar.done("sent");
                     return Outcome::Sent { sha256 };
                 }
                 Ok(None) => continue,
                 Err(f) => f,
             };
-            let (why, after) = match failure {
-                Failure::Stop(msg) => {
-                    self.stopped.store(true, Ordering::SeqCst);
+            match self.after_failure(failure, &mut at, shown) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(outcome) => {
                     bar.abandon();
-                    return Outcome::Stopped(msg);
+                    return outcome;
                 }
-                Failure::File(msg) => {
-                    self.progress.say(&format!("casegate: {msg}"));
-                    bar.abandon();
-                    return Outcome::Failed(msg);
-                }
-                Failure::Gone => {
-                    at.url = None;
-                    (
-                        "the gateway no longer has the earlier upload; starting it again".into(),
-                        Some(Duration::ZERO),
-                    )
-                }
-                Failure::Retry { why, after } => (why, after),
-            };
-            at.tries += 1;
-            if at.tries > MAX_ATTEMPTS || self.stopped.load(Ordering::SeqCst) {
-                let msg = format!(
-                    "{shown}: not sent ({why}); run the same command again later to continue"
-                );
-                self.progress.say(&format!("casegate: {msg}"));
-                bar.abandon();
-                return Outcome::Failed(msg);
             }
-            let wait = after.unwrap_or_else(|| backoff(at.tries));
-            if !wait.is_zero() {
-                let secs = wait.as_secs().max(1);
-                self.progress
-                    .say(&format!("{shown}: {why}; trying again in {secs}s"));
-            }
-            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// What a failed try means: the pause before the next one, or the
+    /// file's outcome (given up, or the whole run stops).
+    fn after_failure(
+        &self,
+        failure: Failure,
+        at: &mut Attempt,
+        shown: &str,
+    ) -> Result<Duration, Outcome> {
+        let (why, after) = match failure {
+            Failure::Stop(msg) => {
+                self.stopped.store(true, Ordering::SeqCst);
+                return Err(Outcome::Stopped(msg));
+            }
+            Failure::File(msg) => {
+                self.progress.say(&format!("casegate: {msg}"));
+                return Err(Outcome::Failed(msg));
+            }
+            Failure::Gone => {
+                at.url = None;
+                (
+                    "the gateway no longer has the earlier upload; starting it again".into(),
+                    Some(Duration::ZERO),
+                )
+            }
+            Failure::Retry { why, after } => (why, after),
+        };
+        at.tries += 1;
+        let run_over = if at.tries > MAX_ATTEMPTS {
+            self.stall.file_given_up(&why)
+        } else {
+            self.stall.quiet_too_long(&why)
+        };
+        if let Some(msg) = run_over {
+            self.stopped.store(true, Ordering::SeqCst);
+            return Err(Outcome::Stopped(msg));
+        }
+        if at.tries > MAX_ATTEMPTS || self.stopped.load(Ordering::SeqCst) {
+            let msg =
+                format!("{shown}: not sent ({why}); run the same command again later to continue");
+            self.progress.say(&format!("casegate: {msg}"));
+            return Err(Outcome::Failed(msg));
+        }
+        let wait = after.unwrap_or_else(|| backoff(at.tries));
+        if !wait.is_zero() {
+            let secs = wait.as_secs().max(1);
+            self.progress
+                .say(&format!("{shown}: {why}; trying again in {secs}s"));
+        }
+        Ok(wait)
     }
 
     /// One try: the SHA-256 when the file is complete, `None` when the
@@ -191,18 +217,7 @@ impl Sender {
         let file = &job.file;
         unchanged(file)?;
         let url = self.upload_for(job, at).await?;
-        let offset = if std::mem::take(&mut at.fresh) {
-            0
-        } else {
-            self.tus.offset(&url, &file.shown).await?
-        };
-        if offset > at.best_offset {
-            at.best_offset = offset;
-            at.tries = 0; // progress: a flaky line is not a dead one
-        }
-        if offset > file.size {
-            return Err(Failure::Gone);
-        }
+        let offset = self.offset_of(&url, file, at).await?;
         bar.start_at(offset);
         if let (true, Some(sha256)) = (offset == file.size, &job.known_sha256) {
             // The gateway holds every byte and is finishing the file.
@@ -219,6 +234,42 @@ impl Sender {
         if offset == file.size {
             return self.finished(file, &url, ctx).map(Some);
         }
+        self.send_rest(file, &url, offset, ctx, bar).await
+    }
+
+    /// Where the gateway stands with this upload (0 when just created).
+    async fn offset_of(
+        &self,
+        url: &Url,
+        file: &LocalFile,
+        at: &mut Attempt,
+    ) -> Result<u64, Failure> {
+        let offset = if std::mem::take(&mut at.fresh) {
+            0
+        } else {
+            self.tus.offset(url, &file.shown).await?
+        };
+        if offset > at.best_offset {
+            at.best_offset = offset;
+            at.tries = 0; // progress: a flaky line is not a dead one
+            self.stall.progressed();
+        }
+        if offset > file.size {
+            return Err(Failure::Gone);
+        }
+        Ok(offset)
+    }
+
+    /// One PATCH with the rest of the file from `offset`, hashed on the way
+    /// on top of `ctx` (the hash of the bytes before it).
+    async fn send_rest(
+        &self,
+        file: &LocalFile,
+        url: &Url,
+        offset: u64,
+        ctx: Context,
+        bar: &Arc<FileBar>,
+    ) -> Result<Option<String>, Failure> {
         let hasher = Arc::new(Mutex::new(ctx));
         let left = file.size - offset;
         let body = file_body(
@@ -233,7 +284,7 @@ impl Sender {
         .map_err(|e| unreadable(&file.shown, &e))?;
         let now = self
             .tus
-            .append(&url, offset, left, body, &file.shown)
+            .append(url, offset, left, body, &file.shown)
             .await?;
         if now <= offset {
             // A 204 that took nothing: counted as a failed try (with a
@@ -244,6 +295,7 @@ impl Sender {
                 after: None,
             });
         }
+        self.stall.progressed();
         if now < file.size {
             return Ok(None);
         }
@@ -251,7 +303,7 @@ impl Sender {
             .lock()
             .map(|mut c| std::mem::replace(&mut *c, Context::new(&SHA256)))
             .map_err(|_| Failure::File("internal: hash state poisoned".into()))?;
-        self.finished(file, &url, ctx).map(Some)
+        self.finished(file, url, ctx).map(Some)
     }
 
     /// The upload this try continues, created when there is none.
