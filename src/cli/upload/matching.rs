@@ -16,7 +16,7 @@ pub struct ServerFiles {
 
 impl ServerFiles {
     /// The complete (or flagged: stored, but not what it claimed to be)
-    /// files of a manifest.
+    /// files of a manifest whose SHA-256 is 64 lowercase hex digits.
     pub fn from_manifest(manifest: &Value) -> ServerFiles {
         let mut finished: HashMap<(String, u64), Vec<String>> = HashMap::new();
         for f in manifest["files"].as_array().into_iter().flatten() {
@@ -27,6 +27,11 @@ impl ServerFiles {
             ) else {
                 continue;
             };
+            // Printed on the receipt: only a real SHA-256, never whatever
+            // a hostile server sends (terminal escapes).
+            if !crate::hex::is_lower(sha, 32) {
+                continue;
+            }
             if matches!(f["state"].as_str(), Some("complete" | "flagged")) {
                 finished
                     .entry((name.to_owned(), size))
@@ -75,16 +80,29 @@ mod tests {
 
     #[test]
     fn same_name_and_size_are_told_apart_by_hash() {
+        let (aa, bb, cc) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
         let m = serde_json::json!({"files": [
-            {"filename": "IM0", "size": 5, "sha256": "aa", "state": "complete"},
-            {"filename": "IM0", "size": 5, "sha256": "bb", "state": "complete"},
+            {"filename": "IM0", "size": 5, "sha256": aa, "state": "complete"},
+            {"filename": "IM0", "size": 5, "sha256": bb, "state": "complete"},
             {"filename": "IM0", "size": 5, "sha256": null, "state": "uploading"},
         ]});
         let mut s = ServerFiles::from_manifest(&m);
         assert!(s.has("IM0", 5) && !s.has("IM0", 6));
-        assert!(s.take("IM0", 5, "bb"));
-        assert!(!s.take("IM0", 5, "bb"), "each server file matches once");
-        assert!(!s.take("IM0", 5, "cc"));
-        assert_eq!(s.any("IM0", 5).as_deref(), Some("aa"));
+        assert!(s.take("IM0", 5, &bb));
+        assert!(!s.take("IM0", 5, &bb), "each server file matches once");
+        assert!(!s.take("IM0", 5, &cc));
+        assert_eq!(s.any("IM0", 5), Some(aa));
+    }
+
+    #[test]
+    fn only_real_sha256_values_are_taken() {
+        let escape = format!("\u{1b}[2J{}", "a".repeat(60));
+        let m = serde_json::json!({"files": [
+            {"filename": "x", "size": 5, "sha256": escape, "state": "complete"},
+            {"filename": "x", "size": 5, "sha256": "A".repeat(64), "state": "complete"},
+        ]});
+        let s = ServerFiles::from_manifest(&m);
+        assert!(!s.has("x", 5));
+        assert_eq!(s.any("x", 5), None);
     }
 }
