@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_client;
 pub mod audit;
+mod bounded;
 pub mod centre;
 mod error;
 pub mod fetch;

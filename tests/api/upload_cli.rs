@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::common::{spawn_app, spawn_app_with};
 use crate::tus::pattern;
 use crate::upload_cli_harness::{
-    BIN, LoggedGateway, assert_each_once, patient_folder, recorded_url, redirecting_gateway, sha,
-    text, upload, upload_to,
+    BIN, LoggedGateway, assert_each_once, fake_gateway, patient_folder, recorded_url, sha, text,
+    upload, upload_to,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,7 +587,12 @@ async fn a_redirect_to_plain_http_never_carries_the_token() {
     let (_, token) = app.create_case(None).await;
     let work = app.dir.path().join("patient");
     patient_folder(&work);
-    let (fake, heard, task) = redirecting_gateway(&app).await;
+    // To its own host and port: reqwest would keep the Authorization
+    // header there.
+    let redirect = "HTTP/1.1 307 Temporary Redirect\r\n\
+        Location: http://127.0.0.1:{port}/api/v1/patient/case\r\n\
+        Content-Length: 0\r\nConnection: close\r\n\r\n";
+    let (fake, heard, task) = fake_gateway(&app, redirect).await;
     let out = upload_to(&app, &fake, &work, &token)
         .args(["--yes", "Reports"])
         .output()
@@ -777,4 +782,26 @@ async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_ag
         expected.insert(name.to_owned(), (data, "other"));
     }
     assert_each_once(&app.patient_manifest(&token).await, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_manifest_is_refused_unread() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+    let huge = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+        Content-Length: 100000000000\r\nConnection: close\r\n\r\n{\"case_id\":";
+    let (fake, _, task) = fake_gateway(&app, huge).await;
+    let out = upload_to(&app, &fake, &work, &token)
+        .args(["--yes", "Reports"])
+        .output()
+        .unwrap();
+    task.abort();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("case manifest is larger than 64 MiB"),
+        "{}",
+        text(&out)
+    );
 }

@@ -258,13 +258,14 @@ impl Drop for LoggedGateway {
     }
 }
 
-/// A fake gateway (the real gateway's certificate) that answers every
-/// request with `307 Location: http://…` to its own host *and port* —
-/// the case where reqwest would keep the `Authorization` header — and
-/// records every byte that arrives there in plain http (told apart from
-/// TLS by the first byte). Returns its https address and those bytes.
-pub async fn redirecting_gateway(
+/// A fake gateway (the real gateway's certificate) that gives every
+/// request over TLS the same `answer` (`{port}` replaced by its own port),
+/// and records every byte that arrives on that port in plain http (told
+/// apart from TLS by the first byte). Returns its https address and those
+/// bytes.
+pub async fn fake_gateway(
     app: &TestApp,
+    answer: &str,
 ) -> (String, Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
     use casegate::tls::server_config::{ServerIdentity, main_listener};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -277,7 +278,7 @@ pub async fn redirecting_gateway(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let location = format!("http://127.0.0.1:{port}/api/v1/patient/case");
+    let answer = answer.replace("{port}", &port.to_string());
     let heard = Arc::new(Mutex::new(Vec::new()));
     let keep = Arc::clone(&heard);
     let task = tokio::spawn(async move {
@@ -304,10 +305,6 @@ pub async fn redirecting_gateway(
                 }
                 head.push(byte[0]);
             }
-            let answer = format!(
-                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n"
-            );
             let _ = stream.write_all(answer.as_bytes()).await;
             let _ = stream.shutdown().await;
         }

@@ -10,8 +10,8 @@ use indicatif::ProgressBar;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
-use super::bounded::printable;
 use super::problem::{FileError, problem};
+use crate::cli::bounded::printable;
 
 /// Where to continue a sealed download of `sealed_size` bytes that has
 /// `on_disk` bytes so far. A complete one is re-confirmed from its last

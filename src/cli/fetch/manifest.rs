@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
 use super::problem::problem;
+use crate::cli::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
 use crate::crypto::format::{CHUNK_OVERHEAD, HEADER_LEN};
 use crate::ids::FileId;
 

@@ -9,7 +9,6 @@
 //! file that fails is reported and the others go on; the exit status says
 //! whether all landed. Nothing is written outside `--out`.
 
-mod bounded;
 mod decrypt;
 mod download;
 mod manifest;

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
+use crate::cli::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
 
 /// Why one file did not land.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The tus 1.0 requests `casegate upload` makes, over one reqwest client:
 //! create (POST with `Upload-Length` and `Upload-Metadata`), offset (HEAD),
 //! append (one streaming PATCH from an offset), terminate (DELETE), and
-//! the patient's case manifest. The token travels only as
+//! the patient's case manifest (read up to a fixed size). The token travels only as
 //! `Authorization: Bearer`; upload URLs the gateway hands out are followed
 //! only on the gateway's own origin, so a token never goes elsewhere.
 
@@ -11,6 +11,7 @@ use reqwest::{Method, RequestBuilder, Url};
 use serde_json::Value;
 
 use super::problem::{Failure, from_response, from_transport};
+use crate::cli::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
 use crate::token::SecretToken;
 
 pub struct Tus {
@@ -145,8 +146,19 @@ impl Tus {
         if !resp.status().is_success() {
             return Err(from_response(resp, "the case").await);
         }
-        resp.json()
+        let body = body_within(resp, MAX_MANIFEST_BYTES)
             .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => Failure::Stop(format!(
+                    "the gateway's case manifest is larger than {} MiB; check the address",
+                    MAX_MANIFEST_BYTES >> 20
+                )),
+                BodyError::Interrupted(why) => Failure::Retry {
+                    why: format!("the connection broke ({why})"),
+                    after: None,
+                },
+            })?;
+        serde_json::from_slice(&body)
             .map_err(|_| Failure::Stop("the gateway's case manifest is not readable".into()))
     }
 }

@@ -1,12 +1,13 @@
-//! Reading from the gateway with a bound on every body: a broken or
-//! hostile server must not fill the centre's memory or disk. Sealed
-//! downloads are bounded by the manifest's `sealed_size` (in
-//! `download`); the manifest itself and error answers by fixed limits.
+//! Reading from the gateway with a bound on every body (`fetch` and
+//! `upload`): a broken or hostile server must not fill the user's memory
+//! or disk, nor write to their terminal. Sealed downloads are bounded by
+//! the manifest's `sealed_size` (in `fetch::download`); manifests and
+//! error answers by fixed limits.
 
 use futures_util::StreamExt;
 
-/// The grant's file list. At the default quota of 20,000 files per case,
-/// with 1 KiB names and DICOM fields, it stays near 32 MiB.
+/// A grant's or a case's file list. At the default quota of 20,000 files
+/// per case, with 1 KiB names and DICOM fields, it stays near 32 MiB.
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// An error answer (problem+json) is a few hundred bytes.
