@@ -805,3 +805,31 @@ async fn a_huge_manifest_is_refused_unread() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_says_so_at_once() {
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    patient_folder(&work);
+    // The system's trust store does not know the gateway's dev CA.
+    let out = Command::new(BIN)
+        .current_dir(&work)
+        .env_remove("CASEGATE_UPLOAD_LINK")
+        .env_remove("CASEGATE_CA")
+        .env("CASEGATE_UPLOAD_TOKEN", &token)
+        .arg("upload")
+        .args(["--server", &app.url("")])
+        .args(["--yes", "Reports"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("certificate is not trusted")
+            && stderr.contains("--ca")
+            && !stderr.contains("trying again"),
+        "{stderr}"
+    );
+}

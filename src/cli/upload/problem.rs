@@ -123,8 +123,42 @@ pub async fn from_response(resp: reqwest::Response, shown: &str) -> Failure {
     }
 }
 
-/// A request that got no answer: the network or the gateway is away.
+/// The TLS handshake refused the gateway's certificate (somewhere in
+/// `e`'s chain of causes).
+fn untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(
+            tls,
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+        ) {
+            return true;
+        }
+        // Some layers between reqwest and rustls keep only the message
+        // (rustls's own wording for `InvalidCertificate`).
+        if err.to_string().starts_with("invalid peer certificate") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// A request that got no answer: the network or the gateway is away — or
+/// its certificate is not trusted, which no waiting mends.
 pub fn from_transport(e: &reqwest::Error) -> Failure {
+    if untrusted_certificate(e) {
+        return Failure::Stop(
+            "the gateway's certificate is not trusted, so nothing was sent. If your coordinator \
+             gave you a CA file, add --ca FILE; otherwise check the address"
+                .into(),
+        );
+    }
     let mut source: &dyn std::error::Error = e;
     while let Some(inner) = source.source() {
         source = inner;
