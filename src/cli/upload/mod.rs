@@ -107,32 +107,45 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
     let progress = progress::Progress::new(total, jobs.len() as u64);
     let limit = args.max_rate.map(body::RateLimit::new);
     let sender = Sender::new(tus, state, std::sync::Arc::clone(&progress), limit);
-    let outcomes = tokio::select! {
-        outcomes = sender.send_all(&jobs, usize::from(args.parallel)) => outcomes,
-        // Ctrl-C: running requests are dropped (the gateway keeps what
-        // arrived), the state is written whole, and the patient is told
-        // how to go on.
+    // From the first byte sent to the receipt, Ctrl-C stops cleanly:
+    // running requests are dropped (the gateway keeps what arrived), the
+    // state is written whole, and the patient is told how to go on.
+    let sent_and_confirmed = async {
+        let outcomes = sender.send_all(&jobs, usize::from(args.parallel)).await;
+        progress.finish();
+        let stopped = record_outcomes(&mut lines, &jobs, outcomes);
+        report(&sender, &mut lines, stopped).await
+    };
+    tokio::select! {
+        result = sent_and_confirmed => result,
         Ok(()) = tokio::signal::ctrl_c() => {
             progress.finish();
             sender.state.fold()?;
-            return Err(CliError::Failed(
+            Err(CliError::Failed(
                 "stopped. What was sent is safe on the gateway; run the same command again \
                  to continue where it stopped"
                     .into(),
-            ));
+            ))
         }
-    };
-    progress.finish();
-    let stopped = record_outcomes(&mut lines, &jobs, outcomes);
+    }
+}
+
+/// The receipt: the gateway's SHA-256 for every file (from its manifest
+/// now), printed and written as CSV; the state folded; the exit.
+async fn report(
+    sender: &Sender,
+    lines: &mut [receipt::Line],
+    stopped: Option<String>,
+) -> Result<(), CliError> {
     let manifest = case_manifest(&sender.tus).await?;
-    receipt::confirm(&mut lines, &mut ServerFiles::from_manifest(&manifest));
+    receipt::confirm(lines, &mut ServerFiles::from_manifest(&manifest));
     lines.sort_by(|a, b| a.shown.cmp(&b.shown));
-    receipt::print(&lines);
+    receipt::print(lines);
     let csv = sender.state.receipt_path();
-    receipt::write_csv(&csv, &lines).map_err(|e| format!("{}: {e}", csv.display()))?;
+    receipt::write_csv(&csv, lines).map_err(|e| format!("{}: {e}", csv.display()))?;
     eprintln!("receipt written to {}", csv.display());
     sender.state.fold()?;
-    finish(&lines, stopped)
+    finish(lines, stopped)
 }
 
 /// The gateway (HTTP/1.1: one connection per file being sent), the case as

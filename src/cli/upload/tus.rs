@@ -14,6 +14,11 @@ use super::problem::{Failure, from_response, from_transport};
 use crate::cli::bounded::{BodyError, MAX_MANIFEST_BYTES, body_within};
 use crate::token::SecretToken;
 
+/// How long a HEAD, POST or DELETE may take.
+const SHORT_REQUEST: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the case manifest (up to a few MB) may take on a slow line.
+const MANIFEST_REQUEST: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub struct Tus {
     client: reqwest::Client,
     base: Url,
@@ -39,11 +44,20 @@ impl Tus {
         })
     }
 
+    /// A tus request. Every one but the PATCH (as long as the file takes)
+    /// has a deadline, so a gateway that stops answering is retried
+    /// rather than waited on forever.
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.client
-            .request(method, url)
+        let request = self
+            .client
+            .request(method.clone(), url)
             .bearer_auth(self.token.expose())
-            .header("Tus-Resumable", "1.0.0")
+            .header("Tus-Resumable", "1.0.0");
+        if method == Method::PATCH {
+            request
+        } else {
+            request.timeout(SHORT_REQUEST)
+        }
     }
 
     /// An upload URL from the state file or a `Location` header, if it is
@@ -140,6 +154,7 @@ impl Tus {
             .client
             .get(url)
             .bearer_auth(self.token.expose())
+            .timeout(MANIFEST_REQUEST)
             .send()
             .await
             .map_err(|e| from_transport(&e))?;
