@@ -100,7 +100,7 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
     let (tus, manifest, state) = connect(&args, creds).await?;
     let mut server = ServerFiles::from_manifest(&manifest);
     let (jobs, mut lines) = plan::plan(&tus, &state, &mut server, found).await;
-    if !confirm(&jobs, args.yes)? {
+    if !confirm(&jobs, args.yes, &tus.gateway())? {
         return Err(CliError::Failed("nothing sent".into()));
     }
     let total: u64 = jobs.iter().map(|j| j.file.size).sum();
@@ -173,8 +173,9 @@ async fn connect(
     Ok((tus, manifest, state))
 }
 
-/// Asks the patient, unless `--yes` or there is nothing to send.
-fn confirm(jobs: &[Job], yes: bool) -> Result<bool, CliError> {
+/// Asks the patient, naming the gateway, unless `--yes` or there is
+/// nothing to send.
+fn confirm(jobs: &[Job], yes: bool, gateway: &str) -> Result<bool, CliError> {
     if jobs.is_empty() {
         eprintln!("every file is on the gateway already; nothing to send");
         return Ok(true);
@@ -182,7 +183,7 @@ fn confirm(jobs: &[Job], yes: bool) -> Result<bool, CliError> {
     if yes {
         return Ok(true);
     }
-    eprint!("Send these files? [y/N] ");
+    eprint!("Send these files to {gateway}? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
@@ -254,7 +255,9 @@ async fn case_manifest(tus: &Tus) -> Result<serde_json::Value, CliError> {
                         "{why}; check the internet connection and the address, then run the \
                          same command again"
                     ),
-                    Failure::Gone => "the gateway does not know this case".into(),
+                    Failure::Gone => "the gateway does not know this case (it may have been \
+                                       closed); ask your coordinator for a new upload link"
+                        .into(),
                 }));
             }
         }

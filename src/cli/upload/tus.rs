@@ -60,6 +60,11 @@ impl Tus {
         }
     }
 
+    /// The gateway as the patient should recognise it (scheme, host, port).
+    pub fn gateway(&self) -> String {
+        self.base.origin().ascii_serialization()
+    }
+
     /// An upload URL from the state file or a `Location` header, if it is
     /// on the gateway's origin.
     pub fn upload_url(&self, location: &str) -> Option<Url> {
