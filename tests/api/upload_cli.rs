@@ -833,3 +833,56 @@ async fn an_untrusted_certificate_says_so_at_once() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_between_runs_replaces_its_unfinished_upload() {
+    let app = spawn_app_with(|c| c.uploads.sync_every_bytes = 1 << 20).await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("scans")).unwrap();
+    std::fs::write(work.join("scans/ct.bin"), pattern(16 << 20, 7)).unwrap();
+    let mut child = upload(&app, &work, &token)
+        .args(["--yes", "--max-rate", "4000000", "scans"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        if line.unwrap().contains("ct.bin: 20%") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let old = recorded_url(&work.join("casegate-upload"), "ct.bin").unwrap();
+    let old = format!("/tus/{}", old.rsplit_once("/tus/").unwrap().1);
+    assert_eq!(
+        app.tus(reqwest::Method::HEAD, &old, &token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // The patient replaces the file (a new export) and runs again.
+    let new = pattern(3 << 20, 8);
+    std::fs::write(work.join("scans/ct.bin"), &new).unwrap();
+    let out = upload(&app, &work, &token)
+        .args(["--yes", "scans"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let status = app
+        .tus(reqwest::Method::HEAD, &old, &token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(
+        status == 404 || status == 410,
+        "old upload still there: {status}"
+    );
+    let mut expected = BTreeMap::new();
+    expected.insert("scans/ct.bin".to_owned(), (new, "other"));
+    assert_each_once(&app.patient_manifest(&token).await, &expected);
+}

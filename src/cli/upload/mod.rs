@@ -22,6 +22,7 @@ mod sniff;
 mod stall;
 mod state;
 mod summary;
+mod ticker;
 mod tus;
 mod walk;
 
@@ -99,9 +100,17 @@ pub async fn run(args: UploadArgs) -> Result<(), CliError> {
     }
     let (tus, manifest, state) = connect(&args, creds).await?;
     let mut server = ServerFiles::from_manifest(&manifest);
-    let (jobs, mut lines) = plan::plan(&tus, &state, &mut server, found).await;
+    let plan::Plan {
+        jobs,
+        mut lines,
+        stale,
+    } = plan::plan(&tus, &state, &mut server, found).await;
     if !confirm(&jobs, args.yes, &tus.gateway())? {
         return Err(CliError::Failed("nothing sent".into()));
+    }
+    // Only now: a patient who answers no has changed nothing.
+    for url in &stale {
+        tus.terminate(url).await;
     }
     let total: u64 = jobs.iter().map(|j| j.file.size).sum();
     let progress = progress::Progress::new(total, jobs.len() as u64);
@@ -274,7 +283,10 @@ async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Fou
             eprintln!("skipped {}: {}", s.shown, s.why);
         }
         let mut found = Vec::with_capacity(walked.files.len());
-        for file in walked.files {
+        let total = walked.files.len();
+        let mut ticker = ticker::Ticker::new("checking file types");
+        for (i, file) in walked.files.into_iter().enumerate() {
+            ticker.tick(i, Some(total));
             let kind = match sniff::sniff(&file.path) {
                 Ok(kind) => kind,
                 Err(e) => {

@@ -3,7 +3,8 @@
 //! upload page, matched in the manifest by name, size and SHA-256 — or a
 //! job, continuing the upload an earlier run started when its file is
 //! unchanged. An upload started for a file that has since changed is
-//! terminated, so the case does not keep a half of the old version. A file
+//! terminated (once the patient confirms), so the case does not keep a
+//! half of the old version. A file
 //! an earlier run finished but the manifest does not list as complete
 //! (the gateway stopped while finishing it) is not sent again blindly: its
 //! upload is asked first, and only an upload the gateway no longer knows
@@ -17,14 +18,25 @@ use super::matching::ServerFiles;
 use super::receipt::Line;
 use super::send::Job;
 use super::state::{Entry, Phase, StateStore};
+use super::ticker::Ticker;
 use super::tus::Tus;
+
+/// What a run will do.
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    /// One per file found, in the same order.
+    pub lines: Vec<Line>,
+    /// Unfinished uploads of files changed since: terminated once the
+    /// patient confirms.
+    pub stale: Vec<reqwest::Url>,
+}
 
 pub async fn plan(
     tus: &Tus,
     state: &StateStore,
     server: &mut ServerFiles,
     found: Vec<Found>,
-) -> (Vec<Job>, Vec<Line>) {
+) -> Plan {
     let mut lines: Vec<Line> = found.iter().map(Line::new).collect();
     let entries: Vec<Option<Entry>> = found.iter().map(|f| state.get(&f.file.path)).collect();
     // First the files this tool finished, so the gateway's files with the
@@ -40,45 +52,62 @@ pub async fn plan(
             line.local_sha256 = Some(sha.clone());
         }
     }
-    let mut jobs = Vec::new();
+    let mut plan = Plan {
+        jobs: Vec::new(),
+        lines,
+        stale: Vec::new(),
+    };
+    let total = found.len();
+    let mut ticker = Ticker::new("comparing with the files on the gateway");
     for (i, (f, entry)) in found.into_iter().zip(entries).enumerate() {
-        if lines[i].local_sha256.is_some() {
+        ticker.tick(i, Some(total));
+        if plan.lines[i].local_sha256.is_some() {
             continue;
         }
         if let Some(sha) = finished_elsewhere(state, server, &f).await {
-            lines[i].local_sha256 = Some(sha);
+            plan.lines[i].local_sha256 = Some(sha);
             continue;
         }
+        plan.add_job(tus, entry, f, i);
+    }
+    plan.say_what_is_left();
+    plan
+}
+
+impl Plan {
+    fn add_job(&mut self, tus: &Tus, entry: Option<Entry>, f: Found, line: usize) {
         let (resume, known_sha256) = match earlier(tus, entry, &f) {
             Some(e) if e.same_file => (Some(e.url), e.sha256),
             // Only an unfinished upload: a finished one is the old
             // version, already part of the case.
             Some(e) if e.sha256.is_none() => {
-                tus.terminate(&e.url).await;
+                self.stale.push(e.url);
                 (None, None)
             }
             _ => (None, None),
         };
-        jobs.push(Job {
+        self.jobs.push(Job {
             dicom: f.kind.is_dicom(),
             category: f.category,
             file: f.file,
             resume,
             known_sha256,
-            line: i,
+            line,
         });
     }
-    let already = lines.len() - jobs.len();
-    if already > 0 {
-        let bytes: u64 = jobs.iter().map(|j| j.file.size).sum();
-        eprintln!(
-            "{already} of {} files are on the gateway already; {} to send ({})",
-            lines.len(),
-            jobs.len(),
-            DecimalBytes(bytes)
-        );
+
+    fn say_what_is_left(&self) {
+        let already = self.lines.len() - self.jobs.len();
+        if already > 0 {
+            let bytes: u64 = self.jobs.iter().map(|j| j.file.size).sum();
+            eprintln!(
+                "{already} of {} files are on the gateway already; {} to send ({})",
+                self.lines.len(),
+                self.jobs.len(),
+                DecimalBytes(bytes)
+            );
+        }
     }
-    (jobs, lines)
 }
 
 impl Line {

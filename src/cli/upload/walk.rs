@@ -59,6 +59,7 @@ const JUNK_FILES: [&str; 6] = [
 pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, String> {
     let mut walker = Walker {
         out: Walked::default(),
+        ticker: super::ticker::Ticker::new("reading the files"),
         seen: HashSet::new(),
         exclude: exclude.and_then(|p| p.canonicalize().ok()),
     };
@@ -88,6 +89,7 @@ pub fn plain_io(e: &std::io::Error) -> String {
 
 struct Walker {
     out: Walked,
+    ticker: super::ticker::Ticker,
     seen: HashSet<(u64, u64)>,
     exclude: Option<PathBuf>,
 }
@@ -160,6 +162,7 @@ impl Walker {
         let Ok(name) = stored_filename(&raw).or_else(|_| stored_filename(&neutralise(&raw))) else {
             return self.skip(shown, "the name is too long for the gateway");
         };
+        self.ticker.tick(self.out.files.len(), None);
         self.out.files.push(LocalFile {
             path: path.to_owned(),
             shown,
