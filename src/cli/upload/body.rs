@@ -8,44 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ring::digest::{Context, SHA256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::hashing::Hasher;
 use super::progress::FileBar;
 
 const PIECE: usize = 256 * 1024;
-
-/// A running SHA-256 shared between the body stream and its sender.
-pub type Hasher = Arc<Mutex<Context>>;
-
-/// SHA-256 of the file's first `len` bytes (read again from disk; used
-/// when an upload continues after an earlier run or a break).
-pub async fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Context> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut ctx = Context::new(&SHA256);
-        let mut file = std::fs::File::open(&path)?.take(len);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut read = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            ctx.update(&buf[..n]);
-            read += n as u64;
-        }
-        if read != len {
-            return Err(std::io::Error::other(
-                "the file got shorter while it was being sent",
-            ));
-        }
-        Ok(ctx)
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
 
 /// Bytes per second for the whole run, shared by every file.
 pub struct RateLimit {
@@ -122,8 +90,8 @@ pub async fn file_body(
         if let Some(limit) = &r.limit {
             tokio::time::sleep(limit.pause_for(n as u64)).await;
         }
-        if let Ok(mut ctx) = r.hasher.lock() {
-            ctx.update(&buf);
+        if let Ok(mut hashing) = r.hasher.lock() {
+            hashing.update(&buf);
         }
         r.left -= n as u64;
         r.bar.advance(n as u64);

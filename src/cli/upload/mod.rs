@@ -12,6 +12,7 @@
 mod body;
 mod category;
 mod credentials;
+mod hashing;
 mod matching;
 mod plan;
 mod problem;

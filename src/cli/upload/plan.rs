@@ -13,7 +13,7 @@
 use indicatif::DecimalBytes;
 
 use super::Found;
-use super::body::hash_prefix;
+use super::hashing::hash_prefix;
 use super::matching::ServerFiles;
 use super::receipt::Line;
 use super::send::Job;

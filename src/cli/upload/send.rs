@@ -7,15 +7,15 @@
 //! a refused file is reported and the others go on; an expired or invalid
 //! link stops the run, since every file would fail alike.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::Url;
-use ring::digest::{Context, SHA256};
 
-use super::body::{RateLimit, file_body, hash_prefix};
+use super::body::{RateLimit, file_body};
+use super::hashing::{Hasher, Hashing, hash_to};
 use super::problem::{Failure, unreadable};
 use super::progress::{FileBar, Progress};
 use super::stall::Stall;
@@ -71,6 +71,8 @@ struct Attempt {
     fresh: bool,
     best_offset: u64,
     tries: u32,
+    /// The file's hash as far as it was read, with marks to go back to.
+    hashing: Hasher,
 }
 
 pub fn backoff(tries: u32) -> Duration {
@@ -134,6 +136,7 @@ impl Sender {
             url: job.resume.clone(),
             best_offset: 0,
             tries: 0,
+            hashing: Hashing::new(),
         };
         loop {
             let failure = match self.step(job, &mut at, &bar).await {
@@ -224,17 +227,14 @@ impl Sender {
             self.remember(file, Some(&url), Phase::Complete, Some(sha256))?;
             return Ok(Some(sha256.clone()));
         }
-        let ctx = if offset == 0 {
-            Context::new(&SHA256)
-        } else {
-            hash_prefix(&file.path, offset)
-                .await
-                .map_err(|e| unreadable(&file.shown, &e))?
-        };
+        hash_to(&file.path, &at.hashing, offset)
+            .await
+            .map_err(|e| unreadable(&file.shown, &e))?;
         if offset == file.size {
-            return self.finished(file, &url, ctx).map(Some);
+            return self.finished(file, &url, &at.hashing).map(Some);
         }
-        self.send_rest(file, &url, offset, ctx, bar).await
+        at.hashing = Hashing::fork(&at.hashing);
+        self.send_rest(file, &url, offset, &at.hashing, bar).await
     }
 
     /// Where the gateway stands with this upload (0 when just created).
@@ -261,22 +261,21 @@ impl Sender {
     }
 
     /// One PATCH with the rest of the file from `offset`, hashed on the way
-    /// on top of `ctx` (the hash of the bytes before it).
+    /// on top of `hasher` (at `offset`).
     async fn send_rest(
         &self,
         file: &LocalFile,
         url: &Url,
         offset: u64,
-        ctx: Context,
+        hasher: &Hasher,
         bar: &Arc<FileBar>,
     ) -> Result<Option<String>, Failure> {
-        let hasher = Arc::new(Mutex::new(ctx));
         let left = file.size - offset;
         let body = file_body(
             &file.path,
             offset,
             left,
-            Arc::clone(&hasher),
+            Arc::clone(hasher),
             Arc::clone(bar),
             self.limit.clone(),
         )
@@ -299,11 +298,7 @@ impl Sender {
         if now < file.size {
             return Ok(None);
         }
-        let ctx = hasher
-            .lock()
-            .map(|mut c| std::mem::replace(&mut *c, Context::new(&SHA256)))
-            .map_err(|_| Failure::File("internal: hash state poisoned".into()))?;
-        self.finished(file, url, ctx).map(Some)
+        self.finished(file, url, hasher).map(Some)
     }
 
     /// The upload this try continues, created when there is none.
@@ -325,8 +320,11 @@ impl Sender {
         Ok(url)
     }
 
-    fn finished(&self, file: &LocalFile, url: &Url, ctx: Context) -> Result<String, Failure> {
-        let sha256 = crate::hex::encode(ctx.finish().as_ref());
+    fn finished(&self, file: &LocalFile, url: &Url, hasher: &Hasher) -> Result<String, Failure> {
+        let sha256 = hasher
+            .lock()
+            .map(|h| h.hex())
+            .map_err(|_| Failure::File("internal: hash state poisoned".into()))?;
         self.remember(file, Some(url), Phase::Complete, Some(&sha256))?;
         Ok(sha256)
     }
