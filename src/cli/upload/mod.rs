@@ -169,7 +169,6 @@ async fn connect(
         .connect_timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let token_sha = crate::hex::encode(creds.token.hash().as_bytes());
     let tus = Tus::new(client, &creds.server, creds.token)?;
     let manifest = case_manifest(&tus).await?;
     // The id names the state files: only a well-formed one is used.
@@ -179,7 +178,7 @@ async fn connect(
         .ok_or_else(|| {
             "the gateway's answer is not a case manifest; check the address".to_string()
         })?;
-    let state = StateStore::open(&args.state_dir, case_id.as_str(), &token_sha)?;
+    let state = StateStore::open(&args.state_dir, case_id.as_str())?;
     Ok((tus, manifest, state))
 }
 

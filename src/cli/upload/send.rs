@@ -342,7 +342,9 @@ impl Sender {
                 Entry {
                     size: file.size,
                     mtime_ns: file.mtime_ns,
-                    upload_url: url.map(|u| u.to_string()),
+                    // The path only: the same gateway may be reached
+                    // under another address next time.
+                    upload_url: url.map(|u| u.path().to_owned()),
                     state,
                     sha256: sha256.map(str::to_owned),
                 },

@@ -6,8 +6,11 @@
 //! recording an upload costs one append, not a rewrite of thousands of
 //! entries. A kill at any moment leaves whole lines in the journal (a torn
 //! last line is ignored); the journal is folded into the JSON file at the
-//! start and end of every run. The token itself is never stored: only its
-//! SHA-256, to tell which link the state was made with. Files are keyed by
+//! start and end of every run. Nothing of the token is stored (an upload
+//! started under a replaced link that the gateway no longer accepts is
+//! simply started afresh), and upload addresses are kept as paths, so the
+//! same state works with another address of the same gateway (`--server`
+//! versus the link's). Files are keyed by
 //! their path's bytes in hex: a USB stick's GBK or Latin-1 names are not
 //! UTF-8, and JSON cannot hold them as they are. A lock file
 //! (`<case_id>.lock`, held while the run lasts) keeps a second run for the
@@ -35,6 +38,8 @@ pub enum Phase {
 pub struct Entry {
     pub size: u64,
     pub mtime_ns: i64,
+    /// The upload's path on the gateway (`/tus/up_…`; a full URL in
+    /// states written before), resolved against this run's gateway.
     pub upload_url: Option<String>,
     pub state: Phase,
     /// Computed locally while sending; set when complete.
@@ -55,7 +60,6 @@ const VERSION: u32 = 2;
 struct Snapshot {
     version: u32,
     case_id: String,
-    token_sha256: String,
     files: BTreeMap<String, Entry>,
 }
 
@@ -122,7 +126,7 @@ impl StateStore {
     /// Opens (or starts) the state of `case_id` in `dir`. An unreadable
     /// state file is set aside (`.broken`): the gateway's manifest still
     /// keeps finished files from being sent twice.
-    pub fn open(dir: &Path, case_id: &str, token_sha256: &str) -> Result<StateStore, String> {
+    pub fn open(dir: &Path, case_id: &str) -> Result<StateStore, String> {
         private_dir_all(dir).map_err(|e| {
             format!(
                 "cannot keep the resume state in {} ({e}); run the command from a folder you \
@@ -163,7 +167,6 @@ impl StateStore {
         }
         snapshot.version = VERSION;
         snapshot.case_id = case_id.to_owned();
-        snapshot.token_sha256 = token_sha256.to_owned();
         let store = StateStore {
             receipt_path: dir.join(format!("{case_id}-receipt.csv")),
             journal: Mutex::new(append_only(&journal_path).map_err(|e| io(&journal_path, e))?),
@@ -241,7 +244,7 @@ mod tests {
         Entry {
             size: 5,
             mtime_ns: 7,
-            upload_url: Some("https://gw/tus/up_1".into()),
+            upload_url: Some("/tus/up_1".into()),
             state,
             sha256: None,
         }
@@ -250,7 +253,7 @@ mod tests {
     #[test]
     fn journal_survives_a_kill_and_is_folded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         store
             .record(Path::new("/a"), entry(Phase::Uploading))
             .unwrap();
@@ -262,14 +265,14 @@ mod tests {
         let mut torn = std::fs::read(&journal).unwrap();
         torn.extend_from_slice(b"{\"key\":\"2f63\",\"ent");
         std::fs::write(&journal, torn).unwrap();
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         assert_eq!(store.get(Path::new("/a")), Some(entry(Phase::Uploading)));
         assert_eq!(store.get(Path::new("/b")), Some(entry(Phase::Complete)));
         assert_eq!(store.get(Path::new("/c")), None);
         assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
         std::fs::write(store.snapshot_path(), b"{not json").unwrap();
         drop(store);
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         assert_eq!(store.get(Path::new("/a")), None);
         assert!(dir.path().join("case_x.json.broken").exists());
     }
@@ -277,14 +280,14 @@ mod tests {
     #[test]
     fn one_run_per_case_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let first = StateStore::open(dir.path(), "case_x", "ab").unwrap();
-        let Err(second) = StateStore::open(dir.path(), "case_x", "ab") else {
+        let first = StateStore::open(dir.path(), "case_x").unwrap();
+        let Err(second) = StateStore::open(dir.path(), "case_x") else {
             panic!("two runs at once");
         };
         assert!(second.contains("already running"), "{second}");
-        assert!(StateStore::open(dir.path(), "case_y", "ab").is_ok());
+        assert!(StateStore::open(dir.path(), "case_y").is_ok());
         drop(first);
-        assert!(StateStore::open(dir.path(), "case_x", "ab").is_ok());
+        assert!(StateStore::open(dir.path(), "case_x").is_ok());
     }
 
     #[test]
@@ -292,10 +295,10 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
         let gbk = Path::new(std::ffi::OsStr::from_bytes(b"/usb/\xb2\xa1\xc0\xed.pdf"));
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         store.record(gbk, entry(Phase::Complete)).unwrap();
         drop(store);
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         assert_eq!(store.get(gbk), Some(entry(Phase::Complete)));
     }
 
@@ -305,7 +308,7 @@ mod tests {
         let v1 = serde_json::json!({"version": 1, "case_id": "case_x", "token_sha256": "ab",
             "files": {"/a": entry(Phase::Complete)}});
         std::fs::write(dir.path().join("case_x.json"), v1.to_string()).unwrap();
-        let store = StateStore::open(dir.path(), "case_x", "ab").unwrap();
+        let store = StateStore::open(dir.path(), "case_x").unwrap();
         assert_eq!(store.get(Path::new("/a")), Some(entry(Phase::Complete)));
     }
 }
