@@ -18,6 +18,12 @@ pub enum CliError {
     Rotation(#[from] RotationError),
     #[error(transparent)]
     SecretFile(#[from] SecretFileError),
+    #[error(transparent)]
+    UploadState(#[from] super::upload::StateError),
+    #[error(transparent)]
+    UploadFiles(#[from] super::upload::WalkError),
+    #[error(transparent)]
+    UploadCredentials(#[from] super::upload::CredentialsError),
     /// A verb's own message.
     #[error("{0}")]
     Failed(String),

@@ -36,33 +36,63 @@ pub struct Credentials {
     pub token: SecretToken,
 }
 
+const WHAT: &str =
+    "the upload link should look like https://gateway.example.org/upload#token=cgu_…";
+
+/// Why the link, token or address cannot be used (never echoing a token).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("that is not a link; {WHAT}")]
+    NotALink,
+    #[error("the upload link must start with https://; {WHAT}")]
+    NotHttps,
+    #[error("the token must come after '#' in the link, never after '?'; {WHAT}")]
+    TokenInQuery,
+    #[error("the link has no token after '#'; {WHAT}")]
+    NoToken,
+    #[error("that is not an upload link; {WHAT}")]
+    NotAnUploadLink,
+    #[error(
+        "that is not an upload token (it starts with cgu_ and is 47 characters long); copy the \
+         whole link or token your coordinator sent"
+    )]
+    NotAToken,
+    #[error(
+        "give the upload link (--link 'https://…/upload#token=…') or --server and --token (or \
+         CASEGATE_UPLOAD_TOKEN)"
+    )]
+    Missing,
+    #[error("--server {0}: not a URL")]
+    ServerNotAUrl(String),
+    #[error("--server must be an https:// address")]
+    ServerNotHttps,
+    #[error("--server is required with --token")]
+    ServerRequired,
+}
+
 /// Reads the upload link: the gateway is everything before `/upload`, the
 /// token is the fragment's `token=` value. Links that would send the token
 /// where it does not belong (plain http, a query string) are refused.
-pub fn parse_link(link: &str) -> Result<(String, SecretToken), String> {
-    const WHAT: &str =
-        "the upload link should look like https://gateway.example.org/upload#token=cgu_…";
-    let url = Url::parse(link.trim()).map_err(|_| format!("that is not a link; {WHAT}"))?;
+pub fn parse_link(link: &str) -> Result<(String, SecretToken), CredentialsError> {
+    let url = Url::parse(link.trim()).map_err(|_| CredentialsError::NotALink)?;
     if url.scheme() != "https" {
-        return Err(format!("the upload link must start with https://; {WHAT}"));
+        return Err(CredentialsError::NotHttps);
     }
     if url.query().is_some_and(|q| q.contains("token")) {
-        return Err(format!(
-            "the token must come after '#' in the link, never after '?'; {WHAT}"
-        ));
+        return Err(CredentialsError::TokenInQuery);
     }
     let token = url
         .fragment()
         .into_iter()
         .flat_map(|f| f.split('&'))
         .find_map(|pair| pair.strip_prefix("token="))
-        .ok_or_else(|| format!("the link has no token after '#'; {WHAT}"))?;
+        .ok_or(CredentialsError::NoToken)?;
     let token = upload_token(token)?;
     let path = url.path().trim_end_matches('/');
     let prefix = path
         .strip_suffix("/upload")
-        .ok_or_else(|| format!("that is not an upload link; {WHAT}"))?;
-    let host = url.host_str().ok_or_else(|| WHAT.to_owned())?;
+        .ok_or(CredentialsError::NotAnUploadLink)?;
+    let host = url.host_str().ok_or(CredentialsError::NotALink)?;
     let server = match url.port() {
         Some(port) => format!("https://{host}:{port}{prefix}"),
         None => format!("https://{host}{prefix}"),
@@ -71,14 +101,10 @@ pub fn parse_link(link: &str) -> Result<(String, SecretToken), String> {
 }
 
 /// Checks the shape of an upload token before anything is sent.
-pub fn upload_token(text: &str) -> Result<SecretToken, String> {
+pub fn upload_token(text: &str) -> Result<SecretToken, CredentialsError> {
     match SecretToken::parse(text.trim()) {
         Some((TokenKind::Upload, token)) => Ok(token),
-        _ => Err(
-            "that is not an upload token (it starts with cgu_ and is 47 characters long); \
-             copy the whole link or token your coordinator sent"
-                .into(),
-        ),
+        _ => Err(CredentialsError::NotAToken),
     }
 }
 
@@ -88,30 +114,24 @@ pub fn resolve(
     server: Option<&str>,
     token: Option<&SecretArg>,
     link: Option<&SecretArg>,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, CredentialsError> {
     let (from_link, token) = match (link, token) {
         (Some(link), _) => {
             let (server, token) = parse_link(&link.0)?;
             (Some(server), token)
         }
         (None, Some(token)) => (None, upload_token(&token.0)?),
-        (None, None) => {
-            return Err(
-                "give the upload link (--link 'https://…/upload#token=…') or --server and \
-                 --token (or CASEGATE_UPLOAD_TOKEN)"
-                    .into(),
-            );
-        }
+        (None, None) => return Err(CredentialsError::Missing),
     };
     let server = match server {
         Some(s) => {
-            let url = Url::parse(s).map_err(|_| format!("--server {s}: not a URL"))?;
+            let url = Url::parse(s).map_err(|_| CredentialsError::ServerNotAUrl(s.to_owned()))?;
             if url.scheme() != "https" {
-                return Err("--server must be an https:// address".into());
+                return Err(CredentialsError::ServerNotHttps);
             }
             s.trim_end_matches('/').to_owned()
         }
-        None => from_link.ok_or("--server is required with --token")?,
+        None => from_link.ok_or(CredentialsError::ServerRequired)?,
     };
     Ok(Credentials { server, token })
 }
@@ -153,7 +173,7 @@ mod tests {
             ),
             format!("gw.example/upload#token={t}"),
         ] {
-            let err = parse_link(&bad).unwrap_err();
+            let err = parse_link(&bad).unwrap_err().to_string();
             assert!(!err.contains(&t[4..]), "{err}");
         }
     }

@@ -33,14 +33,17 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
+pub use credentials::CredentialsError;
 use credentials::SecretArg;
 use matching::ServerFiles;
 use problem::Failure;
 use send::{Job, Outcome, Sender};
 use sniff::Sniffed;
+pub use state::StateError;
 use state::StateStore;
 use tus::Tus;
 use walk::LocalFile;
+pub use walk::WalkError;
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
@@ -277,7 +280,7 @@ async fn case_manifest(tus: &Tus) -> Result<serde_json::Value, CliError> {
 async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Found>, CliError> {
     let roots = args.paths.clone();
     let exclude = args.state_dir.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<Vec<Found>, String> {
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<Found>, WalkError> {
         let walked = walk::walk(&roots, Some(&exclude))?;
         for s in &walked.skipped {
             eprintln!("skipped {}: {}", s.shown, s.why);
@@ -308,7 +311,7 @@ async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Fou
         Ok(found)
     })
     .await
-    .map_err(|e| e.to_string())??;
+    .map_err(|e| CliError::Failed(e.to_string()))??;
     if found.is_empty() {
         return Err(CliError::Failed(
             "nothing to send: no readable, non-empty files in the paths given".into(),

@@ -349,7 +349,7 @@ impl Sender {
                     sha256: sha256.map(str::to_owned),
                 },
             )
-            .map_err(Failure::Stop)
+            .map_err(|e| Failure::Stop(e.to_string()))
     }
 }
 

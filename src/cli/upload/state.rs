@@ -85,8 +85,39 @@ pub struct StateStore {
     _lock: std::fs::File,
 }
 
-fn io(path: &Path, e: std::io::Error) -> String {
-    format!("resume state {}: {e}", path.display())
+/// Why the resume state cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "cannot keep the resume state in {} ({source}); run the command from a folder you \
+         can write to (not the CD itself), or give --state-dir",
+        dir.display()
+    )]
+    NoFolder {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("resume state {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another upload for this case is already running on this computer; let it finish (or \
+         stop it with Ctrl-C), then run the command again"
+    )]
+    AlreadyRunning,
+    #[error("resume state: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("resume state lock poisoned")]
+    Poisoned,
+}
+
+fn io(path: &Path, source: std::io::Error) -> StateError {
+    StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The journal, opened for appending (0600): every write lands at the end,
@@ -102,7 +133,7 @@ fn append_only(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// The case's lock, taken without waiting: the OS releases it when the run
 /// ends, however it ends.
-fn hold_lock(path: &Path) -> Result<std::fs::File, String> {
+fn hold_lock(path: &Path) -> Result<std::fs::File, StateError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -113,11 +144,7 @@ fn hold_lock(path: &Path) -> Result<std::fs::File, String> {
         .map_err(|e| io(path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(
-            "another upload for this case is already running on this computer; let it \
-             finish (or stop it with Ctrl-C), then run the command again"
-                .into(),
-        ),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::AlreadyRunning),
         Err(std::fs::TryLockError::Error(e)) => Err(io(path, e)),
     }
 }
@@ -126,13 +153,10 @@ impl StateStore {
     /// Opens (or starts) the state of `case_id` in `dir`. An unreadable
     /// state file is set aside (`.broken`): the gateway's manifest still
     /// keeps finished files from being sent twice.
-    pub fn open(dir: &Path, case_id: &str) -> Result<StateStore, String> {
-        private_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot keep the resume state in {} ({e}); run the command from a folder you \
-                 can write to (not the CD itself), or give --state-dir",
-                dir.display()
-            )
+    pub fn open(dir: &Path, case_id: &str) -> Result<StateStore, StateError> {
+        private_dir_all(dir).map_err(|source| StateError::NoFolder {
+            dir: dir.to_owned(),
+            source,
         })?;
         let lock = hold_lock(&dir.join(format!("{case_id}.lock")))?;
         let snapshot_path = dir.join(format!("{case_id}.json"));
@@ -185,40 +209,30 @@ impl StateStore {
 
     /// Records a change: kept in memory and appended to the journal (one
     /// write, so a kill leaves the line whole or absent).
-    pub fn record(&self, path: &Path, entry: Entry) -> Result<(), String> {
+    pub fn record(&self, path: &Path, entry: Entry) -> Result<(), StateError> {
         let key = key(path);
         let mut line = serde_json::to_vec(&JournalLine {
             key: key.clone(),
             entry: entry.clone(),
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         line.push(b'\n');
         if let Ok(mut snapshot) = self.snapshot.lock() {
             snapshot.files.insert(key, entry);
         }
-        let mut journal = self
-            .journal
-            .lock()
-            .map_err(|_| "resume state lock poisoned")?;
+        let mut journal = self.journal.lock().map_err(|_| StateError::Poisoned)?;
         journal
             .write_all(&line)
             .map_err(|e| io(&self.journal_path, e))
     }
 
     /// Writes the whole state atomically and empties the journal.
-    pub fn fold(&self) -> Result<(), String> {
+    pub fn fold(&self) -> Result<(), StateError> {
         let bytes = {
-            let snapshot = self
-                .snapshot
-                .lock()
-                .map_err(|_| "resume state lock poisoned")?;
-            serde_json::to_vec_pretty(&*snapshot).map_err(|e| e.to_string())?
+            let snapshot = self.snapshot.lock().map_err(|_| StateError::Poisoned)?;
+            serde_json::to_vec_pretty(&*snapshot)?
         };
         replace_secret_file(&self.snapshot_path, &bytes).map_err(|e| io(&self.snapshot_path, e))?;
-        let journal = self
-            .journal
-            .lock()
-            .map_err(|_| "resume state lock poisoned")?;
+        let journal = self.journal.lock().map_err(|_| StateError::Poisoned)?;
         journal
             .set_len(0)
             .and_then(|()| journal.sync_all())
@@ -284,7 +298,7 @@ mod tests {
         let Err(second) = StateStore::open(dir.path(), "case_x") else {
             panic!("two runs at once");
         };
-        assert!(second.contains("already running"), "{second}");
+        assert!(matches!(second, StateError::AlreadyRunning), "{second}");
         assert!(StateStore::open(dir.path(), "case_y").is_ok());
         drop(first);
         assert!(StateStore::open(dir.path(), "case_x").is_ok());

@@ -54,9 +54,17 @@ const JUNK_FILES: [&str; 6] = [
     "icon\r",
 ];
 
+/// A path the patient named that cannot be used (mistyped, unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}", path.display(), plain_io(source))]
+pub struct WalkError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// Walks `roots`; `exclude` (the state folder) is never entered. A root
 /// that does not exist is an error: the patient mistyped something.
-pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, String> {
+pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, WalkError> {
     let mut walker = Walker {
         out: Walked::default(),
         ticker: super::ticker::Ticker::new("reading the files"),
@@ -64,11 +72,12 @@ pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, String>
         exclude: exclude.and_then(|p| p.canonicalize().ok()),
     };
     for root in roots {
-        let meta =
-            std::fs::metadata(root).map_err(|e| format!("{}: {}", root.display(), plain_io(&e)))?;
-        let base = root
-            .canonicalize()
-            .map_err(|e| format!("{}: {}", root.display(), plain_io(&e)))?;
+        let named = |source| WalkError {
+            path: root.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(root).map_err(named)?;
+        let base = root.canonicalize().map_err(named)?;
         let shown = base
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
