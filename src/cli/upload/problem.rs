@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::text::neutralise;
+use crate::cli::bounded::{MAX_PROBLEM_BYTES, body_within, printable};
 
 #[derive(Debug)]
 pub enum Failure {
@@ -25,26 +25,20 @@ pub enum Failure {
     },
 }
 
-const MAX_PROBLEM_BYTES: usize = 16 * 1024;
-
 pub const LINK_EXPIRED: &str = "your upload link has expired. The files already sent are safe; \
      ask your coordinator for a new link and run the same command with it to send the rest";
 pub const LINK_INVALID: &str = "the gateway does not accept this upload link (it may have been \
      replaced by a newer one); ask your coordinator for a new link";
 
-/// The problem document's `code` and `detail` (bounded read; a body that
-/// is not JSON gives empty strings).
-async fn problem(mut resp: reqwest::Response) -> (String, String) {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_PROBLEM_BYTES {
-            break;
-        }
-    }
+/// The problem document's `code` and `detail` (bounded read, made safe
+/// to print; a body that is not JSON gives empty strings).
+async fn problem(resp: reqwest::Response) -> (String, String) {
+    let body = body_within(resp, MAX_PROBLEM_BYTES)
+        .await
+        .unwrap_or_default();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let text = |k: &str| {
-        neutralise(v[k].as_str().unwrap_or(""))
+        printable(v[k].as_str().unwrap_or(""))
             .chars()
             .take(300)
             .collect()
