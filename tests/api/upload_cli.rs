@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::common::{spawn_app, spawn_app_with};
 use crate::tus::pattern;
 use crate::upload_cli_harness::{
-    BIN, LoggedGateway, assert_each_once, fake_gateway, patient_folder, recorded_url, sha, text,
-    upload, upload_to,
+    BIN, LoggedGateway, assert_each_once, fake_gateway, patient_folder, recorded_url,
+    recording_proxy, sha, text, upload, upload_to,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,20 +339,15 @@ async fn links_are_checked_before_anything_is_sent() {
 async fn the_token_never_reaches_the_gateway_logs_or_the_state() {
     let gw = LoggedGateway::start();
     let ca = gw.dir.path().join("certs/dev-ca.pem");
-    let client = crate::common::client_trusting(&std::fs::read(&ca).unwrap());
-    let case: Value = client
-        .post(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = case["upload_token"].as_str().unwrap().to_owned();
+    let (_, token) = gw.create_case().await;
     let work = gw.dir.path().join("patient");
     patient_folder(&work);
-    let link = format!("{}/upload#token={token}", gw.base);
+    // Through a proxy that records every byte the client sends: the
+    // gateway never logs query strings, so its logs alone could not show
+    // a token in a URL.
+    let port: u16 = gw.base.rsplit(':').next().unwrap().parse().unwrap();
+    let (proxy, sent, task) = recording_proxy(&gw.dir.path().join("certs"), port).await;
+    let link = format!("{proxy}/upload#token={token}");
     let out = Command::new(BIN)
         .current_dir(&work)
         .env_remove("CASEGATE_UPLOAD_TOKEN")
@@ -374,6 +369,34 @@ async fn the_token_never_reaches_the_gateway_logs_or_the_state() {
         "the logs show requests: {logs}"
     );
     assert!(!logs.contains(secret), "the token is in the gateway's log");
+    task.abort();
+    let sent = String::from_utf8_lossy(&sent.lock().unwrap()).into_owned();
+    let requests: Vec<&str> = sent
+        .split("\r\n")
+        .filter(|l| {
+            ["GET ", "POST ", "HEAD ", "PATCH ", "DELETE "]
+                .iter()
+                .any(|m| l.starts_with(m))
+        })
+        .collect();
+    assert!(
+        requests.iter().any(|l| l.starts_with("PATCH /tus/")) && requests.len() > 10,
+        "{requests:#?}"
+    );
+    for line in &requests {
+        assert!(
+            !line.contains(secret),
+            "the token is in a request URL: {line}"
+        );
+    }
+    // Nowhere else either: each time it was sent, it was the header.
+    assert!(sent.contains(secret), "the proxy saw the requests");
+    assert_eq!(
+        sent.matches(secret).count(),
+        sent.matches(&format!("authorization: Bearer {token}"))
+            .count(),
+        "the token travelled outside the Authorization header"
+    );
     let mut stack: Vec<PathBuf> = vec![work.join("casegate-upload")];
     let mut files = 0;
     while let Some(d) = stack.pop() {
@@ -398,17 +421,7 @@ async fn the_token_never_reaches_the_gateway_logs_or_the_state() {
 async fn a_gateway_crash_mid_file_is_waited_out_and_the_file_continues() {
     let mut gw = LoggedGateway::start();
     let ca = gw.dir.path().join("certs/dev-ca.pem");
-    let client = crate::common::client_trusting(&std::fs::read(&ca).unwrap());
-    let case: Value = client
-        .post(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = case["upload_token"].as_str().unwrap().to_owned();
+    let (client, token) = gw.create_case().await;
     let work = gw.dir.path().join("patient");
     std::fs::create_dir_all(&work).unwrap();
     let data = pattern(24 << 20, 9);

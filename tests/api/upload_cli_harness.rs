@@ -239,6 +239,23 @@ impl LoggedGateway {
         }
     }
 
+    /// A client trusting this gateway, and a new case's upload token.
+    pub async fn create_case(&self) -> (reqwest::Client, String) {
+        let ca = self.dir.path().join("certs/dev-ca.pem");
+        let client = crate::common::client_trusting(&std::fs::read(&ca).unwrap());
+        let case: Value = client
+            .post(format!("{}/api/v1/cases", self.base))
+            .bearer_auth(&self.coordinator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = case["upload_token"].as_str().unwrap().to_owned();
+        (client, token)
+    }
+
     /// SIGKILL, then the same gateway again on the same address.
     pub fn crash_and_restart(&mut self) {
         self.child.kill().unwrap();
@@ -310,4 +327,81 @@ pub async fn fake_gateway(
         }
     });
     (format!("https://127.0.0.1:{port}"), heard, task)
+}
+
+/// A TLS-terminating proxy in front of the gateway whose certificates are
+/// in `certs` (listening on `upstream_port`): it presents the gateway's own
+/// certificate, forwards every byte both ways, and records every byte the
+/// client sent — request lines, headers and bodies, as the gateway got them
+/// before any of its own logging. Returns its https address.
+pub async fn recording_proxy(
+    certs: &Path,
+    upstream_port: u16,
+) -> (String, Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>) {
+    use casegate::tls::server_config::{ServerIdentity, main_listener};
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let identity =
+        ServerIdentity::load(&certs.join("server.pem"), &certs.join("server-key.pem")).unwrap();
+    let mut config = (*main_listener(&identity).unwrap()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(certs.join("dev-ca.pem")).unwrap();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&record);
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, connector, keep) = (acceptor.clone(), connector.clone(), keep.clone());
+            tokio::spawn(async move {
+                let Ok(inbound) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                else {
+                    return;
+                };
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let Ok(outbound) = connector.connect(name, up).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = tokio::io::split(inbound);
+                let (mut from_gateway, mut to_gateway) = tokio::io::split(outbound);
+                let forward = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = from_client.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if to_gateway.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_gateway.shutdown().await;
+                };
+                let back = async move {
+                    let _ = tokio::io::copy(&mut from_gateway, &mut to_client).await;
+                    let _ = to_client.shutdown().await;
+                };
+                tokio::join!(forward, back);
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{port}"), record, task)
 }
