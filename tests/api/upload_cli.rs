@@ -904,3 +904,72 @@ async fn a_file_changed_between_runs_replaces_its_unfinished_upload() {
     expected.insert("scans/ct.bin".to_owned(), (new, "other"));
     assert_each_once(&app.patient_manifest(&token).await, &expected);
 }
+
+/// The pydicom test CD (`/work/shared/scripts/sample-dicom.sh real DIR`,
+/// then `CASEGATE_SAMPLE_DICOM=DIR`): real DICOMDIR trees with CR, CT and
+/// MR studies, files named by number in many folders. Skipped without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_dicomdir_cd_goes_up_once() {
+    let Some(sample) = std::env::var_os("CASEGATE_SAMPLE_DICOM") else {
+        eprintln!("skipped: CASEGATE_SAMPLE_DICOM is not set");
+        return;
+    };
+    let cd = std::path::Path::new(&sample).join("dicomdirtests");
+    let app = spawn_app().await;
+    let (_, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stack = vec![cd.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_lowercase();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name != "dicomdir" && std::fs::metadata(&path).unwrap().len() > 0 {
+                *expected
+                    .entry(sha(&std::fs::read(&path).unwrap()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let run = || {
+        upload(&app, &work, &token)
+            .arg("--yes")
+            .arg(&cd)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = app.patient_manifest(&token).await;
+    let mut stored: BTreeMap<String, usize> = BTreeMap::new();
+    for f in manifest["files"].as_array().unwrap() {
+        // `DICOMDIR-nopatient`, a stray index under another name, is
+        // kept but flagged (DICOM, but not an image).
+        assert!(f["state"] == "complete" || f["state"] == "flagged", "{f}");
+        *stored
+            .entry(f["sha256"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(stored, expected);
+    assert!(
+        !manifest["studies"].as_array().unwrap().is_empty(),
+        "{manifest:#}"
+    );
+    let again = run();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing to send"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        app.patient_manifest(&token).await["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        expected.values().sum::<usize>()
+    );
+}
