@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,8 +20,8 @@ use serde_json::Value;
 use crate::common::{spawn_app, spawn_app_with};
 use crate::tus::pattern;
 use crate::upload_cli_harness::{
-    BIN, LoggedGateway, assert_each_once, fake_gateway, patient_folder, recorded_url,
-    recording_proxy, sha, text, upload, upload_to,
+    BIN, LoggedGateway, Script, assert_each_once, fake_gateway, patient_folder, recorded_url,
+    recording_proxy, scripted_gateway, sha, text, upload, upload_to,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -972,4 +973,70 @@ async fn a_real_dicomdir_cd_goes_up_once() {
             .len(),
         expected.values().sum::<usize>()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_takes_no_bytes_is_not_asked_again_and_again() {
+    let app = spawn_app().await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    std::fs::write(work.join("docs/a.pdf"), pattern(100_000, 1)).unwrap();
+    // Every PATCH is answered 204 with the offset where it started.
+    let manifest = format!(r#"{{"case_id":"{case}","files":[],"studies":[]}}"#);
+    let script: Script = Arc::new(move |head: &str| {
+        let answer = |status: &str, headers: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\n{headers}Tus-Resumable: 1.0.0\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        if head.starts_with("GET /api/v1/patient/case") {
+            answer("200 OK", "Content-Type: application/json\r\n", &manifest)
+        } else if head.starts_with("POST /tus/") {
+            answer(
+                "201 Created",
+                "Location: /tus/up_Stuck\r\nUpload-Offset: 0\r\n",
+                "",
+            )
+        } else {
+            answer("204 No Content", "Upload-Offset: 0\r\n", "")
+        }
+    });
+    let (fake, heads, task) = scripted_gateway(&app, script).await;
+    let mut child = upload_to(&app, &fake, &work, &token)
+        .args(["--yes", "docs"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let paused = line.contains("took none of the bytes sent; trying again in");
+        said.push(line);
+        if paused {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    task.abort();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("took none of the bytes sent")),
+        "{said:#?}"
+    );
+    let patches = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("PATCH "))
+        .count();
+    assert!(patches <= 2, "{patches} PATCHes before the first pause");
 }

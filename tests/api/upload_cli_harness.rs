@@ -405,3 +405,66 @@ pub async fn recording_proxy(
     });
     (format!("https://127.0.0.1:{port}"), record, task)
 }
+
+/// What a scripted gateway answers to one request head (the request line
+/// and headers, as text): the whole raw answer.
+pub type Script = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// A fake gateway (the real gateway's certificate, HTTP/1.1 keep-alive)
+/// answering each request as `script` says, after reading its body
+/// (`Content-Length`). Returns its address and every request head seen.
+pub async fn scripted_gateway(
+    app: &TestApp,
+    script: Script,
+) -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    use casegate::tls::server_config::{ServerIdentity, main_listener};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let certs = app.dir.path().join("certs");
+    let identity =
+        ServerIdentity::load(&certs.join("server.pem"), &certs.join("server-key.pem")).unwrap();
+    let mut config = (*main_listener(&identity).unwrap()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, script, seen) = (acceptor.clone(), script.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let length: u64 = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = (&mut stream).take(length);
+                    let _ = tokio::io::copy(&mut body, &mut tokio::io::sink()).await;
+                    seen.lock().unwrap().push(head.clone());
+                    if stream.write_all(script(&head).as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{port}"), heads, task)
+}
