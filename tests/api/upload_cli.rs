@@ -1040,3 +1040,85 @@ async fn a_gateway_that_takes_no_bytes_is_not_asked_again_and_again() {
         .count();
     assert!(patches <= 2, "{patches} PATCHes before the first pause");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_is_followed_by_asking_the_offset_and_the_hash_still_agrees() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = spawn_app().await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    let data = pattern(100_000, 4);
+    std::fs::write(work.join("docs/a.pdf"), &data).unwrap();
+    // The first PATCH (from 0) is refused with 409: meanwhile the gateway
+    // got 50,000 bytes by another way. HEAD says so; the rest goes from
+    // there, and the manifest then lists the whole file.
+    let (patches, digest) = (Arc::new(AtomicUsize::new(0)), sha(&data));
+    let seen = Arc::clone(&patches);
+    let script: Script = Arc::new(move |head: &str| {
+        let answer = |status: &str, headers: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\n{headers}Tus-Resumable: 1.0.0\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let done = seen.load(Ordering::SeqCst) >= 2;
+        if head.starts_with("GET /api/v1/patient/case") {
+            let files = if done {
+                format!(
+                    r#"[{{"file_id":"file_1","filename":"a.pdf","category":"other","size":100000,"sha256":"{digest}","state":"complete"}}]"#
+                )
+            } else {
+                "[]".to_owned()
+            };
+            let body = format!(r#"{{"case_id":"{case}","files":{files},"studies":[]}}"#);
+            answer("200 OK", "Content-Type: application/json\r\n", &body)
+        } else if head.starts_with("POST /tus/") {
+            answer(
+                "201 Created",
+                "Location: /tus/up_Raced\r\nUpload-Offset: 0\r\n",
+                "",
+            )
+        } else if head.starts_with("HEAD ") {
+            answer(
+                "200 OK",
+                "Upload-Offset: 50000\r\nUpload-Length: 100000\r\n",
+                "",
+            )
+        } else if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            answer(
+                "409 Conflict",
+                "Content-Type: application/problem+json\r\n",
+                "{}",
+            )
+        } else {
+            answer("204 No Content", "Upload-Offset: 100000\r\n", "")
+        }
+    });
+    let (fake, heads, task) = scripted_gateway(&app, script).await;
+    let out = upload_to(&app, &fake, &work, &token)
+        .args(["--yes", "docs"])
+        .output()
+        .unwrap();
+    task.abort();
+    assert!(out.status.success(), "{}", text(&out));
+    let offsets: Vec<String> = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("PATCH "))
+        .filter_map(|h| {
+            h.lines().find_map(|l| {
+                l.to_lowercase()
+                    .strip_prefix("upload-offset:")
+                    .map(|v| v.trim().to_owned())
+            })
+        })
+        .collect();
+    assert_eq!(offsets, ["0", "50000"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 of 1 files confirmed"),
+        "{}",
+        text(&out)
+    );
+}
