@@ -1122,3 +1122,74 @@ async fn a_409_is_followed_by_asking_the_offset_and_the_hash_still_agrees() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_still_works_while_the_receipt_waits_for_the_gateway() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = spawn_app().await;
+    let (case, token) = app.create_case(None).await;
+    let work = app.dir.path().join("patient");
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    std::fs::write(work.join("docs/a.pdf"), pattern(10_000, 5)).unwrap();
+    // The file goes through; the manifest for the receipt never comes.
+    let gets = Arc::new(AtomicUsize::new(0));
+    let script: Script = Arc::new(move |head: &str| {
+        let answer = |status: &str, headers: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\n{headers}Tus-Resumable: 1.0.0\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        if head.starts_with("GET ") {
+            if gets.fetch_add(1, Ordering::SeqCst) > 0 {
+                return String::new(); // silence
+            }
+            let body = format!(r#"{{"case_id":"{case}","files":[],"studies":[]}}"#);
+            answer("200 OK", "Content-Type: application/json\r\n", &body)
+        } else if head.starts_with("POST ") {
+            answer(
+                "201 Created",
+                "Location: /tus/up_Quiet\r\nUpload-Offset: 0\r\n",
+                "",
+            )
+        } else {
+            answer("204 No Content", "Upload-Offset: 10000\r\n", "")
+        }
+    });
+    let (fake, _, task) = scripted_gateway(&app, script).await;
+    let mut child = upload_to(&app, &fake, &work, &token)
+        .args(["--yes", "docs"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("sent docs/a.pdf") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send((child.wait().unwrap(), rest));
+    });
+    let (status, rest) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("Ctrl-C was not heard while the receipt waited");
+    task.abort();
+    assert!(!status.success(), "{rest:#?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped. What was sent is safe")),
+        "{rest:#?}"
+    );
+}
