@@ -999,6 +999,12 @@ async fn a_gateway_that_takes_no_bytes_is_not_asked_again_and_again() {
                 "Location: /tus/up_Stuck\r\nUpload-Offset: 0\r\n",
                 "",
             )
+        } else if head.starts_with("HEAD ") {
+            answer(
+                "200 OK",
+                "Upload-Offset: 0\r\nUpload-Length: 100000\r\n",
+                "",
+            )
         } else {
             answer("204 No Content", "Upload-Offset: 0\r\n", "")
         }
