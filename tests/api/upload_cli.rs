@@ -745,7 +745,7 @@ fn remember_in_state(state: &std::path::Path, case: &str, file: &std::path::Path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_again() {
+async fn stored_uploads_are_asked_first_and_gone_ones_start_afresh() {
     let app = spawn_app().await;
     let (case, token) = app.create_case(None).await;
     let work = app.dir.path().join("patient");
@@ -776,6 +776,18 @@ async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_ag
             .status(),
         204
     );
+    // d.pdf: an unfinished upload the gateway has since terminated (410).
+    let d = pattern(40_000, 6);
+    std::fs::write(work.join("docs/d.pdf"), &d).unwrap();
+    let ended = app
+        .tus_create(&token, d.len() as u64, &crate::tus::meta("d.pdf", None))
+        .await;
+    let deleted = app
+        .tus(reqwest::Method::DELETE, &ended, &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
     let state = work.join("casegate-upload");
     for (name, url, data) in [
         ("b.pdf", path.clone(), &b),
@@ -785,6 +797,8 @@ async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_ag
             "sha256": sha(data)});
         remember_in_state(&state, &case, &work.join("docs").join(name), entry);
     }
+    let entry = serde_json::json!({"upload_url": ended, "state": "uploading", "sha256": null});
+    remember_in_state(&state, &case, &work.join("docs/d.pdf"), entry);
     let out = run();
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -797,6 +811,7 @@ async fn a_finished_file_missing_from_the_manifest_is_asked_before_it_is_sent_ag
         ("docs/a.pdf", pattern(10_000, 1)),
         ("docs/b.pdf", b),
         ("docs/c.pdf", c),
+        ("docs/d.pdf", d),
     ] {
         expected.insert(name.to_owned(), (data, "other"));
     }
