@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::hashing::Hasher;
 use super::progress::FileBar;
+use super::stall::Stall;
 
 const PIECE: usize = 256 * 1024;
 
@@ -48,6 +49,7 @@ struct Reading {
     hasher: Hasher,
     bar: Arc<FileBar>,
     limit: Option<Arc<RateLimit>>,
+    stall: Arc<Stall>,
 }
 
 /// The body for a PATCH of `len` bytes of `path` from `offset`.
@@ -58,6 +60,7 @@ pub async fn file_body(
     hasher: Hasher,
     bar: Arc<FileBar>,
     limit: Option<Arc<RateLimit>>,
+    stall: Arc<Stall>,
 ) -> std::io::Result<reqwest::Body> {
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(std::io::SeekFrom::Start(offset)).await?;
@@ -67,6 +70,7 @@ pub async fn file_body(
         hasher,
         bar,
         limit,
+        stall,
     };
     let stream = futures_util::stream::unfold(reading, |mut r| async move {
         if r.left == 0 {
@@ -95,6 +99,9 @@ pub async fn file_body(
         }
         r.left -= n as u64;
         r.bar.advance(n as u64);
+        // The connection takes the next piece only once the last one is
+        // out: the line is alive, however long this one PATCH lasts.
+        r.stall.progressed();
         Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), r))
     });
     Ok(reqwest::Body::wrap_stream(stream))

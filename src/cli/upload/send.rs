@@ -61,7 +61,7 @@ pub struct Sender {
     pub progress: Arc<Progress>,
     pub limit: Option<Arc<RateLimit>>,
     stopped: AtomicBool,
-    stall: Stall,
+    stall: Arc<Stall>,
 }
 
 /// Where one file's upload stands between tries.
@@ -109,7 +109,7 @@ impl Sender {
             progress,
             limit,
             stopped: AtomicBool::new(false),
-            stall: Stall::new(),
+            stall: Arc::new(Stall::new()),
         }
     }
 
@@ -278,6 +278,7 @@ impl Sender {
             Arc::clone(hasher),
             Arc::clone(bar),
             self.limit.clone(),
+            Arc::clone(&self.stall),
         )
         .await
         .map_err(|e| unreadable(&file.shown, &e))?;

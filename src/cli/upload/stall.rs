@@ -1,8 +1,9 @@
 //! When to give up the whole run rather than one file: a dead line or a
 //! gateway that stays away would otherwise be retried file after file
 //! (minutes each) for days. The run stops after a few files in a row ran
-//! out of tries, or after a stretch with no byte accepted on any file; the
-//! state is kept, so the same command continues later.
+//! out of tries, or after a stretch in which no byte went out or was
+//! confirmed on any file (a PATCH streaming for an hour counts as alive);
+//! the state is kept, so the same command continues later.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,7 +27,7 @@ impl Stall {
         }
     }
 
-    /// The gateway accepted bytes (or confirmed a file).
+    /// Bytes went out, the gateway confirmed some, or a file is complete.
     pub fn progressed(&self) {
         if let Ok(mut last) = self.last_progress.lock() {
             *last = Instant::now();
