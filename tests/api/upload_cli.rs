@@ -922,12 +922,12 @@ async fn a_file_changed_between_runs_replaces_its_unfinished_upload() {
 }
 
 /// The pydicom test CD (`/work/shared/scripts/sample-dicom.sh real DIR`,
-/// then `CASEGATE_SAMPLE_DICOM=DIR`): real DICOMDIR trees with CR, CT and
+/// then `CASEGATE_TEST_SAMPLE_DICOM=DIR`): real DICOMDIR trees with CR, CT and
 /// MR studies, files named by number in many folders. Skipped without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_dicomdir_cd_goes_up_once() {
-    let Some(sample) = std::env::var_os("CASEGATE_SAMPLE_DICOM") else {
-        eprintln!("skipped: CASEGATE_SAMPLE_DICOM is not set");
+    let Some(sample) = std::env::var_os("CASEGATE_TEST_SAMPLE_DICOM") else {
+        eprintln!("skipped: CASEGATE_TEST_SAMPLE_DICOM is not set");
         return;
     };
     let cd = std::path::Path::new(&sample).join("dicomdirtests");
