@@ -309,7 +309,15 @@ async fn checkpoints_are_made_in_the_background_and_copied() {
         .fetch_one(&db)
         .await
         .unwrap();
-    let copy = std::fs::read_to_string(copy_dir.join(format!("{signed}.checkpoint"))).unwrap();
+    // The copy is written after the checkpoint is stored: wait for it.
+    let copy_path = copy_dir.join(format!("{signed}.checkpoint"));
+    for _ in 0..100 {
+        if copy_path.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let copy = std::fs::read_to_string(&copy_path).unwrap();
     assert_eq!(copy, note);
     let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
     assert_eq!(alerts["counts"], serde_json::json!({}), "{alerts}");
