@@ -6,6 +6,8 @@
 #   - installs the browser test's driver (playwright-core and axe-core from
 #     npm into tests/browser/node_modules; the browser itself is Debian's
 #     chromium at /usr/bin/chromium, installed with apt when run as root);
+#   - extracts real DICOM sample files (a hospital-CD-like DICOMDIR tree,
+#     from the pydicom wheel on PyPI) for the upload client's test;
 #   - starts a single-node Garage S3 server on loopback (scripts/garage-dev.sh;
 #     the first run builds garage with cargo, several minutes), unless
 #     CASEGATE_TEST_S3_ENDPOINT already names one;
@@ -34,8 +36,14 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+echo "== sample DICOM: the pydicom test CD (scripts/sample-dicom.sh)"
+samples_dir=$(mktemp -d)
+bash scripts/sample-dicom.sh real "$samples_dir/real"
+export CASEGATE_TEST_SAMPLE_DICOM="$samples_dir/real" CASEGATE_REQUIRE_SAMPLES=1
+
 garage_dir=""
 cleanup() {
+  rm -rf "$samples_dir"
   if [ -n "$garage_dir" ]; then
     bash scripts/garage-dev.sh stop "$garage_dir" || true
     rm -rf "$garage_dir"

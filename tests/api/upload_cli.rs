@@ -921,12 +921,17 @@ async fn a_file_changed_between_runs_replaces_its_unfinished_upload() {
     assert_each_once(&app.patient_manifest(&token).await, &expected);
 }
 
-/// The pydicom test CD (`/work/shared/scripts/sample-dicom.sh real DIR`,
-/// then `CASEGATE_TEST_SAMPLE_DICOM=DIR`): real DICOMDIR trees with CR, CT and
-/// MR studies, files named by number in many folders. Skipped without it.
+/// The pydicom test CD (`scripts/sample-dicom.sh real DIR`, then
+/// `CASEGATE_TEST_SAMPLE_DICOM=DIR`; `scripts/test-all.sh` does both): real
+/// DICOMDIR trees with CR, CT and MR studies, files named by number in many
+/// folders. Skipped without it, unless `CASEGATE_REQUIRE_SAMPLES` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_dicomdir_cd_goes_up_once() {
     let Some(sample) = std::env::var_os("CASEGATE_TEST_SAMPLE_DICOM") else {
+        assert!(
+            std::env::var_os("CASEGATE_REQUIRE_SAMPLES").is_none(),
+            "CASEGATE_REQUIRE_SAMPLES is set but CASEGATE_TEST_SAMPLE_DICOM is not"
+        );
         eprintln!("skipped: CASEGATE_TEST_SAMPLE_DICOM is not set");
         return;
     };
