@@ -140,6 +140,17 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
     if added > 0 {
         tracing::info!(added, "audit entries added to the audit tree");
     }
+    // An entry the tree does not hold was written without an append:
+    // it is never absorbed (and so never signed); every audited action is
+    // refused until an officer has looked.
+    if let Some((entries, leaves)) = db::audit::tree::disagreement(&db).await.map_err(db_error)? {
+        tracing::error!(
+            entries,
+            tree_size = leaves,
+            "ALERT: the audit log holds entries its tree does not (written behind the gateway's back) \
+             or the tree is damaged; every audited action is refused and /readyz reports the audit log down"
+        );
+    }
     Ok(db)
 }
 

@@ -239,6 +239,77 @@ async fn an_exported_log_verifies_offline_and_each_tampering_is_named() {
     assert_eq!(ready["checks"]["audit_log"], "unavailable", "{ready}");
     app.stop().await;
 }
+/// The tree's size and the largest size signed, read from the database.
+async fn tree_and_signed(db: &sqlx::SqlitePool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree),
+                (SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoints)",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Someone with only the database appends a made-up entry (the next
+/// sequence number, a grant nobody made) and the gateway restarts: the
+/// entry is refused, never added to the tree and signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_inserted_in_the_database_is_refused_after_a_restart() {
+    let mut app = spawn_app().await;
+    make_entries(&app).await;
+    let f = files(&app).await;
+    let log = export(&app, &f, "before.jsonl").await;
+    let (ok, out) = verify(&f, &log, &[]).await;
+    assert!(ok, "{out}");
+    let db = app.db().await;
+    let (nodes, signed) = tree_and_signed(&db).await;
+    let head: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    exec(&db, &format!(
+        "INSERT INTO audit_log (seq, time, actor, role, action, outcome, grant_id)
+         VALUES ({}, '2026-01-01T00:00:00Z', 'op_x', 'coordinator', 'grant.create', 'allow', 'grant_forged')",
+        head + 1
+    ))
+    .await;
+    db.close().await;
+
+    for round in 0..2 {
+        app.restart().await;
+        let resp = app
+            .request(Method::GET, "/api/v1/cases", Some(&app.coordinator), None)
+            .await;
+        assert_eq!(resp.status(), 503, "round {round}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "audit_unavailable");
+        let resp = app
+            .request(
+                Method::GET,
+                "/api/v1/audit/checkpoint",
+                Some(&app.compliance),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status(), 503, "round {round}: no checkpoint is served");
+        let ready = app.request(Method::GET, "/readyz", None, None).await;
+        assert_eq!(ready.status(), 503);
+        let ready: Value = ready.json().await.unwrap();
+        assert_eq!(ready["checks"]["audit_log"], "unavailable", "{ready}");
+    }
+    let data = app.data_dir();
+    let _dir = app.stop().await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("casegate.db").display()))
+        .await
+        .unwrap();
+    let (nodes_after, signed_after) = tree_and_signed(&db).await;
+    assert_eq!(nodes_after, nodes, "the forged entry did not join the tree");
+    assert!(
+        signed >= 1 && signed_after <= head,
+        "no checkpoint covers the forged entry {}: {signed_after}",
+        head + 1
+    );
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_export_proves_each_entry_on_its_own() {
     let app = spawn_app().await;

@@ -178,17 +178,32 @@ mod tests {
         }
         assert_eq!(compact.root(), root);
 
-        // The same rows in a database whose tree is rebuilt from them.
-        sqlx::query("DROP TRIGGER audit_tree_no_delete")
+        // Entries above the legacy mark (0 here: the log was empty when the
+        // tree came) are never added from their rows alone.
+        sqlx::raw_sql("DROP TRIGGER audit_tree_no_delete; DELETE FROM audit_tree;")
             .execute(db.pool())
             .await
             .unwrap();
-        sqlx::query("DELETE FROM audit_tree")
+        assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
+        assert_eq!(tree::disagreement(&db).await.unwrap(), Some((37, 0)));
+
+        // The same rows written before the tree existed: it is rebuilt from
+        // them, up to the mark and no further.
+        sqlx::raw_sql(
+            "DROP TRIGGER audit_tree_legacy_no_update; UPDATE audit_tree_legacy SET last_seq = 36;",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(tree::catch_up(&db).await.unwrap(), 36);
+        assert_eq!(tree::disagreement(&db).await.unwrap(), Some((37, 36)));
+        sqlx::raw_sql("UPDATE audit_tree_legacy SET last_seq = 37;")
             .execute(db.pool())
             .await
             .unwrap();
-        assert_eq!(tree::catch_up(&db).await.unwrap(), 37);
+        assert_eq!(tree::catch_up(&db).await.unwrap(), 1);
         assert_eq!(tree::root(&db, 37).await.unwrap(), root);
         assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
+        assert_eq!(tree::disagreement(&db).await.unwrap(), None);
     }
 }

@@ -189,32 +189,78 @@ pub async fn leaves(db: &Db, from: u64, limit: u64) -> Result<Vec<Hash>, DbError
 /// Entries per transaction when the tree catches up.
 const CATCH_UP_BATCH: i64 = 1000;
 
-/// Adds to the tree the entries it does not hold yet (entries written
-/// before the tree existed); returns how many. Run at start.
+/// The highest sequence number that existed when the tree was introduced
+/// (migration 0007): only entries up to it may join the tree from the rows.
+async fn legacy_mark(conn: &mut SqliteConnection) -> Result<u64, DbError> {
+    let mark: Option<i64> =
+        sqlx::query_scalar("SELECT last_seq FROM audit_tree_legacy WHERE id = 1")
+            .fetch_optional(conn)
+            .await?;
+    mark.map(|m| m as u64).ok_or(DbError::Corrupt(
+        "audit_tree_legacy (the legacy mark is missing)",
+    ))
+}
+
+/// Adds to the tree the entries written before the tree existed (up to the
+/// legacy mark), each with the next sequence number; returns how many. Run
+/// at start. An entry above the mark is never added from its row: it got
+/// into the table without an append (someone with the database), so the
+/// tree stays as it is, appends are refused, and [`disagreement`] reports it.
 pub async fn catch_up(db: &Db) -> Result<u64, DbError> {
     let mut added = 0;
     loop {
         let mut tx = db.begin().await?;
         let mut next = size(&mut tx).await?;
+        let mark = legacy_mark(&mut tx).await?;
+        if next >= mark {
+            return Ok(added);
+        }
         let rows = sqlx::query(
             "SELECT seq, time, actor, role, action, case_id, file_id, centre_id, grant_id, outcome,
                     reason, client_addr, client_cert_sha256, request_id
-             FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+             FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
         )
         .bind(next as i64)
+        .bind(mark as i64)
         .bind(CATCH_UP_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
-            return Ok(added);
-        }
         for row in &rows {
             let entry = entry_from_row(row)?;
+            if entry.seq as u64 != next + 1 {
+                tracing::error!(
+                    expected = next + 1,
+                    found = entry.seq,
+                    "an audit entry written before the tree existed is missing; the tree stops there"
+                );
+                tx.commit().await?;
+                return Ok(added);
+            }
             let held = merkle::stored_nodes(next);
             append_leaf(&mut tx, next, held, entry.to_json_line().as_bytes()).await?;
             next += 1;
             added += 1;
         }
         tx.commit().await?;
+        if rows.is_empty() {
+            return Ok(added);
+        }
     }
+}
+
+/// Whether the entries and the tree disagree: `Some((entries, leaves))`
+/// (the highest sequence number and the tree's size, read in one
+/// statement) when they do. Every append is refused until they agree.
+pub async fn disagreement(db: &Db) -> Result<Option<(u64, u64)>, DbError> {
+    let (head, nodes): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_log),
+                (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree)",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let leaves = merkle::size_for_nodes(nodes as u64);
+    Ok(match leaves {
+        Some(leaves) if leaves == head as u64 => None,
+        _ => Some((head as u64, leaves.unwrap_or(u64::MAX))),
+    })
 }
