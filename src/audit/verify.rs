@@ -36,18 +36,22 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// `log verified: N entries, root <b64>, signed by <key name>`.
+    /// `log verified: N entries, root <b64>, signed by <key name>`; for a
+    /// subset (a filtered export), `subset verified: …` saying that
+    /// completeness is not proven: the entries held are in the signed log,
+    /// but entries left out (deleted lines) are not noticed.
     pub fn summary(&self) -> String {
-        let proven = self
-            .proven_in
-            .map(|size| format!(" (each proven in the signed log of {size})"))
-            .unwrap_or_default();
-        format!(
-            "log verified: {} entries{proven}, root {}, signed by {}",
-            self.entries,
-            STANDARD.encode(self.root),
-            self.key_name
-        )
+        let (root, key) = (STANDARD.encode(self.root), &self.key_name);
+        match self.proven_in {
+            Some(size) => format!(
+                "subset verified: {} entries each proven in the signed log of {size}, root {root}, signed by {key}; completeness NOT proven",
+                self.entries
+            ),
+            None => format!(
+                "log verified: {} entries, root {root}, signed by {key}",
+                self.entries
+            ),
+        }
     }
 }
 

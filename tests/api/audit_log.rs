@@ -310,6 +310,115 @@ async fn a_row_inserted_in_the_database_is_refused_after_a_restart() {
         head + 1
     );
 }
+/// An operator hands over a whole export with lines deleted and, beside
+/// it, the proofs of an unfiltered `?proofs=1` download (every entry left
+/// proven): the whole-log check ignores the stray file and fails; subset
+/// mode must be asked for and never claims the log is verified. Export
+/// never replaces a file beside its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_proofs_file_never_turns_a_whole_log_check_into_a_subset_check() {
+    let app = spawn_app().await;
+    make_entries(&app).await;
+    let f = files(&app).await;
+    let log = export(&app, &f, "audit.jsonl").await;
+    let checkpoint = std::fs::read_to_string(with_suffix(&log, ".checkpoint")).unwrap();
+    let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+    let resp = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/audit?format=jsonl&proofs=1&tree_size={size}"),
+            Some(&app.compliance),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let proven: Vec<Value> = resp
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(proven.len() as u64, size);
+    let (mut lines, mut proofs) = (String::new(), String::new());
+    for (i, entry) in proven.iter().enumerate() {
+        if (4..7).contains(&i) {
+            continue; // entries 5-7 deleted
+        }
+        lines.push_str(entry["line"].as_str().unwrap());
+        lines.push('\n');
+        let mut proof = entry.clone();
+        proof.as_object_mut().unwrap().remove("line");
+        proofs.push_str(&proof.to_string());
+        proofs.push('\n');
+    }
+    let cut = f.dir.join("cut.jsonl");
+    std::fs::write(&cut, &lines).unwrap();
+    std::fs::write(with_suffix(&cut, ".checkpoint"), &checkpoint).unwrap();
+    std::fs::write(with_suffix(&cut, ".proofs"), &proofs).unwrap();
+
+    let (ok, out) = verify(&f, &cut, &[]).await;
+    assert!(
+        !ok && out.contains("entry 5 is missing")
+            && out.contains("NOT verified")
+            && !out.contains("log verified"),
+        "{out}"
+    );
+    let cut_proofs = with_suffix(&cut, ".proofs");
+    let (ok, out) = verify(&f, &cut, &["--proofs", &cut_proofs]).await;
+    assert!(
+        ok && out.starts_with(&format!(
+            "subset verified: {} entries each proven in the signed log of {size}",
+            size - 3
+        )) && out.contains("completeness NOT proven")
+            && !out.contains("log verified"),
+        "{out}"
+    );
+    let previous = with_suffix(&log, ".checkpoint");
+    let (ok, out) = verify(
+        &f,
+        &cut,
+        &["--proofs", &cut_proofs, "--previous-checkpoint", &previous],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("cannot be used with") && !out.contains("verified"),
+        "{out}"
+    );
+
+    // A stale FILE.proofs beside a new export's name: refused, kept as is.
+    let fresh = f.dir.join("fresh.jsonl");
+    std::fs::write(with_suffix(&fresh, ".proofs"), "stale\n").unwrap();
+    let server = format!("https://127.0.0.1:{}", app.addr.port());
+    let out = run(
+        &[
+            "audit",
+            "export",
+            "--server",
+            &server,
+            "--token",
+            &app.compliance,
+            "--ca",
+            f.ca.to_str().unwrap(),
+            "--out",
+            fresh.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        !out.status.success() && text(&out).contains("fresh.jsonl.proofs exists"),
+        "{}",
+        text(&out)
+    );
+    assert!(!fresh.exists());
+    assert_eq!(
+        std::fs::read_to_string(with_suffix(&fresh, ".proofs")).unwrap(),
+        "stale\n"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_export_proves_each_entry_on_its_own() {
     let app = spawn_app().await;
@@ -334,9 +443,18 @@ async fn a_case_export_proves_each_entry_on_its_own() {
     assert_eq!(lines.len(), 4, "case.create and three reads");
     assert!(lines.iter().all(|l| l.contains(&case)));
     assert!(!Path::new(&with_suffix(&log, ".leaves")).exists());
+    let proofs = with_suffix(&log, ".proofs");
+    let (ok, out) = verify(&f, &log, &["--proofs", &proofs]).await;
+    assert!(
+        ok && out.starts_with("subset verified: 4 entries each proven in the signed log of ")
+            && out.contains("completeness NOT proven")
+            && !out.contains("log verified"),
+        "{out}"
+    );
+    // Without --proofs the file is checked as a whole log, which it is not.
     let (ok, out) = verify(&f, &log, &[]).await;
     assert!(
-        ok && out.starts_with("log verified: 4 entries (each proven in the signed log of "),
+        !ok && out.contains("NOT verified") && !out.contains("log verified"),
         "{out}"
     );
     // An entry edited in the file: its proof no longer leads to the root.
@@ -347,7 +465,8 @@ async fn a_case_export_proves_each_entry_on_its_own() {
     for suffix in [".checkpoint", ".proofs"] {
         std::fs::copy(with_suffix(&log, suffix), with_suffix(&copy, suffix)).unwrap();
     }
-    let (ok, out) = verify(&f, &copy, &[]).await;
+    let copy_proofs = with_suffix(&copy, ".proofs");
+    let (ok, out) = verify(&f, &copy, &["--proofs", &copy_proofs]).await;
     let seq: Value = serde_json::from_str(&lines[2]).unwrap();
     let named = format!("entry {} (line 3) is not in the signed log", seq["seq"]);
     assert!(!ok && out.contains(&named), "{out}");
@@ -362,7 +481,8 @@ async fn a_case_export_proves_each_entry_on_its_own() {
     )
     .await;
     let again = export_with(&app, &f, "case-again.jsonl", &["--case-id", &case]).await;
-    let (ok, out) = verify(&f, &again, &[]).await;
+    let again_proofs = with_suffix(&again, ".proofs");
+    let (ok, out) = verify(&f, &again, &["--proofs", &again_proofs]).await;
     assert!(!ok && out.contains(&named), "{out}");
     app.stop().await;
 }

@@ -266,7 +266,7 @@ fn a_filtered_export_is_proven_entry_by_entry() {
     assert_eq!((ok.entries, ok.proven_in), (5, Some(40)));
     assert!(
         ok.summary()
-            .starts_with("log verified: 5 entries (each proven in the signed log of 40)")
+            .starts_with("subset verified: 5 entries each proven in the signed log of 40, root ")
     );
     // A changed entry, a proof for another entry, a missing proof line.
     let changed: String = picked

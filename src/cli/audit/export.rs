@@ -9,8 +9,9 @@
 //! `verify` reports as not yet signed). Fetched the other way round, the
 //! checkpoint could sign entries the file does not hold. A filtered export
 //! is proven against the checkpoint's size and stops there. Files are written
-//! under temporary names and renamed only when complete; an existing FILE
-//! is never overwritten.
+//! under temporary names and linked to their names only when complete; no
+//! existing file is ever overwritten (FILE, or any of FILE.checkpoint,
+//! FILE.leaves, FILE.proofs: a stale one would be read with the new export).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -174,11 +175,27 @@ async fn filtered(
     ))
 }
 
+/// Gives each complete file its final name, never replacing one (a hard
+/// link fails if the name exists, where a rename would overwrite it).
+fn publish(saved: &[Saved]) -> Result<(), CliError> {
+    for (tmp, path) in saved {
+        let linked = std::fs::hard_link(tmp, path);
+        let _ = std::fs::remove_file(tmp);
+        linked.map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: ExportArgs) -> Result<(), CliError> {
     let client = ApiClient::new(&args.server)?;
     let out = args.out.clone();
-    if out.exists() {
-        return Err(format!("{} exists; choose another --out", out.display()).into());
+    // No file of an export is ever replaced: a stale FILE.proofs or
+    // FILE.leaves beside a new export would be read with it.
+    for suffix in ["", ".checkpoint", ".leaves", ".proofs"] {
+        let path = beside(&out, suffix);
+        if path.exists() {
+            return Err(format!("{} exists; choose another --out", path.display()).into());
+        }
     }
     let filters = args.filters();
     let fetched = async {
@@ -207,19 +224,22 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
             return Err(e);
         }
     };
-    for (tmp, path) in saved {
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    publish(&saved)?;
     println!("exported {entries} entries to {}", out.display());
-    let beside_it = if filters.is_empty() {
-        "leaf hashes in {0}.leaves"
+    let (beside_it, flag) = if filters.is_empty() {
+        ("leaf hashes in {0}.leaves", "")
     } else {
-        "each entry's inclusion proof in {0}.proofs"
+        (
+            "each entry's inclusion proof in {0}.proofs (a subset: it cannot prove no entry was left out)",
+            " --proofs {0}.proofs",
+        )
     };
+    let name = out.display().to_string();
     println!(
-        "checkpoint in {0}.checkpoint, {1}; verify offline with:\n  casegate audit verify --log {0} --checkpoint {0}.checkpoint --public-key <verifier key file>",
-        out.display(),
-        beside_it.replace("{0}", &out.display().to_string())
+        "checkpoint in {0}.checkpoint, {1}; verify offline with:\n  casegate audit verify --log {0} --checkpoint {0}.checkpoint --public-key <verifier key file>{2}",
+        name,
+        beside_it.replace("{0}", &name),
+        flag.replace("{0}", &name)
     );
     Ok(())
 }

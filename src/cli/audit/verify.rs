@@ -28,22 +28,22 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub previous_checkpoint: Option<PathBuf>,
     /// The export's leaf hashes, to name a modified entry (default:
-    /// LOG.leaves when present).
-    #[arg(long)]
+    /// LOG.leaves when present). Only a hint: the root decides.
+    #[arg(long, conflicts_with = "proofs")]
     pub leaves: Option<PathBuf>,
-    /// A filtered export's inclusion proofs, one per line (default:
-    /// LOG.proofs when present): each entry is checked on its own.
-    #[arg(long)]
+    /// Subset mode, for a filtered export: each entry is checked with its
+    /// own inclusion proof from this file (one per line). It proves the
+    /// entries held are in the signed log, NOT that none were left out; a
+    /// whole-log check never switches to it on its own.
+    #[arg(long, conflicts_with = "previous_checkpoint")]
     pub proofs: Option<PathBuf>,
 }
 
-/// `explicit`, else LOG + `suffix` if that file exists.
-fn beside_log(log: &Path, explicit: Option<PathBuf>, suffix: &str) -> Option<PathBuf> {
-    explicit.or_else(|| {
-        let mut name = log.as_os_str().to_owned();
-        name.push(suffix);
-        Some(PathBuf::from(name)).filter(|p| p.exists())
-    })
+/// LOG + `suffix`.
+fn beside_log(log: &Path, suffix: &str) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
@@ -60,17 +60,20 @@ pub fn run(args: VerifyArgs) -> Result<(), CliError> {
         .map_err(|e| format!("{}: {e}", args.public_key.display()))?;
     let checkpoint = read(&args.checkpoint)?;
     let previous = args.previous_checkpoint.as_deref().map(read).transpose()?;
-    let verified = match beside_log(&args.log, args.proofs.clone(), ".proofs") {
-        Some(_) if previous.is_some() => {
-            return Err(
-                "--previous-checkpoint needs a whole-log export, not a filtered one"
-                    .to_owned()
-                    .into(),
-            );
-        }
-        Some(proofs) => verify_proven(open(&args.log)?, open(&proofs)?, &checkpoint, &verifier),
+    let verified = match &args.proofs {
+        Some(proofs) => verify_proven(open(&args.log)?, open(proofs)?, &checkpoint, &verifier),
         None => {
-            let leaves = beside_log(&args.log, args.leaves.clone(), ".leaves");
+            let stray = beside_log(&args.log, ".proofs");
+            if stray.exists() {
+                eprintln!(
+                    "note: {} is ignored: the whole log is checked (for a filtered export's subset check, pass --proofs)",
+                    stray.display()
+                );
+            }
+            let leaves = args
+                .leaves
+                .clone()
+                .or_else(|| Some(beside_log(&args.log, ".leaves")).filter(|p| p.exists()));
             verify(Inputs {
                 log: open(&args.log)?,
                 checkpoint: &checkpoint,
