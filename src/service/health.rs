@@ -54,13 +54,11 @@ async fn check(svc: &Services) -> Checks {
     let database = svc.db.ping().await.is_ok();
     let object_store = svc.store.check().await.is_ok();
     // The audit log is ready only if an entry could be committed now: its
-    // sequence is readable, its tree holds exactly the entries (else every
-    // append is refused), and a write transaction goes through.
-    let head = db::audit::head(&svc.db).await.ok();
-    let tree = db::audit::tree::current_size(&svc.db).await.ok();
-    let audit_log = head.is_some()
-        && head.map(|h| h as u64) == tree
-        && svc.db.probe_write(svc.timestamp()).await.is_ok();
+    // tree holds exactly the entries (else every append is refused) — both
+    // read in one statement, so an append committing in between cannot make
+    // them look apart — and a write transaction goes through.
+    let agree = matches!(db::audit::tree::disagreement(&svc.db).await, Ok(None));
+    let audit_log = agree && svc.db.probe_write(svc.timestamp()).await.is_ok();
     Checks {
         database,
         object_store,

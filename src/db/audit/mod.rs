@@ -206,4 +206,34 @@ mod tests {
         assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
         assert_eq!(tree::disagreement(&db).await.unwrap(), None);
     }
+
+    /// Readiness reads entries and tree in one statement: appends
+    /// committing meanwhile on other connections never make them look apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_and_tree_agree_while_appends_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
+            .await
+            .unwrap();
+        let writer = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let ctx = RequestContext::default();
+                for _ in 0..300 {
+                    let entry = NewEntry::new("case.read", Outcome::Allow);
+                    record(&db, &ctx, Timestamp::now_utc(), &entry)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let mut checks = 0;
+        while !writer.is_finished() {
+            assert_eq!(tree::disagreement(&db).await.unwrap(), None);
+            checks += 1;
+        }
+        writer.await.unwrap();
+        assert!(checks > 0);
+        assert_eq!(tree::disagreement(&db).await.unwrap(), None);
+    }
 }
