@@ -323,6 +323,63 @@ async fn checkpoints_are_made_in_the_background_and_copied() {
     assert_eq!(alerts["counts"], serde_json::json!({}), "{alerts}");
     app.stop().await;
 }
+/// A monitor polling the checkpoint does not have one signed and copied
+/// per poll (each poll is itself an entry, so the tree always grows): with
+/// nothing but polls since, the last checkpoint is served; after a real
+/// action, the next poll gets a new one that covers it.
+#[tokio::test]
+async fn polling_the_checkpoint_signs_no_checkpoint_per_poll() {
+    let copies = tempfile::tempdir().unwrap();
+    let copy_dir = copies.path().join("checkpoints");
+    let dir = copy_dir.display().to_string();
+    let app = spawn_app_with(|c| {
+        c.audit.checkpoint_interval_secs = 3600;
+        c.audit.checkpoint_copy = Some(dir);
+    })
+    .await;
+    make_entries(&app).await;
+    let poll = || async {
+        let resp = app
+            .request(
+                Method::GET,
+                "/api/v1/audit/checkpoint",
+                Some(&app.compliance),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    };
+    let first = poll().await;
+    for _ in 0..20 {
+        assert_eq!(poll().await, first);
+    }
+    let copies_now = std::fs::read_dir(&copy_dir).unwrap().count();
+    let db = app.db().await;
+    let signed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    app.create_case(None).await;
+    let after = poll().await;
+    assert_ne!(after, first, "a real action since: a new checkpoint");
+    let size: u64 = after.lines().nth(1).unwrap().parse().unwrap();
+    let head: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(size as i64, head, "it covers the poll's own entry");
+    let signed_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(signed_after, signed + 1);
+    assert_eq!(
+        std::fs::read_dir(&copy_dir).unwrap().count(),
+        copies_now + 1
+    );
+    app.stop().await;
+}
 #[tokio::test]
 async fn a_checkpoint_copy_that_fails_is_an_alert_and_the_checkpoint_still_served() {
     let copies = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ pub mod checkpoints;
 mod read;
 pub mod tree;
 
-pub use read::{AuditFilter, alerts, head, page};
+pub use read::{AuditFilter, alerts, head, page, written_since};
 
 use super::{Db, DbError, Tx};
 use crate::audit::{AuditEntry, NewEntry, RequestContext};

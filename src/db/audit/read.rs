@@ -90,6 +90,18 @@ pub async fn head(db: &Db) -> Result<i64, DbError> {
     )
 }
 
+/// Whether any entry after sequence number `seq` records an action other
+/// than `except` (a range on the primary key: only the entries since).
+pub async fn written_since(db: &Db, seq: u64, except: &str) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_log WHERE seq > ? AND action <> ?)")
+            .bind(seq as i64)
+            .bind(except)
+            .fetch_one(db.pool())
+            .await?,
+    )
+}
+
 /// The latest `limit` alert entries (`action` starting `alert.`), newest
 /// first, and how many of each kind the whole log holds.
 pub async fn alerts(db: &Db, limit: i64) -> Result<(Vec<AuditEntry>, Vec<(String, i64)>), DbError> {
