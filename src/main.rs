@@ -19,7 +19,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run())
+    let code = runtime.block_on(run());
+    // A blocking task stuck on hung storage (a checkpoint copy the server
+    // gave up waiting for) must not keep the process alive: after a grace
+    // period it is abandoned, where dropping the runtime would wait forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }
 
 async fn run() -> std::process::ExitCode {

@@ -29,6 +29,10 @@ use crate::tls::server_config;
 use crate::upload::{UploadRegistry, Uploads};
 use listener::ListenerLimits;
 
+/// The longest the server waits for its last checkpoint at shutdown (the
+/// copy alone may take `checkpoints::COPY_TIMEOUT`).
+const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+
 pub struct Application {
     main: TcpListener,
     centre: TcpListener,
@@ -203,9 +207,13 @@ impl Application {
         let _ = summaries.await;
         limiter_summaries::flush(&self.state).await;
         let _ = checkpointer.await;
-        // The last entries of this run get signed before it ends.
-        if let Err(e) = checkpoints::current(&self.state.services).await {
-            tracing::error!(error = %e, "final audit checkpoint could not be made");
+        // The last entries of this run get signed before it ends — but a
+        // stuck database or copy never holds the shutdown.
+        let last = checkpoints::current(&self.state.services);
+        match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, last).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final audit checkpoint could not be made"),
+            Err(_) => tracing::error!("final audit checkpoint timed out; shutting down without it"),
         }
         let _ = sweeper.await;
     }

@@ -4,6 +4,8 @@
 //! and out-of-range parameters refused, checkpoints made in the
 //! background and copied, and a signing key others can read refused.
 
+use std::path::PathBuf;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
@@ -379,6 +381,63 @@ async fn polling_the_checkpoint_signs_no_checkpoint_per_poll() {
         copies_now + 1
     );
     app.stop().await;
+}
+/// Copy storage that hangs (every `<size>.checkpoint` a FIFO nobody
+/// writes: the copy blocks reading it back) neither holds a request nor the
+/// shutdown: the copy gives up, an alert is written, the checkpoint served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_checkpoint_copy_holds_neither_requests_nor_shutdown() {
+    let copies = tempfile::tempdir().unwrap();
+    let copy_dir = copies.path().join("checkpoints");
+    std::fs::create_dir(&copy_dir).unwrap();
+    let fifos: Vec<PathBuf> = (1..400)
+        .map(|n| copy_dir.join(format!("{n}.checkpoint")))
+        .collect();
+    let made = std::process::Command::new("mkfifo")
+        .args(&fifos)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let dir = copy_dir.display().to_string();
+    let app = spawn_app_with(|c| {
+        c.audit.checkpoint_interval_secs = 3600;
+        c.audit.checkpoint_copy = Some(dir);
+    })
+    .await;
+    let guard = std::time::Duration::from_secs(120); // a hang, not a speed
+    let resp = tokio::time::timeout(
+        guard,
+        app.request(
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            Some(&app.compliance),
+            None,
+        ),
+    )
+    .await
+    .expect("the checkpoint route hangs on a stuck copy");
+    assert_eq!(resp.status(), 200);
+    let alerts = app.get_json("/api/v1/audit/alerts", &app.compliance).await;
+    assert!(
+        alerts["counts"]["alert.checkpoint_copy"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+            && alerts.to_string().contains("did not finish within"),
+        "{alerts}"
+    );
+    tokio::time::timeout(guard, app.stop())
+        .await
+        .expect("shutdown hangs on a stuck copy");
+    // Let the copies' abandoned threads finish: a writer that opens and
+    // closes each FIFO ends the blocked reads.
+    for fifo in &fifos {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000) // O_NONBLOCK: fails at once where nobody reads
+            .open(fifo);
+    }
 }
 #[tokio::test]
 async fn a_checkpoint_copy_that_fails_is_an_alert_and_the_checkpoint_still_served() {

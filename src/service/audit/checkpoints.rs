@@ -1,10 +1,11 @@
 //! Signed checkpoints of the audit log: made on demand (the checkpoint
 //! route, [`read`], unless only checkpoint reads were logged since the
-//! last; the server's last act, [`current`]) and by a background task at least every
-//! `audit.checkpoint_interval_secs` while entries arrive ([`run`]); stored,
-//! and copied to `audit.checkpoint_copy` when set. One checkpoint is made
-//! at a time; a failed copy is logged and raised as an alert
-//! (`alert.checkpoint_copy`), and does not stop the checkpoint. Before
+//! last; the server's last act, [`current`]) and by a background task at
+//! least every `audit.checkpoint_interval_secs` while entries arrive
+//! ([`run`]); stored, and copied to `audit.checkpoint_copy` when set. One
+//! checkpoint is made at a time; a failed copy (or one stuck longer than
+//! [`COPY_TIMEOUT`], say on a hung network share) is logged and raised as
+//! an alert (`alert.checkpoint_copy`), and does not stop the checkpoint. Before
 //! signing, the tree must extend the last checkpoint (same root at its
 //! size): a rewritten or cut history is an alert (`alert.history_rewritten`)
 //! and is never signed.
@@ -51,6 +52,11 @@ impl Checkpoints {
         self.signer.verifier_key()
     }
 }
+
+/// How long a checkpoint copy may take before it counts as failed. The
+/// copy's thread cannot be cancelled and is left behind; the checkpoint,
+/// the request and the shutdown go on.
+pub const COPY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The action of a checkpoint read's own entry.
 const READ_ACTION: &str = "audit.checkpoint.read";
@@ -145,12 +151,15 @@ async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
     tracing::info!(tree_size = size, "audit checkpoint signed");
     if let Some(dir) = cp.copy_dir.clone() {
         let note = row.note.clone();
-        let copied =
-            tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note)).await;
-        let failure = match copied {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(format!("copy task failed: {e}")),
+        let copy = tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note));
+        let failure = match tokio::time::timeout(COPY_TIMEOUT, copy).await {
+            Ok(Ok(Ok(_))) => None,
+            Ok(Ok(Err(e))) => Some(e.to_string()),
+            Ok(Err(e)) => Some(format!("copy task failed: {e}")),
+            Err(_) => Some(format!(
+                "the copy did not finish within {} s (storage stuck?)",
+                COPY_TIMEOUT.as_secs()
+            )),
         };
         if let Some(failure) = failure {
             tracing::error!(error = %failure, "audit checkpoint copy failed");
