@@ -33,6 +33,9 @@ pub struct Verified {
     /// A filtered export: each entry proven included in the signed tree of
     /// this size.
     pub proven_in: Option<u64>,
+    /// The leaves file was malformed at this line and ignored (it only
+    /// helps name a changed entry; the root decides).
+    pub leaves_ignored: Option<u64>,
 }
 
 impl Verified {
@@ -68,6 +71,18 @@ pub enum VerifyError {
         what: &'static str,
         error: std::io::Error,
     },
+    #[error(
+        "{what} names the log {origin:?}, but the key is {expected:?}'s: it is not a checkpoint of this log"
+    )]
+    WrongOrigin {
+        what: &'static str,
+        origin: String,
+        expected: String,
+    },
+    #[error(
+        "the previous checkpoint and this one both sign {size} entries, with different roots: the log was forked (two histories signed with the same key)"
+    )]
+    Fork { size: u64 },
     #[error("line {line} is not an audit entry (no sequence number)")]
     NotAnEntry { line: u64 },
     #[error(
@@ -135,7 +150,16 @@ fn checkpoint(
 ) -> Result<Checkpoint, VerifyError> {
     let note_error = |error| VerifyError::Note { what, error };
     let text = verifier.verify(note).map_err(note_error)?;
-    Checkpoint::parse(text).map_err(note_error)
+    let parsed = Checkpoint::parse(text).map_err(note_error)?;
+    // C2SP: the origin line must be the log the verifier expects.
+    if parsed.origin != verifier.name() {
+        return Err(VerifyError::WrongOrigin {
+            what,
+            origin: parsed.origin,
+            expected: verifier.name().to_owned(),
+        });
+    }
+    Ok(parsed)
 }
 
 /// The `"seq":N` of a canonical entry line (its last-but-one field).
@@ -153,6 +177,8 @@ struct Findings {
     out_of_sequence: Option<VerifyError>,
     /// First line (1-based) whose hash differs from the leaves file.
     leaf_differs: Option<u64>,
+    /// The leaves file's first malformed line: the file is ignored.
+    leaves_ignored: Option<u64>,
 }
 
 struct Leaves<H: BufRead> {
@@ -181,6 +207,25 @@ impl<H: BufRead> Leaves<H> {
             .ok_or(VerifyError::BadLeaf { line })?;
         self.tree.push(hash);
         Ok(Some(hash))
+    }
+}
+
+impl Findings {
+    /// Compares line `n`'s hash with the leaves file's next hash. The file
+    /// is only a hint: a malformed one is dropped, never fatal.
+    fn compare_leaf<H: BufRead>(&mut self, leaves: &mut Option<Leaves<H>>, n: u64, hash: Hash) {
+        let stored = match leaves.as_mut().map(Leaves::next) {
+            Some(Ok(stored)) => stored,
+            Some(Err(_)) => {
+                self.leaves_ignored = Some(n);
+                *leaves = None;
+                None
+            }
+            None => None,
+        };
+        if stored.is_some_and(|stored| stored != hash) && self.leaf_differs.is_none() {
+            self.leaf_differs = Some(n);
+        }
     }
 }
 
@@ -222,6 +267,12 @@ fn checkpoints(
             previous: p.size,
             current: current.size,
         });
+    }
+    if let Some(p) = &previous
+        && p.size == current.size
+        && p.root != current.root
+    {
+        return Err(VerifyError::Fork { size: p.size });
     }
     Ok((current, previous))
 }
@@ -266,13 +317,7 @@ pub fn verify<L: BufRead, H: BufRead>(inputs: Inputs<'_, L, H>) -> Result<Verifi
         }
         let hash = leaf_hash(text.as_bytes());
         tree.push(hash);
-        if let Some(leaves) = leaves.as_mut()
-            && let Some(stored) = leaves.next()?
-            && stored != hash
-            && findings.leaf_differs.is_none()
-        {
-            findings.leaf_differs = Some(n);
-        }
+        findings.compare_leaf(&mut leaves, n, hash);
     }
     let Some(root) = signed_root.filter(|r| *r == current.root) else {
         return Err(explain(n, &current, findings, leaves));
@@ -286,6 +331,7 @@ pub fn verify<L: BufRead, H: BufRead>(inputs: Inputs<'_, L, H>) -> Result<Verifi
         key_name: verifier.name().to_owned(),
         unsigned: n - current.size,
         proven_in: None,
+        leaves_ignored: findings.leaves_ignored,
     })
 }
 
@@ -304,8 +350,7 @@ fn explain<H: BufRead>(
             while leaves.tree.size() < current.size {
                 match leaves.next() {
                     Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(e) => return e,
+                    Ok(None) | Err(_) => break,
                 }
             }
             let trusted = leaves.tree.size() == current.size && leaves.tree.root() == current.root;

@@ -70,7 +70,7 @@ pub fn verify_proven(
         let proof: ProofLine =
             serde_json::from_str(&proof_text).map_err(|_| VerifyError::BadProof { line: n })?;
         let path = hashes(&proof).ok_or(VerifyError::BadProof { line: n })?;
-        if proof.leaf_index + 1 != seq || proof.tree_size != current.size {
+        if proof.leaf_index.checked_add(1) != Some(seq) || proof.tree_size != current.size {
             return Err(VerifyError::BadProof { line: n });
         }
         if verify_inclusion(
@@ -94,5 +94,6 @@ pub fn verify_proven(
         key_name: verifier.name().to_owned(),
         unsigned: 0,
         proven_in: Some(current.size),
+        leaves_ignored: None,
     })
 }

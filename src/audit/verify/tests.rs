@@ -295,3 +295,71 @@ fn a_filtered_export_is_proven_entry_by_entry() {
     let err = verify_proven(log_text.as_bytes(), short.as_bytes(), &cp, &f.verifier).unwrap_err();
     assert!(matches!(err, VerifyError::BadProof { line: 5 }), "{err}");
 }
+
+#[test]
+fn a_proof_at_the_end_of_the_index_range_is_refused_not_an_overflow() {
+    let f = fixture();
+    let lines = log(40);
+    let cp = f.checkpoint(&lines);
+    let huge = format!(
+        "{}\n",
+        serde_json::json!({"hashes": [], "leaf_index": u64::MAX, "tree_size": 40})
+    );
+    let one = format!("{}\n", lines[2]);
+    let err = verify_proven(one.as_bytes(), huge.as_bytes(), &cp, &f.verifier).unwrap_err();
+    assert!(matches!(err, VerifyError::BadProof { line: 1 }), "{err}");
+}
+
+#[test]
+fn a_malformed_leaves_file_is_ignored_not_fatal() {
+    let f = fixture();
+    let lines = log(12);
+    let cp = f.checkpoint(&lines);
+    let log_text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let leaves = "not a hash\n";
+    let run = |log: &str| {
+        verify(Inputs {
+            log: log.as_bytes(),
+            checkpoint: &cp,
+            verifier: &f.verifier,
+            previous: None,
+            leaves: Some(leaves.as_bytes()),
+        })
+    };
+    let ok = run(&log_text).unwrap();
+    assert_eq!((ok.entries, ok.leaves_ignored), (12, Some(1)));
+    // A change is still caught by the root, just not named.
+    let changed = log_text.replace("op_1", "op_2");
+    let err = run(&changed).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::RootMismatch { size: 12 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_log_and_a_fork_are_named() {
+    let f = fixture();
+    let lines = log(9);
+    // Signed with the right key, but naming another log.
+    let mut tree = CompactTree::new();
+    for l in &lines {
+        tree.push(leaf_hash(l.as_bytes()));
+    }
+    let foreign = Checkpoint {
+        origin: "other.example/log".into(),
+        size: 9,
+        root: tree.root(),
+    };
+    let foreign = f.signer.sign(&foreign.text());
+    let err = f.verify(&lines, &foreign, None, None).unwrap_err();
+    assert!(matches!(err, VerifyError::WrongOrigin { .. }), "{err}");
+    // Two checkpoints of the same size with different roots.
+    let cp = f.checkpoint(&lines);
+    let mut other = lines.clone();
+    other[4] = other[4].replace("op_1", "op_5");
+    let forked = f.checkpoint(&other);
+    let err = f.verify(&lines, &cp, Some(&forked), None).unwrap_err();
+    assert!(matches!(err, VerifyError::Fork { size: 9 }), "{err}");
+    assert!(err.to_string().contains("forked"), "{err}");
+}

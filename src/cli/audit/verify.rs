@@ -85,6 +85,11 @@ pub fn run(args: VerifyArgs) -> Result<(), CliError> {
     }
     .map_err(|e| format!("log NOT verified: {e}"))?;
     println!("{}", verified.summary());
+    if let Some(line) = verified.leaves_ignored {
+        eprintln!(
+            "note: the leaves file is malformed at line {line} and was ignored (it only helps name a changed entry)"
+        );
+    }
     if verified.unsigned > 0 {
         eprintln!(
             "note: {} later entries in the log are not covered by this checkpoint yet",
