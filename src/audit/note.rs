@@ -295,6 +295,53 @@ mod tests {
         assert!(NoteVerifier::parse(&vkey).is_err());
     }
 
+    /// A note cosigned by others (witnesses, a second key of the same
+    /// name): ours is found among the lines in any order; a bad signature
+    /// under our key id fails even beside a good one; others alone do not
+    /// count.
+    #[test]
+    fn a_note_with_several_signature_lines() {
+        let ours = signer("gw.example/casegate-audit");
+        let witness = signer("witness.example/w1");
+        let namesake = signer("gw.example/casegate-audit");
+        let text = Checkpoint {
+            origin: "gw.example/casegate-audit".into(),
+            size: 5,
+            root: [3u8; 32],
+        }
+        .text();
+        let sig = |s: &NoteSigner| s.sign(&text)[text.len() + 1..].to_owned();
+        let (mine, theirs, same_name) = (sig(&ours), sig(&witness), sig(&namesake));
+        let verifier = NoteVerifier::parse(&ours.verifier_key()).unwrap();
+        for lines in [
+            format!("{theirs}{mine}"),
+            format!("{mine}{theirs}{same_name}"),
+            format!("{same_name}{theirs}{mine}"),
+        ] {
+            let note = format!("{text}\n{lines}");
+            assert_eq!(verifier.verify(&note).unwrap(), text, "{note}");
+        }
+        let others_only = format!("{text}\n{theirs}{same_name}");
+        assert!(matches!(
+            verifier.verify(&others_only),
+            Err(NoteError::NotSigned(_))
+        ));
+        // Our key id with another signature (the witness's bytes) beside ours.
+        let (_, blob) = mine.trim_end().rsplit_once(' ').unwrap();
+        let (_, their_blob) = theirs.trim_end().rsplit_once(' ').unwrap();
+        let mut bytes = STANDARD.decode(their_blob).unwrap();
+        bytes[..4].copy_from_slice(&STANDARD.decode(blob).unwrap()[..4]);
+        let bad = format!(
+            "\u{2014} gw.example/casegate-audit {}\n",
+            STANDARD.encode(bytes)
+        );
+        let note = format!("{text}\n{mine}{bad}");
+        assert!(matches!(
+            verifier.verify(&note),
+            Err(NoteError::BadSignature(_))
+        ));
+    }
+
     #[test]
     fn checkpoint_text_is_strict() {
         assert!(Checkpoint::parse("o\n01\nAAAA\n").is_err());

@@ -419,6 +419,52 @@ async fn a_stray_proofs_file_never_turns_a_whole_log_check_into_a_subset_check()
     app.stop().await;
 }
 
+/// Lines moved within an exported file (no row touched): the first moved
+/// entry is named, with and without the leaves file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_lines_in_an_export_are_named() {
+    let app = spawn_app().await;
+    make_entries(&app).await;
+    let f = files(&app).await;
+    let log = export(&app, &f, "audit.jsonl").await;
+    let mut lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.swap(5, 6); // entries 6 and 7
+    let moved = f.dir.join("moved.jsonl");
+    std::fs::write(&moved, lines.join("\n") + "\n").unwrap();
+    std::fs::copy(
+        with_suffix(&log, ".checkpoint"),
+        with_suffix(&moved, ".checkpoint"),
+    )
+    .unwrap();
+    let (ok, out) = verify(&f, &moved, &[]).await;
+    assert!(
+        !ok && out.contains("entry 6 is missing (line 6 holds entry 7 instead)"),
+        "{out}"
+    );
+    std::fs::copy(with_suffix(&log, ".leaves"), with_suffix(&moved, ".leaves")).unwrap();
+    let (ok, out) = verify(&f, &moved, &[]).await;
+    assert!(!ok && out.contains("entry 6 "), "{out}");
+    // A line moved far: the last entry put first.
+    let mut far: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let last = far.pop().unwrap();
+    far.insert(0, last);
+    std::fs::write(&moved, far.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&f, &moved, &[]).await;
+    assert!(
+        !ok && out.contains("entry 1 is missing (line 1 holds entry"),
+        "{out}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_export_proves_each_entry_on_its_own() {
     let app = spawn_app().await;
