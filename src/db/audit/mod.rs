@@ -236,4 +236,26 @@ mod tests {
         assert!(checks > 0);
         assert_eq!(tree::disagreement(&db).await.unwrap(), None);
     }
+
+    /// Alerts are read from their partial index, not by scanning the log.
+    #[tokio::test]
+    async fn alerts_are_read_from_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
+            .await
+            .unwrap();
+        for sql in [read::RECENT_ALERTS, read::ALERT_COUNTS] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .bind(100)
+                    .fetch_all(db.pool())
+                    .await
+                    .unwrap();
+            let details: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+            assert!(
+                details.iter().any(|d| d.contains("INDEX audit_log_alerts")),
+                "{details:?}"
+            );
+        }
+    }
 }
