@@ -518,6 +518,26 @@ async fn the_gateway_signs_no_checkpoint_over_a_rewritten_or_cut_history() {
         reason.contains("does not extend the checkpoint"),
         "{reason}"
     );
+    // The stored checkpoints' roots edited to match the rewritten tree: the
+    // rows no longer match what the key signed, so still nothing is signed.
+    let sizes: Vec<i64> = sqlx::query_scalar("SELECT tree_size FROM audit_checkpoints")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let mut edits = String::from("DROP TRIGGER audit_checkpoints_no_update;");
+    for size in sizes {
+        let zeroed =
+            casegate::audit::merkle::root(size as u64, &mut |_| Ok::<_, ()>([0u8; 32])).unwrap();
+        let hex: String = zeroed.iter().map(|b| format!("{b:02x}")).collect();
+        edits.push_str(&format!(
+            "UPDATE audit_checkpoints SET root = x'{hex}' WHERE tree_size = {size};"
+        ));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(edits))
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint(&app).await.status(), 503);
     app.stop().await;
 
     // Entries and tree cut back, the checkpoints left in place.

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, watch};
 
 use super::AuditError;
 use crate::audit::checkpoint_copy;
-use crate::audit::note::{Checkpoint, NoteSigner};
+use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::config::Config;
 use crate::db;
@@ -110,8 +110,11 @@ async fn extends(
     size: u64,
     alerted: &mut Option<u64>,
 ) -> Result<(), AuditError> {
-    let intact =
-        latest.tree_size <= size && tree::root(&svc.db, latest.tree_size).await? == latest.root;
+    // The stored row must be what was signed (a row whose root was edited
+    // to match a rewritten tree is not), and the tree must extend it.
+    let intact = signed_as_stored(&svc.checkpoints.signer, latest)
+        && latest.tree_size <= size
+        && tree::root(&svc.db, latest.tree_size).await? == latest.root;
     let refused = || Err(AuditError::HistoryRewritten(latest.tree_size));
     if intact {
         return Ok(());
@@ -121,12 +124,27 @@ async fn extends(
     }
     *alerted = Some(latest.tree_size);
     let reason = format!(
-        "the audit tree ({size} entries) does not extend the checkpoint of {} entries: history was removed or rewritten; no checkpoint is signed over it",
+        "the audit tree ({size} entries) does not extend the checkpoint of {} entries (or that stored checkpoint is not what this gateway's key signed): history was removed or rewritten; no checkpoint is signed over it",
         latest.tree_size
     );
     tracing::error!("{reason}");
     super::alerts::raise(svc, "checkpoints", "alert.history_rewritten", reason).await;
     refused()
+}
+
+/// Whether the stored note is this gateway's signature over exactly the
+/// row's origin, size and root.
+fn signed_as_stored(signer: &NoteSigner, row: &CheckpointRow) -> bool {
+    let Ok(verifier) = NoteVerifier::parse(&signer.verifier_key()) else {
+        return false;
+    };
+    verifier
+        .verify(&row.note)
+        .ok()
+        .and_then(|text| Checkpoint::parse(text).ok())
+        .is_some_and(|cp| {
+            cp.origin == signer.name() && cp.size == row.tree_size && cp.root == row.root
+        })
 }
 
 async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
