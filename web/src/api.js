@@ -31,11 +31,20 @@ export async function readCase(token) {
   return { kind: manifest.upload_open === false ? 'expired' : 'ok', manifest };
 }
 
-/** Files of the manifest that arrived whole, keyed by `name\u0000size`. */
+/**
+ * Files of the manifest that arrived whole, by size: the SHA-256s the server
+ * recorded and the names. A local file has arrived when a file of its size
+ * has its SHA-256 — never by name and size alone, which a second hospital CD
+ * (same generic paths, same slice sizes) would match by accident.
+ */
 export function arrived(manifest) {
-  const done = new Map();
+  const bySize = new Map();
   for (const f of manifest?.files ?? []) {
-    if (f.state === 'complete' || f.state === 'flagged') done.set(`${f.filename}\u0000${f.size}`, f);
+    if (f.state !== 'complete' && f.state !== 'flagged') continue;
+    if (!bySize.has(f.size)) bySize.set(f.size, { hashes: new Set(), names: new Set() });
+    const same = bySize.get(f.size);
+    if (typeof f.sha256 === 'string') same.hashes.add(f.sha256);
+    same.names.add(f.filename);
   }
-  return done;
+  return bySize;
 }

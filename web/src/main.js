@@ -23,6 +23,8 @@ const state = {
   linkError: null,
   /** Every chosen file worth sending: `{ file, path, size, dicom, category }`. */
   items: [],
+  /** Folders being read or files being hashed; Send waits for them. */
+  reading: 0,
   skipped: [],
   unreadable: [],
   phase: 'checking', // checking | choosing | sending | done | closed
@@ -52,11 +54,17 @@ function drawNotice() {
 async function add(chosen) {
   if (state.phase !== 'choosing' || chosen.length === 0) return;
   const reading = byId('reading');
+  const sendButton = byId('send');
+  state.reading += 1;
+  sendButton.disabled = true;
   show(reading, true);
   const found = await inspect(chosen, (done, total) => {
     reading.textContent = t('reading', { done, total });
   });
-  show(reading, false);
+  await hashCandidates(found.items);
+  state.reading -= 1;
+  sendButton.disabled = state.reading > 0;
+  show(reading, state.reading > 0);
   const byPath = new Map(state.items.map((i) => [i.path, i]));
   for (const item of found.items) byPath.set(item.path, item);
   state.items = Array.from(byPath.values()).sort((a, b) => a.path.localeCompare(b.path));
@@ -66,8 +74,38 @@ async function add(chosen) {
   drawChoosing();
 }
 
+// Files up to this size are hashed in the browser to tell whether they
+// arrived (crypto.subtle needs the whole file in memory); a larger file whose
+// size and name match a received file counts as arrived.
+const HASH_LIMIT = 256 * 1024 * 1024;
+
+async function sha256Hex(file) {
+  const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Hashes the chosen files that have the size of a received file. */
+async function hashCandidates(items) {
+  const bySize = arrived(state.manifest);
+  for (const item of items) {
+    if (item.sha256 !== undefined || !bySize.has(item.size)) continue;
+    if (item.size > HASH_LIMIT) {
+      item.sha256 = null;
+      continue;
+    }
+    try {
+      item.sha256 = await sha256Hex(item.file);
+    } catch {
+      item.sha256 = null;
+    }
+  }
+}
+
 function alreadyArrived(item) {
-  return arrived(state.manifest).has(`${item.path}\u0000${item.size}`);
+  const same = arrived(state.manifest).get(item.size);
+  if (!same) return false;
+  if (item.sha256) return same.hashes.has(item.sha256);
+  return item.size > HASH_LIMIT && same.names.has(item.path);
 }
 
 function drawSummary() {
@@ -155,8 +193,14 @@ function questionsFile() {
 }
 
 async function startSending() {
-  const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
+  if (state.reading > 0 || state.phase !== 'choosing') return;
   const questions = questionsFile();
+  state.reading += 1;
+  byId('send').disabled = true;
+  await hashCandidates(questions ? [...state.items, questions] : state.items);
+  state.reading -= 1;
+  byId('send').disabled = false;
+  const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
   if (questions && !alreadyArrived(questions)) jobs.push(questions);
   for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
   if (jobs.length === 0 && state.items.length === 0) {
