@@ -45,7 +45,10 @@ function notice(key, params = {}) {
 function drawNotice() {
   const box = byId('notice');
   show(box, Boolean(state.noticeKey));
-  box.textContent = state.noticeKey ? t(state.noticeKey, state.noticeParams) : '';
+  // The box is role=alert: write it only when its text changes, or a screen
+  // reader announces the same message again at every progress redraw.
+  const text = state.noticeKey ? t(state.noticeKey, state.noticeParams) : '';
+  if (box.textContent !== text) box.textContent = text;
 }
 
 // ---- choosing -------------------------------------------------------------
