@@ -146,6 +146,38 @@ async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
     store.delete(key).await.unwrap();
 }
 
+/// A completion whose end was never recorded (the gateway killed after the
+/// store finished and before the database said so) is completed again from
+/// the same recorded progress, and the object stays whole. Once with a
+/// tail smaller than a part (staged), once ending on a part boundary.
+async fn completing_twice_keeps_the_object(store: &ObjectStore) {
+    for (name, len) in [("tail", 9 * 1024 * 1024 + 11), ("parts", 8 * 1024 * 1024)] {
+        let key = &k(&format!("cases/c6/{name}"));
+        let bytes = pattern(len, 5);
+        let mut writer = store
+            .open_writer(key, &ResumeToken::start(), len as u64)
+            .await
+            .unwrap();
+        writer.write(&bytes).await.unwrap();
+        let recorded = writer.sync().await.unwrap();
+        drop(writer);
+        store
+            .complete_write(key, &recorded, len as u64)
+            .await
+            .unwrap();
+        store
+            .complete_write(key, &recorded, len as u64)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: second completion: {e}"));
+        assert_eq!(store.len(key).await.unwrap(), len as u64, "{name}");
+        assert!(
+            store.get_range(key, 0..len as u64).await.unwrap() == bytes,
+            "{name}: object changed by the second completion"
+        );
+        store.delete(key).await.unwrap();
+    }
+}
+
 async fn abort_discards(store: &ObjectStore) {
     let key = &k("cases/c4/upload");
     let mut writer = store
@@ -164,6 +196,7 @@ async fn conformance(store: ObjectStore) {
     whole_objects(&store).await;
     append_sync_reopen(&store).await;
     dropped_writer_leaves_nothing(&store).await;
+    completing_twice_keeps_the_object(&store).await;
     abort_discards(&store).await;
 }
 

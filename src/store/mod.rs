@@ -149,6 +149,34 @@ impl ObjectStore {
         }
     }
 
+    /// Makes the object written up to `resume` readable at its key.
+    /// Idempotent: an object already completed by an earlier attempt whose
+    /// end was not recorded (a crash between the store and the database) is
+    /// left as it is.
+    pub async fn complete_write(
+        &self,
+        key: &str,
+        resume: &ResumeToken,
+        expected_len: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            ObjectStore::Fs(_) => {
+                self.open_writer(key, resume, expected_len)
+                    .await?
+                    .complete()
+                    .await
+            }
+            ObjectStore::S3(s) => {
+                s.complete_write(
+                    checked(key)?,
+                    &WriteProgress::from_token(resume)?,
+                    expected_len,
+                )
+                .await
+            }
+        }
+    }
+
     /// Deletes an unfinished object and everything kept for it.
     pub async fn abort_write(&self, key: &str, resume: &ResumeToken) -> Result<(), StoreError> {
         match self {

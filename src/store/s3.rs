@@ -224,6 +224,31 @@ impl S3Store {
         })
     }
 
+    /// Completes the object written up to `progress`. An earlier
+    /// completion may have finished and removed the staging object before
+    /// the database recorded it (a crash in between): the object is then
+    /// already there with its full length, and only the staging prefix is
+    /// tidied.
+    pub(crate) async fn complete_write(
+        &self,
+        key: &str,
+        progress: &WriteProgress,
+        expected_len: u64,
+    ) -> Result<(), StoreError> {
+        match self.open_writer(key, progress, expected_len).await {
+            Ok(writer) => writer.complete().await,
+            Err(StoreError::NotFound) => match self.len(key).await {
+                Ok(len) if len == expected_len => {
+                    self.delete_prefix(&format!("staging/{key}/")).await
+                }
+                _ => Err(StoreError::Backend(format!(
+                    "{key}: staging object gone and the object not complete"
+                ))),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// Aborts the multipart upload, removes staging objects and any
     /// completed object.
     pub(crate) async fn abort_write(

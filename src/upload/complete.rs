@@ -101,11 +101,9 @@ impl Uploads {
         let case_key = self.case_key(case)?;
         // The cipher carries the header this upload's object was written with.
         let object = Decryptor::from_cipher(self.cipher(&case_key, upload).await?, upload.length);
-        let writer = self
-            .store
-            .open_writer(&key, &upload.resume, object.object_len())
+        self.store
+            .complete_write(&key, &upload.resume, object.object_len())
             .await?;
-        writer.complete().await?;
 
         let (sha256, object_sha256) = match self
             .registry
