@@ -161,10 +161,14 @@ pub async fn set_state(
     Ok(done.rows_affected() == 1)
 }
 
-/// Active uploads whose expiry has passed.
+/// Active uploads whose expiry has passed. An upload with every byte
+/// stored never expires: its client was told the file is safe, and only
+/// its completion is left (see `stalled_complete`).
 pub async fn expired(db: &Db, now: Timestamp, limit: i64) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= ?
+           AND NOT (upload_offset = upload_length AND upload_length > 0)
+         ORDER BY expires_at LIMIT ?"
     )))
     .bind(now)
     .bind(limit)

@@ -94,11 +94,26 @@ impl Uploads {
         Ok(())
     }
 
-    /// One sweep: expire stale uploads, finish interrupted completions.
+    /// One sweep: finish interrupted completions, then expire stale uploads
+    /// (never one whose bytes are all stored).
     /// Returns how many uploads it changed.
     pub async fn sweep(&self) -> Result<usize, UploadError> {
         let ctx = system();
         let mut changed = 0;
+        for upload in db::uploads::stalled_complete(&self.db, 100).await? {
+            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
+                continue;
+            };
+            let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
+                continue;
+            };
+            match self.finalize(&ctx, &case, &upload).await {
+                Ok(()) => changed += 1,
+                Err(e) => {
+                    tracing::warn!(upload_id = %upload.upload_id, error = %e, "completion retry failed")
+                }
+            }
+        }
         for upload in db::uploads::expired(&self.db, self.now(), 100).await? {
             let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
                 continue;
@@ -114,20 +129,6 @@ impl Uploads {
                 .await?
             {
                 changed += 1;
-            }
-        }
-        for upload in db::uploads::stalled_complete(&self.db, 100).await? {
-            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
-                continue;
-            };
-            let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
-                continue;
-            };
-            match self.finalize(&ctx, &case, &upload).await {
-                Ok(()) => changed += 1,
-                Err(e) => {
-                    tracing::warn!(upload_id = %upload.upload_id, error = %e, "completion retry failed")
-                }
             }
         }
         Ok(changed)

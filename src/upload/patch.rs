@@ -35,6 +35,11 @@ impl Uploads {
             .ok_or(UploadError::NotFound)?;
         match upload.state {
             UploadState::Terminated | UploadState::Expired => Err(UploadError::Gone),
+            // Every byte stored: only its completion is left, never expiry
+            // (the client was told the bytes are safe).
+            UploadState::Active if upload.offset == upload.length && upload.length > 0 => {
+                Ok(upload)
+            }
             UploadState::Active if upload.expires_at <= self.now() => Err(UploadError::Gone),
             _ => Ok(upload),
         }

@@ -485,6 +485,60 @@ async fn termination_and_expiry_remove_stored_parts() {
     app.stop().await;
 }
 
+/// Every byte stored and acknowledged, but the gateway died before the
+/// completion was recorded (the state a kill or a store outage between the
+/// last PATCH's commit and its completion leaves). The client saw HEAD =
+/// length and sends nothing more; if the gateway stays down past the
+/// upload expiry, the file must still complete, never expire and lose the
+/// patient's bytes.
+#[tokio::test]
+async fn a_stored_upload_completes_after_its_expiry_instead_of_being_deleted() {
+    let app = spawn_app().await;
+    let (case_id, patient) = app.create_case(None).await;
+    let data = pattern(300_000, 7);
+    let path = app
+        .tus_create(&patient, data.len() as u64, &meta("ct.zip", None))
+        .await;
+    assert_eq!(
+        app.tus_patch(&patient, &path, 0, data.clone())
+            .await
+            .status(),
+        204
+    );
+    // Undo the recorded completion, as a crash before it would have left it.
+    let db = app.db().await;
+    for sql in [
+        "UPDATE uploads SET state = 'active'",
+        "UPDATE files SET state = 'uploading'",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+    app.clock
+        .advance(app.config.uploads.upload_ttl_secs as i64 + 1);
+
+    let head = app.tus(Method::HEAD, &path, &patient).send().await.unwrap();
+    assert_eq!(head.status(), 200, "HEAD of a fully stored upload");
+    assert_eq!(
+        head.headers()["upload-offset"],
+        data.len().to_string().as_str()
+    );
+    assert_eq!(app.uploads.sweep().await.unwrap(), 1);
+    let m = app.patient_manifest(&patient).await;
+    assert_eq!(m["files"][0]["state"], "complete", "{m}");
+    assert_eq!(m["files"][0]["sha256"], sha256_hex(&data));
+    let objects = app.config.fs_root().join("cases").join(&case_id);
+    assert_eq!(std::fs::read_dir(&objects).unwrap().count(), 1);
+    assert!(
+        !app.audit()
+            .await
+            .iter()
+            .any(|e| e["action"] == "upload.expire"),
+        "a fully stored upload was expired"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn upload_token_expiry_stops_uploads_but_not_the_manifest() {
     let app = spawn_app().await;
