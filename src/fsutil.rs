@@ -4,9 +4,22 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Creates `path` with mode 0600 and writes `contents`, synced. Fails if the
-/// file already exists, so a secret is never silently replaced.
+/// Creates `path` with mode 0600 holding `contents`, synced. Fails if the
+/// file already exists, so a secret is never silently replaced. Atomic: the
+/// bytes are written to a temporary file first and linked into place, so a
+/// crash never leaves an empty or partial key that blocks the next start.
 pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-new");
+    let _ = std::fs::remove_file(&tmp);
+    write_new_private(&tmp, contents)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    sync_parent(path)
+}
+
+/// Creates `path` (0600, must not exist) and writes `contents`, synced.
+fn write_new_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -17,6 +30,13 @@ pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Creates `dir` and any missing parents owner-only (0700). Patient records
@@ -44,12 +64,9 @@ pub fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::Fil
 pub fn replace_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-new");
     let _ = std::fs::remove_file(&tmp);
-    create_secret_file(&tmp, contents)?;
+    write_new_private(&tmp, contents)?;
     std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 /// Why a secret file is refused; the message says how to fix it.

@@ -208,7 +208,10 @@ impl StateStore {
     }
 
     /// Records a change: kept in memory and appended to the journal (one
-    /// write, so a kill leaves the line whole or absent).
+    /// write, so a kill leaves the line whole or absent). A new upload's
+    /// record is synced: lost to a power cut, it would make the next run
+    /// create a second upload for the same file, holding case quota until
+    /// it expires. A lost `Complete` only costs asking the gateway again.
     pub fn record(&self, path: &Path, entry: Entry) -> Result<(), StateError> {
         let key = key(path);
         let mut line = serde_json::to_vec(&JournalLine {
@@ -216,12 +219,14 @@ impl StateStore {
             entry: entry.clone(),
         })?;
         line.push(b'\n');
+        let durable = entry.state == Phase::Uploading;
         if let Ok(mut snapshot) = self.snapshot.lock() {
             snapshot.files.insert(key, entry);
         }
         let mut journal = self.journal.lock().map_err(|_| StateError::Poisoned)?;
         journal
             .write_all(&line)
+            .and_then(|()| if durable { journal.sync_data() } else { Ok(()) })
             .map_err(|e| io(&self.journal_path, e))
     }
 
