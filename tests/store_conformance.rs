@@ -220,3 +220,91 @@ async fn s3_backend_on_garage() {
     let Some(s3) = support::garage() else { return };
     conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
 }
+
+/// The unfinished multipart uploads under `prefix`, asked of the store
+/// directly.
+async fn multiparts(config: &casegate::config::S3Config, prefix: &str) -> Vec<String> {
+    let credentials = s3::creds::Credentials::new(
+        Some(&config.access_key),
+        Some(config.secret_key.expose()),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    let region = s3::Region::Custom {
+        region: config.region.clone(),
+        endpoint: config.endpoint.clone(),
+    };
+    let bucket = s3::Bucket::new(&config.bucket, region, credentials)
+        .unwrap()
+        .with_path_style();
+    let pages = bucket
+        .list_multiparts_uploads(Some(prefix), None)
+        .await
+        .unwrap();
+    pages
+        .into_iter()
+        .flat_map(|p| p.uploads)
+        .map(|u| u.key)
+        .collect()
+}
+
+/// A multipart upload whose id was never recorded (the gateway killed, or
+/// a PATCH discarded, after its first part went up) is aborted when the
+/// object completes, and a deleted case leaves no multipart upload or
+/// staging object behind. Garage only: s3s-fs cannot list multipart
+/// uploads.
+#[tokio::test]
+async fn unrecorded_multipart_uploads_are_not_left_behind_on_garage() {
+    let Some(s3) = support::garage() else { return };
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let case_id = casegate::ids::CaseId::generate();
+    let key = format!("cases/{case_id}/f1");
+    let len = 9 * 1024 * 1024 + 5;
+    let bytes = pattern(len, 8);
+    // A first part goes up, and its upload id is lost with the writer.
+    let mut lost = store
+        .open_writer(&key, &ResumeToken::start(), len as u64)
+        .await
+        .unwrap();
+    lost.write(&bytes).await.unwrap();
+    drop(lost);
+    assert_eq!(multiparts(&s3.config, &key).await, vec![key.clone()]);
+    let mut writer = store
+        .open_writer(&key, &ResumeToken::start(), len as u64)
+        .await
+        .unwrap();
+    writer.write(&bytes).await.unwrap();
+    let recorded = writer.sync().await.unwrap();
+    drop(writer);
+    store
+        .complete_write(&key, &recorded, len as u64)
+        .await
+        .unwrap();
+    assert!(
+        store.get_range(&key, 0..len as u64).await.unwrap() == bytes,
+        "the completed object"
+    );
+    assert_eq!(multiparts(&s3.config, &key).await, Vec::<String>::new());
+
+    // An unfinished upload in a case that is then deleted.
+    let unfinished = format!("cases/{case_id}/f2");
+    let mut writer = store
+        .open_writer(&unfinished, &ResumeToken::start(), 2 * len as u64)
+        .await
+        .unwrap();
+    writer.write(&bytes).await.unwrap();
+    writer.sync().await.unwrap();
+    drop(writer);
+    let prefix = format!("cases/{case_id}/");
+    assert_eq!(multiparts(&s3.config, &prefix).await.len(), 1);
+    store.delete_case(&case_id).await.unwrap();
+    assert_eq!(multiparts(&s3.config, &prefix).await, Vec::<String>::new());
+    assert!(matches!(store.len(&key).await, Err(StoreError::NotFound)));
+    let staging = format!("staging/{unfinished}/{:010}", 1);
+    assert!(matches!(
+        store.len(&staging).await,
+        Err(StoreError::NotFound)
+    ));
+}

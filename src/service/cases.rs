@@ -12,7 +12,6 @@ use crate::db::cases::{CaseRow, CaseSummary, NewCase};
 use crate::db::{self, DbError};
 use crate::ids::CaseId;
 use crate::manifest::{self, CASE_REFERENCE, FileMeta, Manifest, ManifestError};
-use crate::store;
 use crate::token::{SecretToken, TokenKind};
 
 const MAX_REFERENCE_CHARS: usize = 256;
@@ -173,7 +172,7 @@ pub async fn delete(
         .reason(format!("case key destroyed; {revoked} grants revoked"));
     audit::commit(svc, tx, ctx, entry).await?;
     svc.uploads.abort_case(&unfinished).await;
-    if let Err(e) = svc.store.delete_prefix(&store::case_prefix(case_id)).await {
+    if let Err(e) = svc.store.delete_case(case_id).await {
         tracing::error!(case_id = %case_id, error = %e, "objects of a shredded case not deleted");
         let entry = NewEntry::new("case.delete.objects", Outcome::Error)
             .case(case_id)

@@ -195,6 +195,16 @@ impl ObjectStore {
         }
     }
 
+    /// Deletes everything kept for a case: its objects and, on S3, the
+    /// staging objects and unfinished multipart uploads of its uploads.
+    pub async fn delete_case(&self, case_id: &CaseId) -> Result<(), StoreError> {
+        let prefix = case_prefix(case_id);
+        match self {
+            ObjectStore::Fs(s) => s.delete_prefix(&prefix).await,
+            ObjectStore::S3(s) => s.delete_case(checked(&prefix)?).await,
+        }
+    }
+
     /// Deletes everything under `prefix`. Deleting nothing is not an error.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         match self {

@@ -72,7 +72,8 @@ fn backend(op: &str, e: &S3Error) -> StoreError {
 /// everything here is idempotent (puts overwrite, parts are re-uploadable).
 fn transient(e: &S3Error) -> bool {
     match status(e) {
-        Some(code) => code == 429 || code >= 500,
+        // 501: the store does not implement the call; asking again is no use.
+        Some(code) => code == 429 || (code >= 500 && code != 501),
         None => !matches!(e, S3Error::HttpFail),
     }
 }
@@ -236,17 +237,66 @@ impl S3Store {
         expected_len: u64,
     ) -> Result<(), StoreError> {
         match self.open_writer(key, progress, expected_len).await {
-            Ok(writer) => writer.complete().await,
+            Ok(writer) => writer.complete().await?,
             Err(StoreError::NotFound) => match self.len(key).await {
                 Ok(len) if len == expected_len => {
-                    self.delete_prefix(&format!("staging/{key}/")).await
+                    self.delete_prefix(&format!("staging/{key}/")).await?
                 }
-                _ => Err(StoreError::Backend(format!(
-                    "{key}: staging object gone and the object not complete"
-                ))),
+                _ => {
+                    return Err(StoreError::Backend(format!(
+                        "{key}: staging object gone and the object not complete"
+                    )));
+                }
             },
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        // Multipart uploads of this key whose id was never recorded (a kill
+        // or a discarded PATCH after one was started) would otherwise keep
+        // their parts forever. Housekeeping: the object is complete.
+        if let Err(e) = self.abort_multiparts(key, true).await {
+            tracing::debug!(error = %e, "unrecorded multipart uploads not listed");
+        }
+        Ok(())
+    }
+
+    /// Aborts every unfinished multipart upload of `prefix` (`whole_key`:
+    /// of exactly that key), recorded or not. Stores without
+    /// ListMultipartUploads answer an error (S3's bucket lifecycle rule
+    /// `AbortIncompleteMultipartUpload` then does this job).
+    pub(crate) async fn abort_multiparts(
+        &self,
+        prefix: &str,
+        whole_key: bool,
+    ) -> Result<(), StoreError> {
+        let pages = retry("list multipart", || {
+            self.bucket.list_multiparts_uploads(Some(prefix), None)
+        })
+        .await?;
+        for upload in pages.iter().flat_map(|p| &p.uploads) {
+            if whole_key && upload.key != prefix {
+                continue;
+            }
+            match retry("abort multipart", || {
+                self.bucket.abort_upload(&upload.key, &upload.id)
+            })
+            .await
+            {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything kept for a deleted case: its objects, the
+    /// staging objects of its uploads, and its unfinished multipart
+    /// uploads, whether or not the database still knew of them.
+    pub(crate) async fn delete_case(&self, prefix: &str) -> Result<(), StoreError> {
+        if let Err(e) = self.abort_multiparts(prefix, false).await {
+            tracing::warn!(error = %e, "multipart uploads of a deleted case not listed");
+        }
+        self.delete_prefix(&format!("staging/{prefix}")).await?;
+        self.delete_prefix(prefix).await
     }
 
     /// Aborts the multipart upload, removes staging objects and any
@@ -269,6 +319,9 @@ impl S3Store {
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
             }
+        }
+        if let Err(e) = self.abort_multiparts(key, true).await {
+            tracing::debug!(error = %e, "unrecorded multipart uploads not listed");
         }
         self.delete_prefix(&format!("staging/{key}/")).await?;
         self.delete(key).await
