@@ -232,13 +232,14 @@ pub async fn reserve(
         return Ok(None);
     }
     let lease: i64 = sqlx::query_scalar(
-        "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at)
-         VALUES (?, ?, ?, 0, ?) RETURNING lease_id",
+        "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at, starts)
+         VALUES (?, ?, ?, 0, ?, ?) RETURNING lease_id",
     )
     .bind(grant_id.as_str())
     .bind(file_id.as_str())
     .bind(bytes)
     .bind(now)
+    .bind(i64::from(starts_download))
     .fetch_one(&mut **tx)
     .await?;
     Ok(Some(lease))
@@ -284,7 +285,8 @@ pub async fn settle_orphaned_leases(db: &Db) -> Result<u64, DbError> {
     Ok(n.max(0) as u64)
 }
 
-/// Charges the matching leases' `sent` to their files and deletes them.
+/// Charges the matching leases' `sent` to their files and deletes them. A
+/// lease that counted a start and sent nothing gives the start back.
 /// `texts` and then `last` are bound in order to the placeholders of `filter`.
 async fn settle_where(
     tx: &mut Tx<'_>,
@@ -299,12 +301,16 @@ async fn settle_where(
            in_flight_allowance = MIN({IN_FLIGHT_CAP}, in_flight_allowance + (
              SELECT COALESCE(SUM(MIN(l.sent, {IN_FLIGHT_PER_CUT})), 0) FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND l.cut = 1
-               AND ({filter})))
+               AND ({filter}))),
+           downloads = MAX(0, downloads - (
+             SELECT COUNT(*) FROM download_leases l
+             WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id
+               AND l.starts = 1 AND l.sent = 0 AND ({filter})))
          WHERE EXISTS (SELECT 1 FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND ({filter}))"
     );
     let delete = format!("DELETE FROM download_leases WHERE {filter}");
-    for (sql, times) in [(charge, 3), (delete, 1)] {
+    for (sql, times) in [(charge, 4), (delete, 1)] {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for _ in 0..times {
             for t in texts {

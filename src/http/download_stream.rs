@@ -44,6 +44,10 @@ struct Streaming {
     /// The next window, read (and decrypted) while this one is sent.
     ahead: Option<ReadAhead>,
     checked: Instant,
+    /// Whether progress was recorded since the first frame: it is, at once,
+    /// so a gateway that dies early leaves a lease that says bytes went out
+    /// (a lease that sent nothing gives its download start back).
+    beaten: bool,
     done: bool,
     /// The rest of the current window, handed out in small frames so the
     /// grant is re-checked even while a slow client drains a window.
@@ -87,9 +91,11 @@ const FRAME: usize = 64 * 1024;
 
 impl Streaming {
     async fn still_allowed(&mut self) -> Result<(), Cut> {
-        if self.checked.elapsed() < RECHECK {
+        let first_beat = !self.beaten && self.sent > 0;
+        if !first_beat && self.checked.elapsed() < RECHECK {
             return Ok(());
         }
+        self.beaten |= self.sent > 0;
         self.checked = Instant::now();
         // The reason becomes the cut's audit entry, like a failed read's.
         Ok(self.lease.recheck(&self.state.services, self.sent).await?)
@@ -224,6 +230,7 @@ pub fn stream_body(
         object: Arc::new(Decryptor::from_cipher(download.cipher, download.size)),
         ahead: None,
         checked: Instant::now(),
+        beaten: false,
         done: false,
         pending: Bytes::new(),
         sent: 0,

@@ -76,6 +76,66 @@ async fn an_abandoned_download_continues_under_max_downloads_1() {
     app.stop().await;
 }
 
+/// A download that sent nothing (here its first window does not decrypt;
+/// the same holds for a store outage, or a gateway killed before its first
+/// byte went out) gives its use back: under `max_downloads = 1` the centre
+/// can still fetch the file once it is readable again.
+#[tokio::test]
+async fn a_download_that_sent_nothing_does_not_use_up_the_grant() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let data = pattern(SIZE, 9);
+    app.upload(&patient, "ct.bin", None, &data, 4 << 20).await;
+    let centre = register_centre(&app, "Centre N").await;
+    let (_, token) = grant(
+        &app,
+        &case,
+        json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }),
+    )
+    .await;
+    let (_, file_id) = centre.grant_listing(&token).await;
+    let path = format!("/api/v1/grant/files/{file_id}");
+    let object = app
+        .config
+        .fs_root()
+        .join("cases")
+        .join(&case)
+        .join(&file_id);
+    let stored = std::fs::read(&object).unwrap();
+    let mut broken = stored.clone();
+    // Inside the first chunk's ciphertext, past the header.
+    broken[4096] ^= 0x55;
+    std::fs::write(&object, &broken).unwrap();
+
+    let resp = centre.get(&path, &token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.is_err(),
+        "a body that does not decrypt is cut"
+    );
+    // The cut download settles after its body is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.audit().await.iter().any(|e| {
+        e["action"] == "download.plaintext"
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cut after 0 bytes")
+    }) {
+        assert!(Instant::now() < deadline, "no entry for the cut download");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    std::fs::write(&object, &stored).unwrap();
+    let resp = centre.get(&path, &token).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the use was given back");
+    assert_eq!(sha256_hex(&resp.bytes().await.unwrap()), sha256_hex(&data));
+    // That one delivered the file: the use is spent now.
+    let resp = centre.get(&path, &token).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn sealed_then_plaintext_fit_max_downloads_2() {
     let app = spawn_app().await;
