@@ -70,6 +70,11 @@ impl Centre {
 
     /// `casegate fetch` into `out` from the server at 127.0.0.1:`port`.
     pub fn fetch(&self, app: &TestApp, port: u16, out: &Path) -> Fetched {
+        self.fetch_with(app, port, out, &[])
+    }
+
+    /// `fetch` with more arguments (e.g. `--jobs`).
+    pub fn fetch_with(&self, app: &TestApp, port: u16, out: &Path, more: &[&str]) -> Fetched {
         let out = Command::new(BIN)
             .arg("fetch")
             .args(["--server", &format!("https://127.0.0.1:{port}")])
@@ -84,6 +89,7 @@ impl Centre {
             .arg(out)
             .arg("--ca")
             .arg(app.dir.path().join("certs/dev-ca.pem"))
+            .args(more)
             .env_remove("CASEGATE_GRANT")
             .output()
             .unwrap();

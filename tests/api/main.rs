@@ -21,6 +21,7 @@ mod faults;
 mod fetch;
 mod fetch_harness;
 mod fetch_hostile;
+mod fetch_jobs;
 mod fetch_names;
 mod grants;
 mod hostile;

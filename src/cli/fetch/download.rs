@@ -25,6 +25,13 @@ fn resume_from(on_disk: u64, sealed_size: u64) -> u64 {
     }
 }
 
+/// Where a download's progress shows: its own bar and the fetch's total.
+#[derive(Clone, Copy)]
+pub struct Meter<'a> {
+    pub file: &'a ProgressBar,
+    pub total: &'a ProgressBar,
+}
+
 /// Downloads (or resumes) the sealed object into `part`; returns the
 /// sealed key header. On success `part` holds exactly `sealed_size` bytes.
 pub async fn download_sealed(
@@ -33,7 +40,7 @@ pub async fn download_sealed(
     token: &str,
     part: &Path,
     sealed_size: u64,
-    bar: &ProgressBar,
+    meter: Meter<'_>,
 ) -> Result<String, FileError> {
     let on_disk = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = resume_from(on_disk, sealed_size);
@@ -61,7 +68,7 @@ pub async fn download_sealed(
         .and_then(|v| v.to_str().ok())
         .ok_or("no Casegate-Sealed-Key header")?
         .to_owned();
-    write_body(resp, part, start, sealed_size, bar).await?;
+    write_body(resp, part, start, sealed_size, meter).await?;
     Ok(sealed_key)
 }
 
@@ -96,14 +103,15 @@ async fn write_body(
     part: &Path,
     start: u64,
     sealed_size: u64,
-    bar: &ProgressBar,
+    meter: Meter<'_>,
 ) -> Result<(), FileError> {
     let promised = sealed_size.saturating_sub(start);
     let io = |e: std::io::Error| format!("{}: {e}", part.display());
     let mut file = crate::fsutil::private_file(part, false).map_err(io)?;
     file.set_len(start).map_err(io)?;
     file.seek(SeekFrom::Start(start)).map_err(io)?;
-    bar.set_position(start);
+    meter.file.set_position(start);
+    meter.total.inc(start);
     let mut stream = resp.bytes_stream();
     let mut received = 0u64;
     while let Some(piece) = stream.next().await {
@@ -120,9 +128,14 @@ async fn write_body(
             .into());
         }
         file.write_all(&piece).map_err(io)?;
-        bar.inc(piece.len() as u64);
+        meter.file.inc(piece.len() as u64);
+        meter.total.inc(piece.len() as u64);
     }
-    file.sync_all().map_err(io)?;
+    // Off the runtime: the other files keep downloading meanwhile.
+    let file = tokio::task::spawn_blocking(move || file.sync_all().map(|()| file))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(io)?;
     let got = file.metadata().map_err(io)?.len();
     if got != sealed_size {
         return Err(format!(

@@ -20,16 +20,17 @@ mod problem;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
-use indicatif::ProgressStyle;
+use futures_util::StreamExt;
 use zeroize::Zeroizing;
 
 use super::CliError;
 use manifest::GrantedFile;
-use one::{Landed, Session, fetch_one};
+use one::{Bars, Landed, Session, fetch_one};
 use partial::Partials;
 use plan::plan;
 
@@ -55,6 +56,9 @@ pub struct FetchArgs {
     /// A PEM CA to trust (else the system trust store).
     #[arg(long, env = "CASEGATE_CA")]
     ca: Option<PathBuf>,
+    /// Files downloaded at the same time (1 to 16).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    jobs: u16,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -119,32 +123,27 @@ pub async fn run(args: FetchArgs) -> Result<(), CliError> {
         grant_id,
         case_id,
         partials: Partials::new(&args.out),
-        style: ProgressStyle::with_template(
-            "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        bars: Bars::new(),
     };
     let mut tally = Tally::default();
     let files = granted_files(&entries, &mut tally);
     let destinations = plan(&args.out, &files);
-    fetch_all(&session, &files, &destinations, &args.out, &mut tally).await;
+    session
+        .bars
+        .total
+        .set_length(files.iter().map(|f| f.sealed_size).sum());
+    let jobs = usize::from(args.jobs);
+    fetch_all(
+        &session,
+        (&files, &destinations),
+        &args.out,
+        jobs,
+        &mut tally,
+    )
+    .await;
+    session.bars.total.finish_and_clear();
     session.partials.tidy();
-    // Count what is really on disk, not what the loop believed.
-    let on_disk = files
-        .iter()
-        .zip(&destinations)
-        .filter(|(file, dest)| {
-            std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == file.size)
-        })
-        .count();
-    eprintln!(
-        "{on_disk} of {} files are in {}: {} fetched now, {} already there, {} failed",
-        entries.len(),
-        args.out.display(),
-        tally.fetched,
-        tally.already_there,
-        tally.failed
-    );
+    report(&args.out, (&files, &destinations), entries.len(), &tally);
     if tally.failed > 0 {
         return Err(CliError::Failed(format!(
             "{} of {} files did not land (see above); run fetch again to retry them",
@@ -153,6 +152,29 @@ pub async fn run(args: FetchArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// The last line: what is really on disk, not what the loop believed.
+fn report(
+    out: &Path,
+    (files, destinations): (&[GrantedFile], &[PathBuf]),
+    listed: usize,
+    tally: &Tally,
+) {
+    let on_disk = files
+        .iter()
+        .zip(destinations)
+        .filter(|(file, dest)| {
+            std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == file.size)
+        })
+        .count();
+    eprintln!(
+        "{on_disk} of {listed} files are in {}: {} fetched now, {} already there, {} failed",
+        out.display(),
+        tally.fetched,
+        tally.already_there,
+        tally.failed
+    );
 }
 
 /// The manifest's entries that describe a file, each file once; the others
@@ -176,35 +198,61 @@ fn granted_files(entries: &[serde_json::Value], tally: &mut Tally) -> Vec<Grante
     files
 }
 
-/// Fetches each file to its destination under `out`, one after another;
-/// stops early when a failure would repeat for every file.
+/// Fetches the files to their destinations under `out`, `jobs` at a time;
+/// starts no new file once a failure would repeat for every file.
 async fn fetch_all(
     session: &Session<'_>,
-    files: &[GrantedFile],
-    destinations: &[PathBuf],
+    (files, destinations): (&[GrantedFile], &[PathBuf]),
     out: &Path,
+    jobs: usize,
     tally: &mut Tally,
 ) {
-    for (index, (file, dest)) in files.iter().zip(destinations).enumerate() {
-        let shown = dest.strip_prefix(out).unwrap_or(dest).display().to_string();
-        if !dest.starts_with(out) {
-            eprintln!("casegate: {shown}: refusing to write outside --out");
-            tally.failed += 1;
-            continue;
-        }
-        match fetch_one(session, file, dest, &shown).await {
-            Ok(Landed::Fetched) => tally.fetched += 1,
-            Ok(Landed::AlreadyThere) => tally.already_there += 1,
-            Err(e) => {
-                eprintln!("casegate: {shown} ({}): {}", file.file_id, e.message);
-                tally.failed += 1;
-                if e.stop {
-                    let rest = files.len() - index - 1;
-                    eprintln!("casegate: stopping; {rest} more files not tried");
-                    tally.failed += rest;
-                    break;
+    let stopping = AtomicBool::new(false);
+    let stopping = &stopping;
+    let results: Vec<Outcome> = futures_util::stream::iter(files.iter().zip(destinations))
+        .map(|(file, dest)| async move {
+            if stopping.load(Ordering::SeqCst) {
+                return Outcome::NotTried;
+            }
+            let shown = dest.strip_prefix(out).unwrap_or(dest).display().to_string();
+            if !dest.starts_with(out) {
+                session.bars.println(format!(
+                    "casegate: {shown}: refusing to write outside --out"
+                ));
+                return Outcome::Failed;
+            }
+            match fetch_one(session, file, dest, &shown).await {
+                Ok(landed) => Outcome::Landed(landed),
+                Err(e) => {
+                    session.bars.println(format!(
+                        "casegate: {shown} ({}): {}",
+                        file.file_id, e.message
+                    ));
+                    if e.stop && !stopping.swap(true, Ordering::SeqCst) {
+                        session
+                            .bars
+                            .println("casegate: stopping; no further files are tried".into());
+                    }
+                    Outcome::Failed
                 }
             }
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    for outcome in results {
+        match outcome {
+            Outcome::Landed(Landed::Fetched) => tally.fetched += 1,
+            Outcome::Landed(Landed::AlreadyThere) => tally.already_there += 1,
+            Outcome::Failed | Outcome::NotTried => tally.failed += 1,
         }
     }
+}
+
+/// What became of one file.
+enum Outcome {
+    Landed(Landed),
+    Failed,
+    /// Not started: an earlier failure stopped the fetch.
+    NotTried,
 }

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use super::decrypt::{DecryptError, decrypt_to, open_file_key, sha256_file};
-use super::download::download_sealed;
+use super::download::{Meter, download_sealed};
 use super::manifest::GrantedFile;
 use super::partial::Partials;
 use super::problem::FileError;
@@ -23,7 +23,56 @@ pub struct Session<'a> {
     pub grant_id: String,
     pub case_id: String,
     pub partials: Partials,
-    pub style: ProgressStyle,
+    pub bars: Bars,
+}
+
+/// The fetch's progress display: a bar per file being downloaded and one
+/// for the whole grant (bytes, rate, time left).
+pub struct Bars {
+    multi: MultiProgress,
+    pub total: ProgressBar,
+    style: ProgressStyle,
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        let multi = MultiProgress::new();
+        let total = multi.add(
+            ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta} left",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+        );
+        total.set_message("all files");
+        Bars {
+            multi,
+            total,
+            style: ProgressStyle::with_template(
+                "{msg:40!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        }
+    }
+
+    fn file(&self, len: u64, shown: &str) -> ProgressBar {
+        self.multi.insert_before(
+            &self.total,
+            ProgressBar::new(len)
+                .with_style(self.style.clone())
+                .with_message(shown.to_owned()),
+        )
+    }
+
+    /// A line above the bars (they are redrawn below it).
+    pub fn println(&self, line: String) {
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+    }
 }
 
 pub enum Landed {
@@ -39,13 +88,29 @@ fn in_place(dest: &Path, file: &GrantedFile) -> Result<bool, String> {
     }
 }
 
+/// Runs file work (hashing, decrypting, syncing) on a blocking thread, so
+/// the other files' downloads go on meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| FileError::from(format!("internal: {e}")))
+}
+
 pub async fn fetch_one(
     session: &Session<'_>,
     file: &GrantedFile,
     dest: &Path,
     shown: &str,
 ) -> Result<Landed, FileError> {
-    if in_place(dest, file)? {
+    if off_runtime({
+        let (dest, file) = (dest.to_owned(), file.clone());
+        move || in_place(&dest, &file)
+    })
+    .await??
+    {
+        session.bars.total.inc(file.sealed_size);
         return Ok(Landed::AlreadyThere);
     }
     if let Some(parent) = dest.parent() {
@@ -53,9 +118,7 @@ pub async fn fetch_one(
     }
     session.partials.ensure()?;
     let sealed = session.partials.sealed(&file.file_id);
-    let bar = ProgressBar::new(file.sealed_size)
-        .with_style(session.style.clone())
-        .with_message(shown.to_owned());
+    let bar = session.bars.file(file.sealed_size, shown);
     let url = format!(
         "{}/api/v1/grant/files/{}/sealed",
         session.base, file.file_id
@@ -66,23 +129,37 @@ pub async fn fetch_one(
         session.token,
         &sealed,
         file.sealed_size,
-        &bar,
+        Meter {
+            file: &bar,
+            total: &session.bars.total,
+        },
     )
     .await;
     bar.finish_and_clear();
     let sealed_key_header = downloaded?;
+    unseal_into_place(session, file, sealed, sealed_key_header, dest).await
+}
+
+/// Opens the downloaded object's sealed key, decrypts and verifies it into
+/// `dest`; the sealed download goes once it is used or found bad.
+async fn unseal_into_place(
+    session: &Session<'_>,
+    file: &GrantedFile,
+    sealed: std::path::PathBuf,
+    sealed_key_header: String,
+    dest: &Path,
+) -> Result<Landed, FileError> {
     let info = sealed_key::info(&session.grant_id, &session.case_id, file.file_id.as_str());
-    let landed =
-        open_file_key(&session.secret, &info, &sealed, &sealed_key_header).and_then(|key| {
-            decrypt_to(
-                &sealed,
-                &session.partials.plain(&file.file_id),
-                dest,
-                &key,
-                &session.case_id,
-                file,
-            )
-        });
+    let landed = off_runtime({
+        let secret = session.secret.clone();
+        let (plain, dest) = (session.partials.plain(&file.file_id), dest.to_owned());
+        let (sealed, case_id, file) = (sealed.clone(), session.case_id.clone(), file.clone());
+        move || {
+            open_file_key(&secret, &info, &sealed, &sealed_key_header)
+                .and_then(|key| decrypt_to(&sealed, &plain, &dest, &key, &case_id, &file))
+        }
+    })
+    .await?;
     match landed {
         Ok(()) => {
             let _ = std::fs::remove_file(&sealed);
