@@ -20,7 +20,7 @@ use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::format::{HEADER_LEN, Layout};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::ids::UploadId;
-use crate::store::{ObjectWriter, StoreError, object_key};
+use crate::store::{ObjectWriter, ResumeToken, StoreError, object_key};
 
 impl Uploads {
     /// Loads an upload of `case`, answering as tus does for missing,
@@ -250,6 +250,22 @@ impl Uploads {
         Ok(end)
     }
 
+    /// Removes the stored parts of an upload that ended while a request was
+    /// writing it, if it really ended (never another writer's progress).
+    async fn forget_late_parts(&self, upload: &UploadRow, resume: &ResumeToken) {
+        let ended = match db::uploads::get(&self.db, &upload.case_id, &upload.upload_id).await {
+            Ok(Some(now)) => now.state != UploadState::Active,
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if ended {
+            let key = object_key(&upload.case_id, &upload.file_id);
+            if let Err(e) = self.store.abort_write(&key, resume).await {
+                tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of an ended upload not removed");
+            }
+        }
+    }
+
     /// Commits a durable point: store sync, then row and audit entry.
     async fn commit(&self, ctx: &RequestContext, append: &mut Append) -> Result<(), UploadError> {
         let resume = append.writer.sync().await?;
@@ -270,8 +286,12 @@ impl Uploads {
         )
         .await?;
         if !advanced {
-            // Terminated (or expired) while we wrote: its parts are being
-            // removed; acknowledge nothing.
+            // Ended while we wrote (its case deleted: termination and
+            // expiry wait for this request's lock). Acknowledge nothing, and
+            // remove what this request stored after the case's parts were
+            // removed, which nobody else knows of.
+            drop(tx);
+            self.forget_late_parts(upload, &resume).await;
             return Err(UploadError::Gone);
         }
         let entry = NewEntry::new("upload.patch", Outcome::Allow)

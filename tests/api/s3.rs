@@ -228,3 +228,90 @@ async fn head_after_a_dropped_patch_on_garage() {
     head_after_dropped_patches(&app).await;
     app.stop().await;
 }
+
+/// A case deleted while a PATCH is still streaming into it: the PATCH's
+/// next durable point is refused (the upload ended), and what it stored
+/// after the case's parts were removed is removed too — no staging object
+/// of the case is left in the bucket.
+async fn case_deleted_mid_patch(s3: &TestS3) {
+    let config = s3.config.clone();
+    let app = spawn_app_with(move |c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = Some(config);
+        c.uploads.sync_every_bytes = 1 << 20;
+    })
+    .await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let (case_id, patient) = app.create_case(None).await;
+    let data = pattern(30 << 20, 5);
+    let path = app
+        .tus_create(&patient, data.len() as u64, &meta("mri.zip", None))
+        .await;
+    let m = app.patient_manifest(&patient).await;
+    let file_id: casegate::ids::FileId =
+        casegate::ids::FileId::parse(m["files"][0]["file_id"].as_str().unwrap()).unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let inflight = tokio::spawn(
+        app.tus(Method::PATCH, &path, &patient)
+            .header("Upload-Offset", "0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
+            .send(),
+    );
+    let mut sent = 0;
+    for piece in data[..3 << 20].chunks(256 << 10) {
+        tx.send(Ok(piece.to_vec())).await.unwrap();
+        sent += piece.len();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let resp = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/cases/{case_id}"),
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    for piece in data[sent..sent + (4 << 20)].chunks(256 << 10) {
+        if tx.send(Ok(piece.to_vec())).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    if let Ok(resp) = inflight.await.unwrap() {
+        assert!(
+            !resp.status().is_success(),
+            "a PATCH into a deleted case succeeded"
+        );
+    }
+    let case_id = casegate::ids::CaseId::parse(&case_id).unwrap();
+    let key = object_key(&case_id, &file_id);
+    for generation in 1..=16u64 {
+        let staging = format!("staging/{key}/{generation:010}");
+        assert!(
+            matches!(store.len(&staging).await, Err(StoreError::NotFound)),
+            "{staging} left behind"
+        );
+    }
+    assert!(matches!(store.len(&key).await, Err(StoreError::NotFound)));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_deleted_mid_patch_leaves_nothing_on_s3s_fs() {
+    let s3 = s3s_fs().await;
+    case_deleted_mid_patch(&s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_deleted_mid_patch_leaves_nothing_on_garage() {
+    let Some(s3) = garage() else {
+        return;
+    };
+    case_deleted_mid_patch(&s3).await;
+}
