@@ -247,11 +247,20 @@ pub async fn reserve(
 
 /// Records a running download's progress. `false`: the lease is gone (it
 /// was settled as stale), and the download must stop.
-pub async fn heartbeat(db: &Db, lease: i64, sent: i64, now: i64) -> Result<bool, DbError> {
+/// `sent` is in the budget's units, `delivered` in bytes of the
+/// representation served.
+pub async fn heartbeat(
+    db: &Db,
+    lease: i64,
+    (sent, delivered): (i64, i64),
+    now: i64,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE download_leases SET sent = MIN(?, reserved), heartbeat_at = ? WHERE lease_id = ?",
+        "UPDATE download_leases SET sent = MIN(?, reserved), delivered = ?, heartbeat_at = ?
+         WHERE lease_id = ?",
     )
     .bind(sent)
+    .bind(delivered)
     .bind(now)
     .bind(lease)
     .execute(db.pool())
@@ -261,14 +270,27 @@ pub async fn heartbeat(db: &Db, lease: i64, sent: i64, now: i64) -> Result<bool,
 
 /// Ends a lease: the file's budget is charged the bytes actually sent
 /// (never more than were leased) and the rest is given back; a download
-/// that did not complete adds to the in-flight allowance.
-pub async fn settle(tx: &mut Tx<'_>, lease: i64, sent: i64, cut: bool) -> Result<(), DbError> {
-    sqlx::query("UPDATE download_leases SET sent = MIN(?, reserved), cut = ? WHERE lease_id = ?")
-        .bind(sent)
-        .bind(i64::from(cut))
-        .bind(lease)
-        .execute(&mut **tx)
-        .await?;
+/// that did not complete adds to the in-flight allowance. The outcome
+/// (`delivered` bytes of the representation, cut or not, ended `now`) is
+/// kept on the lease's download event.
+pub async fn settle(
+    tx: &mut Tx<'_>,
+    lease: i64,
+    (sent, delivered): (i64, i64),
+    cut: bool,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE download_leases SET sent = MIN(?, reserved), delivered = ?, cut = ?, heartbeat_at = ?
+         WHERE lease_id = ?",
+    )
+    .bind(sent)
+    .bind(delivered)
+    .bind(i64::from(cut))
+    .bind(now)
+    .bind(lease)
+    .execute(&mut **tx)
+    .await?;
     settle_where(tx, "lease_id = ?", &[], Some(lease)).await
 }
 
@@ -285,9 +307,11 @@ pub async fn settle_orphaned_leases(db: &Db) -> Result<u64, DbError> {
     Ok(n.max(0) as u64)
 }
 
-/// Charges the matching leases' `sent` to their files and deletes them. A
-/// lease that counted a start and sent nothing gives the start back.
-/// `texts` and then `last` are bound in order to the placeholders of `filter`.
+/// Charges the matching leases' `sent` to their files, keeps each one's
+/// outcome on its download event (ended at its last heartbeat), and
+/// deletes them. A lease that counted a start and sent nothing gives the
+/// start back. `texts` and then `last` are bound in order to the
+/// placeholders of `filter`.
 async fn settle_where(
     tx: &mut Tx<'_>,
     filter: &'static str,
@@ -309,8 +333,18 @@ async fn settle_where(
          WHERE EXISTS (SELECT 1 FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND ({filter}))"
     );
+    // Unqualified names in `filter` resolve to the lease table `l`, the
+    // innermost scope, as in `charge`.
+    let outcome = format!(
+        "UPDATE download_events SET
+             delivered = (SELECT l.delivered FROM download_leases l WHERE l.event_id = download_events.event_id),
+             cut = (SELECT l.cut FROM download_leases l WHERE l.event_id = download_events.event_id),
+             ended_at = (SELECT strftime('%Y-%m-%dT%H:%M:%SZ', l.heartbeat_at, 'unixepoch')
+                 FROM download_leases l WHERE l.event_id = download_events.event_id)
+         WHERE event_id IN (SELECT l.event_id FROM download_leases l WHERE ({filter}))"
+    );
     let delete = format!("DELETE FROM download_leases WHERE {filter}");
-    for (sql, times) in [(charge, 4), (delete, 1)] {
+    for (sql, times) in [(charge, 4), (outcome, 1), (delete, 1)] {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for _ in 0..times {
             for t in texts {
@@ -325,19 +359,26 @@ async fn settle_where(
     Ok(())
 }
 
+/// One download request, started under `lease`.
 pub struct DownloadEvent<'a> {
     pub grant: &'a GrantRow,
     pub file_id: &'a FileId,
+    pub lease: i64,
     pub at: Timestamp,
     pub kind: &'a str,
     pub range_start: i64,
+    /// The bytes asked for (the span's length).
     pub bytes: i64,
+    /// The length of the representation served.
+    pub total: i64,
 }
 
+/// Records a download request and links its lease to it, so the lease's
+/// outcome lands on it when settled.
 pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO download_events (grant_id, case_id, file_id, centre_id, at, kind, range_start, bytes)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    let event: i64 = sqlx::query_scalar(
+        "INSERT INTO download_events (grant_id, case_id, file_id, centre_id, at, kind, range_start, bytes, total)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_id",
     )
     .bind(e.grant.grant_id.as_str())
     .bind(e.grant.case_id.as_str())
@@ -347,33 +388,13 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<(
     .bind(e.kind)
     .bind(e.range_start)
     .bind(e.bytes)
-    .execute(&mut **tx)
+    .bind(e.total)
+    .fetch_one(&mut **tx)
     .await?;
+    sqlx::query("UPDATE download_leases SET event_id = ? WHERE lease_id = ?")
+        .bind(event)
+        .bind(e.lease)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
-}
-
-/// For the patient: downloads of a case's files with the centre's name.
-pub async fn access_log(
-    db: &Db,
-    case_id: &CaseId,
-) -> Result<Vec<(String, String, String, Timestamp, String, i64)>, DbError> {
-    let rows = sqlx::query(
-        "SELECT d.file_id, c.name, c.country, d.at, d.kind, d.range_start FROM download_events d
-         JOIN centres c ON c.centre_id = d.centre_id WHERE d.case_id = ? ORDER BY d.event_id",
-    )
-    .bind(case_id.as_str())
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("file_id")?,
-                r.try_get("name")?,
-                r.try_get("country")?,
-                r.try_get("at")?,
-                r.try_get("kind")?,
-                r.try_get("range_start")?,
-            ))
-        })
-        .collect()
 }

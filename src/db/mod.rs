@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cases;
 pub mod centres;
+pub mod disclosures;
 pub mod files;
 pub mod grants;
 pub mod tokens;

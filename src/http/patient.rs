@@ -51,8 +51,11 @@ pub async fn case_manifest(
     .into_response())
 }
 
-/// Who (centre name, country) downloaded which of the case's files, when.
-/// Only download starts are listed, not Range continuations.
+/// Who (centre name, country) downloaded which of the case's files, when:
+/// one entry per download (a download from byte 0 with its Range
+/// continuations), the same downloads the compliance officer's accounting
+/// of disclosures lists, with when its first and last byte were served,
+/// how many bytes, and whether it completed or was cut.
 pub async fn access(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
@@ -63,12 +66,18 @@ pub async fn access(
         .await?
         .into_iter()
         .map(|a| {
+            let d = a.download;
             serde_json::json!({
-                "file_id": a.file_id,
+                "file_id": d.file_id,
                 "filename": a.filename,
-                "centre": { "name": a.centre_name, "country": a.centre_country },
-                "at": a.at,
-                "kind": a.kind,
+                "category": a.category,
+                "centre": { "name": d.centre_name, "country": d.centre_country },
+                "at": d.first_byte_at,
+                "last_byte_at": d.last_byte_at,
+                "bytes_served": d.bytes_served,
+                "size": d.size,
+                "status": d.status,
+                "kind": d.kind,
             })
         })
         .collect();

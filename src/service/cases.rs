@@ -5,13 +5,14 @@
 //! uploads aborted, objects removed as housekeeping).
 
 use super::audit::{self, AuditError};
+use super::disclosures::{self, Disclosure};
 use super::{KeyUnavailable, Services};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
 use crate::db::cases::{CaseRow, CaseSummary, NewCase};
 use crate::db::{self, DbError};
 use crate::ids::CaseId;
-use crate::manifest::{self, CASE_REFERENCE, FileMeta, Manifest, ManifestError};
+use crate::manifest::{self, CASE_REFERENCE, Manifest, ManifestError};
 use crate::token::{SecretToken, TokenKind};
 
 const MAX_REFERENCE_CHARS: usize = 256;
@@ -195,52 +196,15 @@ pub async fn patient_manifest(
     Ok(manifest)
 }
 
-/// One download of a patient's file by a centre.
-pub struct Access {
-    pub file_id: String,
-    /// `None` if the file's metadata no longer opens.
-    pub filename: Option<String>,
-    pub centre_name: String,
-    pub centre_country: String,
-    pub at: Timestamp,
-    pub kind: String,
-}
-
-/// Who (centre name, country) downloaded which of the case's files, when.
-/// Only download starts are listed, not Range continuations.
+/// Who (centre name, country) downloaded which of the case's files, when:
+/// the same downloads, one per row, as the accounting of disclosures
+/// (`disclosures::downloads` says what a row is).
 pub async fn patient_access(
     svc: &Services,
     ctx: &RequestContext,
     case: &CaseRow,
-) -> Result<Vec<Access>, CaseError> {
-    let key = svc.case_key(case)?;
-    let files = db::files::list_for_case(&svc.db, &case.case_id).await?;
-    let name_of = |file_id: &str| -> Option<String> {
-        let row = files.iter().find(|f| f.file_id.as_str() == file_id)?;
-        let meta = key
-            .open_field(
-                &case.case_id,
-                manifest::FILE_META,
-                file_id,
-                &row.meta_sealed,
-            )
-            .ok()?;
-        let meta: FileMeta = serde_json::from_slice(&meta).ok()?;
-        Some(meta.filename)
-    };
-    let accesses = db::grants::access_log(&svc.db, &case.case_id)
-        .await?
-        .into_iter()
-        .filter(|(_, _, _, _, _, range_start)| *range_start == 0)
-        .map(|(file_id, name, country, at, kind, _)| Access {
-            filename: name_of(&file_id),
-            file_id,
-            centre_name: name,
-            centre_country: country,
-            at,
-            kind,
-        })
-        .collect();
+) -> Result<Vec<Disclosure>, CaseError> {
+    let accesses = disclosures::for_case(svc, &case.case_id).await?;
     let entry = NewEntry::new("patient.access.read", Outcome::Allow).case(&case.case_id);
     audit::record(svc, ctx, entry).await?;
     Ok(accesses)

@@ -11,6 +11,8 @@
 //!   ([`grants::authorize`], [`grants::check_live`]).
 //! - [`downloads`]: open a granted file, lease its download budget, re-check
 //!   and settle a running download.
+//! - [`disclosures`]: the accounting of disclosures for a case (also the
+//!   patient's access view).
 //! - [`audit`]: writing an entry with its action (fail closed), the export,
 //!   signed checkpoints and proofs.
 //! - [`health`]: what readiness checks.
@@ -20,6 +22,7 @@
 pub mod audit;
 pub mod cases;
 pub mod centres;
+pub mod disclosures;
 pub mod downloads;
 pub mod grants;
 pub mod health;

@@ -46,7 +46,8 @@ impl Lease {
     pub async fn recheck(&self, svc: &Services, sent: u64) -> Result<(), Stop> {
         let now = svc.timestamp().unix_seconds();
         let charge = self.budget.charge(sent);
-        match db::grants::heartbeat(&svc.db, self.id, charge, now).await {
+        let delivered = i64::try_from(sent).unwrap_or(i64::MAX);
+        match db::grants::heartbeat(&svc.db, self.id, (charge, delivered), now).await {
             Ok(true) => {}
             Ok(false) => return Err(Stop::LeaseExpired),
             Err(e) => tracing::warn!(error = %e, "download progress not recorded"),
@@ -72,9 +73,11 @@ impl Lease {
         complete: bool,
     ) {
         let charge = self.budget.charge(sent);
+        let delivered = i64::try_from(sent).unwrap_or(i64::MAX);
+        let now = svc.timestamp().unix_seconds();
         let result: Result<(), GrantError> = async {
             let mut tx = audit::begin(svc).await?;
-            db::grants::settle(&mut tx, self.id, charge, !complete).await?;
+            db::grants::settle(&mut tx, self.id, (charge, delivered), !complete, now).await?;
             Ok(audit::commit(svc, tx, ctx, entry).await?)
         }
         .await;

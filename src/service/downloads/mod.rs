@@ -290,10 +290,12 @@ async fn reserve(
     let event = db::grants::DownloadEvent {
         grant,
         file_id,
+        lease,
         at: svc.timestamp(),
         kind: at.kind.as_str(),
         range_start: span.start as i64,
         bytes: (span.end - span.start) as i64,
+        total: budget.total as i64,
     };
     db::grants::record_download(&mut tx, &event).await?;
     let entry = at.entry(Outcome::Allow).file(file_id).reason(format!(

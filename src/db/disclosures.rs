@@ -1,0 +1,147 @@
+//! What was disclosed from a case, as the database recorded it: every
+//! download request under the case's grants (grant, centre, file,
+//! representation, span asked for) with its outcome (bytes handed to the
+//! connection, when the last of them was, sent in full or cut), read in one
+//! snapshot together with the audit log's head, so a report can say
+//! exactly which entries it reflects.
+
+use sqlx::Row;
+
+use super::{Db, DbError};
+use crate::clock::Timestamp;
+use crate::ids::CaseId;
+
+/// Whether a case exists, and whether it was deleted (crypto-shredded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseState {
+    Open,
+    Deleted { at: Option<Timestamp> },
+}
+
+/// How a download request ended, as far as the gateway knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Settled: `delivered` bytes handed to the connection, the last at
+    /// `ended_at`; `cut` unless the whole span asked for was sent.
+    Ended {
+        delivered: i64,
+        ended_at: Timestamp,
+        cut: bool,
+    },
+    /// Still sending: the bytes so far and the last recorded progress.
+    Running { delivered: i64, last_at: Timestamp },
+    /// Recorded before the gateway kept download outcomes.
+    Unrecorded,
+}
+
+/// One download request (a download from byte 0, or a Range continuation).
+#[derive(Debug, Clone)]
+pub struct DownloadRequest {
+    pub event_id: i64,
+    pub grant_id: String,
+    pub centre_id: String,
+    /// `None` only if the centre's row is missing (never deleted normally).
+    pub centre_name: Option<String>,
+    pub centre_country: Option<String>,
+    pub file_id: String,
+    /// `plaintext` or `sealed`.
+    pub kind: String,
+    /// When the request was admitted (its first byte followed at once).
+    pub at: Timestamp,
+    pub range_start: i64,
+    /// The length of the representation served; `None` if recorded before
+    /// the gateway kept it.
+    pub total: Option<i64>,
+    pub outcome: RequestOutcome,
+}
+
+/// A consistent read: the audit log's head and the case's requests at the
+/// same moment (every request is committed with its audit entry, so each
+/// one here has its entry at or below `head`, and none above is missing).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub head: i64,
+    /// `None`: no such case.
+    pub case: Option<CaseState>,
+    pub requests: Vec<DownloadRequest>,
+}
+
+const REQUESTS: &str = "
+    SELECT d.event_id, d.grant_id, d.centre_id, c.name, c.country, d.file_id, d.kind, d.at,
+           d.range_start, d.total, d.delivered, d.ended_at, d.cut,
+           l.delivered AS running_delivered,
+           strftime('%Y-%m-%dT%H:%M:%SZ', l.heartbeat_at, 'unixepoch') AS running_at
+    FROM download_events d
+    LEFT JOIN centres c ON c.centre_id = d.centre_id
+    LEFT JOIN download_leases l ON l.event_id = d.event_id
+    WHERE d.case_id = ?
+    ORDER BY d.event_id";
+
+fn outcome(r: &sqlx::sqlite::SqliteRow) -> Result<RequestOutcome, DbError> {
+    let ended: (Option<i64>, Option<Timestamp>, Option<i64>) = (
+        r.try_get("delivered")?,
+        r.try_get("ended_at")?,
+        r.try_get("cut")?,
+    );
+    let running: (Option<i64>, Option<Timestamp>) =
+        (r.try_get("running_delivered")?, r.try_get("running_at")?);
+    Ok(match (ended, running) {
+        ((Some(delivered), Some(ended_at), Some(cut)), _) => RequestOutcome::Ended {
+            delivered,
+            ended_at,
+            cut: cut != 0,
+        },
+        (_, (Some(delivered), Some(last_at))) => RequestOutcome::Running { delivered, last_at },
+        _ => RequestOutcome::Unrecorded,
+    })
+}
+
+fn request(r: &sqlx::sqlite::SqliteRow) -> Result<DownloadRequest, DbError> {
+    Ok(DownloadRequest {
+        event_id: r.try_get("event_id")?,
+        grant_id: r.try_get("grant_id")?,
+        centre_id: r.try_get("centre_id")?,
+        centre_name: r.try_get("name")?,
+        centre_country: r.try_get("country")?,
+        file_id: r.try_get("file_id")?,
+        kind: r.try_get("kind")?,
+        at: r.try_get("at")?,
+        range_start: r.try_get("range_start")?,
+        total: r.try_get("total")?,
+        outcome: outcome(r)?,
+    })
+}
+
+/// The case's state and download requests, with the audit log's head, in
+/// one read transaction.
+pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
+    let mut tx = db.pool().begin().await?;
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
+        .fetch_one(&mut *tx)
+        .await?;
+    let case = sqlx::query("SELECT state, deleted_at FROM cases WHERE case_id = ?")
+        .bind(case_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| -> Result<CaseState, DbError> {
+            let state: String = r.try_get("state")?;
+            Ok(match state.as_str() {
+                "open" => CaseState::Open,
+                _ => CaseState::Deleted {
+                    at: r.try_get("deleted_at")?,
+                },
+            })
+        })
+        .transpose()?;
+    let rows = sqlx::query(REQUESTS)
+        .bind(case_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    let requests = rows.iter().map(request).collect::<Result<_, _>>()?;
+    tx.commit().await?;
+    Ok(Snapshot {
+        head,
+        case,
+        requests,
+    })
+}
