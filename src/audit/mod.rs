@@ -164,7 +164,7 @@ impl AuditEntry {
 
 /// RFC 4180 quoting, plus a leading `'` on values a spreadsheet would run as
 /// a formula (CSV injection).
-fn csv_field(value: &str) -> String {
+pub fn csv_field(value: &str) -> String {
     let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {

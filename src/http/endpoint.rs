@@ -88,6 +88,7 @@ pub enum Endpoint {
     AuditProof,
     AuditLeaves,
     AuditAlerts,
+    CaseDisclosures,
     TusOptions,
     TusOptionsSlash,
     TusCreate,
@@ -142,7 +143,7 @@ const fn centre(path: &'static str, action: &'static str) -> Spec {
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 33] = [
+    pub const ALL: [Endpoint; 34] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -167,6 +168,7 @@ impl Endpoint {
         Endpoint::AuditProof,
         Endpoint::AuditLeaves,
         Endpoint::AuditAlerts,
+        Endpoint::CaseDisclosures,
         Endpoint::TusOptions,
         Endpoint::TusOptionsSlash,
         Endpoint::TusCreate,
@@ -208,6 +210,7 @@ impl Endpoint {
             E::AuditProof =>         main(Method::GET,    "/api/v1/audit/proof",                  Compliance,    "audit.proof.read"),
             E::AuditLeaves =>        main(Method::GET,    "/api/v1/audit/leaves",                 Compliance,    "audit.leaves.read"),
             E::AuditAlerts =>        main(Method::GET,    "/api/v1/audit/alerts",                 Compliance,    "audit.alerts.read"),
+            E::CaseDisclosures =>    main(Method::GET,    "/api/v1/cases/{case_id}/disclosures",  Compliance,    "audit.disclosures.read"),
             E::TusOptions =>         public(Method::OPTIONS, "/tus"),
             E::TusOptionsSlash =>    public(Method::OPTIONS, "/tus/"),
             E::TusCreate =>          main(Method::POST,   "/tus",                                 PatientUpload, "upload.create"),

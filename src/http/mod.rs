@@ -12,6 +12,7 @@ pub mod cases;
 pub mod centres;
 pub mod conn;
 pub mod cors;
+pub mod disclosures;
 pub mod download_stream;
 pub mod downloads;
 pub mod endpoint;
@@ -75,6 +76,7 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::AuditProof => on(method, audit_proof::proof),
         E::AuditLeaves => on(method, audit_proof::leaves),
         E::AuditAlerts => on(method, audit_proof::alerts),
+        E::CaseDisclosures => on(method, disclosures::report),
         E::TusOptions | E::TusOptionsSlash => on(method, tus::options),
         E::TusCreate | E::TusCreateSlash => on(method, tus::create),
         E::TusHead => on(method, tus::head),

@@ -52,7 +52,7 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::CreateCase | E::ReissueUploadToken | E::RegisterCentre => Some(201),
         E::ListCases | E::ReadCase | E::ListCentres | E::UpdateCentre => Some(200),
         E::ListGrants | E::PatientCase | E::PatientAccess | E::AuditExport => Some(200),
-        E::AuditCheckpoint | E::AuditAlerts => Some(200),
+        E::AuditCheckpoint | E::AuditAlerts | E::CaseDisclosures => Some(200),
         // Need query parameters; their successes are in `audit_log.rs`.
         E::AuditProof | E::AuditLeaves => None,
         E::DeleteCase | E::DisableCentre => Some(204),

@@ -1,7 +1,9 @@
 //! `casegate audit …` for compliance staff: export the log with its signed
-//! checkpoint ([`export`]), verify an export offline ([`verify`]), and
-//! print the checkpoint verifier key on the gateway's host.
+//! checkpoint ([`export`]), verify an export offline ([`verify`]), a case's
+//! accounting of disclosures ([`disclosures`]), and print the checkpoint
+//! verifier key on the gateway's host.
 
+pub mod disclosures;
 pub mod export;
 mod proven;
 pub mod verify;
@@ -20,6 +22,9 @@ pub enum AuditCommand {
     Export(export::ExportArgs),
     /// Verify an exported log offline against a checkpoint and the public key.
     Verify(verify::VerifyArgs),
+    /// A case's accounting of disclosures: every download of its files by
+    /// a centre, with the checkpoint it was read under.
+    Disclosures(disclosures::DisclosuresArgs),
     /// Print the checkpoint verifier key (C2SP note format), read from the
     /// signing key file the config names (on the gateway's host, offline).
     PublicKey {
@@ -32,6 +37,7 @@ pub async fn run(command: AuditCommand) -> Result<(), super::CliError> {
     match command {
         AuditCommand::Export(args) => export::run(args).await,
         AuditCommand::Verify(args) => verify::run(args),
+        AuditCommand::Disclosures(args) => disclosures::run(args).await,
         AuditCommand::PublicKey { config } => {
             let config = super::load_config(config.as_deref())?;
             let path = config.audit_signing_key_file();
