@@ -85,9 +85,15 @@ impl ApiClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        let detail = value["detail"].as_str().unwrap_or("");
-        let code = value["code"].as_str().unwrap_or("");
+        // A refusal is a short problem document; a hostile server's endless
+        // one is cut at the bound, and its text never reaches the terminal
+        // as it is.
+        let body = super::bounded::body_within(resp, super::bounded::MAX_PROBLEM_BYTES)
+            .await
+            .unwrap_or_default();
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let detail = super::bounded::printable(value["detail"].as_str().unwrap_or(""));
+        let code = super::bounded::printable(value["code"].as_str().unwrap_or(""));
         Err(format!("{status} {code}: {detail}"))
     }
 

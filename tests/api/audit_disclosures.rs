@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::common::{TestApp, spawn_app};
+use crate::fetch_hostile::{Reply, fake_gateway};
 use crate::grants::{Centre, grant, register_centre};
 use crate::tus::{pattern, sha256_hex};
 
@@ -490,5 +491,48 @@ async fn a_deleted_case_still_reports_its_disclosures_and_the_cli_writes_them() 
 
     let out = cli(&app, &["case_nonsense"]).await;
     assert!(!out.status.success());
+    app.stop().await;
+}
+
+/// A hostile "gateway" that answers the report with endless JSON: the CLI
+/// stops at its bound instead of filling memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_the_report_with_a_bound() {
+    let app = spawn_app().await;
+    let case = casegate::ids::CaseId::generate().to_string();
+    let path = format!("/api/v1/cases/{case}/disclosures?format=json");
+    let reply = Reply {
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: br#"{"disclosures":["#.to_vec(),
+        junk: 96 << 20,
+        content_length: None,
+    };
+    let fake = fake_gateway(&app, [(path.clone(), reply)].into()).await;
+    let ca = app.dir.path().join("ca.pem");
+    std::fs::write(&ca, &app.ca_pem).unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "disclosures", &case, "--ca", ca.to_str().unwrap()])
+        .args([
+            "--server",
+            &format!("https://127.0.0.1:{}", fake.addr.port()),
+        ])
+        .env("CASEGATE_TOKEN", &app.compliance)
+        .env_remove("CASEGATE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+    let mut written = None;
+    for _ in 0..100 {
+        written = fake.written.lock().unwrap().get(&path).copied();
+        if written.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let written = written.unwrap();
+    assert!(written < 80 << 20, "the CLI read {written} bytes");
     app.stop().await;
 }

@@ -20,20 +20,20 @@ use crate::tus::pattern;
 
 /// One canned answer of the fake gateway.
 #[derive(Clone)]
-struct Reply {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Reply {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
     /// Junk sent after `body`, in 64 KiB pieces, until the client hangs up.
-    junk: u64,
+    pub junk: u64,
     /// `Content-Length` to announce; none: the body ends when the
     /// connection closes.
-    content_length: Option<u64>,
+    pub content_length: Option<u64>,
 }
 
-struct FakeGateway {
-    addr: SocketAddr,
+pub struct FakeGateway {
+    pub addr: SocketAddr,
     /// Body bytes each path managed to write before the client hung up.
-    written: Arc<Mutex<HashMap<String, u64>>>,
+    pub written: Arc<Mutex<HashMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,7 +43,7 @@ impl Drop for FakeGateway {
     }
 }
 
-async fn fake_gateway(app: &TestApp, replies: HashMap<String, Reply>) -> FakeGateway {
+pub async fn fake_gateway(app: &TestApp, replies: HashMap<String, Reply>) -> FakeGateway {
     let certs = app.dir.path().join("certs");
     let identity =
         ServerIdentity::load(&certs.join("server.pem"), &certs.join("server-key.pem")).unwrap();

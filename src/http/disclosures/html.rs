@@ -74,7 +74,10 @@ fn row(r: &Row<'_>) -> String {
             r.bytes_served,
             r.size.map(|s| s.to_string()).unwrap_or_default()
         ),
-        format!("{} ({} requests)", r.status, r.requests),
+        match r.requests {
+            1 => r.status.to_owned(),
+            n => format!("{} ({n} requests)", r.status),
+        },
         format!("<span class=\"id\">{}</span>", escape(r.grant_id)),
         format!("{}<br>{}", escape(r.centre_id), escape(r.file_id)),
     ];
