@@ -9,6 +9,13 @@ ALTER TABLE download_events ADD COLUMN total INTEGER;
 ALTER TABLE download_events ADD COLUMN delivered INTEGER;
 ALTER TABLE download_events ADD COLUMN ended_at TEXT;
 ALTER TABLE download_events ADD COLUMN cut INTEGER;
+-- The sequence numbers of the request's audit entries: the one that
+-- admitted it (in the same transaction as this row) and the one that
+-- recorded its end or cut (in the transaction that wrote the outcome).
+-- NULL where no such entry exists (a lease settled at start after a crash
+-- has no end entry).
+ALTER TABLE download_events ADD COLUMN start_seq INTEGER;
+ALTER TABLE download_events ADD COLUMN end_seq INTEGER;
 
 -- The request a lease belongs to, so settling it (normally, as stale, or
 -- at start after a crash) writes the outcome onto that request; and the

@@ -53,6 +53,10 @@ pub struct DownloadRequest {
     /// the gateway kept it.
     pub total: Option<i64>,
     pub outcome: RequestOutcome,
+    /// Sequence numbers of the audit entries that admitted the request and
+    /// recorded its end, where they exist.
+    pub start_seq: Option<i64>,
+    pub end_seq: Option<i64>,
 }
 
 /// A consistent read: the audit log's head and the case's requests at the
@@ -68,7 +72,7 @@ pub struct Snapshot {
 
 const REQUESTS: &str = "
     SELECT d.event_id, d.grant_id, d.centre_id, c.name, c.country, d.file_id, d.kind, d.at,
-           d.range_start, d.total, d.delivered, d.ended_at, d.cut,
+           d.range_start, d.total, d.delivered, d.ended_at, d.cut, d.start_seq, d.end_seq,
            l.delivered AS running_delivered,
            strftime('%Y-%m-%dT%H:%M:%SZ', l.heartbeat_at, 'unixepoch') AS running_at
     FROM download_events d
@@ -109,6 +113,8 @@ fn request(r: &sqlx::sqlite::SqliteRow) -> Result<DownloadRequest, DbError> {
         range_start: r.try_get("range_start")?,
         total: r.try_get("total")?,
         outcome: outcome(r)?,
+        start_seq: r.try_get("start_seq")?,
+        end_seq: r.try_get("end_seq")?,
     })
 }
 

@@ -374,8 +374,8 @@ pub struct DownloadEvent<'a> {
 }
 
 /// Records a download request and links its lease to it, so the lease's
-/// outcome lands on it when settled.
-pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<(), DbError> {
+/// outcome lands on it when settled. Returns the request's id.
+pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i64, DbError> {
     let event: i64 = sqlx::query_scalar(
         "INSERT INTO download_events (grant_id, case_id, file_id, centre_id, at, kind, range_start, bytes, total)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_id",
@@ -396,5 +396,29 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<(
         .bind(e.lease)
         .execute(&mut **tx)
         .await?;
+    Ok(event)
+}
+
+/// Names the audit entry that admitted a download request.
+pub async fn set_start_entry(tx: &mut Tx<'_>, event: i64, seq: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE download_events SET start_seq = ? WHERE event_id = ?")
+        .bind(seq)
+        .bind(event)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Names the audit entry that recorded the end (or cut) of the request a
+/// lease belongs to; before the lease is settled.
+pub async fn set_end_entry(tx: &mut Tx<'_>, lease: i64, seq: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE download_events SET end_seq = ?
+         WHERE event_id = (SELECT event_id FROM download_leases WHERE lease_id = ?)",
+    )
+    .bind(seq)
+    .bind(lease)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -229,16 +229,35 @@ async fn the_report_and_the_patients_view_agree_and_name_their_checkpoint() {
     assert_eq!(lines.next(), cp["origin"].as_str());
     assert_eq!(lines.next(), Some(size.to_string().as_str()));
     assert_eq!(lines.next(), cp["root"].as_str());
+    // Each row names its entries: each request's start and end.
     let audit = app.audit().await;
+    let counts: Vec<usize> = rows
+        .iter()
+        .map(|r| r["audit_seqs"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(counts, [2, 4, 2, 2], "{report:#}");
     for r in rows {
-        let entry = audit.iter().find(|e| {
-            e["action"].as_str().unwrap().starts_with("download.")
-                && e["outcome"] == "allow"
-                && e["file_id"] == r["file_id"]
-                && e["grant_id"] == r["grant_id"]
-        });
-        assert!(entry.unwrap()["seq"].as_i64().unwrap() <= last_seq);
+        let seqs = r["audit_seqs"].as_array().unwrap();
+        let mut starts = 0;
+        for seq in seqs {
+            let seq = seq.as_i64().unwrap();
+            assert!(seq <= last_seq);
+            let e = &audit[(seq - 1) as usize];
+            assert_eq!(e["seq"], seq);
+            let action = format!("download.{}", r["kind"].as_str().unwrap());
+            assert_eq!(e["action"], action.as_str(), "{e}");
+            assert_eq!(
+                (&e["file_id"], &e["grant_id"]),
+                (&r["file_id"], &r["grant_id"])
+            );
+            starts += usize::from(e["reason"].as_str().unwrap().starts_with("start: "));
+        }
+        // One start and one end entry per request.
+        assert_eq!(starts * 2, seqs.len(), "{r}");
+        assert_eq!(r["requests"].as_u64().unwrap() as usize, starts, "{r}");
     }
+    let b_end = &audit[(rows[3]["audit_seqs"][1].as_i64().unwrap() - 1) as usize];
+    assert_eq!(b_end["outcome"], "deny", "{b_end}");
     // Reading the report is audited, with the case.
     assert!(audit.iter().any(|e| e["action"] == "audit.disclosures.read"
         && e["outcome"] == "allow"

@@ -12,10 +12,18 @@ use super::{CheckpointLine, Row};
 use crate::audit::csv_field;
 use crate::service::disclosures::Report;
 
-pub const HEADER: &str = "centre_name,centre_country,centre_id,grant_id,file_id,filename,category,kind,first_byte_at,last_byte_at,bytes_served,size,status,requests,starts_at_byte,case_id,report_generated_at,audit_last_seq,checkpoint_tree_size,checkpoint_root";
+pub const HEADER: &str = "centre_name,centre_country,centre_id,grant_id,file_id,filename,category,kind,first_byte_at,last_byte_at,bytes_served,size,status,requests,starts_at_byte,audit_seqs,case_id,report_generated_at,audit_last_seq,checkpoint_tree_size,checkpoint_root";
 
 /// Shown for a name that no longer opens (the case was deleted).
 pub const DELETED: &str = "(deleted)";
+
+/// Sequence numbers, space-separated.
+pub fn seqs(seqs: &[i64]) -> String {
+    seqs.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 fn line(row: &Row<'_>, context: &[String]) -> String {
     let opt = |v: Option<&str>, none: &str| v.unwrap_or(none).to_owned();
@@ -35,6 +43,7 @@ fn line(row: &Row<'_>, context: &[String]) -> String {
         row.status.to_owned(),
         row.requests.to_string(),
         row.starts_at_byte.to_string(),
+        seqs(row.audit_seqs),
     ]
     .into_iter()
     .chain(context.iter().cloned())

@@ -45,7 +45,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 12] = [
     "Centre",
     "Country",
     "File",
@@ -57,6 +57,7 @@ const COLUMNS: [&str; 11] = [
     "Status",
     "Grant",
     "Ids (centre, file)",
+    "Audit entries",
 ];
 
 fn row(r: &Row<'_>) -> String {
@@ -80,6 +81,7 @@ fn row(r: &Row<'_>) -> String {
         },
         format!("<span class=\"id\">{}</span>", escape(r.grant_id)),
         format!("{}<br>{}", escape(r.centre_id), escape(r.file_id)),
+        super::csv::seqs(r.audit_seqs),
     ];
     let tds: String = cells.iter().map(|c| format!("<td>{c}</td>")).collect();
     format!("<tr>{tds}</tr>\n")

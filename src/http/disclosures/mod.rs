@@ -70,6 +70,8 @@ pub struct Row<'a> {
     status: &'static str,
     requests: u32,
     starts_at_byte: i64,
+    /// Sequence numbers of the download's audit entries.
+    audit_seqs: &'a [i64],
 }
 
 impl<'a> Row<'a> {
@@ -91,6 +93,7 @@ impl<'a> Row<'a> {
             status: x.status.as_str(),
             requests: x.requests,
             starts_at_byte: x.starts_at_byte,
+            audit_seqs: &x.audit_seqs,
         }
     }
 }

@@ -49,6 +49,28 @@ pub async fn commit(
     Ok(())
 }
 
+/// Appends the entry to `tx` without committing, for an action whose rows
+/// name their entry's sequence number (returned); [`commit_appended`]
+/// then commits both.
+pub async fn append(
+    svc: &Services,
+    tx: &mut Tx<'_>,
+    ctx: &RequestContext,
+    entry: &NewEntry,
+) -> Result<i64, AuditError> {
+    Ok(audit::append(tx, ctx, svc.timestamp(), entry).await?)
+}
+
+/// Commits a transaction an entry was [`append`]ed to; if the commit fails
+/// the action is refused, as with [`commit`].
+pub async fn commit_appended(tx: Tx<'_>) -> Result<(), AuditError> {
+    tx.commit().await.map_err(|e| {
+        tracing::error!(error = %e, "commit of an audited action failed");
+        AuditUnavailable(e.into())
+    })?;
+    Ok(())
+}
+
 /// Records an entry on its own (denials, reads).
 pub async fn record(
     svc: &Services,

@@ -65,6 +65,9 @@ pub struct Download {
     /// Requests: the first and its continuations.
     pub requests: u32,
     pub status: Status,
+    /// The sequence numbers of its audit entries (each request's start and
+    /// end entries), ascending: where to check it in the log.
+    pub audit_seqs: Vec<i64>,
     /// The delivered spans and whether any request broke off; folded into
     /// `status` by [`group`].
     spans: Vec<(i64, i64)>,
@@ -89,6 +92,7 @@ impl Download {
             size: r.total,
             requests: 0,
             status: Status::Unrecorded,
+            audit_seqs: Vec::new(),
             spans: Vec::new(),
             any_cut: false,
             any_running: false,
@@ -121,6 +125,7 @@ impl Download {
         self.spans
             .push((r.range_start, r.range_start.saturating_add(delivered)));
         self.last_byte_at = self.last_byte_at.max(last);
+        self.audit_seqs.extend(r.start_seq.iter().chain(&r.end_seq));
     }
 
     /// Whether the delivered spans cover `0..size`.
@@ -174,6 +179,7 @@ pub fn group(requests: &[DownloadRequest]) -> Vec<Download> {
     }
     for d in &mut downloads {
         d.settle_status();
+        d.audit_seqs.sort_unstable();
     }
     downloads
 }
@@ -201,6 +207,8 @@ mod tests {
             range_start: start,
             total: Some(100),
             outcome,
+            start_seq: Some(id * 10),
+            end_seq: matches!(outcome, RequestOutcome::Ended { .. }).then_some(id * 10 + 1),
         }
     }
 
@@ -224,6 +232,7 @@ mod tests {
         assert_eq!((f1.file_id.as_str(), f1.requests), ("f1", 2));
         assert_eq!((f1.bytes_served, f1.status), (100, Status::Completed));
         assert_eq!((f1.first_byte_at, f1.last_byte_at), (at(1), Some(at(9))));
+        assert_eq!(f1.audit_seqs, [10, 11, 30, 31]);
         assert_eq!(rows[1].status, Status::Completed);
     }
 

@@ -77,8 +77,10 @@ impl Lease {
         let now = svc.timestamp().unix_seconds();
         let result: Result<(), GrantError> = async {
             let mut tx = audit::begin(svc).await?;
+            let seq = audit::append(svc, &mut tx, ctx, &entry).await?;
+            db::grants::set_end_entry(&mut tx, self.id, seq).await?;
             db::grants::settle(&mut tx, self.id, (charge, delivered), !complete, now).await?;
-            Ok(audit::commit(svc, tx, ctx, entry).await?)
+            Ok(audit::commit_appended(tx).await?)
         }
         .await;
         if let Err(e) = result {

@@ -297,7 +297,7 @@ async fn reserve(
         bytes: (span.end - span.start) as i64,
         total: budget.total as i64,
     };
-    db::grants::record_download(&mut tx, &event).await?;
+    let event_id = db::grants::record_download(&mut tx, &event).await?;
     let entry = at.entry(Outcome::Allow).file(file_id).reason(format!(
         "start: bytes {}-{} of {}{}",
         span.start,
@@ -305,7 +305,9 @@ async fn reserve(
         budget.total,
         if starts { "" } else { " (continuation)" }
     ));
-    audit::commit(svc, tx, at.ctx, entry).await?;
+    let seq = audit::append(svc, &mut tx, at.ctx, &entry).await?;
+    db::grants::set_start_entry(&mut tx, event_id, seq).await?;
+    audit::commit_appended(tx).await?;
     Ok(Lease {
         id: lease,
         grant_id: grant.grant_id.clone(),
