@@ -16,7 +16,8 @@ use tokio::process::Command;
 
 use crate::common::{TestApp, spawn_app};
 use crate::fetch_hostile::{Reply, fake_gateway};
-use crate::grants::{Centre, grant, register_centre};
+use crate::grants::{Centre, grant, register_centre, register_centre_at};
+use crate::startup::{start_with, value};
 use crate::tus::{pattern, sha256_hex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casegate");
@@ -554,4 +555,131 @@ async fn the_cli_reads_the_report_with_a_bound() {
     let written = written.unwrap();
     assert!(written < 80 << 20, "the CLI read {written} bytes");
     app.stop().await;
+}
+
+/// A download cut by kill -9 of the gateway: at the next start its lease is
+/// settled from its last recorded progress, so the report shows it — cut,
+/// then continued to the end — with no end entry for the killed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_by_kill_9_is_reported_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines) = start_with(dir.path(), &[]);
+    let mut child = Killed(child);
+    let main = format!(
+        "https://{}",
+        value(&lines, "listening on https://").unwrap()
+    );
+    let centre_base = format!(
+        "https://{}",
+        value(&lines, "centre listener on https://").unwrap()
+    );
+    let coordinator = value(&lines, "coordinator token: ").unwrap().to_owned();
+    let compliance = value(&lines, "compliance token: ").unwrap().to_owned();
+    let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
+    let client = crate::common::client_trusting(&ca);
+    let case: Value = client
+        .post(format!("{main}/api/v1/cases"))
+        .bearer_auth(&coordinator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case_id = case["case_id"].as_str().unwrap().to_owned();
+    let data = pattern(BIG, 12);
+    let created = client
+        .post(format!("{main}/tus/"))
+        .bearer_auth(case["upload_token"].as_str().unwrap())
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", BIG.to_string())
+        .header("Upload-Metadata", crate::tus::meta("mri.bin", None))
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut centre =
+        register_centre_at(&client, &main, &coordinator, &ca, &centre_base, "Centre K").await;
+    let grant: Value = client
+        .post(format!("{main}/api/v1/cases/{case_id}/grants"))
+        .bearer_auth(&coordinator)
+        .json(&json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = grant["grant_token"].as_str().unwrap().to_owned();
+    let (_, file_id) = centre.grant_listing(&token).await;
+    let path = format!("/api/v1/grant/files/{file_id}");
+    let resp = centre.get(&path, &token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The body stays open across the kill: the gateway gets no chance to
+    // settle the download itself.
+    let mut body = resp.bytes_stream();
+    let mut got = Vec::new();
+    while got.len() < 1 << 20 {
+        got.extend_from_slice(&body.next().await.unwrap().unwrap());
+    }
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    child.0.wait().unwrap();
+    drop(body);
+
+    let (child, lines) = start_with(dir.path(), &[]);
+    let _child = Killed(child);
+    let main = format!(
+        "https://{}",
+        value(&lines, "listening on https://").unwrap()
+    );
+    centre.base = format!(
+        "https://{}",
+        value(&lines, "centre listener on https://").unwrap()
+    );
+    got.extend(
+        centre
+            .continue_from(&path, &token, got.len(), Duration::from_secs(10))
+            .await,
+    );
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    let report: Value = client
+        .get(format!("{main}/api/v1/cases/{case_id}/disclosures"))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = report["disclosures"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    assert_eq!(rows[0]["status"], "completed", "{report:#}");
+    assert_eq!(rows[0]["requests"], 2);
+    // Start of each request, end of the continuation; the killed one has none.
+    assert_eq!(
+        rows[0]["audit_seqs"].as_array().unwrap().len(),
+        3,
+        "{report:#}"
+    );
+    assert!(rows[0]["last_byte_at"].is_string());
+    // What the killed request handed over is implied by the continuation.
+    assert!(
+        rows[0]["bytes_served"].as_i64().unwrap() >= BIG as i64,
+        "{report:#}"
+    );
+}
+
+/// A gateway process, killed when the test ends (also when it fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

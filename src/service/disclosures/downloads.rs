@@ -7,7 +7,9 @@
 //! how `max_downloads` counts, so one row is one use of the grant.
 //!
 //! A download is `completed` when the bytes handed over, across its
-//! requests, cover the whole representation; `cut` when not and one of its
+//! requests, cover the whole representation (after a request whose
+//! gateway died, a continuation from byte N counts the bytes up to N as
+//! handed over: the centre had them); `cut` when not and one of its
 //! requests broke off (the client went away, the grant was revoked, the
 //! gateway stopped); `partial` when every request was sent in full but
 //! they asked for less than the whole file; `in_progress` while one still
@@ -74,6 +76,9 @@ pub struct Download {
     any_cut: bool,
     any_running: bool,
     any_unrecorded: bool,
+    /// Whether the latest request's record may fall short: settled from
+    /// its last recorded progress, with no end entry (its gateway died).
+    last_uncertain: bool,
 }
 
 impl Download {
@@ -97,11 +102,13 @@ impl Download {
             any_cut: false,
             any_running: false,
             any_unrecorded: false,
+            last_uncertain: false,
         }
     }
 
     fn add(&mut self, r: &DownloadRequest) {
         self.requests += 1;
+        self.implied_by(r.range_start);
         self.size = self.size.or(r.total);
         let (delivered, last) = match r.outcome {
             RequestOutcome::Ended {
@@ -124,8 +131,26 @@ impl Download {
         self.bytes_served = self.bytes_served.saturating_add(delivered);
         self.spans
             .push((r.range_start, r.range_start.saturating_add(delivered)));
+        self.last_uncertain =
+            matches!(r.outcome, RequestOutcome::Ended { .. }) && r.end_seq.is_none();
         self.last_byte_at = self.last_byte_at.max(last);
         self.audit_seqs.extend(r.start_seq.iter().chain(&r.end_seq));
+    }
+
+    /// A continuation from byte `from` shows the centre held the bytes
+    /// before it: where the record of the request it continues may fall
+    /// short (its gateway died before recording the progress), those bytes
+    /// count as served, so a crash never hides a disclosure. A request that
+    /// ended normally was recorded exactly and is left as it is.
+    fn implied_by(&mut self, from: i64) {
+        if let Some(last) = self.spans.last_mut()
+            && self.last_uncertain
+            && last.0 < from
+            && last.1 < from
+        {
+            self.bytes_served = self.bytes_served.saturating_add(from - last.1);
+            last.1 = from;
+        }
     }
 
     /// Whether the delivered spans cover `0..size`.
@@ -270,6 +295,28 @@ mod tests {
             ]
         );
         assert_eq!(rows[3].last_byte_at, None);
+    }
+
+    /// The gateway died mid-download before recording progress (0 bytes
+    /// recorded); the continuation from byte 40 shows 0..40 arrived.
+    #[test]
+    fn a_continuation_implies_what_came_before_it() {
+        let died = DownloadRequest {
+            end_seq: None,
+            ..req(1, "f", 0, ended(0, 1, true))
+        };
+        let rows = group(&[died, req(2, "f", 40, ended(60, 5, false))]);
+        assert_eq!(
+            (rows[0].bytes_served, rows[0].status),
+            (100, Status::Completed)
+        );
+        assert_eq!(rows[0].audit_seqs, [10, 20, 21]);
+        // Recorded exactly (it has its end entry): nothing is implied.
+        let rows = group(&[
+            req(1, "f", 0, ended(10, 1, true)),
+            req(2, "f", 40, ended(60, 5, false)),
+        ]);
+        assert_eq!((rows[0].bytes_served, rows[0].status), (70, Status::Cut));
     }
 
     #[test]
