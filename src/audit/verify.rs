@@ -131,6 +131,14 @@ pub enum VerifyError {
         "entry {seq} (line {line}) is not in the signed log: its inclusion proof does not lead to the checkpoint's root (modified or made up)"
     )]
     NotIncluded { seq: u64, line: u64 },
+    #[error(
+        "the consistency proof is not one between the previous checkpoint and this one (export again with --previous-checkpoint)"
+    )]
+    BadConsistencyProof,
+    #[error(
+        "the signed log of {current} entries does not extend the previous checkpoint of {previous}: history it covered was cut away or rewritten"
+    )]
+    NotConsistent { previous: u64, current: u64 },
 }
 
 /// The inputs: the log, the checkpoint note, the verifier key, and
@@ -375,7 +383,7 @@ fn explain<H: BufRead>(
 }
 
 mod filtered;
-pub use filtered::verify_proven;
+pub use filtered::{verify_extends, verify_proven};
 
 #[cfg(test)]
 mod tests;

@@ -381,8 +381,10 @@ async fn a_stray_proofs_file_never_turns_a_whole_log_check_into_a_subset_check()
         &["--proofs", &cut_proofs, "--previous-checkpoint", &previous],
     )
     .await;
+    // Without the consistency proof a filtered export cannot be checked
+    // against an earlier checkpoint.
     assert!(
-        !ok && out.contains("cannot be used with") && !out.contains("verified"),
+        !ok && out.contains("needs its consistency proof") && !out.contains("verified"),
         "{out}"
     );
 
@@ -532,6 +534,119 @@ async fn a_case_export_proves_each_entry_on_its_own() {
     assert!(!ok && out.contains(&named), "{out}");
     app.stop().await;
 }
+/// A case's history checked against a checkpoint kept from an earlier
+/// audit: the filtered export saves the consistency proof, and `verify`
+/// checks it with the two signed checkpoints; a forged proof, or a
+/// "previous" checkpoint newer than the export's, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_export_proves_it_extends_a_previous_checkpoint() {
+    let app = spawn_app().await;
+    let (case, _) = app.create_case(None).await;
+    make_entries(&app).await;
+    let f = files(&app).await;
+    let first = export_with(&app, &f, "first.jsonl", &["--case-id", &case]).await;
+    let previous = with_suffix(&first, ".checkpoint");
+    let previous_size = std::fs::read_to_string(&previous)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        app.request(
+            Method::GET,
+            &format!("/api/v1/cases/{case}"),
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    }
+    let extra = [
+        "--case-id",
+        case.as_str(),
+        "--previous-checkpoint",
+        previous.as_str(),
+    ];
+    let log = export_with(&app, &f, "case.jsonl", &extra).await;
+    let proofs = with_suffix(&log, ".proofs");
+    let (ok, out) = verify(
+        &f,
+        &log,
+        &["--proofs", &proofs, "--previous-checkpoint", &previous],
+    )
+    .await;
+    assert!(
+        ok && out.starts_with("subset verified: 4 entries each proven in the signed log of ")
+            && out.contains(&format!(
+                "extends the previous checkpoint of {previous_size} entries"
+            )),
+        "{out}"
+    );
+
+    // A forged consistency proof.
+    let consistency = with_suffix(&log, ".consistency");
+    let mut proof: Value =
+        serde_json::from_str(&std::fs::read_to_string(&consistency).unwrap()).unwrap();
+    let hash = proof["hashes"][0].as_str().unwrap().to_owned();
+    let flipped = if hash.starts_with('0') { "1" } else { "0" };
+    proof["hashes"][0] = Value::String(format!("{flipped}{}", &hash[1..]));
+    let forged = f.dir.join("forged.consistency");
+    std::fs::write(&forged, proof.to_string()).unwrap();
+    let forged = forged.display().to_string();
+    let args = [
+        "--proofs",
+        &proofs,
+        "--previous-checkpoint",
+        &previous,
+        "--consistency",
+        &forged,
+    ];
+    let (ok, out) = verify(&f, &log, &args).await;
+    assert!(
+        !ok && out.contains(&format!(
+            "does not extend the previous checkpoint of {previous_size}"
+        )),
+        "{out}"
+    );
+    // The roles swapped: the "previous" checkpoint is the newer one.
+    let newer = with_suffix(&log, ".checkpoint");
+    let first_proofs = with_suffix(&first, ".proofs");
+    let args = [
+        "--proofs",
+        &first_proofs,
+        "--previous-checkpoint",
+        &newer,
+        "--consistency",
+        &consistency,
+    ];
+    let (ok, out) = verify(&f, &first, &args).await;
+    assert!(!ok && out.contains("truncated or rolled back"), "{out}");
+    // The whole log is checked against a previous checkpoint by verify.
+    let server = format!("https://127.0.0.1:{}", app.addr.port());
+    let whole = f.dir.join("whole.jsonl");
+    let out = run(
+        &[
+            "audit",
+            "export",
+            "--server",
+            &server,
+            "--token",
+            &app.compliance,
+            "--ca",
+            f.ca.to_str().unwrap(),
+            "--out",
+            whole.to_str().unwrap(),
+            "--previous-checkpoint",
+            &previous,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success() && text(&out).contains("is for a filtered export"));
+    assert!(!whole.exists());
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_log_is_caught_with_the_previous_checkpoint() {
     let app = spawn_app().await;

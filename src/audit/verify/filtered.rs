@@ -3,14 +3,17 @@
 //! with its own inclusion proof (the `.proofs` file, line by line) against
 //! the signed checkpoint's root. This proves that every entry it holds is,
 //! byte for byte, in the signed log at its sequence number; it cannot prove
-//! that the filter returned every matching entry.
+//! that the filter returned every matching entry. With an earlier
+//! checkpoint and the consistency proof the export saved
+//! ([`verify_extends`]), it also proves the signed log extends that
+//! checkpoint: nothing it covered was cut away or rewritten since.
 
 use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::{Verified, VerifyError, checkpoint, seq_of};
-use crate::audit::merkle::{Hash, leaf_hash, verify_inclusion};
+use super::{Verified, VerifyError, checkpoint, checkpoints, seq_of};
+use crate::audit::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use crate::audit::note::NoteVerifier;
 
 /// One line of the `.proofs` file.
@@ -96,4 +99,51 @@ pub fn verify_proven(
         proven_in: Some(current.size),
         leaves_ignored: None,
     })
+}
+
+/// The consistency proof a filtered export saves (`FILE.consistency`), as
+/// the gateway's proof route answers it.
+#[derive(Deserialize)]
+struct ConsistencyProof {
+    first: u64,
+    second: u64,
+    hashes: Vec<String>,
+}
+
+/// Checks that the signed log of checkpoint `note` extends the earlier
+/// checkpoint `previous` (both signed by `verifier`), with the RFC 9162
+/// consistency proof `proof` (JSON). Returns the earlier checkpoint's size.
+pub fn verify_extends(
+    note: &str,
+    previous: &str,
+    proof: &str,
+    verifier: &NoteVerifier,
+) -> Result<u64, VerifyError> {
+    let (current, previous) = checkpoints(verifier, note, Some(previous))?;
+    let Some(previous) = previous else {
+        return Err(VerifyError::BadConsistencyProof);
+    };
+    let proof: ConsistencyProof =
+        serde_json::from_str(proof).map_err(|_| VerifyError::BadConsistencyProof)?;
+    let path: Option<Vec<Hash>> = proof
+        .hashes
+        .iter()
+        .map(|h| crate::hex::decode(h).and_then(|b| Hash::try_from(b).ok()))
+        .collect();
+    let path = path.ok_or(VerifyError::BadConsistencyProof)?;
+    if (proof.first, proof.second) != (previous.size, current.size) {
+        return Err(VerifyError::BadConsistencyProof);
+    }
+    verify_consistency(
+        previous.size,
+        current.size,
+        &previous.root,
+        &current.root,
+        &path,
+    )
+    .map_err(|_| VerifyError::NotConsistent {
+        previous: previous.size,
+        current: current.size,
+    })?;
+    Ok(previous.size)
 }

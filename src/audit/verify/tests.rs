@@ -363,3 +363,64 @@ fn a_checkpoint_of_another_log_and_a_fork_are_named() {
     assert!(matches!(err, VerifyError::Fork { size: 9 }), "{err}");
     assert!(err.to_string().contains("forked"), "{err}");
 }
+
+/// A filtered export against an earlier checkpoint: the gateway's
+/// consistency proof between the two signed trees. A history rewritten
+/// before the earlier checkpoint and re-signed with the same key has no
+/// proof that passes.
+#[test]
+fn a_subset_is_checked_against_a_previous_checkpoint_by_its_consistency_proof() {
+    use crate::audit::merkle::{NodeId, appended_nodes, consistency_proof};
+    use std::collections::HashMap;
+
+    let f = fixture();
+    let proof_between = |lines: &[String], first: u64| {
+        let mut nodes: HashMap<NodeId, Hash> = HashMap::new();
+        for (i, l) in lines.iter().enumerate() {
+            let added = appended_nodes(i as u64, leaf_hash(l.as_bytes()), &mut |id| {
+                nodes.get(&id).copied().ok_or(id)
+            })
+            .unwrap();
+            nodes.extend(added);
+        }
+        let second = lines.len() as u64;
+        let hashes: Vec<String> =
+            consistency_proof(first, second, &mut |id| nodes.get(&id).copied().ok_or(id))
+                .unwrap()
+                .iter()
+                .map(|h| crate::hex::encode(h))
+                .collect();
+        serde_json::json!({"first": first, "second": second, "hashes": hashes}).to_string()
+    };
+    let lines = log(40);
+    let earlier = f.checkpoint(&lines[..13]);
+    let now = f.checkpoint(&lines);
+    let proof = proof_between(&lines, 13);
+    assert_eq!(
+        verify_extends(&now, &earlier, &proof, &f.verifier).unwrap(),
+        13
+    );
+
+    // Entry 5 rewritten, the tree rebuilt and signed again with the key.
+    let mut rewritten = lines.clone();
+    rewritten[4] = rewritten[4].replace("op_1", "op_x");
+    let resigned = f.checkpoint(&rewritten);
+    let proof = proof_between(&rewritten, 13);
+    let err = verify_extends(&resigned, &earlier, &proof, &f.verifier).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::NotConsistent {
+                previous: 13,
+                current: 40
+            }
+        ),
+        "{err}"
+    );
+    // A proof for other sizes, or no proof at all.
+    let other = proof_between(&lines, 12);
+    let err = verify_extends(&now, &earlier, &other, &f.verifier).unwrap_err();
+    assert!(matches!(err, VerifyError::BadConsistencyProof), "{err}");
+    let err = verify_extends(&now, &earlier, "{}", &f.verifier).unwrap_err();
+    assert!(matches!(err, VerifyError::BadConsistencyProof), "{err}");
+}

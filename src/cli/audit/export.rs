@@ -8,7 +8,9 @@
 //! entries (plus a few later ones, such as the export's own entry, which
 //! `verify` reports as not yet signed). Fetched the other way round, the
 //! checkpoint could sign entries the file does not hold. A filtered export
-//! is proven against the checkpoint's size and stops there. Files are written
+//! is proven against the checkpoint's size and stops there; with
+//! `--previous-checkpoint`, FILE.consistency holds the proof that the
+//! signed log extends that earlier checkpoint. Files are written
 //! under temporary names and linked to their names only when complete; no
 //! existing file is ever overwritten (FILE, or any of FILE.checkpoint,
 //! FILE.leaves, FILE.proofs: a stale one would be read with the new export).
@@ -49,6 +51,11 @@ pub struct ExportArgs {
     /// RFC 3339 time, exclusive.
     #[arg(long)]
     pub until: Option<String>,
+    /// A filtered export only: an earlier checkpoint you kept; the proof
+    /// that the signed log extends it is saved as FILE.consistency (the
+    /// whole log is checked against one by `verify` itself).
+    #[arg(long)]
+    pub previous_checkpoint: Option<PathBuf>,
 }
 
 impl ExportArgs {
@@ -175,6 +182,42 @@ async fn filtered(
     ))
 }
 
+/// The tree size a saved checkpoint note signs.
+fn size_of(note: &str, what: &str) -> Result<u64, CliError> {
+    let text = note.rsplit_once("\n\n").map(|(t, _)| t).unwrap_or(note);
+    Ok(Checkpoint::parse(&format!("{text}\n"))
+        .map_err(|e| format!("{what}: {e}"))?
+        .size)
+}
+
+/// The consistency proof from the earlier checkpoint at `previous` to the
+/// tree of `size` entries, saved beside `out`.
+async fn consistency(
+    client: &ApiClient,
+    out: &Path,
+    previous: &Path,
+    size: u64,
+) -> Result<Saved, CliError> {
+    let note =
+        std::fs::read_to_string(previous).map_err(|e| format!("{}: {e}", previous.display()))?;
+    let first = size_of(&note, &previous.display().to_string())?;
+    if first > size {
+        return Err(format!(
+            "the gateway's checkpoint signs {size} entries, fewer than the previous checkpoint's {first}: the log was truncated or rolled back"
+        )
+        .into());
+    }
+    let resp = client
+        .get(&format!("/api/v1/audit/proof?first={first}&second={size}"))
+        .await?;
+    let proof = super::super::bounded::body_within(resp, super::super::bounded::MAX_PROBLEM_BYTES)
+        .await
+        .map_err(|e| format!("the consistency proof: {e:?}"))?;
+    let tmp = beside(out, ".consistency.partial");
+    std::fs::write(&tmp, proof).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok((tmp, beside(out, ".consistency")))
+}
+
 /// Gives each complete file its final name, never replacing one (a hard
 /// link fails if the name exists, where a rename would overwrite it).
 fn publish(saved: &[Saved]) -> Result<(), CliError> {
@@ -191,13 +234,16 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
     let out = args.out.clone();
     // No file of an export is ever replaced: a stale FILE.proofs or
     // FILE.leaves beside a new export would be read with it.
-    for suffix in ["", ".checkpoint", ".leaves", ".proofs"] {
+    for suffix in ["", ".checkpoint", ".leaves", ".proofs", ".consistency"] {
         let path = beside(&out, suffix);
         if path.exists() {
             return Err(format!("{} exists; choose another --out", path.display()).into());
         }
     }
     let filters = args.filters();
+    if args.previous_checkpoint.is_some() && filters.is_empty() {
+        return Err("--previous-checkpoint is for a filtered export; the whole log is checked against it by `audit verify --previous-checkpoint`".to_owned().into());
+    }
     let fetched = async {
         let (saved_checkpoint, size) = checkpoint(&client, &out).await?;
         let (mut saved, entries) = if filters.is_empty() {
@@ -205,6 +251,9 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
         } else {
             filtered(&client, &out, size, &filters).await?
         };
+        if let Some(previous) = &args.previous_checkpoint {
+            saved.push(consistency(&client, &out, previous, size).await?);
+        }
         saved.push(saved_checkpoint);
         Ok::<_, CliError>((saved, entries))
     }
@@ -218,6 +267,7 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
                 ".leaves.partial",
                 ".proofs.partial",
                 ".checkpoint.partial",
+                ".consistency.partial",
             ] {
                 let _ = std::fs::remove_file(beside(&out, suffix));
             }
@@ -226,13 +276,29 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
     };
     publish(&saved)?;
     println!("exported {entries} entries to {}", out.display());
-    let (beside_it, flag) = if filters.is_empty() {
-        ("leaf hashes in {0}.leaves", "")
-    } else {
-        (
+    print_next_step(
+        &out,
+        filters.is_empty(),
+        args.previous_checkpoint.as_deref(),
+    );
+    Ok(())
+}
+
+/// What was saved beside the log, and the command that verifies it.
+fn print_next_step(out: &Path, whole: bool, previous: Option<&Path>) {
+    let (beside_it, flag) = match (whole, previous) {
+        (true, _) => ("leaf hashes in {0}.leaves", String::new()),
+        (false, None) => (
             "each entry's inclusion proof in {0}.proofs (a subset: it cannot prove no entry was left out)",
-            " --proofs {0}.proofs",
-        )
+            " --proofs {0}.proofs".to_owned(),
+        ),
+        (false, Some(previous)) => (
+            "each entry's inclusion proof in {0}.proofs (a subset: it cannot prove no entry was left out), the proof that the log extends the previous checkpoint in {0}.consistency",
+            format!(
+                " --proofs {{0}}.proofs --previous-checkpoint {}",
+                previous.display()
+            ),
+        ),
     };
     let name = out.display().to_string();
     println!(
@@ -241,5 +307,4 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
         beside_it.replace("{0}", &name),
         flag.replace("{0}", &name)
     );
-    Ok(())
 }

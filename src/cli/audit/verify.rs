@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::super::CliError;
 use crate::audit::note::NoteVerifier;
-use crate::audit::verify::{Inputs, verify, verify_proven};
+use crate::audit::verify::{Inputs, verify, verify_extends, verify_proven};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -24,9 +24,16 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub public_key: PathBuf,
     /// An earlier checkpoint (e.g. from the external copy): the log must
-    /// extend it, so truncation or a rewritten past is caught.
+    /// extend it, so truncation or a rewritten past is caught. With
+    /// `--proofs`, checked with the consistency proof the filtered export
+    /// saved (`--consistency`).
     #[arg(long)]
     pub previous_checkpoint: Option<PathBuf>,
+    /// Subset mode with `--previous-checkpoint`: the consistency proof
+    /// between it and the checkpoint (default: LOG.consistency, saved by
+    /// `audit export --previous-checkpoint`).
+    #[arg(long, requires = "proofs")]
+    pub consistency: Option<PathBuf>,
     /// The export's leaf hashes, to name a modified entry (default:
     /// LOG.leaves when present). Only a hint: the root decides.
     #[arg(long, conflicts_with = "proofs")]
@@ -35,7 +42,7 @@ pub struct VerifyArgs {
     /// own inclusion proof from this file (one per line). It proves the
     /// entries held are in the signed log, NOT that none were left out; a
     /// whole-log check never switches to it on its own.
-    #[arg(long, conflicts_with = "previous_checkpoint")]
+    #[arg(long)]
     pub proofs: Option<PathBuf>,
 }
 
@@ -55,11 +62,35 @@ fn open(path: &Path) -> Result<BufReader<File>, CliError> {
     Ok(BufReader::with_capacity(1 << 20, file))
 }
 
+/// A subset checked against an earlier checkpoint: the signed log must
+/// extend it (its consistency proof), before any entry is looked at.
+/// Returns the earlier checkpoint's size.
+fn extends(
+    args: &VerifyArgs,
+    checkpoint: &str,
+    previous: &str,
+    verifier: &NoteVerifier,
+) -> Result<u64, CliError> {
+    let path = args
+        .consistency
+        .clone()
+        .unwrap_or_else(|| beside_log(&args.log, ".consistency"));
+    let proof = read(&path).map_err(|e| {
+        format!("{e} (a filtered export checked against a previous checkpoint needs its consistency proof: export with --previous-checkpoint)")
+    })?;
+    Ok(verify_extends(checkpoint, previous, &proof, verifier)
+        .map_err(|e| format!("log NOT verified: {e}"))?)
+}
+
 pub fn run(args: VerifyArgs) -> Result<(), CliError> {
     let verifier = NoteVerifier::parse(&read(&args.public_key)?)
         .map_err(|e| format!("{}: {e}", args.public_key.display()))?;
     let checkpoint = read(&args.checkpoint)?;
     let previous = args.previous_checkpoint.as_deref().map(read).transpose()?;
+    let extends = match (&args.proofs, &previous) {
+        (Some(_), Some(previous)) => Some(extends(&args, &checkpoint, previous, &verifier)?),
+        _ => None,
+    };
     let verified = match &args.proofs {
         Some(proofs) => verify_proven(open(&args.log)?, open(proofs)?, &checkpoint, &verifier),
         None => {
@@ -84,7 +115,13 @@ pub fn run(args: VerifyArgs) -> Result<(), CliError> {
         }
     }
     .map_err(|e| format!("log NOT verified: {e}"))?;
-    println!("{}", verified.summary());
+    match extends {
+        Some(size) => println!(
+            "{}; the signed log extends the previous checkpoint of {size} entries",
+            verified.summary()
+        ),
+        None => println!("{}", verified.summary()),
+    }
     if let Some(line) = verified.leaves_ignored {
         eprintln!(
             "note: the leaves file is malformed at line {line} and was ignored (it only helps name a changed entry)"
