@@ -1,15 +1,17 @@
-//! What was disclosed from a case, as the database recorded it: every
+//! What was disclosed from a case, as the database records it: every
 //! download request under the case's grants (grant, centre, file,
-//! representation, span asked for) with its outcome (bytes handed to the
-//! connection, when the last of them was, sent in full or cut), read in one
-//! snapshot together with the audit log's head, so a report can say
-//! exactly which entries it reflects.
+//! representation, span asked for, the audit entries that admitted and
+//! ended it) with its outcome (bytes handed to the connection, when the
+//! last of them was, sent in full or cut; written when its lease is
+//! settled, `db::grants`), read in one snapshot together with the audit
+//! log's head, so a report can say exactly which entries it reflects.
 
 use sqlx::Row;
 
-use super::{Db, DbError};
+use super::grants::GrantRow;
+use super::{Db, DbError, Tx};
 use crate::clock::Timestamp;
-use crate::ids::CaseId;
+use crate::ids::{CaseId, FileId};
 
 /// Whether a case exists, and whether it was deleted (crypto-shredded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,4 +152,68 @@ pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
         case,
         requests,
     })
+}
+
+/// One download request, started under `lease`.
+pub struct DownloadEvent<'a> {
+    pub grant: &'a GrantRow,
+    pub file_id: &'a FileId,
+    pub lease: i64,
+    pub at: Timestamp,
+    pub kind: &'a str,
+    pub range_start: i64,
+    /// The bytes asked for (the span's length).
+    pub bytes: i64,
+    /// The length of the representation served.
+    pub total: i64,
+}
+
+/// Records a download request and links its lease to it, so the lease's
+/// outcome lands on it when settled. Returns the request's id.
+pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i64, DbError> {
+    let event: i64 = sqlx::query_scalar(
+        "INSERT INTO download_events (grant_id, case_id, file_id, centre_id, at, kind, range_start, bytes, total)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_id",
+    )
+    .bind(e.grant.grant_id.as_str())
+    .bind(e.grant.case_id.as_str())
+    .bind(e.file_id.as_str())
+    .bind(e.grant.centre_id.as_str())
+    .bind(e.at)
+    .bind(e.kind)
+    .bind(e.range_start)
+    .bind(e.bytes)
+    .bind(e.total)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE download_leases SET event_id = ? WHERE lease_id = ?")
+        .bind(event)
+        .bind(e.lease)
+        .execute(&mut **tx)
+        .await?;
+    Ok(event)
+}
+
+/// Names the audit entry that admitted a download request.
+pub async fn set_start_entry(tx: &mut Tx<'_>, event: i64, seq: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE download_events SET start_seq = ? WHERE event_id = ?")
+        .bind(seq)
+        .bind(event)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Names the audit entry that recorded the end (or cut) of the request a
+/// lease belongs to; before the lease is settled.
+pub async fn set_end_entry(tx: &mut Tx<'_>, lease: i64, seq: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE download_events SET end_seq = ?
+         WHERE event_id = (SELECT event_id FROM download_leases WHERE lease_id = ?)",
+    )
+    .bind(seq)
+    .bind(lease)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -78,7 +78,7 @@ impl Lease {
         let result: Result<(), GrantError> = async {
             let mut tx = audit::begin(svc).await?;
             let seq = audit::append(svc, &mut tx, ctx, &entry).await?;
-            db::grants::set_end_entry(&mut tx, self.id, seq).await?;
+            db::disclosures::set_end_entry(&mut tx, self.id, seq).await?;
             db::grants::settle(&mut tx, self.id, (charge, delivered), !complete, now).await?;
             Ok(audit::commit_appended(tx).await?)
         }

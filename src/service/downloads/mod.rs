@@ -287,7 +287,7 @@ async fn reserve(
         let reason = format!("downloads of {file_id} used up");
         return Err(at.refuse(reason, GrantError::Exhausted).await);
     };
-    let event = db::grants::DownloadEvent {
+    let event = db::disclosures::DownloadEvent {
         grant,
         file_id,
         lease,
@@ -297,7 +297,7 @@ async fn reserve(
         bytes: (span.end - span.start) as i64,
         total: budget.total as i64,
     };
-    let event_id = db::grants::record_download(&mut tx, &event).await?;
+    let event_id = db::disclosures::record_download(&mut tx, &event).await?;
     let entry = at.entry(Outcome::Allow).file(file_id).reason(format!(
         "start: bytes {}-{} of {}{}",
         span.start,
@@ -306,7 +306,7 @@ async fn reserve(
         if starts { "" } else { " (continuation)" }
     ));
     let seq = audit::append(svc, &mut tx, at.ctx, &entry).await?;
-    db::grants::set_start_entry(&mut tx, event_id, seq).await?;
+    db::disclosures::set_start_entry(&mut tx, event_id, seq).await?;
     audit::commit_appended(tx).await?;
     Ok(Lease {
         id: lease,
