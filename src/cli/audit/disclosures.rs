@@ -172,12 +172,13 @@ fn write_new(out: &Path, text: &str) -> Result<(), CliError> {
     let mut tmp = out.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
-    let written = (|| {
-        let mut file = std::fs::File::create_new(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::hard_link(&tmp, out)
-    })();
+    // A `.partial` file this run did not create is never removed.
+    let mut file =
+        std::fs::File::create_new(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, out));
     let _ = std::fs::remove_file(&tmp);
     written.map_err(|e| format!("{}: {e}", out.display()).into())
 }

@@ -14,8 +14,14 @@ use crate::service::disclosures::Report;
 
 pub const HEADER: &str = "centre_name,centre_country,centre_id,grant_id,file_id,filename,category,kind,first_byte_at,last_byte_at,bytes_served,size,status,requests,starts_at_byte,audit_seqs,case_id,report_generated_at,audit_last_seq,checkpoint_tree_size,checkpoint_root";
 
-/// Shown for a name that no longer opens (the case was deleted).
-pub const DELETED: &str = "(deleted)";
+/// Shown for a name that no longer opens: the case was deleted, or (in an
+/// open case) the name does not decrypt — never called deleted then.
+pub fn missing_name(report: &Report) -> &'static str {
+    match report.case_state {
+        crate::service::disclosures::CaseState::Open => "(name unavailable)",
+        crate::service::disclosures::CaseState::Deleted { .. } => "(deleted)",
+    }
+}
 
 /// Sequence numbers, space-separated.
 pub fn seqs(seqs: &[i64]) -> String {
@@ -25,7 +31,7 @@ pub fn seqs(seqs: &[i64]) -> String {
         .join(" ")
 }
 
-fn line(row: &Row<'_>, context: &[String]) -> String {
+fn line(row: &Row<'_>, context: &[String], missing: &str) -> String {
     let opt = |v: Option<&str>, none: &str| v.unwrap_or(none).to_owned();
     let fields: Vec<String> = [
         opt(row.centre_name, ""),
@@ -33,8 +39,8 @@ fn line(row: &Row<'_>, context: &[String]) -> String {
         row.centre_id.to_owned(),
         row.grant_id.to_owned(),
         row.file_id.to_owned(),
-        opt(row.filename, DELETED),
-        opt(row.category, DELETED),
+        opt(row.filename, missing),
+        opt(row.category, missing),
         row.kind.to_owned(),
         row.first_byte_at.to_string(),
         row.last_byte_at.map(|t| t.to_string()).unwrap_or_default(),
@@ -63,7 +69,7 @@ pub fn text(report: &Report) -> String {
     ];
     let mut out = format!("{HEADER}\r\n");
     for d in &report.disclosures {
-        out.push_str(&line(&Row::of(d), &context));
+        out.push_str(&line(&Row::of(d), &context, missing_name(report)));
     }
     out
 }

@@ -60,8 +60,8 @@ const COLUMNS: [&str; 12] = [
     "Audit entries",
 ];
 
-fn row(r: &Row<'_>) -> String {
-    let deleted = super::csv::DELETED;
+fn row(r: &Row<'_>, missing: &str) -> String {
+    let deleted = missing;
     let cells = [
         escape(r.centre_name.unwrap_or("")),
         escape(r.centre_country.unwrap_or("")),
@@ -98,7 +98,7 @@ pub fn page(report: &Report) -> String {
     let rows: String = report
         .disclosures
         .iter()
-        .map(|d| row(&Row::of(d)))
+        .map(|d| row(&Row::of(d), super::csv::missing_name(report)))
         .collect();
     let empty = if report.disclosures.is_empty() {
         "<p>No file of this case has been downloaded.</p>\n"
@@ -107,6 +107,7 @@ pub fn page(report: &Report) -> String {
     };
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">\n\
 <title>Accounting of disclosures: case {case}</title>\n<style>{STYLE}</style></head><body>\n\
 <h1>Accounting of disclosures</h1>\n\
 <p>Case <span class=\"id\">{case}</span> ({state}{deleted}). Report generated at {generated}.</p>\n\
@@ -114,6 +115,8 @@ pub fn page(report: &Report) -> String {
 It reflects audit entries 1 to {last}.</p>\n\
 <pre>{note}</pre>\n{empty}\
 <table><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>\n</body></html>\n",
+        // Also in the page, so a copy saved with --out keeps it.
+        policy = escape(&content_security_policy()),
         generated = report.generated_at,
         origin = escape(&cp.origin),
         size = cp.tree_size,

@@ -69,18 +69,29 @@ const READ_ACTION: &str = "audit.checkpoint.read";
 /// Reads alone are signed by the background task, once per interval.
 pub async fn read(svc: &Services, ctx: &RequestContext) -> Result<CheckpointRow, AuditError> {
     super::record(svc, ctx, NewEntry::new(READ_ACTION, Outcome::Allow)).await?;
-    made(svc, true).await
+    made(svc, true, None).await
 }
 
 /// The latest checkpoint, made first if the tree grew since the last one.
 pub async fn current(svc: &Services) -> Result<CheckpointRow, AuditError> {
-    made(svc, false).await
+    made(svc, false, None).await
+}
+
+/// The latest checkpoint if it covers the first `entries` entries, else a
+/// new one. A report that read entries 1..=N needs no newer signature (its
+/// own audit entry would otherwise make every read sign, and copy, one).
+pub async fn covering(svc: &Services, entries: u64) -> Result<CheckpointRow, AuditError> {
+    made(svc, false, Some(entries)).await
 }
 
 /// The latest checkpoint, made first if the tree grew since it (by more
-/// than checkpoint reads, if `reads_wait`). Either way the tree must
-/// extend it.
-async fn made(svc: &Services, reads_wait: bool) -> Result<CheckpointRow, AuditError> {
+/// than checkpoint reads, if `reads_wait`; beyond `covers` entries, if
+/// given). Either way the tree must extend it.
+async fn made(
+    svc: &Services,
+    reads_wait: bool,
+    covers: Option<u64>,
+) -> Result<CheckpointRow, AuditError> {
     let cp = &svc.checkpoints;
     let mut alerted = cp.making.lock().await;
     let size = tree::current_size(&svc.db).await?;
@@ -89,7 +100,7 @@ async fn made(svc: &Services, reads_wait: bool) -> Result<CheckpointRow, AuditEr
         extends(svc, latest, size, &mut alerted).await?;
     }
     match latest {
-        Some(latest) if latest.tree_size >= size => Ok(latest),
+        Some(latest) if latest.tree_size >= covers.unwrap_or(size) => Ok(latest),
         Some(latest)
             if reads_wait
                 && !db::audit::written_since(&svc.db, latest.tree_size, READ_ACTION).await? =>

@@ -131,7 +131,7 @@ pub async fn report(
             snapshot.head
         ));
     audit::record(svc, ctx, entry).await?;
-    let checkpoint = checkpoints::current(svc).await?;
+    let checkpoint = checkpoints::covering(svc, snapshot.head.max(0) as u64).await?;
     Ok(Report {
         case_id: case_id.clone(),
         case_state,
