@@ -214,6 +214,10 @@ impl Config {
                 "audit.checkpoint_interval_secs",
                 self.audit.checkpoint_interval_secs,
             ),
+            (
+                "audit.alert_token_guesses",
+                u64::from(self.audit.alert_token_guesses),
+            ),
             ("uploads.max_case_bytes", self.uploads.max_case_bytes),
             ("uploads.max_case_files", self.uploads.max_case_files),
             (

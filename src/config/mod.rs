@@ -189,6 +189,12 @@ pub struct AuditConfig {
     /// The log's name in checkpoints and the key name of its signatures.
     /// Unset: `<host of server.public_url>/casegate-audit`.
     pub origin: Option<String>,
+    /// Unknown or malformed bearer tokens from one address within one
+    /// limiting window (60 s) that raise `alert.token_guessing` (one per
+    /// address and window). A window sees at most
+    /// `limits.auth_failures_per_minute` of them, so the lower of the two
+    /// applies.
+    pub alert_token_guesses: u32,
 }
 
 impl AuditConfig {
@@ -233,6 +239,7 @@ impl Default for AuditConfig {
             checkpoint_copy: None,
             signing_key_file: None,
             origin: None,
+            alert_token_guesses: 10,
         }
     }
 }

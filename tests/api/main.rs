@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod address_shares;
+mod audit_alerts;
 mod audit_log;
 mod audit_proofs;
 mod cases;
