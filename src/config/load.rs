@@ -117,16 +117,35 @@ impl Config {
                 "must be non-empty without spaces or '+' (e.g. gateway.example.org/casegate-audit)",
             ));
         }
-        if let Some(copy) = &self.audit.checkpoint_copy {
-            if copy.starts_with("s3://") {
+        let copy = self.audit.checkpoint_copy.as_deref();
+        if let Some(copy) = copy.filter(|c| c.starts_with("s3://")) {
+            if super::parse_s3_url(copy).is_none() {
                 return Err(invalid(
                     "audit.checkpoint_copy",
-                    "s3:// copies are not supported yet; use a directory (e.g. a mounted write-once share)",
+                    "must be s3://bucket/prefix with a valid bucket name (3-63 of a-z, 0-9, '-', '.')",
                 ));
             }
-            if copy.is_empty() || copy.contains("://") {
-                return Err(invalid("audit.checkpoint_copy", "must be a directory path"));
+            if self.storage.s3.is_none() {
+                return Err(invalid(
+                    "audit.checkpoint_copy",
+                    "s3:// copies use the endpoint and keys of storage.s3, which is not set",
+                ));
             }
+        } else if let Some(copy) = copy
+            && (copy.is_empty() || copy.contains("://"))
+        {
+            return Err(invalid(
+                "audit.checkpoint_copy",
+                "must be a directory path or s3://bucket/prefix",
+            ));
+        }
+        if let Some(days) = self.audit.checkpoint_copy_retention_days
+            && (days == 0 || !copy.is_some_and(|c| c.starts_with("s3://")))
+        {
+            return Err(invalid(
+                "audit.checkpoint_copy_retention_days",
+                "needs an s3:// audit.checkpoint_copy and at least 1 day",
+            ));
         }
         Ok(())
     }

@@ -180,9 +180,13 @@ pub struct UploadsConfig {
 pub struct AuditConfig {
     /// While entries arrive, a signed checkpoint at least this often.
     pub checkpoint_interval_secs: u64,
-    /// Where each checkpoint is also copied: a directory (files
-    /// `<size>.checkpoint`, never overwritten). `s3://` is not supported yet.
+    /// Where each checkpoint is also copied, as `<size>.checkpoint`, never
+    /// overwritten: a directory, or `s3://bucket/prefix` (over
+    /// `storage.s3`'s endpoint and keys).
     pub checkpoint_copy: Option<String>,
+    /// S3 copies only: keep each copy under Object Lock (compliance mode)
+    /// for this many days. Unset: no retention headers.
+    pub checkpoint_copy_retention_days: Option<u32>,
     /// The checkpoint signing key (Ed25519, PKCS#8 PEM, mode 0600); created
     /// on first start. Unset: `audit-signing.key` beside the master key file.
     pub signing_key_file: Option<PathBuf>,
@@ -195,6 +199,18 @@ pub struct AuditConfig {
     /// `limits.auth_failures_per_minute` of them, so the lower of the two
     /// applies.
     pub alert_token_guesses: u32,
+}
+
+/// `s3://bucket/prefix` split into bucket and prefix (without slashes at
+/// its ends); `None` if it is not such a URL or names no bucket.
+pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return None;
+    }
+    Some((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }
 
 impl AuditConfig {
@@ -237,6 +253,7 @@ impl Default for AuditConfig {
         AuditConfig {
             checkpoint_interval_secs: 60,
             checkpoint_copy: None,
+            checkpoint_copy_retention_days: None,
             signing_key_file: None,
             origin: None,
             alert_token_guesses: 10,
@@ -325,3 +342,30 @@ impl Default for UploadsConfig {
 mod load;
 
 pub use load::ConfigError;
+
+#[cfg(test)]
+mod s3_url_tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_prefix() {
+        assert_eq!(
+            parse_s3_url("s3://audit-copies/casegate/prod/"),
+            Some(("audit-copies".into(), "casegate/prod".into()))
+        );
+        assert_eq!(
+            parse_s3_url("s3://audit-copies"),
+            Some(("audit-copies".into(), String::new()))
+        );
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "s3://Upper/x",
+            "s3://a_b/x",
+            "/dir",
+            "s3://ab",
+        ] {
+            assert_eq!(parse_s3_url(bad), None, "{bad}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod audit_log;
 mod audit_proofs;
 mod cases;
 mod centres;
+mod checkpoint_copies;
 mod chunk_size;
 mod clients;
 mod common;
