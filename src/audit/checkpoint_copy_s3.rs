@@ -7,7 +7,8 @@
 //! or overwrite it before then. Stores without Object Lock (Garage) ignore
 //! or refuse those headers: see docs/operations.md.
 //!
-//! The endpoint, region, keys and addressing style are `storage.s3`'s.
+//! The endpoint, region, keys and addressing style are
+//! `audit.checkpoint_copy_s3`'s, else `storage.s3`'s.
 
 use s3::Bucket;
 use s3::Region;
@@ -16,7 +17,7 @@ use s3::error::S3Error;
 use s3::request::ResponseData;
 
 use crate::clock::Timestamp;
-use crate::config::{S3Config, parse_s3_url};
+use crate::config::{S3Connection, parse_s3_url};
 
 /// Why an S3 copy could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,11 @@ impl std::fmt::Debug for S3Copy {
 
 impl S3Copy {
     /// The copy target for `url` over `connection`'s endpoint and keys.
-    pub fn open(url: &str, connection: &S3Config, retention_days: Option<u32>) -> Option<S3Copy> {
+    pub fn open(
+        url: &str,
+        connection: &S3Connection,
+        retention_days: Option<u32>,
+    ) -> Option<S3Copy> {
         let (name, prefix) = parse_s3_url(url)?;
         let region = Region::Custom {
             region: connection.region.clone(),

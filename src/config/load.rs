@@ -125,10 +125,10 @@ impl Config {
                     "must be s3://bucket/prefix with a valid bucket name (3-63 of a-z, 0-9, '-', '.')",
                 ));
             }
-            if self.storage.s3.is_none() {
+            if self.checkpoint_copy_connection().is_none() {
                 return Err(invalid(
                     "audit.checkpoint_copy",
-                    "s3:// copies use the endpoint and keys of storage.s3, which is not set",
+                    "s3:// copies need an endpoint and keys: set audit.checkpoint_copy_s3 (or storage.s3)",
                 ));
             }
         } else if let Some(copy) = copy

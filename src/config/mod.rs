@@ -88,6 +88,43 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+/// An S3 endpoint and the keys for it, without a bucket: where checkpoint
+/// copies are written when they should not use `storage.s3`'s keys.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Connection {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Connection")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &"<redacted>")
+            .field("secret_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+impl From<&S3Config> for S3Connection {
+    fn from(c: &S3Config) -> S3Connection {
+        S3Connection {
+            endpoint: c.endpoint.clone(),
+            region: c.region.clone(),
+            access_key: c.access_key.clone(),
+            secret_key: c.secret_key.clone(),
+            path_style: c.path_style,
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -182,8 +219,12 @@ pub struct AuditConfig {
     pub checkpoint_interval_secs: u64,
     /// Where each checkpoint is also copied, as `<size>.checkpoint`, never
     /// overwritten: a directory, or `s3://bucket/prefix` (over
-    /// `storage.s3`'s endpoint and keys).
+    /// `checkpoint_copy_s3`, else `storage.s3`'s endpoint and keys).
     pub checkpoint_copy: Option<String>,
+    /// The endpoint and keys of `s3://` copies, when they should not be
+    /// the object store's (keys that may only put and get in the copy
+    /// bucket).
+    pub checkpoint_copy_s3: Option<S3Connection>,
     /// S3 copies only: keep each copy under Object Lock (compliance mode)
     /// for this many days. Unset: no retention headers.
     pub checkpoint_copy_retention_days: Option<u32>,
@@ -230,6 +271,15 @@ impl AuditConfig {
 }
 
 impl Config {
+    /// The endpoint and keys of `s3://` checkpoint copies: their own
+    /// section, else the object store's.
+    pub fn checkpoint_copy_connection(&self) -> Option<S3Connection> {
+        self.audit
+            .checkpoint_copy_s3
+            .clone()
+            .or_else(|| self.storage.s3.as_ref().map(S3Connection::from))
+    }
+
     /// The checkpoint signing key file: configured, else beside the
     /// master key file.
     pub fn audit_signing_key_file(&self) -> PathBuf {
@@ -253,6 +303,7 @@ impl Default for AuditConfig {
         AuditConfig {
             checkpoint_interval_secs: 60,
             checkpoint_copy: None,
+            checkpoint_copy_s3: None,
             checkpoint_copy_retention_days: None,
             signing_key_file: None,
             origin: None,

@@ -147,3 +147,30 @@ async fn an_s3_copy_that_fails_is_an_alert_and_the_checkpoint_still_made() {
     );
     app.stop().await;
 }
+
+/// The copy bucket has keys of its own (`audit.checkpoint_copy_s3`) while
+/// the objects stay on the `fs` store.
+#[tokio::test]
+async fn s3_copies_with_their_own_keys_beside_an_fs_store() {
+    let s3 = s3s_fs().await;
+    let connection = casegate::config::S3Connection::from(&s3.config);
+    let url = format!("s3://{}/own-keys", s3.config.bucket);
+    let app = spawn_app_with(move |c| {
+        c.audit.checkpoint_interval_secs = 3600;
+        c.audit.checkpoint_copy = Some(url);
+        c.audit.checkpoint_copy_s3 = Some(connection);
+    })
+    .await;
+    assert!(app.config.storage.s3.is_none());
+    app.create_case(None).await;
+    let (note, size) = checkpoint(&app).await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    assert_eq!(
+        object(&store, &format!("own-keys/{size}.checkpoint"))
+            .await
+            .as_deref(),
+        Some(note.as_bytes())
+    );
+    assert!(copy_alerts(&app).await.is_empty());
+    app.stop().await;
+}

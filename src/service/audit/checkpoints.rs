@@ -44,15 +44,15 @@ impl CopyTarget {
         }
         let retention = config.audit.checkpoint_copy_retention_days;
         let opened = config
-            .storage
-            .s3
-            .as_ref()
-            .and_then(|connection| S3Copy::open(target, connection, retention));
+            .checkpoint_copy_connection()
+            .and_then(|connection| S3Copy::open(target, &connection, retention));
         Some(match opened {
             Some(copy) => CopyTarget::S3(copy),
             None => {
                 tracing::error!(target, "the S3 checkpoint copy target cannot be set up");
-                CopyTarget::Broken(format!("{target} cannot be set up (storage.s3 settings)"))
+                CopyTarget::Broken(format!(
+                    "{target} cannot be set up (audit.checkpoint_copy_s3 or storage.s3 settings)"
+                ))
             }
         })
     }
