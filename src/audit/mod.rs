@@ -10,9 +10,12 @@
 //! - [`note`]: checkpoints (size and root) as C2SP signed notes;
 //! - [`signing_key`]: the Ed25519 checkpoint key file;
 //! - [`checkpoint_copy`]: checkpoints written to an external directory;
+//! - [`checkpoint_copy_s3`]: or to an S3 bucket, never overwritten, under
+//!   Object Lock retention where the store has it;
 //! - [`verify`]: offline verification of an exported log.
 
 pub mod checkpoint_copy;
+pub mod checkpoint_copy_s3;
 pub mod merkle;
 pub mod note;
 pub mod signing_key;

@@ -117,16 +117,35 @@ impl Config {
                 "must be non-empty without spaces or '+' (e.g. gateway.example.org/casegate-audit)",
             ));
         }
-        if let Some(copy) = &self.audit.checkpoint_copy {
-            if copy.starts_with("s3://") {
+        let copy = self.audit.checkpoint_copy.as_deref();
+        if let Some(copy) = copy.filter(|c| c.starts_with("s3://")) {
+            if super::parse_s3_url(copy).is_none() {
                 return Err(invalid(
                     "audit.checkpoint_copy",
-                    "s3:// copies are not supported yet; use a directory (e.g. a mounted write-once share)",
+                    "must be s3://bucket/prefix with a valid bucket name (3-63 of a-z, 0-9, '-', '.')",
                 ));
             }
-            if copy.is_empty() || copy.contains("://") {
-                return Err(invalid("audit.checkpoint_copy", "must be a directory path"));
+            if self.checkpoint_copy_connection().is_none() {
+                return Err(invalid(
+                    "audit.checkpoint_copy",
+                    "s3:// copies need an endpoint and keys: set audit.checkpoint_copy_s3 (or storage.s3)",
+                ));
             }
+        } else if let Some(copy) = copy
+            && (copy.is_empty() || copy.contains("://"))
+        {
+            return Err(invalid(
+                "audit.checkpoint_copy",
+                "must be a directory path or s3://bucket/prefix",
+            ));
+        }
+        if let Some(days) = self.audit.checkpoint_copy_retention_days
+            && (days == 0 || !copy.is_some_and(|c| c.starts_with("s3://")))
+        {
+            return Err(invalid(
+                "audit.checkpoint_copy_retention_days",
+                "needs an s3:// audit.checkpoint_copy and at least 1 day",
+            ));
         }
         Ok(())
     }
@@ -213,6 +232,10 @@ impl Config {
             (
                 "audit.checkpoint_interval_secs",
                 self.audit.checkpoint_interval_secs,
+            ),
+            (
+                "audit.alert_token_guesses",
+                u64::from(self.audit.alert_token_guesses),
             ),
             ("uploads.max_case_bytes", self.uploads.max_case_bytes),
             ("uploads.max_case_files", self.uploads.max_case_files),

@@ -88,6 +88,43 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+/// An S3 endpoint and the keys for it, without a bucket: where checkpoint
+/// copies are written when they should not use `storage.s3`'s keys.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Connection {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Connection")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &"<redacted>")
+            .field("secret_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+impl From<&S3Config> for S3Connection {
+    fn from(c: &S3Config) -> S3Connection {
+        S3Connection {
+            endpoint: c.endpoint.clone(),
+            region: c.region.clone(),
+            access_key: c.access_key.clone(),
+            secret_key: c.secret_key.clone(),
+            path_style: c.path_style,
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -180,15 +217,41 @@ pub struct UploadsConfig {
 pub struct AuditConfig {
     /// While entries arrive, a signed checkpoint at least this often.
     pub checkpoint_interval_secs: u64,
-    /// Where each checkpoint is also copied: a directory (files
-    /// `<size>.checkpoint`, never overwritten). `s3://` is not supported yet.
+    /// Where each checkpoint is also copied, as `<size>.checkpoint`, never
+    /// overwritten: a directory, or `s3://bucket/prefix` (over
+    /// `checkpoint_copy_s3`, else `storage.s3`'s endpoint and keys).
     pub checkpoint_copy: Option<String>,
+    /// The endpoint and keys of `s3://` copies, when they should not be
+    /// the object store's (keys that may only put and get in the copy
+    /// bucket).
+    pub checkpoint_copy_s3: Option<S3Connection>,
+    /// S3 copies only: keep each copy under Object Lock (compliance mode)
+    /// for this many days. Unset: no retention headers.
+    pub checkpoint_copy_retention_days: Option<u32>,
     /// The checkpoint signing key (Ed25519, PKCS#8 PEM, mode 0600); created
     /// on first start. Unset: `audit-signing.key` beside the master key file.
     pub signing_key_file: Option<PathBuf>,
     /// The log's name in checkpoints and the key name of its signatures.
     /// Unset: `<host of server.public_url>/casegate-audit`.
     pub origin: Option<String>,
+    /// Unknown or malformed bearer tokens from one address within one
+    /// limiting window (60 s) that raise `alert.token_guessing` (one per
+    /// address and window). A window sees at most
+    /// `limits.auth_failures_per_minute` of them, so the lower of the two
+    /// applies.
+    pub alert_token_guesses: u32,
+}
+
+/// `s3://bucket/prefix` split into bucket and prefix (without slashes at
+/// its ends); `None` if it is not such a URL or names no bucket.
+pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return None;
+    }
+    Some((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }
 
 impl AuditConfig {
@@ -208,6 +271,15 @@ impl AuditConfig {
 }
 
 impl Config {
+    /// The endpoint and keys of `s3://` checkpoint copies: their own
+    /// section, else the object store's.
+    pub fn checkpoint_copy_connection(&self) -> Option<S3Connection> {
+        self.audit
+            .checkpoint_copy_s3
+            .clone()
+            .or_else(|| self.storage.s3.as_ref().map(S3Connection::from))
+    }
+
     /// The checkpoint signing key file: configured, else beside the
     /// master key file.
     pub fn audit_signing_key_file(&self) -> PathBuf {
@@ -231,8 +303,11 @@ impl Default for AuditConfig {
         AuditConfig {
             checkpoint_interval_secs: 60,
             checkpoint_copy: None,
+            checkpoint_copy_s3: None,
+            checkpoint_copy_retention_days: None,
             signing_key_file: None,
             origin: None,
+            alert_token_guesses: 10,
         }
     }
 }
@@ -318,3 +393,30 @@ impl Default for UploadsConfig {
 mod load;
 
 pub use load::ConfigError;
+
+#[cfg(test)]
+mod s3_url_tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_prefix() {
+        assert_eq!(
+            parse_s3_url("s3://audit-copies/casegate/prod/"),
+            Some(("audit-copies".into(), "casegate/prod".into()))
+        );
+        assert_eq!(
+            parse_s3_url("s3://audit-copies"),
+            Some(("audit-copies".into(), String::new()))
+        );
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "s3://Upper/x",
+            "s3://a_b/x",
+            "/dir",
+            "s3://ab",
+        ] {
+            assert_eq!(parse_s3_url(bad), None, "{bad}");
+        }
+    }
+}

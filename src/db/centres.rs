@@ -82,6 +82,18 @@ pub async fn get(db: &Db, centre_id: &CentreId) -> Result<Option<CentreRow>, DbE
     row.as_ref().map(from_row).transpose()
 }
 
+/// The centre (also a disabled one) whose pinned certificate has this
+/// SHA-256 (lowercase hex).
+pub async fn find_by_cert(db: &Db, cert_sha256: &str) -> Result<Option<CentreRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM centres WHERE cert_sha256 = ?"
+    )))
+    .bind(cert_sha256)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Replaces a centre's certificate and/or X25519 key. `Ok(false)` when the
 /// certificate is registered to another centre.
 pub async fn update(

@@ -245,6 +245,21 @@ pub async fn reserve(
     Ok(Some(lease))
 }
 
+/// Bytes of a file charged to a grant so far: served by ended downloads
+/// plus leased to running ones (in plaintext units, as the budget counts).
+pub async fn charged(db: &Db, grant_id: &GrantId, file_id: &FileId) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT g.bytes_served + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
+             WHERE l.grant_id = g.grant_id AND l.file_id = g.file_id), 0)
+         FROM grant_files g WHERE g.grant_id = ? AND g.file_id = ?",
+    )
+    .bind(grant_id.as_str())
+    .bind(file_id.as_str())
+    .fetch_optional(db.pool())
+    .await?
+    .unwrap_or(0))
+}
+
 /// Records a running download's progress. `false`: the lease is gone (it
 /// was settled as stale), and the download must stop.
 /// `sent` is in the budget's units, `delivered` in bytes of the

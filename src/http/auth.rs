@@ -8,6 +8,12 @@
 //! callers it let through (see [`counts_as_failure`]). A limited address is
 //! answered 429 before any token lookup or audit write.
 //!
+//! An unknown or malformed bearer token is also noted as a guess in the
+//! address's window (one `alert.token_guessing` per address and window,
+//! written with the window's summary); a refusal on the centre listener
+//! checks whether the certificate is a disabled centre's
+//! (`alert.disabled_centre`).
+//!
 //! [`limiter`]: super::limiter
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,6 +28,8 @@ use super::limiter::{AddressKey, Subject, Verdict};
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::ids::CaseId;
+use crate::service::audit::centre_alerts;
+use crate::service::grants::GrantError;
 use crate::service::principal::Principal;
 use crate::service::{grants, principal};
 
@@ -87,6 +95,20 @@ impl Gate<'_> {
         match state.audit(ctx, entry).await {
             Ok(()) => response,
             Err(audit_error) => ApiError::from(audit_error).into_response(),
+        }
+    }
+}
+
+impl Gate<'_> {
+    /// Notes a denied request's unknown or malformed bearer token as a
+    /// guess from its address, after [`Gate::deny`] counted the failure
+    /// and answered `response` (a 429 is in the window's refused count
+    /// already).
+    fn unknown_token(&self, response: &Response) {
+        if let Some(address) = self.address
+            && response.status() != StatusCode::TOO_MANY_REQUESTS
+        {
+            self.state.limiter.unknown_token(address);
         }
     }
 }
@@ -210,7 +232,15 @@ async fn authorize_centre(mut gate: Gate<'_>, req: Request, next: Next) -> Respo
     gate.case = None;
     match grants::authorize(&gate.state.services, &mut gate.ctx, raw.as_deref()).await {
         Ok(principal) => run_counted(gate, principal, req, next).await,
-        Err(refusal) => gate.deny(refusal.error.into(), &refusal.reason).await,
+        Err(refusal) => {
+            let guess = raw.is_some() && matches!(refusal.error, GrantError::Unauthenticated);
+            let response = gate.deny(refusal.error.into(), &refusal.reason).await;
+            if guess {
+                gate.unknown_token(&response);
+            }
+            centre_alerts::certificate_refused(&gate.state.services, &gate.ctx).await;
+            response
+        }
     }
 }
 
@@ -226,12 +256,16 @@ async fn authorize_bearer(mut gate: Gate<'_>, req: Request, next: Next) -> Respo
         },
     };
     let Some(principal) = principal else {
-        let reason = if bearer(req.headers()).is_some() {
-            "unknown or malformed token"
-        } else {
-            "no bearer token"
-        };
-        return gate.deny(ApiError::Unauthenticated, reason).await;
+        if bearer(req.headers()).is_none() {
+            return gate
+                .deny(ApiError::Unauthenticated, "no bearer token")
+                .await;
+        }
+        let response = gate
+            .deny(ApiError::Unauthenticated, "unknown or malformed token")
+            .await;
+        gate.unknown_token(&response);
+        return response;
     };
     let (actor, role) = principal.actor_and_role();
     gate.ctx.actor = actor;

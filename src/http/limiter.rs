@@ -4,7 +4,10 @@
 //! So the audit log holds, per address and window, at most `limit` denials
 //! one by one, one entry when limiting starts, and one summary with the
 //! number of requests refused when the window ends — never one entry per
-//! refused request, however fast they come.
+//! refused request, however fast they come. A window also counts the
+//! unknown or malformed bearer tokens its address presented
+//! ([`FailureLimiter::unknown_token`]), so the summary writer can raise one
+//! token-guessing alert per address and window.
 //!
 //! Memory is bounded: at most [`MAX_TRACKED`] addresses have a window of
 //! their own. While the table is full, failures from further addresses share
@@ -55,6 +58,8 @@ struct Window {
     started: Instant,
     failures: u32,
     refused: u64,
+    /// Unknown or malformed bearer tokens among the failures.
+    unknown_tokens: u32,
 }
 
 impl Window {
@@ -63,6 +68,7 @@ impl Window {
             started: now,
             failures: 0,
             refused: 0,
+            unknown_tokens: 0,
         }
     }
 
@@ -79,12 +85,14 @@ pub enum Subject {
     Overflow,
 }
 
-/// A limiting window that ended having refused requests: its aggregate
-/// audit entry.
+/// A limiting window that ended having refused requests or seen unknown
+/// tokens: its aggregate audit entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub subject: Subject,
     pub refused: u64,
+    /// Unknown or malformed bearer tokens seen (looked up) in the window.
+    pub unknown_tokens: u32,
 }
 
 /// What to do with a denied request.
@@ -108,10 +116,11 @@ struct Table {
 
 impl Table {
     fn close(&mut self, subject: Subject, window: Window) {
-        if window.refused > 0 {
+        if window.refused > 0 || window.unknown_tokens > 0 {
             self.ended.push(Summary {
                 subject,
                 refused: window.refused,
+                unknown_tokens: window.unknown_tokens,
             });
         }
     }
@@ -188,6 +197,20 @@ impl FailureLimiter {
             Verdict::Record { started } => started,
             Verdict::Refuse => None,
         }
+    }
+
+    /// Notes that a failure of `key` (counted already) presented an unknown
+    /// or malformed bearer token: a guess, in the window its failures count in.
+    pub fn unknown_token(&self, key: AddressKey) {
+        self.with_table(|t| {
+            let window = match t.windows.get_mut(&key) {
+                Some(w) => Some(w),
+                None => t.overflow.as_mut(),
+            };
+            if let Some(w) = window {
+                w.unknown_tokens = w.unknown_tokens.saturating_add(1);
+            }
+        });
     }
 
     #[cfg(test)]
@@ -315,7 +338,8 @@ mod tests {
             l.sweep_at(later),
             vec![Summary {
                 subject: Subject::Address(a),
-                refused: 2
+                refused: 2,
+                unknown_tokens: 0,
             }]
         );
         assert!(!l.is_limited_at(a, later), "a new window starts");
@@ -335,6 +359,30 @@ mod tests {
         assert_eq!(l.failure_at(a, t0 + WINDOW), started, "a new window");
         assert_eq!(l.sweep_at(t0 + WINDOW).len(), 1, "the old one's summary");
         assert!(l.drain().is_empty(), "the new window refused nothing yet");
+    }
+
+    /// Unknown tokens are counted in their address's window and reported
+    /// when it ends, also when nothing was refused; a window without either
+    /// leaves no summary.
+    #[test]
+    fn unknown_tokens_are_summarised_per_window() {
+        let l = FailureLimiter::new(10);
+        let (a, b) = (key("192.0.2.1"), key("192.0.2.2"));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.failure_at(a, t0);
+            l.unknown_token(a);
+        }
+        l.failure_at(b, t0);
+        l.unknown_token(key("192.0.2.3")); // no window: nothing to count in
+        assert_eq!(
+            l.sweep_at(t0 + WINDOW),
+            vec![Summary {
+                subject: Subject::Address(a),
+                refused: 0,
+                unknown_tokens: 3,
+            }]
+        );
     }
 
     #[test]
@@ -371,7 +419,8 @@ mod tests {
         let summaries = l.sweep_at(t0 + WINDOW);
         assert!(summaries.contains(&Summary {
             subject: Subject::Overflow,
-            refused: 1
+            refused: 1,
+            unknown_tokens: 0,
         }));
         assert_eq!(l.with_table(|t| t.windows.len()), 0, "swept");
     }

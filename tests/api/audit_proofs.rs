@@ -596,7 +596,7 @@ async fn a_readable_signing_key_or_an_s3_copy_refuses_start() {
         .unwrap()
         .to_string();
     assert!(
-        refused.contains("audit.checkpoint_copy") && refused.contains("not supported yet"),
-        "{refused}"
+        refused.contains("audit.checkpoint_copy") && refused.contains("storage.s3"),
+        "an s3:// copy needs storage.s3's endpoint and keys: {refused}"
     );
 }

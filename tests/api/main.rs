@@ -2,11 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod address_shares;
+mod audit_alerts;
 mod audit_disclosures;
 mod audit_log;
 mod audit_proofs;
 mod cases;
 mod centres;
+mod checkpoint_copies;
 mod chunk_size;
 mod clients;
 mod common;

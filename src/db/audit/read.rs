@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::audit::AuditEntry;
 use crate::clock::Timestamp;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Tx};
 
 /// Filters of the audit export; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
@@ -120,4 +120,43 @@ pub async fn alerts(db: &Db, limit: i64) -> Result<(Vec<AuditEntry>, Vec<(String
     let recent = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
     let counts = sqlx::query_as(ALERT_COUNTS).fetch_all(db.pool()).await?;
     Ok((recent, counts))
+}
+
+/// Whether a matching alert exists; its `WHERE` starts with the partial
+/// index's.
+pub(super) const ALERTED: &str =
+    "SELECT EXISTS (SELECT 1 FROM audit_log WHERE action LIKE 'alert.%' AND action = ?
+       AND (? IS NULL OR grant_id = ?)
+       AND (? IS NULL OR file_id = ?)
+       AND (? IS NULL OR centre_id = ?)
+       AND (? IS NULL OR time >= ?))";
+
+/// What an earlier alert must match to make a new one a repeat: its kind
+/// and, where given, its grant, file and centre, written at or after
+/// `since` (unset: ever).
+#[derive(Debug, Clone, Default)]
+pub struct AlertKey {
+    pub action: &'static str,
+    pub grant_id: Option<String>,
+    pub file_id: Option<String>,
+    pub centre_id: Option<String>,
+    pub since: Option<Timestamp>,
+}
+
+/// Whether the log holds an alert matching `key`, read inside `tx` (which
+/// holds the write lock, so a repeat cannot slip in between the check and
+/// the append). Reads the alerts' partial index, not the log.
+pub async fn alerted(tx: &mut Tx<'_>, key: &AlertKey) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar(ALERTED)
+        .bind(key.action)
+        .bind(&key.grant_id)
+        .bind(&key.grant_id)
+        .bind(&key.file_id)
+        .bind(&key.file_id)
+        .bind(&key.centre_id)
+        .bind(&key.centre_id)
+        .bind(key.since)
+        .bind(key.since)
+        .fetch_one(&mut **tx)
+        .await?)
 }

@@ -17,20 +17,84 @@ use tokio::sync::{Mutex, watch};
 
 use super::AuditError;
 use crate::audit::checkpoint_copy;
+use crate::audit::checkpoint_copy_s3::S3Copy;
 use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::db;
 use crate::db::audit::checkpoints::{self, CheckpointRow};
 use crate::db::audit::tree;
 use crate::service::Services;
 
-/// What makes checkpoints: the signer, the copy directory, and the lock
+/// Where checkpoints are copied (`audit.checkpoint_copy`).
+#[derive(Debug)]
+enum CopyTarget {
+    Dir(PathBuf),
+    S3(S3Copy),
+    /// An S3 target that could not be set up: every copy fails with this.
+    Broken(String),
+}
+
+impl CopyTarget {
+    fn from_config(config: &Config) -> Option<CopyTarget> {
+        let target = config.audit.checkpoint_copy.as_deref()?;
+        if !target.starts_with("s3://") {
+            return Some(CopyTarget::Dir(PathBuf::from(target)));
+        }
+        let retention = config.audit.checkpoint_copy_retention_days;
+        let opened = config
+            .checkpoint_copy_connection()
+            .and_then(|connection| S3Copy::open(target, &connection, retention));
+        Some(match opened {
+            Some(copy) => CopyTarget::S3(copy),
+            None => {
+                tracing::error!(target, "the S3 checkpoint copy target cannot be set up");
+                CopyTarget::Broken(format!(
+                    "{target} cannot be set up (audit.checkpoint_copy_s3 or storage.s3 settings)"
+                ))
+            }
+        })
+    }
+
+    /// Writes the copy within [`COPY_TIMEOUT`]; the failure, if any.
+    async fn write(&self, size: u64, note: &str, now: Timestamp) -> Option<String> {
+        let late = || {
+            format!(
+                "the copy did not finish within {} s (storage stuck?)",
+                COPY_TIMEOUT.as_secs()
+            )
+        };
+        match self {
+            CopyTarget::Dir(dir) => {
+                let (dir, note) = (dir.clone(), note.to_owned());
+                let copy =
+                    tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note));
+                match tokio::time::timeout(COPY_TIMEOUT, copy).await {
+                    Ok(Ok(Ok(_))) => None,
+                    Ok(Ok(Err(e))) => Some(e.to_string()),
+                    Ok(Err(e)) => Some(format!("copy task failed: {e}")),
+                    Err(_) => Some(late()),
+                }
+            }
+            CopyTarget::S3(s3) => {
+                match tokio::time::timeout(COPY_TIMEOUT, s3.write(size, note, now)).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(late()),
+                }
+            }
+            CopyTarget::Broken(why) => Some(why.clone()),
+        }
+    }
+}
+
+/// What makes checkpoints: the signer, the copy target, and the lock
 /// that makes one at a time.
 #[derive(Debug)]
 pub struct Checkpoints {
     signer: NoteSigner,
-    copy_dir: Option<PathBuf>,
+    copy: Option<CopyTarget>,
     /// Held while a checkpoint is made; holds the size of the checkpoint a
     /// rewritten history was last alerted against (one alert, not one per
     /// interval).
@@ -42,7 +106,7 @@ impl Checkpoints {
     pub fn new(signer: NoteSigner, config: &Config) -> Checkpoints {
         Checkpoints {
             signer,
-            copy_dir: config.audit.checkpoint_copy.as_ref().map(PathBuf::from),
+            copy: CopyTarget::from_config(config),
             making: Mutex::new(None),
         }
     }
@@ -178,23 +242,12 @@ async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
         return Ok(checkpoints::latest(&svc.db).await?.unwrap_or(row));
     }
     tracing::info!(tree_size = size, "audit checkpoint signed");
-    if let Some(dir) = cp.copy_dir.clone() {
-        let note = row.note.clone();
-        let copy = tokio::task::spawn_blocking(move || checkpoint_copy::write(&dir, size, &note));
-        let failure = match tokio::time::timeout(COPY_TIMEOUT, copy).await {
-            Ok(Ok(Ok(_))) => None,
-            Ok(Ok(Err(e))) => Some(e.to_string()),
-            Ok(Err(e)) => Some(format!("copy task failed: {e}")),
-            Err(_) => Some(format!(
-                "the copy did not finish within {} s (storage stuck?)",
-                COPY_TIMEOUT.as_secs()
-            )),
-        };
-        if let Some(failure) = failure {
-            tracing::error!(error = %failure, "audit checkpoint copy failed");
-            let reason = format!("checkpoint of {size} entries not copied: {failure}");
-            super::alerts::raise(svc, "checkpoints", "alert.checkpoint_copy", reason).await;
-        }
+    if let Some(target) = &cp.copy
+        && let Some(failure) = target.write(size, &row.note, svc.timestamp()).await
+    {
+        tracing::error!(error = %failure, "audit checkpoint copy failed");
+        let reason = format!("checkpoint of {size} entries not copied: {failure}");
+        super::alerts::raise(svc, "checkpoints", "alert.checkpoint_copy", reason).await;
     }
     Ok(row)
 }

@@ -6,6 +6,7 @@
 //! up to the head at the time it was asked for, so a long export ends.
 
 pub mod alerts;
+pub mod centre_alerts;
 pub mod checkpoints;
 pub mod proofs;
 

@@ -19,7 +19,7 @@ pub use lease::{LEASE_TTL_SECS, Lease, Stop};
 pub use range::{RangeSpec, Unsatisfiable};
 
 use super::Services;
-use super::audit;
+use super::audit::{self, centre_alerts};
 use super::grants::GrantError;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
@@ -221,6 +221,7 @@ pub async fn start(
         let reason = format!("file {file_id} is not in the grant");
         let entry = at.entry(Outcome::Deny).reason(reason);
         audit::record(svc, ctx, entry).await?;
+        centre_alerts::outside_grant(svc, ctx, (grant, centre), file_id).await;
         return Err(GrantError::NotFound);
     };
     let total = match kind {
@@ -239,6 +240,7 @@ pub async fn start(
     let opened =
         keys::open_keys(svc, &case_key, (grant, centre), &file, &stored_header, kind).await?;
     let lease = reserve(&at, &file, budget, &span).await?;
+    centre_alerts::download_started(svc, ctx, (grant, centre), file_id, file.size).await;
     Ok(Download {
         file_id: file_id.clone(),
         kind,
@@ -285,7 +287,9 @@ async fn reserve(
     else {
         drop(tx);
         let reason = format!("downloads of {file_id} used up");
-        return Err(at.refuse(reason, GrantError::Exhausted).await);
+        let refused = at.refuse(reason, GrantError::Exhausted).await;
+        centre_alerts::download_exhausted(svc, at.ctx, (grant, at.centre), file_id).await;
+        return Err(refused);
     };
     let event = db::disclosures::DownloadEvent {
         grant,
