@@ -130,6 +130,18 @@ impl S3Copy {
     ) -> Result<String, S3CopyError> {
         let key = self.key(size);
         let address = format!("s3://{}/{key}", self.bucket.name);
+        // Looked at first: some stores (Garage) ignore If-None-Match and
+        // would replace an existing object. The conditional write below
+        // still closes the gap on stores that honour it.
+        match self.bucket.get_object(&key).await {
+            Ok(data) => return self.compare(key, address, data.as_slice(), note),
+            Err(S3Error::HttpFailWithBody(404, _)) => {}
+            Err(e) => {
+                return Err(
+                    self.failed(&key, format!("looking for an existing copy: {}", brief(&e)))
+                );
+            }
+        }
         let headers = self.headers(now)?;
         let put = self
             .bucket
@@ -145,11 +157,7 @@ impl S3Copy {
             Err(S3Error::HttpFailWithBody(412, _)) => {
                 let existing: Result<ResponseData, S3Error> = self.bucket.get_object(&key).await;
                 match existing {
-                    Ok(data) if data.as_slice() == note.as_bytes() => Ok(address),
-                    Ok(_) => Err(S3CopyError::Conflict {
-                        bucket: self.bucket.name.clone(),
-                        key,
-                    }),
+                    Ok(data) => self.compare(key, address, data.as_slice(), note),
                     Err(e) => Err(self.failed(
                         &key,
                         format!("exists, and reading it back failed: {}", brief(&e)),
@@ -157,6 +165,25 @@ impl S3Copy {
                 }
             }
             Err(e) => Err(self.failed(&key, brief(&e))),
+        }
+    }
+
+    /// An existing copy: fine when it is this note (another replica, or an
+    /// earlier attempt, wrote it), refused otherwise.
+    fn compare(
+        &self,
+        key: String,
+        address: String,
+        existing: &[u8],
+        note: &str,
+    ) -> Result<String, S3CopyError> {
+        if existing == note.as_bytes() {
+            Ok(address)
+        } else {
+            Err(S3CopyError::Conflict {
+                bucket: self.bucket.name.clone(),
+                key,
+            })
         }
     }
 }

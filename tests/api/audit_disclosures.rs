@@ -269,7 +269,10 @@ async fn the_report_and_the_patients_view_agree_and_name_their_checkpoint() {
     // entry must not make every read sign, and copy, a checkpoint).
     let again = settled_report(&app, &case).await;
     let more = settled_report(&app, &case).await;
-    assert_eq!(again["checkpoint"]["tree_size"], more["checkpoint"]["tree_size"]);
+    assert_eq!(
+        again["checkpoint"]["tree_size"],
+        more["checkpoint"]["tree_size"]
+    );
     app.stop().await;
 }
 

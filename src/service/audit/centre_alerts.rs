@@ -55,8 +55,8 @@ pub async fn outside_grant(
     file_id: &FileId,
 ) {
     let reason = format!(
-        "centre {} ({}, {}) asked under grant {} for file {file_id}, which is not in the grant (answered 404); further such requests under this grant within {} s are not alerted again (each is in the log as a denial)",
-        centre.centre_id, centre.name, centre.country, grant.grant_id, REPEAT_WINDOW_SECS
+        "centre {} asked under grant {} for file {file_id}, which is not in the grant (answered 404); further such requests under this grant within {} s are not alerted again (each is in the log as a denial)",
+        centre.centre_id, grant.grant_id, REPEAT_WINDOW_SECS
     );
     let entry = about("alert.outside_grant", grant, centre)
         .file(file_id)
@@ -88,8 +88,8 @@ pub async fn download_exhausted(
     file_id: &FileId,
 ) {
     let reason = format!(
-        "centre {} ({}, {}) asked for file {file_id} under grant {} after the grant's downloads of it were used up (max_downloads {}); refused with 403",
-        centre.centre_id, centre.name, centre.country, grant.grant_id, grant.max_downloads
+        "centre {} asked for file {file_id} under grant {} after the grant's downloads of it were used up (max_downloads {}); refused with 403",
+        centre.centre_id, grant.grant_id, grant.max_downloads
     );
     let entry = about("alert.over_download", grant, centre)
         .file(file_id)
@@ -98,18 +98,19 @@ pub async fn download_exhausted(
     raise_once(svc, DOWNLOADS, Some(ctx), entry, &key).await;
 }
 
-/// A download of `file_id` (`size` plaintext bytes) was let through:
-/// alerts once if the bytes charged for it under the grant now exceed
-/// twice its size.
-pub async fn download_started(
+/// A download of `file_id` (`size` plaintext bytes) is about to be let
+/// through, charging `upcoming` more bytes: alerts once if the bytes
+/// charged for it under the grant would then exceed twice its size.
+pub async fn download_starting(
     svc: &Services,
     ctx: &RequestContext,
     (grant, centre): (&GrantRow, &CentreRow),
     file_id: &FileId,
     size: u64,
+    upcoming: i64,
 ) {
     let charged = match db::grants::charged(&svc.db, &grant.grant_id, file_id).await {
-        Ok(c) => c.max(0) as u64,
+        Ok(c) => (c.max(0) + upcoming.max(0)) as u64,
         Err(e) => {
             tracing::error!(error = %e, "cannot read a file's charged bytes for the over-download alert");
             return;
@@ -119,8 +120,8 @@ pub async fn download_started(
         return;
     }
     let reason = format!(
-        "centre {} ({}, {}) has been served or is being sent {charged} bytes of file {file_id} under grant {}: more than twice its size of {size} bytes (max_downloads {})",
-        centre.centre_id, centre.name, centre.country, grant.grant_id, grant.max_downloads
+        "centre {} has been served, or is about to be sent, {charged} bytes in all of file {file_id} under grant {}: more than twice its size of {size} bytes (max_downloads {})",
+        centre.centre_id, grant.grant_id, grant.max_downloads
     );
     let entry = about("alert.over_download", grant, centre)
         .file(file_id)
@@ -148,8 +149,8 @@ pub async fn certificate_refused(svc: &Services, ctx: &RequestContext) {
         .map(|t| t.to_string())
         .unwrap_or_default();
     let reason = format!(
-        "a request presented the client certificate {fingerprint} of centre {} ({}, {}), disabled at {disabled_at}; refused; further ones within {} s are not alerted again",
-        centre.centre_id, centre.name, centre.country, REPEAT_WINDOW_SECS
+        "a request presented the client certificate {fingerprint} of centre {}, disabled at {disabled_at}; refused; further ones within {} s are not alerted again",
+        centre.centre_id, REPEAT_WINDOW_SECS
     );
     let entry = NewEntry::new("alert.disabled_centre", Outcome::Error)
         .centre(&centre.centre_id)

@@ -239,8 +239,11 @@ pub async fn start(
     // the grant nothing.
     let opened =
         keys::open_keys(svc, &case_key, (grant, centre), &file, &stored_header, kind).await?;
+    // Before the lease: nothing may wait between a committed lease and the
+    // body that settles it if the client goes away.
+    let upcoming = budget.charge(span.end - span.start);
+    centre_alerts::download_starting(svc, ctx, (grant, centre), file_id, file.size, upcoming).await;
     let lease = reserve(&at, &file, budget, &span).await?;
-    centre_alerts::download_started(svc, ctx, (grant, centre), file_id, file.size).await;
     Ok(Download {
         file_id: file_id.clone(),
         kind,
