@@ -415,3 +415,80 @@ async fn the_token_never_reaches_the_gateways_log() {
         "the upload token is in the gateway's log"
     );
 }
+
+/// A second CD from another hospital visit: the same paths and sizes as
+/// `records`' CD, different bytes (the last pixel byte of every image).
+fn second_cd(records: &Records) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+    let root = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (path, bytes, category) in &records.files {
+        if *category != "imaging_dicom" {
+            continue;
+        }
+        let mut other = bytes.clone();
+        *other.last_mut().unwrap() ^= 0xff;
+        let full = root.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, &other).unwrap();
+        files.push((path.clone(), other));
+    }
+    (root, files)
+}
+
+/// Two different CDs with the same paths and sizes, one after the other on
+/// one link: every image of both arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    // The big image is hashed in several slices, as a file of any size is.
+    let records = hospital_records(20 * 1024 * 1024);
+    let (second_root, second) = second_cd(&records);
+    let files = json!({
+        "first": records.root.path().join("HOSPITAL_CD").display().to_string(),
+        "second": second_root.path().join("HOSPITAL_CD").display().to_string(),
+    });
+    let expect = json!({
+        "summary": ["1 study", "2 series", "5 images"],
+        "checking": "Checking what already arrived",
+    });
+    run_script(
+        &app,
+        &[
+            ("CASEGATE_MODE", "second-cd".to_owned()),
+            ("CASEGATE_LINK", link(&app, &patient)),
+            ("CASEGATE_TOKEN", patient.clone()),
+            ("CASEGATE_LANG", "en".to_owned()),
+            ("CASEGATE_FILES", files.to_string()),
+            ("CASEGATE_EXPECT", expect.to_string()),
+            (
+                "CASEGATE_OUT",
+                output_dir("second-cd").display().to_string(),
+            ),
+        ],
+    )
+    .await;
+
+    let m = app.patient_manifest(&patient).await;
+    let listed = m["files"].as_array().unwrap();
+    let first = records.files.iter().filter(|f| f.2 == "imaging_dicom");
+    let mut expected: Vec<(String, String)> = first
+        .map(|(p, b, _)| (p.clone(), sha256_hex(b)))
+        .chain(second.iter().map(|(p, b)| (p.clone(), sha256_hex(b))))
+        .collect();
+    let mut got: Vec<(String, String)> = listed
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "complete", "{f}");
+            let name = f["filename"].as_str().unwrap().to_owned();
+            (name, f["sha256"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "both CDs, every image once");
+    app.stop().await;
+}

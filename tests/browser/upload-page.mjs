@@ -5,7 +5,9 @@
 // makes the files and checks the server's manifest afterwards.
 //
 // Environment:
-//   CASEGATE_MODE        upload (default) | refused (a bad or expired link)
+//   CASEGATE_MODE        upload (default) | refused (a bad or expired link) |
+//                        second-cd (CASEGATE_FILES { "first": dir, "second": dir }:
+//                        two CDs with the same paths and sizes, one after the other)
 //   CASEGATE_LINK        the upload link, https://…/upload#token=…
 //   CASEGATE_TOKEN       the token, to check it never appears in a request URL
 //   CASEGATE_SERVER_CERT the gateway's certificate (PEM): trusted by its SPKI
@@ -207,8 +209,53 @@ async function upload() {
   writeFileSync(path.join(out, 'result.json'), JSON.stringify({ receipt: rows, expiry, creations: uploads.length }, null, 2));
   step(`receipt: ${rows.length} files; ${uploads.length} uploads created`);
 }
+/** Records every text #reading shows, to check what the patient was told while waiting. */
+async function watchReading() {
+  await page.evaluate(() => {
+    window.readingTexts = [];
+    const box = document.getElementById('reading');
+    new MutationObserver(() => window.readingTexts.push(box.textContent)).observe(box, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+/** Sends the folder `dir` on the open page and waits for the receipt; returns what #already said. */
+async function sendFolder(dir) {
+  await page.setInputFiles('#folder', dir);
+  await page.locator('#reading').waitFor({ state: 'hidden' });
+  await page.locator('#summary').waitFor({ state: 'visible' });
+  const already = await page.locator('#already').isVisible() ? await page.locator('#already').innerText() : '';
+  const summary = await page.locator('#summary-text').innerText();
+  await page.click('#send');
+  await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
+  return { already, summary };
+}
+
+/**
+ * Two different CDs with the same paths and sizes, one after the other on
+ * the same link: the second is not taken for the first.
+ */
+async function secondCd() {
+  const files = JSON.parse(env.CASEGATE_FILES);
+  await page.goto(link);
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  const first = await sendFolder(files.first);
+  step(`first CD: ${first.summary}`);
+  await page.click('#more');
+  await watchReading();
+  const second = await sendFolder(files.second);
+  check(second.already === '', `the second CD was taken for the first: "${second.already}"`);
+  for (const part of expect.summary || []) check(second.summary.includes(part), `summary "${second.summary}" should include "${part}"`);
+  const texts = await page.evaluate(() => window.readingTexts);
+  check(texts.some((x) => x.includes(expect.checking)), `no "${expect.checking}" while hashing: ${texts}`);
+  step(`second CD: ${second.summary}; shown while hashing: "${texts.filter((x) => x.includes(expect.checking)).pop()}"`);
+  await shot('second-cd-receipt');
+  check(consoleErrors.length === 0, `page errors: ${consoleErrors}`);
+  checkRequests();
+}
+
 try {
   if (mode === 'refused') await refused();
+  else if (mode === 'second-cd') await secondCd();
   else await upload();
 } catch (error) {
   // What the patient saw when it went wrong.

@@ -7,6 +7,7 @@ import { takeToken, caseKey as caseKeyOf } from './token.js';
 import { readCase, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send, resumableCount } from './sender.js';
+import { sha256File } from './hash.js';
 import { byId, clear, el, pathText, show } from './dom.js';
 
 const CATEGORY_CHOICES = [
@@ -77,28 +78,31 @@ async function add(chosen) {
   drawChoosing();
 }
 
-// Files up to this size are hashed in the browser to tell whether they
-// arrived (crypto.subtle needs the whole file in memory); a larger file whose
-// size and name match a received file counts as arrived.
-const HASH_LIMIT = 256 * 1024 * 1024;
-
-async function sha256Hex(file) {
-  const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-/** Hashes the chosen files that have the size of a received file. */
+/**
+ * Hashes the chosen files that have the size of a received file, showing
+ * how far it got: a file counts as arrived only when its SHA-256 matches,
+ * never by name and size alone.
+ */
 async function hashCandidates(items) {
   const bySize = arrived(state.manifest);
-  for (const item of items) {
-    if (item.sha256 !== undefined || !bySize.has(item.size)) continue;
-    if (item.size > HASH_LIMIT) {
-      item.sha256 = null;
-      continue;
-    }
+  const todo = items.filter((i) => i.sha256 === undefined && bySize.has(i.size));
+  if (todo.length === 0) return;
+  const reading = byId('reading');
+  const total = todo.reduce((n, i) => n + i.size, 0);
+  let done = 0;
+  const report = () => {
+    reading.textContent = t('checking_arrived', { done: size(done), total: size(total) });
+  };
+  show(reading, true);
+  report();
+  for (const item of todo) {
     try {
-      item.sha256 = await sha256Hex(item.file);
+      item.sha256 = await sha256File(item.file, (n) => {
+        done += n;
+        report();
+      });
     } catch {
+      // Unreadable now: it is sent (and reported) like any file not yet arrived.
       item.sha256 = null;
     }
   }
@@ -106,9 +110,7 @@ async function hashCandidates(items) {
 
 function alreadyArrived(item) {
   const same = arrived(state.manifest).get(item.size);
-  if (!same) return false;
-  if (item.sha256) return same.hashes.has(item.sha256);
-  return item.size > HASH_LIMIT && same.names.has(item.path);
+  return Boolean(same && item.sha256 && same.hashes.has(item.sha256));
 }
 
 function drawSummary() {
@@ -203,6 +205,7 @@ async function startSending() {
   await hashCandidates(questions ? [...state.items, questions] : state.items);
   state.reading -= 1;
   byId('send').disabled = false;
+  show(byId('reading'), state.reading > 0);
   const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
   if (questions && !alreadyArrived(questions)) jobs.push(questions);
   for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
