@@ -236,8 +236,7 @@ async function sendFolder(dir) {
  */
 async function secondCd() {
   const files = JSON.parse(env.CASEGATE_FILES);
-  await page.goto(link);
-  await page.locator('#pick').waitFor({ state: 'visible' });
+  await unreachableAtFirst();
   const first = await sendFolder(files.first);
   step(`first CD: ${first.summary}`);
   await page.click('#more');
@@ -251,6 +250,35 @@ async function secondCd() {
   await shot('second-cd-receipt');
   check(consoleErrors.length === 0, `page errors: ${consoleErrors}`);
   checkRequests();
+}
+
+/** The gateway cannot be reached, then answers 503 twice: the page says so, waits and comes back by itself. */
+async function unreachableAtFirst() {
+  const manifest = '**/api/v1/patient/case';
+  let asked = 0;
+  await page.route(manifest, (route) => {
+    asked += 1;
+    if (asked === 1) return route.abort('connectionrefused');
+    if (asked <= 3) {
+      return route.fulfill({
+        status: 503,
+        headers: { 'Retry-After': '1' },
+        contentType: 'application/problem+json',
+        body: JSON.stringify({ type: 'about:blank', title: 'unavailable', status: 503, code: 'storage_unavailable' }),
+      });
+    }
+    return route.continue();
+  });
+  await page.goto(link);
+  await page.locator('#notice').waitFor({ state: 'visible' });
+  const waiting = await page.locator('#notice').innerText();
+  check(waiting.includes(expect.unreachable), `notice "${waiting}" should include "${expect.unreachable}"`);
+  await shot('unreachable-at-load');
+  await page.locator('#pick').waitFor({ state: 'visible', timeout: 60000 });
+  check(await page.locator('#notice').isHidden(), 'the notice stays after the gateway answered');
+  check(asked === 4, `the manifest was asked for ${asked} times, not 4`);
+  await page.unroute(manifest);
+  step(`"${waiting}" until the gateway answered (${asked} tries), no reload`);
 }
 
 try {

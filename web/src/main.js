@@ -4,7 +4,7 @@
 // draws it, in the patient's language.
 import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
-import { readCase, arrived } from './api.js';
+import { readCase, readCaseRetrying, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send, resumableCount } from './sender.js';
 import { sha256File } from './hash.js';
@@ -397,14 +397,14 @@ async function checkLink() {
   state.token = takeToken();
   if (!state.token) return 'error_no_link';
   state.caseKey = await caseKeyOf(state.token);
-  const answer = await readCase(state.token);
+  const answer = await readCaseRetrying(state.token, (kind) => {
+    notice(kind === 'unreachable' ? 'error_unreachable' : 'error_busy');
+  });
+  notice(null);
   state.manifest = answer.manifest ?? null;
   const errors = {
     unknown: 'error_link_unknown',
     expired: 'error_link_expired',
-    busy: 'error_busy',
-    unreachable: 'error_unreachable',
-    service: 'error_service',
   };
   return errors[answer.kind] ?? null;
 }
