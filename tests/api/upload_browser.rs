@@ -436,9 +436,10 @@ fn second_cd(records: &Records) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
 }
 
 /// Two different CDs with the same paths and sizes, one after the other on
-/// one link: every image of both arrives. On the way, the page waits out a
-/// gateway that cannot be reached and then answers 503, and comes back by
-/// itself.
+/// one link: every image of both arrives. On the way, the page (a) waits
+/// out a gateway that cannot be reached and then answers 503, and comes
+/// back by itself; (b) leaves no file name in localStorage, and nothing of
+/// the case once the receipt is shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
     if !browser_available() {

@@ -96,6 +96,21 @@ function checkRequests() {
   step(`${requests.length} requests, none with the token in its URL, none to another site`);
 }
 
+/** Every localStorage entry, as [key, value]. */
+function storageDump() {
+  return page.evaluate(() => Object.keys(localStorage).map((k) => [k, localStorage.getItem(k)]));
+}
+
+/** No file name, path part or tus-js-client entry (those carry the file name) in localStorage. */
+function checkNoFileNames(stored) {
+  for (const [k, v] of stored) {
+    check(!k.startsWith('tus::'), `a tus-js-client entry with metadata: ${k}`);
+    for (const name of ['HOSPITAL_CD', 'IM000', 'questions', 'Pathology', 'blood']) {
+      check(!k.includes(name) && !v.includes(name), `localStorage holds a file name (${name}): ${k} = ${v}`);
+    }
+  }
+}
+
 /** Chooses the CD folder, then the documents, as a patient clicks through. */
 async function chooseFiles(files) {
   // The page shows #reading from the change event until it has looked at
@@ -170,8 +185,15 @@ async function upload() {
 
   await page.reload();
   await page.locator('#pick').waitFor({ state: 'visible' });
-  const resumeNote = await page.locator('#resume-note').innerText();
-  check(resumeNote.length > 0, 'after a reload the page says how to continue');
+  const kept = await storageDump();
+  if (before < 0.95) {
+    // A file was cut off midway: the page says how to continue, and what it
+    // kept for that is an upload address, not a file name.
+    check(await page.locator('#resume-note').isVisible(), 'after a reload the page says how to continue');
+    check(kept.some(([k]) => k.startsWith('casegate.resume.')), `nothing kept to resume: ${JSON.stringify(kept)}`);
+  }
+  checkNoFileNames(kept);
+  step(`kept to resume: ${kept.filter(([k]) => k.startsWith('casegate.resume.')).length} upload addresses, no file names`);
   await chooseFiles(files);
   const already = await page.locator('#already').innerText();
   check(already.length > 0, 'files that arrived before the reload are recognised');
@@ -239,6 +261,7 @@ async function secondCd() {
   await unreachableAtFirst();
   const first = await sendFolder(files.first);
   step(`first CD: ${first.summary}`);
+  await nothingLeftInStorage();
   await page.click('#more');
   await watchReading();
   const second = await sendFolder(files.second);
@@ -248,6 +271,7 @@ async function secondCd() {
   check(texts.some((x) => x.includes(expect.checking)), `no "${expect.checking}" while hashing: ${texts}`);
   step(`second CD: ${second.summary}; shown while hashing: "${texts.filter((x) => x.includes(expect.checking)).pop()}"`);
   await shot('second-cd-receipt');
+  await nothingLeftInStorage();
   check(consoleErrors.length === 0, `page errors: ${consoleErrors}`);
   checkRequests();
 }
@@ -279,6 +303,17 @@ async function unreachableAtFirst() {
   check(asked === 4, `the manifest was asked for ${asked} times, not 4`);
   await page.unroute(manifest);
   step(`"${waiting}" until the gateway answered (${asked} tries), no reload`);
+}
+
+/** After a receipt with everything arrived, the browser keeps nothing of the case and no file name. */
+async function nothingLeftInStorage() {
+  const stored = await storageDump();
+  const caseKey = createHash('sha256').update(token).digest('hex').slice(0, 32);
+  for (const [k, v] of stored) {
+    check(!k.includes(caseKey) && !v.includes(caseKey), `localStorage keeps this case: ${k}`);
+  }
+  checkNoFileNames(stored);
+  step(`localStorage after the receipt: ${JSON.stringify(stored.map(([k]) => k))}`);
 }
 
 try {

@@ -6,7 +6,8 @@ import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, size, per
 import { takeToken, caseKey as caseKeyOf } from './token.js';
 import { readCase, readCaseRetrying, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
-import { send, resumableCount } from './sender.js';
+import { send } from './sender.js';
+import { resumableCount, forgetCase, forgetOldEntries } from './resume.js';
 import { sha256File } from './hash.js';
 import { byId, clear, el, pathText, show } from './dom.js';
 
@@ -296,6 +297,8 @@ async function finish() {
   const stopper = failed.find((j) => j.error === 'expired_during' || j.error === 'link_unknown');
   const answer = await readCase(state.token);
   if (answer.manifest) state.manifest = answer.manifest;
+  // Everything arrived: nothing of this case is left in the browser's storage.
+  if (failed.length === 0) forgetCase(state.caseKey);
   state.phase = 'done';
   if (stopper) notice(`error_${stopper.error}`);
   else if (failed.length > 0) notice('receipt_some_failed', { files: plural('files', failed.length) });
@@ -413,6 +416,7 @@ async function main() {
   setLanguage(initialLanguage(), false);
   wireLanguageSwitch();
   wirePicking();
+  forgetOldEntries();
   const problem = await checkLink();
   show(byId('loading'), false);
   if (problem) {
