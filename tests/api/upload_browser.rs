@@ -438,8 +438,9 @@ fn second_cd(records: &Records) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
 /// Two different CDs with the same paths and sizes, one after the other on
 /// one link: every image of both arrives. On the way, the page (a) waits
 /// out a gateway that cannot be reached and then answers 503, and comes
-/// back by itself; (b) leaves no file name in localStorage, and nothing of
-/// the case once the receipt is shown.
+/// back by itself; (b) keeps the typed questions over a reload and sends
+/// them first; (c) leaves no file name in localStorage, and nothing of the
+/// case once the receipt is shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
     if !browser_available() {
@@ -458,6 +459,8 @@ async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
         "summary": ["1 study", "2 series", "5 images"],
         "checking": "Checking what already arrived",
         "unreachable": "we keep trying",
+        "question": QUESTION,
+        "questions_filename": "my-questions.txt",
     });
     run_script(
         &app,
@@ -483,6 +486,11 @@ async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
         .map(|(p, b, _)| (p.clone(), sha256_hex(b)))
         .chain(second.iter().map(|(p, b)| (p.clone(), sha256_hex(b))))
         .collect();
+    let questions = format!("{QUESTION}\n");
+    expected.push((
+        "my-questions.txt".to_owned(),
+        sha256_hex(questions.as_bytes()),
+    ));
     let mut got: Vec<(String, String)> = listed
         .iter()
         .map(|f| {

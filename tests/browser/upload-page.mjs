@@ -231,6 +231,7 @@ async function upload() {
   writeFileSync(path.join(out, 'result.json'), JSON.stringify({ receipt: rows, expiry, creations: uploads.length }, null, 2));
   step(`receipt: ${rows.length} files; ${uploads.length} uploads created`);
 }
+
 /** Records every text #reading shows, to check what the patient was told while waiting. */
 async function watchReading() {
   await page.evaluate(() => {
@@ -259,8 +260,10 @@ async function sendFolder(dir) {
 async function secondCd() {
   const files = JSON.parse(env.CASEGATE_FILES);
   await unreachableAtFirst();
+  await draftSurvivesReload();
   const first = await sendFolder(files.first);
-  step(`first CD: ${first.summary}`);
+  step(`first CD and the questions: ${first.summary}`);
+  await questionsWentFirst();
   await nothingLeftInStorage();
   await page.click('#more');
   await watchReading();
@@ -303,6 +306,28 @@ async function unreachableAtFirst() {
   check(asked === 4, `the manifest was asked for ${asked} times, not 4`);
   await page.unroute(manifest);
   step(`"${waiting}" until the gateway answered (${asked} tries), no reload`);
+}
+
+/** What the patient typed is still there after a reload. */
+async function draftSurvivesReload() {
+  await page.fill('#questions', expect.question);
+  await page.reload();
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  const kept = await page.locator('#questions').inputValue();
+  check(kept === expect.question, `after a reload the questions read "${kept}"`);
+  step('the questions typed survive a reload');
+}
+
+/** The first upload created was the questions; the draft is gone once they arrived. */
+async function questionsWentFirst() {
+  const created = requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname.startsWith('/tus'));
+  const metadata = created[0]?.headers['upload-metadata'] || '';
+  const name = Buffer.from(expect.questions_filename).toString('base64');
+  check(metadata.split(',').includes(`filename ${name}`), `the first upload was not the questions: ${metadata}`);
+  const draft = await page.evaluate(() => sessionStorage.getItem('casegate.questions-draft'));
+  check(draft === null, 'the draft is still kept after the questions arrived');
+  check(await page.locator('#questions').inputValue() === '', 'the questions box still holds what was sent');
+  step('the questions went up first; the draft is gone');
 }
 
 /** After a receipt with everything arrived, the browser keeps nothing of the case and no file name. */

@@ -190,12 +190,41 @@ function drawChoosing() {
 
 // ---- sending --------------------------------------------------------------
 
+// The questions as typed so far, kept in this tab's sessionStorage (never
+// localStorage) so a reload does not lose them; removed once they arrived.
+const DRAFT_KEY = 'casegate.questions-draft';
+
+function keepDraft() {
+  try {
+    const text = byId('questions').value;
+    if (text) sessionStorage.setItem(DRAFT_KEY, text);
+    else sessionStorage.removeItem(DRAFT_KEY);
+  } catch {
+    // Storage disabled: the text stays on the page only.
+  }
+}
+
+function restoreDraft() {
+  try {
+    const text = sessionStorage.getItem(DRAFT_KEY);
+    if (text && !byId('questions').value) byId('questions').value = text;
+  } catch {
+    // Storage disabled.
+  }
+}
+
+/** Clears the box and the kept draft once the questions arrived. */
+function questionsArrived() {
+  byId('questions').value = '';
+  keepDraft();
+}
+
 function questionsFile() {
   const text = byId('questions').value.trim();
   if (!text) return null;
   const name = t('questions_filename');
   const file = new File([`${text}\n`], name, { type: 'text/plain;charset=utf-8' });
-  return { file, path: name, size: file.size, dicom: null, category: 'patient_questions' };
+  return { file, path: name, size: file.size, dicom: null, category: 'patient_questions', questions: true };
 }
 
 async function startSending() {
@@ -208,7 +237,9 @@ async function startSending() {
   byId('send').disabled = false;
   show(byId('reading'), state.reading > 0);
   const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
-  if (questions && !alreadyArrived(questions)) jobs.push(questions);
+  // The questions go first: a stalled upload of big images never holds them back.
+  if (questions && !alreadyArrived(questions)) jobs.unshift(questions);
+  else if (questions) questionsArrived();
   for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
   if (jobs.length === 0 && state.items.length === 0) {
     notice('send_nothing');
@@ -299,6 +330,7 @@ async function finish() {
   if (answer.manifest) state.manifest = answer.manifest;
   // Everything arrived: nothing of this case is left in the browser's storage.
   if (failed.length === 0) forgetCase(state.caseKey);
+  if (state.jobs.some((j) => j.questions && j.state === 'done')) questionsArrived();
   state.phase = 'done';
   if (stopper) notice(`error_${stopper.error}`);
   else if (failed.length > 0) notice('receipt_some_failed', { files: plural('files', failed.length) });
@@ -380,6 +412,7 @@ function wirePicking() {
     drawChoosing();
   });
   byId('send').addEventListener('click', () => startSending());
+  byId('questions').addEventListener('input', keepDraft);
   byId('print').addEventListener('click', () => window.print());
   byId('more').addEventListener('click', () => {
     // After a failure the same files stay chosen: what arrived is left out
@@ -388,7 +421,6 @@ function wirePicking() {
     state.skipped = [];
     state.jobs = [];
     state.phase = 'choosing';
-    byId('questions').value = '';
     notice(null);
     show(byId('receipt'), false);
     show(byId('progress'), false);
@@ -425,6 +457,7 @@ async function main() {
     return;
   }
   state.phase = 'choosing';
+  restoreDraft();
   drawChoosing();
 }
 
