@@ -160,6 +160,11 @@ async function upload() {
   for (const part of expect.summary || []) check(summary.includes(part), `summary "${summary}" should include "${part}"`);
   const skipped = await page.locator('#skipped').innerText();
   check(skipped.length > 0, 'the DICOMDIR and system files are reported as left out');
+  if (expect.viewer) {
+    const viewer = await page.locator('#viewer').innerText();
+    check(viewer.includes(expect.viewer), `"${viewer}" should include "${expect.viewer}"`);
+    step(viewer);
+  }
   // The categories suggested from the names.
   const categories = await page.locator('#document-list select').evaluateAll((s) => s.map((x) => x.value));
   check(JSON.stringify(categories) === JSON.stringify(expect.categories), `categories ${categories}`);

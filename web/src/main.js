@@ -28,6 +28,8 @@ const state = {
   /** Folders being read or files being hashed; Send waits for them. */
   reading: 0,
   skipped: [],
+  /** Files of the CD's viewer program, left out. */
+  viewer: [],
   unreadable: [],
   phase: 'checking', // checking | choosing | sending | done | closed
   jobs: [],
@@ -74,6 +76,7 @@ async function add(chosen) {
   for (const item of found.items) byPath.set(item.path, item);
   state.items = Array.from(byPath.values()).sort((a, b) => a.path.localeCompare(b.path));
   state.skipped.push(...found.skipped);
+  state.viewer.push(...found.viewer);
   state.unreadable.push(...found.unreadable);
   if (found.unreadable.length > 0) notice('error_unreadable', { name: found.unreadable[0] });
   drawChoosing();
@@ -170,6 +173,9 @@ function drawSummary() {
   const skipped = byId('skipped');
   show(skipped, state.skipped.length > 0);
   skipped.textContent = t('skipped', { files: plural('files', state.skipped.length) });
+  const viewer = byId('viewer');
+  show(viewer, state.viewer.length > 0);
+  viewer.textContent = t('skipped_viewer', { files: plural('files', state.viewer.length) });
   const already = state.items.length - toSend.length;
   show(byId('already'), already > 0);
   byId('already').textContent = t('already', { files: plural('files', already) });
@@ -407,6 +413,7 @@ function wirePicking() {
   byId('clear').addEventListener('click', () => {
     state.items = [];
     state.skipped = [];
+    state.viewer = [];
     state.unreadable = [];
     notice(null);
     drawChoosing();
@@ -419,6 +426,7 @@ function wirePicking() {
     // of the next Send, the rest is tried again.
     if (state.jobs.every((j) => j.state === 'done')) state.items = [];
     state.skipped = [];
+    state.viewer = [];
     state.jobs = [];
     state.phase = 'choosing';
     notice(null);
