@@ -525,3 +525,33 @@ async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
     assert_eq!(got, expected, "both CDs, every image once");
     app.stop().await;
 }
+
+/// The page in each of its languages, switched with the visible switch:
+/// every script (Chinese, Devanagari, Arabic, Cyrillic) is drawn with real
+/// glyphs, not empty boxes, so the machine's fonts are checked too; a
+/// screenshot of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_is_drawn_in_its_own_script() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let expect = json!({ "languages": ["en", "zh-CN", "hi", "es", "ar", "ru"] });
+    run_script(
+        &app,
+        &[
+            ("CASEGATE_MODE", "languages".to_owned()),
+            ("CASEGATE_LINK", link(&app, &patient)),
+            ("CASEGATE_TOKEN", patient.clone()),
+            ("CASEGATE_LANG", "en".to_owned()),
+            ("CASEGATE_EXPECT", expect.to_string()),
+            (
+                "CASEGATE_OUT",
+                output_dir("languages").display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    app.stop().await;
+}

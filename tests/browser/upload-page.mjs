@@ -7,7 +7,9 @@
 // Environment:
 //   CASEGATE_MODE        upload (default) | refused (a bad or expired link) |
 //                        second-cd (CASEGATE_FILES { "first": dir, "second": dir }:
-//                        two CDs with the same paths and sizes, one after the other)
+//                        two CDs with the same paths and sizes, one after the other) |
+//                        languages (CASEGATE_EXPECT { "languages": [codes] }: the
+//                        page in each, its script drawn with real glyphs)
 //   CASEGATE_LINK        the upload link, https://…/upload#token=…
 //   CASEGATE_TOKEN       the token, to check it never appears in a request URL
 //   CASEGATE_SERVER_CERT the gateway's certificate (PEM): trusted by its SPKI
@@ -96,6 +98,33 @@ function checkRequests() {
   step(`${requests.length} requests, none with the token in its URL, none to another site`);
 }
 
+const focusedId = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+
+/** Counts from now on how often each element's text changes (window.changes[id]). */
+async function countChanges(ids) {
+  await page.evaluate((list) => {
+    window.changes = {};
+    for (const id of list) {
+      window.changes[id] = 0;
+      const box = document.getElementById(id);
+      new MutationObserver(() => { window.changes[id] += 1; }).observe(box, { childList: true, characterData: true, subtree: true });
+    }
+  }, ids);
+}
+
+/**
+ * A screen reader hears the progress at most every ~10 s (plus changes of
+ * state), while the visible text is redrawn every second.
+ */
+async function announcedSparingly(seconds) {
+  const changes = await page.evaluate(() => window.changes);
+  const live = await page.evaluate(() => Array.from(document.querySelectorAll('#progress [aria-live]'), (e) => e.id));
+  check(JSON.stringify(live) === '["total-announce"]', `live regions in the progress: ${live}`);
+  check(changes['total-text'] >= seconds - 2, `the visible progress changed ${changes['total-text']} times in ${seconds} s`);
+  check(changes['total-announce'] <= seconds / 10 + 3, `the progress was announced ${changes['total-announce']} times in ${seconds} s`);
+  step(`in ${seconds.toFixed(0)} s: progress redrawn ${changes['total-text']} times, announced ${changes['total-announce']} times`);
+}
+
 /** Every localStorage entry, as [key, value]. */
 function storageDump() {
   return page.evaluate(() => Object.keys(localStorage).map((k) => [k, localStorage.getItem(k)]));
@@ -179,10 +208,14 @@ async function upload() {
     offline, latency: 20, downloadThroughput: -1, uploadThroughput: bytesPerSecond,
   });
   await throttle(3 * 1024 * 1024);
+  await countChanges(['total-text', 'total-announce']);
+  const sentAt = Date.now();
   await page.click('#send');
   await page.locator('#progress').waitFor({ state: 'visible' });
+  check(await focusedId() === 'progress-title', `after Send the focus is on ${await focusedId()}, not the progress heading`);
   await page.waitForFunction(() => Number(document.getElementById('total').value) > 0.3, null, { timeout: 120000 });
   await page.waitForTimeout(1500);
+  await announcedSparingly((Date.now() - sentAt) / 1000);
   await shot('progress');
   await axeCheck('progress');
   const before = Number(await page.locator('#total').getAttribute('value') || 0);
@@ -223,6 +256,7 @@ async function upload() {
   await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
   const notice = await page.locator('#notice').isVisible() ? await page.locator('#notice').innerText() : '';
   check(notice === '', `a notice at the end: ${notice}`);
+  check(await focusedId() === 'receipt-title', `at the receipt the focus is on ${await focusedId()}, not its heading`);
   const rows = await page.locator('#receipt-table tbody tr').evaluateAll((trs) => trs.map((tr) => ({
     filename: tr.cells[0].textContent, sha256: tr.cells[2].textContent,
   })));
@@ -266,11 +300,18 @@ async function secondCd() {
   const files = JSON.parse(env.CASEGATE_FILES);
   await unreachableAtFirst();
   await draftSurvivesReload();
+  await page.setInputFiles('#folder', files.first);
+  await page.locator('#summary').waitFor({ state: 'visible' });
+  await page.click('#clear');
+  check(await page.locator('#summary').isHidden(), 'Remove all left the summary');
+  check(await focusedId() === 'choose-files', `after Remove all the focus is on ${await focusedId()}`);
   const first = await sendFolder(files.first);
   step(`first CD and the questions: ${first.summary}`);
   await questionsWentFirst();
   await nothingLeftInStorage();
   await page.click('#more');
+  check(await focusedId() === 'choose-files', `after Send more the focus is on ${await focusedId()}`);
+  step('focus: Remove all and Send more lead to the file chooser');
   await watchReading();
   const second = await sendFolder(files.second);
   check(second.already === '', `the second CD was taken for the first: "${second.already}"`);
@@ -346,8 +387,50 @@ async function nothingLeftInStorage() {
   step(`localStorage after the receipt: ${JSON.stringify(stored.map(([k]) => k))}`);
 }
 
+/**
+ * Whether the page's heading is drawn with real glyphs in the language's
+ * script, not the empty boxes a browser shows when no installed font has
+ * them: each of a few letters of the heading is drawn on a canvas in the
+ * heading's font and compared with a code point no font has.
+ */
+function missingGlyphs() {
+  return page.evaluate(() => {
+    const h1 = document.querySelector('h1');
+    const style = getComputedStyle(h1);
+    const font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const draw = (c) => {
+      const canvas = document.createElement('canvas');
+      canvas.width = 80;
+      canvas.height = 80;
+      const g = canvas.getContext('2d');
+      g.font = font;
+      g.fillText(c, 10, 60);
+      return Array.from(g.getImageData(0, 0, 80, 80).data).join(',');
+    };
+    const letters = [...new Set(Array.from(h1.textContent).filter((c) => /\p{L}/u.test(c) && c.codePointAt(0) > 0x24f))].slice(0, 6);
+    const box = draw('\u{10FFFD}');
+    return { letters: letters.join(''), missing: letters.filter((c) => draw(c) === box).join('') };
+  });
+}
+
+/** The page in every language: its script drawn with real glyphs, a screenshot each. */
+async function languages() {
+  await page.goto(link);
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  for (const code of expect.languages) {
+    await page.selectOption('#lang', code);
+    await page.waitForFunction((c) => document.documentElement.lang === c, code);
+    const { letters, missing } = await missingGlyphs();
+    check(missing === '', `${code}: no font draws "${missing}" (of "${letters}"); install one (e.g. fonts-lohit-deva for Hindi)`);
+    await shot(`page-${code}`);
+    step(`${code}: "${letters || 'Latin'}" drawn`);
+  }
+  await axeCheck(`language ${expect.languages[expect.languages.length - 1]}`);
+}
+
 try {
   if (mode === 'refused') await refused();
+  else if (mode === 'languages') await languages();
   else if (mode === 'second-cd') await secondCd();
   else await upload();
 } catch (error) {

@@ -260,6 +260,7 @@ async function startSending() {
   drawChoosing();
   show(byId('progress'), true);
   drawProgress();
+  byId('progress-title').focus();
   const ticker = setInterval(drawProgress, 1000);
   await send({ token: state.token, caseKey: state.caseKey, jobs, onChange: scheduleProgress });
   clearInterval(ticker);
@@ -275,6 +276,20 @@ function scheduleProgress() {
     progressQueued = false;
     drawProgress();
   });
+}
+
+// What a screen reader hears of the progress: the total at most every
+// ANNOUNCE_MS, and at once when something changes that matters (a file
+// stuck or failing, everything sent), not the redraw of every second.
+const ANNOUNCE_MS = 10000;
+const announced = { at: 0, key: null };
+
+function announce(text, key) {
+  const now = performance.now();
+  if (key === announced.key && now - announced.at < ANNOUNCE_MS) return;
+  announced.at = now;
+  announced.key = key;
+  byId('total-announce').textContent = text;
 }
 
 /** Bytes per second, smoothed, from samples at least a second apart. */
@@ -305,8 +320,11 @@ function drawProgress() {
   if (state.phase === 'sending' && sent < total) {
     left = state.rate > 0 && elapsed > 3 ? t('time_left', { time: duration((total - sent) / state.rate) }) : t('time_left_unknown');
   }
-  byId('total-text').textContent = [t('total_text', { sent: size(sent), size: size(total), percent: percent(fraction) }), left]
+  const totalText = [t('total_text', { sent: size(sent), size: size(total), percent: percent(fraction) }), left]
     .filter(Boolean).join(' · ');
+  byId('total-text').textContent = totalText;
+  const troubled = jobs.filter((j) => j.state === 'retrying' || j.state === 'failed').length;
+  announce(totalText, `${state.phase}:${troubled}:${jobs.filter((j) => j.state === 'done').length === jobs.length}`);
 
   // The files in flight or in trouble; a long CD list would bury them.
   const shown = jobs.filter((j) => j.state === 'sending' || j.state === 'retrying' || j.state === 'failed');
@@ -341,6 +359,8 @@ async function finish() {
   if (stopper) notice(`error_${stopper.error}`);
   else if (failed.length > 0) notice('receipt_some_failed', { files: plural('files', failed.length) });
   drawReceipt();
+  // The progress heading that had the focus is hidden now.
+  byId('receipt-title').focus();
 }
 
 function drawReceipt() {
@@ -417,6 +437,8 @@ function wirePicking() {
     state.unreadable = [];
     notice(null);
     drawChoosing();
+    // The button pressed is gone with the summary: on to choosing again.
+    byId('choose-files').focus();
   });
   byId('send').addEventListener('click', () => startSending());
   byId('questions').addEventListener('input', keepDraft);
@@ -433,6 +455,7 @@ function wirePicking() {
     show(byId('receipt'), false);
     show(byId('progress'), false);
     drawChoosing();
+    byId('choose-files').focus();
   });
 }
 
