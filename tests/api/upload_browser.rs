@@ -555,3 +555,56 @@ async fn every_language_is_drawn_in_its_own_script() {
     .await;
     app.stop().await;
 }
+
+/// A CD folder and two PDFs dragged onto the page instead of chosen: the
+/// page walks the dropped folder (counting the files it finds), leaves out
+/// the CD's index, system files and viewer, and sends the rest. The folder
+/// drop carries a scripted FileSystemEntry tree (a real one cannot be made
+/// from a script); the PDFs a real DataTransfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_drops_a_cd_folder_and_documents() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let records = hospital_records(1024 * 1024);
+    let mut env = upload_env(
+        link(&app, &patient),
+        &patient,
+        "en",
+        &records,
+        &["1 study", "2 series", "5 images", "2 documents"],
+        false,
+    );
+    env.retain(|(k, _)| !matches!(*k, "CASEGATE_OUT" | "CASEGATE_EXPECT"));
+    let expect = json!({
+        "summary": ["1 study", "2 series", "5 images", "2 documents"],
+        "reading_folder": "Reading the folder…",
+    });
+    env.push(("CASEGATE_EXPECT", expect.to_string()));
+    env.push(("CASEGATE_OUT", output_dir("drop").display().to_string()));
+    env.push(("CASEGATE_MODE", "drop".to_owned()));
+    run_script(&app, &env).await;
+
+    let m = app.patient_manifest(&patient).await;
+    let mut got: Vec<(String, String, String)> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "complete", "{f}");
+            let text = |k: &str| f[k].as_str().unwrap().to_owned();
+            (text("filename"), text("sha256"), text("category"))
+        })
+        .collect();
+    let mut expected: Vec<(String, String, String)> = records
+        .files
+        .iter()
+        .map(|(p, b, c)| (p.clone(), sha256_hex(b), (*c).to_owned()))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every record once, nothing else");
+    app.stop().await;
+}

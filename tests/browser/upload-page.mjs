@@ -9,7 +9,8 @@
 //                        second-cd (CASEGATE_FILES { "first": dir, "second": dir }:
 //                        two CDs with the same paths and sizes, one after the other) |
 //                        languages (CASEGATE_EXPECT { "languages": [codes] }: the
-//                        page in each, its script drawn with real glyphs)
+//                        page in each, its script drawn with real glyphs) |
+//                        drop (the CD folder and the documents dragged onto the page)
 //   CASEGATE_LINK        the upload link, https://…/upload#token=…
 //   CASEGATE_TOKEN       the token, to check it never appears in a request URL
 //   CASEGATE_SERVER_CERT the gateway's certificate (PEM): trusted by its SPKI
@@ -22,7 +23,7 @@
 // Prints one line per step; exits non-zero on the first failed check.
 import { chromium } from 'playwright-core';
 import { X509Certificate, createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -428,8 +429,104 @@ async function languages() {
   await axeCheck(`language ${expect.languages[expect.languages.length - 1]}`);
 }
 
+/** Every file under `dir`, as { path: relative to dir's parent, b64 }. */
+function readTree(dir) {
+  const base = path.dirname(dir);
+  return readdirSync(dir, { recursive: true })
+    .map((rel) => path.join(dir, rel))
+    .filter((full) => statSync(full).isFile())
+    .map((full) => ({ path: path.relative(base, full), b64: readFileSync(full).toString('base64') }));
+}
+
+/**
+ * Drops `files` (from readTree) on the drop zone as a folder. A real folder
+ * drop cannot be made from a script (the entries of a synthetic
+ * DataTransfer are null), so the drop event carries a DataTransfer whose
+ * item returns a FileSystemEntry tree built here with the same interface
+ * as the browser's (isFile/isDirectory, fullPath, file(), createReader()
+ * whose readEntries answers in batches, asynchronously); the page's own
+ * drop handler and folder walk run on it unchanged.
+ */
+async function dropFolder(files) {
+  await page.evaluate((list) => {
+    const later = (fn) => setTimeout(fn, 5);
+    const root = { children: new Map() };
+    for (const { path: p, b64 } of list) {
+      const parts = p.split('/');
+      let node = root;
+      for (const part of parts.slice(0, -1)) {
+        if (!node.children.has(part)) node.children.set(part, { children: new Map() });
+        node = node.children.get(part);
+      }
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      node.children.set(parts[parts.length - 1], { file: new File([bytes], parts[parts.length - 1]) });
+    }
+    const entry = (name, node, fullPath) => (node.file
+      ? { isFile: true, isDirectory: false, name, fullPath, file: (ok) => later(() => ok(node.file)) }
+      : {
+        isFile: false,
+        isDirectory: true,
+        name,
+        fullPath,
+        createReader: () => {
+          const children = Array.from(node.children, ([n, c]) => entry(n, c, `${fullPath}/${n}`));
+          let next = 0;
+          return {
+            readEntries: (ok) => later(() => {
+              ok(children.slice(next, next + 2));
+              next += 2;
+            }),
+          };
+        },
+      });
+    const [[topName, top]] = Array.from(root.children);
+    const dataTransfer = { items: [{ kind: 'file', webkitGetAsEntry: () => entry(topName, top, `/${topName}`) }], files: [] };
+    const drop = new Event('drop', { bubbles: true, cancelable: true });
+    Object.defineProperty(drop, 'dataTransfer', { value: dataTransfer });
+    document.getElementById('drop').dispatchEvent(drop);
+  }, files);
+}
+
+/** Drops plain files with a real DataTransfer, as a browser does for files. */
+async function dropFiles(paths) {
+  const list = paths.map((p) => ({ name: path.basename(p), b64: readFileSync(p).toString('base64') }));
+  await page.evaluate((files) => {
+    const dataTransfer = new DataTransfer();
+    for (const { name, b64 } of files) {
+      dataTransfer.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: 'application/pdf' }));
+    }
+    document.getElementById('drop').dispatchEvent(new DragEvent('drop', { bubbles: true, cancelable: true, dataTransfer }));
+  }, list);
+}
+
+/** A CD folder and two documents dragged onto the page, then sent. */
+async function dropped() {
+  const files = JSON.parse(env.CASEGATE_FILES);
+  await page.goto(link);
+  await page.locator('#pick').waitFor({ state: 'visible' });
+  await watchReading();
+  await dropFolder(readTree(files.folder));
+  await page.locator('#summary').waitFor({ state: 'visible' });
+  await page.locator('#reading').waitFor({ state: 'hidden' });
+  const texts = await page.evaluate(() => window.readingTexts);
+  const walking = texts.filter((x) => x.includes(expect.reading_folder));
+  check(walking.length > 1, `no "${expect.reading_folder}" count while the folder was walked: ${texts}`);
+  await dropFiles(files.documents);
+  await page.waitForFunction(() => document.querySelectorAll('#document-list select').length === 2);
+  await page.locator('#reading').waitFor({ state: 'hidden' });
+  const summary = await page.locator('#summary-text').innerText();
+  for (const part of expect.summary || []) check(summary.includes(part), `summary "${summary}" should include "${part}"`);
+  check((await page.locator('#skipped').innerText()).length > 0, 'the DICOMDIR and system files are reported as left out');
+  step(`dropped: ${summary}; while walking: "${walking.pop()}"`);
+  await page.click('#send');
+  await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
+  check(consoleErrors.length === 0, `page errors: ${consoleErrors}`);
+  checkRequests();
+}
+
 try {
   if (mode === 'refused') await refused();
+  else if (mode === 'drop') await dropped();
   else if (mode === 'languages') await languages();
   else if (mode === 'second-cd') await secondCd();
   else await upload();

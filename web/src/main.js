@@ -83,6 +83,34 @@ async function add(chosen) {
 }
 
 /**
+ * Adds what was dropped: a dropped folder is walked first, which on a CD
+ * can take a while, so the page counts the files found meanwhile and Send
+ * waits.
+ */
+async function addDropped(dataTransfer) {
+  if (state.phase !== 'choosing') return;
+  const reading = byId('reading');
+  const found = (n) => {
+    reading.textContent = t('reading_folder', { files: plural('files', n) });
+  };
+  // Taken now: the drop's entries are gone once the event is over.
+  const walking = fromDrop(dataTransfer, found);
+  state.reading += 1;
+  byId('send').disabled = true;
+  show(reading, true);
+  found(0);
+  let chosen = [];
+  try {
+    chosen = await walking;
+  } finally {
+    state.reading -= 1;
+    byId('send').disabled = state.reading > 0;
+    show(reading, state.reading > 0);
+  }
+  await add(chosen);
+}
+
+/**
  * Hashes the chosen files that have the size of a received file, showing
  * how far it got: a file counts as arrived only when its SHA-256 matches,
  * never by name and size alone.
@@ -425,7 +453,7 @@ function wirePicking() {
   drop.addEventListener('drop', (event) => {
     event.preventDefault();
     drop.classList.remove('over');
-    fromDrop(event.dataTransfer).then(add);
+    addDropped(event.dataTransfer);
   });
   // A file dropped beside the zone must not make the browser navigate away.
   window.addEventListener('dragover', (event) => event.preventDefault());

@@ -64,20 +64,22 @@ function readAll(reader) {
   });
 }
 
-async function walk(entry, out) {
+async function walk(entry, out, onFound) {
   if (entry.isFile) {
     const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
     out.push({ file, path: entry.fullPath.replace(/^\//, '') });
+    onFound(out.length);
   } else if (entry.isDirectory) {
-    for (const child of await readAll(entry.createReader())) await walk(child, out);
+    for (const child of await readAll(entry.createReader())) await walk(child, out, onFound);
   }
 }
 
 /**
- * Files from a drop, folders walked. The entries must be taken while the
- * drop event runs, so this reads them first and walks afterwards.
+ * Files from a drop, folders walked, calling `onFound(n)` as files are
+ * found. The entries must be taken while the drop event runs, so this reads
+ * them first (synchronously) and walks afterwards.
  */
-export async function fromDrop(dataTransfer) {
+export async function fromDrop(dataTransfer, onFound = () => {}) {
   const entries = Array.from(dataTransfer.items || [])
     .filter((item) => item.kind === 'file')
     .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
@@ -86,7 +88,7 @@ export async function fromDrop(dataTransfer) {
   const failed = [];
   for (const entry of entries) {
     try {
-      await walk(entry, out);
+      await walk(entry, out, onFound);
     } catch {
       failed.push(entry.fullPath.replace(/^\//, ''));
     }
