@@ -99,6 +99,19 @@ function checkRequests() {
   step(`${requests.length} requests, none with the token in its URL, none to another site`);
 }
 
+/** The name chromium's own accessibility tree gives an element (what a screen reader reads). */
+async function accessibleName(selector) {
+  const cdp = await context.newCDPSession(page);
+  try {
+    const { root } = await cdp.send('DOM.getDocument');
+    const { nodeId } = await cdp.send('DOM.querySelector', { nodeId: root.nodeId, selector });
+    const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { nodeId, fetchRelatives: false });
+    return nodes[0]?.name?.value ?? '';
+  } finally {
+    await cdp.detach();
+  }
+}
+
 const focusedId = () => page.evaluate(() => document.activeElement && document.activeElement.id);
 
 /** Counts from now on how often each element's text changes (window.changes[id]). */
@@ -185,7 +198,14 @@ async function upload() {
   }
   check(focused.includes('choose-files') && focused.includes('choose-folder'), `tab order: ${focused}`);
 
+  // The steps are numbered as shown: the questions are step 2 until the
+  // summary (step 2) appears.
+  const stepBefore = await accessibleName('#questions-box h2');
+  check(stepBefore.startsWith('2. '), `before choosing, the questions heading reads "${stepBefore}"`);
   await chooseFiles(files);
+  const stepAfter = await accessibleName('#questions-box h2');
+  check(stepAfter.startsWith('3. '), `after choosing, the questions heading reads "${stepAfter}"`);
+  step(`steps numbered as shown: "${stepBefore}", then "${stepAfter}"`);
   const summary = await page.locator('#summary-text').innerText();
   for (const part of expect.summary || []) check(summary.includes(part), `summary "${summary}" should include "${part}"`);
   const skipped = await page.locator('#skipped').innerText();

@@ -2,7 +2,7 @@
 // will be sent, send it, and show the receipt. The steps live in their own
 // modules (token, api, scan, sender); this one holds the page's state and
 // draws it, in the patient's language.
-import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, size, percent, duration, dateTime, dicomDate } from './i18n.js';
+import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, number, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
 import { readCase, readCaseRetrying, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
@@ -209,6 +209,21 @@ function drawSummary() {
   byId('already').textContent = t('already', { files: plural('files', already) });
 }
 
+/**
+ * Numbers the steps as they are shown: "Check what you are sending"
+ * appears only once files are chosen, so until then the questions are
+ * step 2, not 3. (Text, not a CSS counter: chromium leaves counters out of
+ * what screen readers read.)
+ */
+function numberSteps() {
+  let n = 0;
+  for (const heading of document.querySelectorAll('h2.step')) {
+    const shown = !heading.closest('[hidden]');
+    if (shown) n += 1;
+    heading.querySelector('.step-number').textContent = shown ? t('step_number', { n: number(n) }) : '';
+  }
+}
+
 function drawChoosing() {
   const choosing = state.phase === 'choosing';
   show(byId('pick'), choosing);
@@ -220,6 +235,7 @@ function drawChoosing() {
   const note = byId('resume-note');
   show(note, choosing && resumable > 0 && state.items.length === 0);
   note.textContent = t('resume_note', { files: plural('files', resumable) });
+  numberSteps();
 }
 
 // ---- sending --------------------------------------------------------------
