@@ -558,7 +558,8 @@ async fn every_language_is_drawn_in_its_own_script() {
 
 /// A CD folder and two PDFs dragged onto the page instead of chosen: the
 /// page walks the dropped folder (counting the files it finds), leaves out
-/// the CD's index, system files and viewer, and sends the rest. The folder
+/// the CD's index, system files and viewer program (but not a scan image in
+/// the viewer's folder), and sends the rest. The folder
 /// drop carries a scripted FileSystemEntry tree (a real one cannot be made
 /// from a script); the PDFs a real DataTransfer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,7 +569,22 @@ async fn a_patient_drops_a_cd_folder_and_documents() {
     }
     let app = spawn_app().await;
     let (_, patient) = app.create_case(None).await;
-    let records = hospital_records(1024 * 1024);
+    let mut records = hospital_records(1024 * 1024);
+    // A scan image in the viewer's folder (a sample the viewer opens first)
+    // is still a record: sent, unlike the viewer's other files.
+    let sample = casegate::upload::dicom::testdata::ct_file(
+        STUDY,
+        &format!("{STUDY}.1"),
+        "Doe^Jane",
+        20_100,
+    );
+    let sample_path = "HOSPITAL_CD/Viewer/Samples/IM0001";
+    let full = records.root.path().join(sample_path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(&full, &sample).unwrap();
+    records
+        .files
+        .push((sample_path.to_owned(), sample, "imaging_dicom"));
     let mut env = upload_env(
         link(&app, &patient),
         &patient,
@@ -579,8 +595,9 @@ async fn a_patient_drops_a_cd_folder_and_documents() {
     );
     env.retain(|(k, _)| !matches!(*k, "CASEGATE_OUT" | "CASEGATE_EXPECT"));
     let expect = json!({
-        "summary": ["1 study", "2 series", "5 images", "2 documents"],
+        "summary": ["1 study", "2 series", "6 images", "2 documents"],
         "reading_folder": "Reading the folder…",
+        "viewer": "Left out: 5 files of the image viewer program",
     });
     env.push(("CASEGATE_EXPECT", expect.to_string()));
     env.push(("CASEGATE_OUT", output_dir("drop").display().to_string()));

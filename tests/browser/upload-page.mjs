@@ -537,6 +537,8 @@ async function dropped() {
   const summary = await page.locator('#summary-text').innerText();
   for (const part of expect.summary || []) check(summary.includes(part), `summary "${summary}" should include "${part}"`);
   check((await page.locator('#skipped').innerText()).length > 0, 'the DICOMDIR and system files are reported as left out');
+  const viewer = await page.locator('#viewer').innerText();
+  check(viewer.includes(expect.viewer), `"${viewer}" should include "${expect.viewer}"`);
   step(`dropped: ${summary}; while walking: "${walking.pop()}"`);
   await page.click('#send');
   await page.locator('#receipt').waitFor({ state: 'visible', timeout: 300000 });
