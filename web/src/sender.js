@@ -15,6 +15,13 @@ const PARALLEL = 3;
  * bench/upload-page (docs/benchmarks.md).
  */
 const CHUNK_BYTES = 64 * 1024 * 1024;
+/**
+ * Files up to this size go in the request that creates their upload (tus
+ * creation-with-upload): one request instead of two for each image of a
+ * CD. Larger files are created empty first, so their address is kept for
+ * resuming before the first big PATCH starts.
+ */
+const SEND_WITH_CREATION_BYTES = 8 * 1024 * 1024;
 const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
 /** After the client has used up its retries on a network error, the page starts again after this pause. */
 const UNREACHABLE_PAUSE_MS = 30000;
@@ -82,6 +89,7 @@ export function send({ token, caseKey, jobs, onChange }) {
         headers: { Authorization: `Bearer ${token}` },
         metadata: { filename: job.path, category: job.category, filetype: job.file.type || 'application/octet-stream' },
         chunkSize: CHUNK_BYTES,
+        uploadDataDuringCreation: job.size <= SEND_WITH_CREATION_BYTES,
         retryDelays: RETRY_DELAYS,
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
