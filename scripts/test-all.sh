@@ -24,13 +24,16 @@ if ! python3 -c "import tusclient" 2>/dev/null; then
 fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 echo "== browser test: Debian's chromium, playwright-core, axe-core"
-# The browser is Debian's package, never one downloaded by npm. As root
-# (CI) it is installed here; otherwise ask for it by name.
-if [ ! -x /usr/bin/chromium ]; then
+# The browser is Debian's package, never one downloaded by npm, with fonts
+# for the page's scripts (Devanagari, Chinese, Arabic; the test checks they
+# are not drawn as empty boxes). As root (CI) they are installed here;
+# otherwise ask for them by name.
+browser_packages="chromium fonts-dejavu-core fonts-lohit-deva fonts-wqy-microhei"
+if [ ! -x /usr/bin/chromium ] || [ -z "$(fc-list :lang=hi 2>/dev/null)" ] || [ -z "$(fc-list :lang=zh-cn 2>/dev/null)" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_packages
   else
-    echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2
+    echo "the browser test needs Debian's chromium and fonts: sudo apt-get install $browser_packages" >&2
     exit 1
   fi
 fi

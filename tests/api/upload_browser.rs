@@ -62,8 +62,9 @@ struct Records {
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.4242";
 
-/// A hospital CD (DICOMDIR, OS junk, two series of one CT study, one image
-/// of `big` bytes) and two PDFs whose names suggest their categories.
+/// A hospital CD (DICOMDIR, OS junk, its image viewer program, two series
+/// of one CT study, one image of `big` bytes) and two PDFs whose names
+/// suggest their categories.
 fn hospital_records(big: usize) -> Records {
     use casegate::upload::dicom::testdata::ct_file;
     let root = tempfile::tempdir().unwrap();
@@ -92,6 +93,19 @@ fn hospital_records(big: usize) -> Records {
     }
     std::fs::write(cd.join("DICOMDIR"), b"not sent").unwrap();
     std::fs::write(cd.join(".DS_Store"), b"not sent").unwrap();
+    std::fs::write(cd.join("autorun.inf"), b"[autorun]\nopen=setup.exe").unwrap();
+    // The image viewer program the CD carries (five files, none sent).
+    for viewer in [
+        "setup.exe",
+        "Viewer/viewer.exe",
+        "Viewer/dcmtk.dll",
+        "Viewer/config.xml",
+        "Viewer.app/Contents/Info.plist",
+    ] {
+        let full = cd.join(viewer);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, b"MZ not a record").unwrap();
+    }
     let docs = root.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     for (name, category, seed) in [
@@ -182,7 +196,7 @@ fn upload_env(
 
 /// Uploads the records through the page in `lang` and checks the server's
 /// manifest and the page's receipt against them.
-async fn upload_in(lang: &str, summary: &[&str]) {
+async fn upload_in(lang: &str, summary: &[&str], viewer: Option<&str>) {
     let app = spawn_app().await;
     let (_, patient) = app.create_case(None).await;
     let records = hospital_records(48 * 1024 * 1024);
@@ -208,6 +222,7 @@ async fn upload_in(lang: &str, summary: &[&str]) {
         "summary": summary,
         "categories": ["lab_results", "pathology_report"],
         "question": question,
+        "viewer": viewer,
     });
     run_script(
         &app,
@@ -287,7 +302,12 @@ async fn a_patient_uploads_a_cd_and_documents_in_english_with_a_reload() {
     if !browser_available() {
         return;
     }
-    upload_in("en", &["1 study", "2 series", "5 images", "2 documents"]).await;
+    upload_in(
+        "en",
+        &["1 study", "2 series", "5 images", "2 documents"],
+        Some("Left out: 5 files of the image viewer program"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +315,7 @@ async fn a_patient_uploads_in_arabic_right_to_left() {
     if !browser_available() {
         return;
     }
-    upload_in("ar", &["دراسة واحدة", "سلسلتان", "مستندان"]).await;
+    upload_in("ar", &["دراسة واحدة", "سلسلتان", "مستندان"], None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,4 +434,194 @@ async fn the_token_never_reaches_the_gateways_log() {
         !log.contains(secret),
         "the upload token is in the gateway's log"
     );
+}
+
+/// A second CD from another hospital visit: the same paths and sizes as
+/// `records`' CD, different bytes (the last pixel byte of every image).
+fn second_cd(records: &Records) -> (tempfile::TempDir, Vec<(String, Vec<u8>)>) {
+    let root = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (path, bytes, category) in &records.files {
+        if *category != "imaging_dicom" {
+            continue;
+        }
+        let mut other = bytes.clone();
+        *other.last_mut().unwrap() ^= 0xff;
+        let full = root.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, &other).unwrap();
+        files.push((path.clone(), other));
+    }
+    (root, files)
+}
+
+/// Two different CDs with the same paths and sizes, one after the other on
+/// one link: every image of both arrives. On the way, the page (a) waits
+/// out a gateway that cannot be reached and then answers 503, and comes
+/// back by itself; (b) keeps the typed questions over a reload and sends
+/// them first; (c) leaves no file name in localStorage, and nothing of the
+/// case once the receipt is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cd_with_the_same_names_and_sizes_is_sent_whole() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    // The big image is over 64 MiB, so the page hashes it in slices (as it
+    // does a file of any size), not whole with crypto.subtle.
+    let records = hospital_records(72 * 1024 * 1024);
+    let (second_root, second) = second_cd(&records);
+    let files = json!({
+        "first": records.root.path().join("HOSPITAL_CD").display().to_string(),
+        "second": second_root.path().join("HOSPITAL_CD").display().to_string(),
+    });
+    let expect = json!({
+        "summary": ["1 study", "2 series", "5 images"],
+        "checking": "Checking what already arrived",
+        "unreachable": "we keep trying",
+        "question": QUESTION,
+        "questions_filename": "my-questions.txt",
+    });
+    run_script(
+        &app,
+        &[
+            ("CASEGATE_MODE", "second-cd".to_owned()),
+            ("CASEGATE_LINK", link(&app, &patient)),
+            ("CASEGATE_TOKEN", patient.clone()),
+            ("CASEGATE_LANG", "en".to_owned()),
+            ("CASEGATE_FILES", files.to_string()),
+            ("CASEGATE_EXPECT", expect.to_string()),
+            (
+                "CASEGATE_OUT",
+                output_dir("second-cd").display().to_string(),
+            ),
+        ],
+    )
+    .await;
+
+    let m = app.patient_manifest(&patient).await;
+    let listed = m["files"].as_array().unwrap();
+    let first = records.files.iter().filter(|f| f.2 == "imaging_dicom");
+    let mut expected: Vec<(String, String)> = first
+        .map(|(p, b, _)| (p.clone(), sha256_hex(b)))
+        .chain(second.iter().map(|(p, b)| (p.clone(), sha256_hex(b))))
+        .collect();
+    let questions = format!("{QUESTION}\n");
+    expected.push((
+        "my-questions.txt".to_owned(),
+        sha256_hex(questions.as_bytes()),
+    ));
+    let mut got: Vec<(String, String)> = listed
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "complete", "{f}");
+            let name = f["filename"].as_str().unwrap().to_owned();
+            (name, f["sha256"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "both CDs, every image once");
+    app.stop().await;
+}
+
+/// The page in each of its languages, switched with the visible switch:
+/// every script (Chinese, Devanagari, Arabic, Cyrillic) is drawn with real
+/// glyphs, not empty boxes, so the machine's fonts are checked too; a
+/// screenshot of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_is_drawn_in_its_own_script() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let expect = json!({ "languages": ["en", "zh-CN", "hi", "es", "ar", "ru"] });
+    run_script(
+        &app,
+        &[
+            ("CASEGATE_MODE", "languages".to_owned()),
+            ("CASEGATE_LINK", link(&app, &patient)),
+            ("CASEGATE_TOKEN", patient.clone()),
+            ("CASEGATE_LANG", "en".to_owned()),
+            ("CASEGATE_EXPECT", expect.to_string()),
+            (
+                "CASEGATE_OUT",
+                output_dir("languages").display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    app.stop().await;
+}
+
+/// A CD folder and two PDFs dragged onto the page instead of chosen: the
+/// page walks the dropped folder (counting the files it finds), leaves out
+/// the CD's index, system files and viewer program (but not a scan image in
+/// the viewer's folder), and sends the rest. The folder
+/// drop carries a scripted FileSystemEntry tree (a real one cannot be made
+/// from a script); the PDFs a real DataTransfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_drops_a_cd_folder_and_documents() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let (_, patient) = app.create_case(None).await;
+    let mut records = hospital_records(1024 * 1024);
+    // A scan image in the viewer's folder (a sample the viewer opens first)
+    // is still a record: sent, unlike the viewer's other files.
+    let sample = casegate::upload::dicom::testdata::ct_file(
+        STUDY,
+        &format!("{STUDY}.1"),
+        "Doe^Jane",
+        20_100,
+    );
+    let sample_path = "HOSPITAL_CD/Viewer/Samples/IM0001";
+    let full = records.root.path().join(sample_path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(&full, &sample).unwrap();
+    records
+        .files
+        .push((sample_path.to_owned(), sample, "imaging_dicom"));
+    let mut env = upload_env(
+        link(&app, &patient),
+        &patient,
+        "en",
+        &records,
+        &["1 study", "2 series", "5 images", "2 documents"],
+        false,
+    );
+    env.retain(|(k, _)| !matches!(*k, "CASEGATE_OUT" | "CASEGATE_EXPECT"));
+    let expect = json!({
+        "summary": ["1 study", "2 series", "6 images", "2 documents"],
+        "reading_folder": "Reading the folder…",
+        "viewer": "Left out: 5 files of the image viewer program",
+    });
+    env.push(("CASEGATE_EXPECT", expect.to_string()));
+    env.push(("CASEGATE_OUT", output_dir("drop").display().to_string()));
+    env.push(("CASEGATE_MODE", "drop".to_owned()));
+    run_script(&app, &env).await;
+
+    let m = app.patient_manifest(&patient).await;
+    let mut got: Vec<(String, String, String)> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "complete", "{f}");
+            let text = |k: &str| f[k].as_str().unwrap().to_owned();
+            (text("filename"), text("sha256"), text("category"))
+        })
+        .collect();
+    let mut expected: Vec<(String, String, String)> = records
+        .files
+        .iter()
+        .map(|(p, b, c)| (p.clone(), sha256_hex(b), (*c).to_owned()))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every record once, nothing else");
+    app.stop().await;
 }

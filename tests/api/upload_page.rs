@@ -384,3 +384,52 @@ fn every_language_has_every_message_and_plural_fallback() {
         }
     }
 }
+
+/// The string literals of the Rust array constant `name` in `source`
+/// (`\r` unescaped, as in `"icon\r"`).
+fn rust_string_array(source: &str, name: &str) -> Vec<String> {
+    let start = source
+        .find(&format!("const {name}"))
+        .unwrap_or_else(|| panic!("no const {name}"));
+    let body = &source[start..];
+    let body = &body[body.find('[').unwrap()..];
+    let body = &body[body.find('=').unwrap()..body.find("];").unwrap()];
+    body.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|s| s.replace("\\r", "\r"))
+        .collect()
+}
+
+/// The upload page leaves out at least what `casegate upload` leaves out
+/// (DICOMDIR, operating-system litter): it reads web/skip-rules.json, the
+/// CLI has its own lists in src/cli/upload/walk.rs, read here as source.
+#[test]
+fn the_page_skips_every_system_file_the_cli_skips() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let walk = std::fs::read_to_string(root.join("src/cli/upload/walk.rs")).unwrap();
+    let rules: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("web/skip-rules.json")).unwrap()).unwrap();
+    let list = |key: &str| -> Vec<String> {
+        rules[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (cli, page) in [
+        ("JUNK_FILES", "system_files"),
+        ("JUNK_DIRS", "system_folders"),
+    ] {
+        let cli_names = rust_string_array(&walk, cli);
+        assert!(cli_names.len() >= 3, "{cli}: {cli_names:?}");
+        let page_names = list(page);
+        for name in &cli_names {
+            assert!(
+                page_names.contains(name),
+                "casegate upload skips {name:?} ({cli}) but web/skip-rules.json {page} does not"
+            );
+        }
+    }
+}

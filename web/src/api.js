@@ -3,10 +3,24 @@
 // it may still upload (`upload_open`, `upload_expires_at`) and what has
 // arrived (names, sizes and the SHA-256 the server recorded).
 
+/** Waits before asking again when the server does not say how long. */
+const RETRY_DELAYS_MS = [1000, 2000, 5000, 10000, 20000, 30000];
+/** The longest wait a Retry-After header can ask for. */
+const LONGEST_WAIT_MS = 5 * 60 * 1000;
+
+/** A Retry-After header (seconds or an HTTP date) in milliseconds, or null. */
+function retryAfter(response) {
+  const value = (response.headers.get('Retry-After') || '').trim();
+  if (!value) return null;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(LONGEST_WAIT_MS, Math.max(0, ms)) : null;
+}
+
 /**
- * Reads the manifest. Returns `{ kind, manifest }` where kind is `ok`,
- * `expired` (readable, but uploading is over), `unknown` (no such link),
- * `busy`, `unreachable` or `service`.
+ * Reads the manifest. Returns `{ kind, manifest, retryAfterMs }` where kind
+ * is `ok`, `expired` (readable, but uploading is over), `unknown` (no such
+ * link), `busy` (429), `unreachable` (no answer) or `service` (5xx, or an
+ * answer that is not a manifest).
  */
 export async function readCase(token) {
   let response;
@@ -24,11 +38,36 @@ export async function readCase(token) {
     const problem = await response.json().catch(() => ({}));
     return { kind: problem.code === 'upload_expired' ? 'expired' : 'unknown' };
   }
-  if (response.status === 429) return { kind: 'busy' };
-  if (!response.ok) return { kind: 'service' };
+  if (response.status === 429) return { kind: 'busy', retryAfterMs: retryAfter(response) };
+  if (!response.ok) return { kind: 'service', retryAfterMs: retryAfter(response) };
   const manifest = await response.json().catch(() => null);
   if (!manifest || !Array.isArray(manifest.files)) return { kind: 'service' };
   return { kind: manifest.upload_open === false ? 'expired' : 'ok', manifest };
+}
+
+const wait = (ms) => new Promise((resolve) => {
+  const done = () => {
+    clearTimeout(timer);
+    window.removeEventListener('online', done);
+    resolve();
+  };
+  const timer = setTimeout(done, ms);
+  window.addEventListener('online', done);
+});
+
+/**
+ * Reads the manifest, and while the server cannot be reached or is busy
+ * (no answer, 429, 5xx) keeps asking, with growing pauses or as long as its
+ * Retry-After says, calling `onWaiting(kind)` before each pause. Returns the
+ * first real answer: the manifest, or that the link is unknown or expired.
+ */
+export async function readCaseRetrying(token, onWaiting) {
+  for (let attempt = 0; ; attempt += 1) {
+    const answer = await readCase(token);
+    if (answer.kind !== 'unreachable' && answer.kind !== 'busy' && answer.kind !== 'service') return answer;
+    onWaiting(answer.kind);
+    await wait(answer.retryAfterMs ?? RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]);
+  }
 }
 
 /**

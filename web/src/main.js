@@ -2,11 +2,13 @@
 // will be sent, send it, and show the receipt. The steps live in their own
 // modules (token, api, scan, sender); this one holds the page's state and
 // draws it, in the patient's language.
-import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, size, percent, duration, dateTime, dicomDate } from './i18n.js';
+import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, number, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
-import { readCase, arrived } from './api.js';
+import { readCase, readCaseRetrying, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
-import { send, resumableCount } from './sender.js';
+import { send } from './sender.js';
+import { resumableCount, forgetCase, forgetOldEntries } from './resume.js';
+import { sha256File } from './hash.js';
 import { byId, clear, el, pathText, show } from './dom.js';
 
 const CATEGORY_CHOICES = [
@@ -26,6 +28,8 @@ const state = {
   /** Folders being read or files being hashed; Send waits for them. */
   reading: 0,
   skipped: [],
+  /** Files of the CD's viewer program, left out. */
+  viewer: [],
   unreadable: [],
   phase: 'checking', // checking | choosing | sending | done | closed
   jobs: [],
@@ -72,33 +76,65 @@ async function add(chosen) {
   for (const item of found.items) byPath.set(item.path, item);
   state.items = Array.from(byPath.values()).sort((a, b) => a.path.localeCompare(b.path));
   state.skipped.push(...found.skipped);
+  state.viewer.push(...found.viewer);
   state.unreadable.push(...found.unreadable);
   if (found.unreadable.length > 0) notice('error_unreadable', { name: found.unreadable[0] });
   drawChoosing();
 }
 
-// Files up to this size are hashed in the browser to tell whether they
-// arrived (crypto.subtle needs the whole file in memory); a larger file whose
-// size and name match a received file counts as arrived.
-const HASH_LIMIT = 256 * 1024 * 1024;
-
-async function sha256Hex(file) {
-  const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+/**
+ * Adds what was dropped: a dropped folder is walked first, which on a CD
+ * can take a while, so the page counts the files found meanwhile and Send
+ * waits.
+ */
+async function addDropped(dataTransfer) {
+  if (state.phase !== 'choosing') return;
+  const reading = byId('reading');
+  const found = (n) => {
+    reading.textContent = t('reading_folder', { files: plural('files', n) });
+  };
+  // Taken now: the drop's entries are gone once the event is over.
+  const walking = fromDrop(dataTransfer, found);
+  state.reading += 1;
+  byId('send').disabled = true;
+  show(reading, true);
+  found(0);
+  let chosen = [];
+  try {
+    chosen = await walking;
+  } finally {
+    state.reading -= 1;
+    byId('send').disabled = state.reading > 0;
+    show(reading, state.reading > 0);
+  }
+  await add(chosen);
 }
 
-/** Hashes the chosen files that have the size of a received file. */
+/**
+ * Hashes the chosen files that have the size of a received file, showing
+ * how far it got: a file counts as arrived only when its SHA-256 matches,
+ * never by name and size alone.
+ */
 async function hashCandidates(items) {
   const bySize = arrived(state.manifest);
-  for (const item of items) {
-    if (item.sha256 !== undefined || !bySize.has(item.size)) continue;
-    if (item.size > HASH_LIMIT) {
-      item.sha256 = null;
-      continue;
-    }
+  const todo = items.filter((i) => i.sha256 === undefined && bySize.has(i.size));
+  if (todo.length === 0) return;
+  const reading = byId('reading');
+  const total = todo.reduce((n, i) => n + i.size, 0);
+  let done = 0;
+  const report = () => {
+    reading.textContent = t('checking_arrived', { done: size(done), total: size(total) });
+  };
+  show(reading, true);
+  report();
+  for (const item of todo) {
     try {
-      item.sha256 = await sha256Hex(item.file);
+      item.sha256 = await sha256File(item.file, (n) => {
+        done += n;
+        report();
+      });
     } catch {
+      // Unreadable now: it is sent (and reported) like any file not yet arrived.
       item.sha256 = null;
     }
   }
@@ -106,9 +142,7 @@ async function hashCandidates(items) {
 
 function alreadyArrived(item) {
   const same = arrived(state.manifest).get(item.size);
-  if (!same) return false;
-  if (item.sha256) return same.hashes.has(item.sha256);
-  return item.size > HASH_LIMIT && same.names.has(item.path);
+  return Boolean(same && item.sha256 && same.hashes.has(item.sha256));
 }
 
 function drawSummary() {
@@ -167,9 +201,27 @@ function drawSummary() {
   const skipped = byId('skipped');
   show(skipped, state.skipped.length > 0);
   skipped.textContent = t('skipped', { files: plural('files', state.skipped.length) });
+  const viewer = byId('viewer');
+  show(viewer, state.viewer.length > 0);
+  viewer.textContent = t('skipped_viewer', { files: plural('files', state.viewer.length) });
   const already = state.items.length - toSend.length;
   show(byId('already'), already > 0);
   byId('already').textContent = t('already', { files: plural('files', already) });
+}
+
+/**
+ * Numbers the steps as they are shown: "Check what you are sending"
+ * appears only once files are chosen, so until then the questions are
+ * step 2, not 3. (Text, not a CSS counter: chromium leaves counters out of
+ * what screen readers read.)
+ */
+function numberSteps() {
+  let n = 0;
+  for (const heading of document.querySelectorAll('h2.step')) {
+    const shown = !heading.closest('[hidden]');
+    if (shown) n += 1;
+    heading.querySelector('.step-number').textContent = shown ? t('step_number', { n: number(n) }) : '';
+  }
 }
 
 function drawChoosing() {
@@ -183,16 +235,46 @@ function drawChoosing() {
   const note = byId('resume-note');
   show(note, choosing && resumable > 0 && state.items.length === 0);
   note.textContent = t('resume_note', { files: plural('files', resumable) });
+  numberSteps();
 }
 
 // ---- sending --------------------------------------------------------------
+
+// The questions as typed so far, kept in this tab's sessionStorage (never
+// localStorage) so a reload does not lose them; removed once they arrived.
+const DRAFT_KEY = 'casegate.questions-draft';
+
+function keepDraft() {
+  try {
+    const text = byId('questions').value;
+    if (text) sessionStorage.setItem(DRAFT_KEY, text);
+    else sessionStorage.removeItem(DRAFT_KEY);
+  } catch {
+    // Storage disabled: the text stays on the page only.
+  }
+}
+
+function restoreDraft() {
+  try {
+    const text = sessionStorage.getItem(DRAFT_KEY);
+    if (text && !byId('questions').value) byId('questions').value = text;
+  } catch {
+    // Storage disabled.
+  }
+}
+
+/** Clears the box and the kept draft once the questions arrived. */
+function questionsArrived() {
+  byId('questions').value = '';
+  keepDraft();
+}
 
 function questionsFile() {
   const text = byId('questions').value.trim();
   if (!text) return null;
   const name = t('questions_filename');
   const file = new File([`${text}\n`], name, { type: 'text/plain;charset=utf-8' });
-  return { file, path: name, size: file.size, dicom: null, category: 'patient_questions' };
+  return { file, path: name, size: file.size, dicom: null, category: 'patient_questions', questions: true };
 }
 
 async function startSending() {
@@ -203,8 +285,11 @@ async function startSending() {
   await hashCandidates(questions ? [...state.items, questions] : state.items);
   state.reading -= 1;
   byId('send').disabled = false;
+  show(byId('reading'), state.reading > 0);
   const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
-  if (questions && !alreadyArrived(questions)) jobs.push(questions);
+  // The questions go first: a stalled upload of big images never holds them back.
+  if (questions && !alreadyArrived(questions)) jobs.unshift(questions);
+  else if (questions) questionsArrived();
   for (const job of jobs) Object.assign(job, { state: 'waiting', sent: 0, error: null });
   if (jobs.length === 0 && state.items.length === 0) {
     notice('send_nothing');
@@ -219,6 +304,7 @@ async function startSending() {
   drawChoosing();
   show(byId('progress'), true);
   drawProgress();
+  byId('progress-title').focus();
   const ticker = setInterval(drawProgress, 1000);
   await send({ token: state.token, caseKey: state.caseKey, jobs, onChange: scheduleProgress });
   clearInterval(ticker);
@@ -234,6 +320,20 @@ function scheduleProgress() {
     progressQueued = false;
     drawProgress();
   });
+}
+
+// What a screen reader hears of the progress: the total at most every
+// ANNOUNCE_MS, and at once when something changes that matters (a file
+// stuck or failing, everything sent), not the redraw of every second.
+const ANNOUNCE_MS = 10000;
+const announced = { at: 0, key: null };
+
+function announce(text, key) {
+  const now = performance.now();
+  if (key === announced.key && now - announced.at < ANNOUNCE_MS) return;
+  announced.at = now;
+  announced.key = key;
+  byId('total-announce').textContent = text;
 }
 
 /** Bytes per second, smoothed, from samples at least a second apart. */
@@ -264,8 +364,11 @@ function drawProgress() {
   if (state.phase === 'sending' && sent < total) {
     left = state.rate > 0 && elapsed > 3 ? t('time_left', { time: duration((total - sent) / state.rate) }) : t('time_left_unknown');
   }
-  byId('total-text').textContent = [t('total_text', { sent: size(sent), size: size(total), percent: percent(fraction) }), left]
+  const totalText = [t('total_text', { sent: size(sent), size: size(total), percent: percent(fraction) }), left]
     .filter(Boolean).join(' · ');
+  byId('total-text').textContent = totalText;
+  const troubled = jobs.filter((j) => j.state === 'retrying' || j.state === 'failed').length;
+  announce(totalText, `${state.phase}:${troubled}:${jobs.filter((j) => j.state === 'done').length === jobs.length}`);
 
   // The files in flight or in trouble; a long CD list would bury them.
   const shown = jobs.filter((j) => j.state === 'sending' || j.state === 'retrying' || j.state === 'failed');
@@ -293,10 +396,15 @@ async function finish() {
   const stopper = failed.find((j) => j.error === 'expired_during' || j.error === 'link_unknown');
   const answer = await readCase(state.token);
   if (answer.manifest) state.manifest = answer.manifest;
+  // Everything arrived: nothing of this case is left in the browser's storage.
+  if (failed.length === 0) forgetCase(state.caseKey);
+  if (state.jobs.some((j) => j.questions && j.state === 'done')) questionsArrived();
   state.phase = 'done';
   if (stopper) notice(`error_${stopper.error}`);
   else if (failed.length > 0) notice('receipt_some_failed', { files: plural('files', failed.length) });
   drawReceipt();
+  // The progress heading that had the focus is hidden now.
+  byId('receipt-title').focus();
 }
 
 function drawReceipt() {
@@ -361,7 +469,7 @@ function wirePicking() {
   drop.addEventListener('drop', (event) => {
     event.preventDefault();
     drop.classList.remove('over');
-    fromDrop(event.dataTransfer).then(add);
+    addDropped(event.dataTransfer);
   });
   // A file dropped beside the zone must not make the browser navigate away.
   window.addEventListener('dragover', (event) => event.preventDefault());
@@ -369,24 +477,29 @@ function wirePicking() {
   byId('clear').addEventListener('click', () => {
     state.items = [];
     state.skipped = [];
+    state.viewer = [];
     state.unreadable = [];
     notice(null);
     drawChoosing();
+    // The button pressed is gone with the summary: on to choosing again.
+    byId('choose-files').focus();
   });
   byId('send').addEventListener('click', () => startSending());
+  byId('questions').addEventListener('input', keepDraft);
   byId('print').addEventListener('click', () => window.print());
   byId('more').addEventListener('click', () => {
     // After a failure the same files stay chosen: what arrived is left out
     // of the next Send, the rest is tried again.
     if (state.jobs.every((j) => j.state === 'done')) state.items = [];
     state.skipped = [];
+    state.viewer = [];
     state.jobs = [];
     state.phase = 'choosing';
-    byId('questions').value = '';
     notice(null);
     show(byId('receipt'), false);
     show(byId('progress'), false);
     drawChoosing();
+    byId('choose-files').focus();
   });
 }
 
@@ -394,14 +507,14 @@ async function checkLink() {
   state.token = takeToken();
   if (!state.token) return 'error_no_link';
   state.caseKey = await caseKeyOf(state.token);
-  const answer = await readCase(state.token);
+  const answer = await readCaseRetrying(state.token, (kind) => {
+    notice(kind === 'unreachable' ? 'error_unreachable' : 'error_busy');
+  });
+  notice(null);
   state.manifest = answer.manifest ?? null;
   const errors = {
     unknown: 'error_link_unknown',
     expired: 'error_link_expired',
-    busy: 'error_busy',
-    unreachable: 'error_unreachable',
-    service: 'error_service',
   };
   return errors[answer.kind] ?? null;
 }
@@ -410,6 +523,7 @@ async function main() {
   setLanguage(initialLanguage(), false);
   wireLanguageSwitch();
   wirePicking();
+  forgetOldEntries();
   const problem = await checkLink();
   show(byId('loading'), false);
   if (problem) {
@@ -418,6 +532,7 @@ async function main() {
     return;
   }
   state.phase = 'choosing';
+  restoreDraft();
   drawChoosing();
 }
 

@@ -1,20 +1,39 @@
 // What the patient chose, looked at before anything is sent: folders are
-// walked, system files left out, DICOM recognised by its preamble (`DICM`
+// walked, system files and the CD's viewer program left out
+// (web/skip-rules.json), DICOM recognised by its preamble (`DICM`
 // at byte 128) and grouped by study and series from a few header fields,
 // every other file given a suggested category from its name. Only the first
 // 64 KiB of each file is read here, never a whole file.
 import dicomParser from 'dicom-parser';
 import rules from '../category-rules.json';
+import skipRules from '../skip-rules.json';
 
 const HEADER_BYTES = 64 * 1024;
 const READERS = 8;
-const JUNK_NAMES = new Set(['dicomdir', '.ds_store', 'thumbs.db', 'desktop.ini']);
+const SYSTEM_FILES = new Set(skipRules.system_files);
+const SYSTEM_FOLDERS = new Set(skipRules.system_folders);
+const PROGRAM_EXTENSIONS = new Set(skipRules.program_extensions);
+const PROGRAM_NAMES = new Set(skipRules.program_names);
+const PROGRAM_FOLDERS = new Set(skipRules.program_folders);
 
-/** Whether a file is an operating system's or the CD's index rather than a record. */
-export function isJunk(path) {
+/**
+ * Why a file is left out without reading it (web/skip-rules.json):
+ * `system` (an operating system's litter or the CD's index), `program`
+ * (the CD's viewer program), `program_folder` (inside the viewer's folder:
+ * left out unless it is DICOM), or null.
+ */
+export function skipReason(path) {
   const parts = path.toLowerCase().split('/');
   const name = parts[parts.length - 1];
-  return JUNK_NAMES.has(name) || name.startsWith('._') || parts.includes('__macosx');
+  const folders = parts.slice(0, -1);
+  if (SYSTEM_FILES.has(name) || name.startsWith('._')) return 'system';
+  if (folders.some((f) => SYSTEM_FOLDERS.has(f) || f.startsWith('.'))) return 'system';
+  const dot = name.lastIndexOf('.');
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  const extension = dot > 0 ? name.slice(dot + 1) : '';
+  if (PROGRAM_EXTENSIONS.has(extension) || PROGRAM_NAMES.has(stem)) return 'program';
+  if (folders.some((f) => PROGRAM_FOLDERS.has(f) || f.endsWith('.app'))) return 'program_folder';
+  return null;
 }
 
 /** The suggested category for a non-DICOM file (web/category-rules.json). */
@@ -45,20 +64,22 @@ function readAll(reader) {
   });
 }
 
-async function walk(entry, out) {
+async function walk(entry, out, onFound) {
   if (entry.isFile) {
     const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
     out.push({ file, path: entry.fullPath.replace(/^\//, '') });
+    onFound(out.length);
   } else if (entry.isDirectory) {
-    for (const child of await readAll(entry.createReader())) await walk(child, out);
+    for (const child of await readAll(entry.createReader())) await walk(child, out, onFound);
   }
 }
 
 /**
- * Files from a drop, folders walked. The entries must be taken while the
- * drop event runs, so this reads them first and walks afterwards.
+ * Files from a drop, folders walked, calling `onFound(n)` as files are
+ * found. The entries must be taken while the drop event runs, so this reads
+ * them first (synchronously) and walks afterwards.
  */
-export async function fromDrop(dataTransfer) {
+export async function fromDrop(dataTransfer, onFound = () => {}) {
   const entries = Array.from(dataTransfer.items || [])
     .filter((item) => item.kind === 'file')
     .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
@@ -67,7 +88,7 @@ export async function fromDrop(dataTransfer) {
   const failed = [];
   for (const entry of entries) {
     try {
-      await walk(entry, out);
+      await walk(entry, out, onFound);
     } catch {
       failed.push(entry.fullPath.replace(/^\//, ''));
     }
@@ -105,19 +126,21 @@ export async function readDicom(file) {
 }
 
 /**
- * Looks at every chosen file: returns `{ items, skipped, unreadable }`
- * where each item is `{ file, path, size, dicom, category }`.
+ * Looks at every chosen file: returns `{ items, skipped, viewer, unreadable }`
+ * where each item is `{ file, path, size, dicom, category }`, `skipped` the
+ * system files left out and `viewer` the CD viewer program's files.
  */
 export async function inspect(chosen, onProgress) {
   const items = [];
   const skipped = [];
+  const viewer = [];
   const unreadable = [...(chosen.failed || [])];
   const todo = chosen.filter((c) => {
-    if (isJunk(c.path)) {
-      skipped.push(c.path);
-      return false;
-    }
-    return true;
+    const why = skipReason(c.path);
+    if (why === 'system') skipped.push(c.path);
+    else if (why === 'program') viewer.push(c.path);
+    else return true;
+    return false;
   });
   let done = 0;
   let index = 0;
@@ -127,13 +150,16 @@ export async function inspect(chosen, onProgress) {
       index += 1;
       try {
         const dicom = await readDicom(file);
-        items.push({
-          file,
-          path,
-          size: file.size,
-          dicom,
-          category: dicom ? 'imaging_dicom' : suggestCategory(path),
-        });
+        if (!dicom && skipReason(path) === 'program_folder') viewer.push(path);
+        else {
+          items.push({
+            file,
+            path,
+            size: file.size,
+            dicom,
+            category: dicom ? 'imaging_dicom' : suggestCategory(path),
+          });
+        }
       } catch {
         unreadable.push(path);
       }
@@ -143,7 +169,7 @@ export async function inspect(chosen, onProgress) {
   };
   await Promise.all(Array.from({ length: READERS }, worker));
   items.sort((a, b) => a.path.localeCompare(b.path));
-  return { items, skipped, unreadable };
+  return { items, skipped, viewer, unreadable };
 }
 
 /** DICOM items grouped: `[{ study, date, modalities, series: Map, images, bytes }]`. */

@@ -1,11 +1,11 @@
 // Sends the chosen files over tus (tus-js-client): a few files at a time,
 // each in PATCHes of up to 64 MiB;
 // retried with growing pauses on network errors and server trouble; and
-// resumable after the tab is closed: the client keeps each upload's URL in
-// localStorage under a fingerprint of the case (a hash of the token, never
-// the token), the file's path, size and modification time. A file that has
+// resumable after the tab is closed: each upload's address is kept in
+// localStorage by resume.js (no file name, no token). A file that has
 // arrived is removed from that storage.
 import * as tus from 'tus-js-client';
+import { fingerprint, resumeStorage } from './resume.js';
 
 const PARALLEL = 3;
 /**
@@ -15,6 +15,13 @@ const PARALLEL = 3;
  * bench/upload-page (docs/benchmarks.md).
  */
 const CHUNK_BYTES = 64 * 1024 * 1024;
+/**
+ * Files up to this size go in the request that creates their upload (tus
+ * creation-with-upload): one request instead of two for each image of a
+ * CD. Larger files are created empty first, so their address is kept for
+ * resuming before the first big PATCH starts.
+ */
+const SEND_WITH_CREATION_BYTES = 8 * 1024 * 1024;
 const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
 /** After the client has used up its retries on a network error, the page starts again after this pause. */
 const UNREACHABLE_PAUSE_MS = 30000;
@@ -46,24 +53,6 @@ function shouldRetry(error) {
   return RETRY_STATUSES.has(status) || status >= 500;
 }
 
-/** The fingerprint a file's resumable upload is stored under. */
-function fingerprintOf(caseKey, job) {
-  return ['casegate', caseKey, job.path, job.size, job.file.lastModified].join('::');
-}
-
-/** The number of this case's uploads this browser can resume. */
-export function resumableCount(caseKey) {
-  let n = 0;
-  try {
-    for (let i = 0; i < localStorage.length; i += 1) {
-      if ((localStorage.key(i) || '').startsWith(`tus::casegate::${caseKey}::`)) n += 1;
-    }
-  } catch {
-    // Storage disabled: nothing to resume from here.
-  }
-  return n;
-}
-
 /**
  * Runs the uploads of `jobs` (`{ file, path, size, category, state: 'waiting', sent: 0 }`), calling
  * `onChange()` whenever a job's `state`, `sent` or `error` changes; resolves
@@ -72,6 +61,7 @@ export function resumableCount(caseKey) {
 export function send({ token, caseKey, jobs, onChange }) {
   const endpoint = new URL('/tus/', location.href).href;
   let stopped = false;
+  const storage = resumeStorage(caseKey);
 
   return new Promise((resolve) => {
     let next = 0;
@@ -99,10 +89,12 @@ export function send({ token, caseKey, jobs, onChange }) {
         headers: { Authorization: `Bearer ${token}` },
         metadata: { filename: job.path, category: job.category, filetype: job.file.type || 'application/octet-stream' },
         chunkSize: CHUNK_BYTES,
+        uploadDataDuringCreation: job.size <= SEND_WITH_CREATION_BYTES,
         retryDelays: RETRY_DELAYS,
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
-        fingerprint: async () => fingerprintOf(caseKey, job),
+        fingerprint: () => fingerprint(caseKey, job),
+        urlStorage: storage,
         onShouldRetry: (error) => {
           const retry = shouldRetry(error);
           if (retry) {
