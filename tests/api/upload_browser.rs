@@ -559,7 +559,8 @@ async fn every_language_is_drawn_in_its_own_script() {
 /// A CD folder and two PDFs dragged onto the page instead of chosen: the
 /// page walks the dropped folder (counting the files it finds), leaves out
 /// the CD's index, system files and viewer program (but not a scan image in
-/// the viewer's folder), and sends the rest. The folder
+/// the viewer's folder, a report named setup.pdf, nor a Software folder
+/// with no program in it), and sends the rest. The folder
 /// drop carries a scripted FileSystemEntry tree (a real one cannot be made
 /// from a script); the PDFs a real DataTransfer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,6 +586,19 @@ async fn a_patient_drops_a_cd_folder_and_documents() {
     records
         .files
         .push((sample_path.to_owned(), sample, "imaging_dicom"));
+    // Records whose names look like a program's but are not: a folder
+    // called Software holding no program, and a report called setup.pdf.
+    for (path, category, seed) in [
+        ("HOSPITAL_CD/Software/Discharge summary.pdf", "discharge_summary", 7),
+        ("HOSPITAL_CD/setup.pdf", "other", 8),
+    ] {
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        pdf.extend(pattern(20_000, seed));
+        let full = records.root.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, &pdf).unwrap();
+        records.files.push((path.to_owned(), pdf, category));
+    }
     let mut env = upload_env(
         link(&app, &patient),
         &patient,
@@ -595,7 +609,7 @@ async fn a_patient_drops_a_cd_folder_and_documents() {
     );
     env.retain(|(k, _)| !matches!(*k, "CASEGATE_OUT" | "CASEGATE_EXPECT"));
     let expect = json!({
-        "summary": ["1 study", "2 series", "6 images", "2 documents"],
+        "summary": ["1 study", "2 series", "6 images", "4 documents"],
         "reading_folder": "Reading the folder…",
         "viewer": "Left out: 5 files of the image viewer program",
     });

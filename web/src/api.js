@@ -13,7 +13,9 @@ function retryAfter(response) {
   const value = (response.headers.get('Retry-After') || '').trim();
   if (!value) return null;
   const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(ms) ? Math.min(LONGEST_WAIT_MS, Math.max(0, ms)) : null;
+  // Never sooner than a second: `0` or a past date must not make the page
+  // ask again without a pause.
+  return Number.isFinite(ms) ? Math.min(LONGEST_WAIT_MS, Math.max(1000, ms)) : null;
 }
 
 /**
@@ -39,20 +41,24 @@ export async function readCase(token) {
     return { kind: problem.code === 'upload_expired' ? 'expired' : 'unknown' };
   }
   if (response.status === 429) return { kind: 'busy', retryAfterMs: retryAfter(response) };
-  if (!response.ok) return { kind: 'service', retryAfterMs: retryAfter(response) };
+  if (response.status >= 500) return { kind: 'service', retryAfterMs: retryAfter(response) };
+  // Any other refusal (a proxy's 400, 404, 410…): asking again would not help.
+  if (!response.ok) return { kind: 'unknown' };
   const manifest = await response.json().catch(() => null);
   if (!manifest || !Array.isArray(manifest.files)) return { kind: 'service' };
   return { kind: manifest.upload_open === false ? 'expired' : 'ok', manifest };
 }
 
-const wait = (ms) => new Promise((resolve) => {
+// Coming back online cuts the wait short only when the network was the
+// problem, never a pause the server asked for.
+const wait = (ms, untilOnline) => new Promise((resolve) => {
   const done = () => {
     clearTimeout(timer);
     window.removeEventListener('online', done);
     resolve();
   };
   const timer = setTimeout(done, ms);
-  window.addEventListener('online', done);
+  if (untilOnline) window.addEventListener('online', done);
 });
 
 /**
@@ -66,7 +72,10 @@ export async function readCaseRetrying(token, onWaiting) {
     const answer = await readCase(token);
     if (answer.kind !== 'unreachable' && answer.kind !== 'busy' && answer.kind !== 'service') return answer;
     onWaiting(answer.kind);
-    await wait(answer.retryAfterMs ?? RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]);
+    await wait(
+      answer.retryAfterMs ?? RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)],
+      answer.kind === 'unreachable',
+    );
   }
 }
 

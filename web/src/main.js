@@ -4,7 +4,7 @@
 // draws it, in the patient's language.
 import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, number, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
-import { readCase, readCaseRetrying, arrived } from './api.js';
+import { readCaseRetrying, arrived } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send } from './sender.js';
 import { resumableCount, forgetCase, forgetOldEntries } from './resume.js';
@@ -31,7 +31,7 @@ const state = {
   /** Files of the CD's viewer program, left out. */
   viewer: [],
   unreadable: [],
-  phase: 'checking', // checking | choosing | sending | done | closed
+  phase: 'checking', // checking | choosing | preparing (Send checks what arrived) | sending | done | closed
   jobs: [],
   startedAt: 0,
   rate: null,
@@ -225,7 +225,7 @@ function numberSteps() {
 }
 
 function drawChoosing() {
-  const choosing = state.phase === 'choosing';
+  const choosing = state.phase === 'choosing' || state.phase === 'preparing';
   show(byId('pick'), choosing);
   show(byId('summary'), choosing && state.items.length > 0);
   show(byId('questions-box'), choosing);
@@ -242,13 +242,16 @@ function drawChoosing() {
 
 // The questions as typed so far, kept in this tab's sessionStorage (never
 // localStorage) so a reload does not lose them; removed once they arrived.
-const DRAFT_KEY = 'casegate.questions-draft';
+// Filed under the case, so a draft typed for one link never appears (and
+// is never sent) under another link opened in the same tab.
+const draftKey = () => `casegate.questions-draft.${state.caseKey}`;
 
 function keepDraft() {
+  if (!state.caseKey) return;
   try {
     const text = byId('questions').value;
-    if (text) sessionStorage.setItem(DRAFT_KEY, text);
-    else sessionStorage.removeItem(DRAFT_KEY);
+    if (text) sessionStorage.setItem(draftKey(), text);
+    else sessionStorage.removeItem(draftKey());
   } catch {
     // Storage disabled: the text stays on the page only.
   }
@@ -256,7 +259,7 @@ function keepDraft() {
 
 function restoreDraft() {
   try {
-    const text = sessionStorage.getItem(DRAFT_KEY);
+    const text = sessionStorage.getItem(draftKey());
     if (text && !byId('questions').value) byId('questions').value = text;
   } catch {
     // Storage disabled.
@@ -279,12 +282,18 @@ function questionsFile() {
 
 async function startSending() {
   if (state.reading > 0 || state.phase !== 'choosing') return;
+  // While Send checks what already arrived, nothing can be added or typed:
+  // it would be left out of this send, and the questions box cleared.
+  state.phase = 'preparing';
+  byId('questions').readOnly = true;
   const questions = questionsFile();
   state.reading += 1;
   byId('send').disabled = true;
   await hashCandidates(questions ? [...state.items, questions] : state.items);
   state.reading -= 1;
   byId('send').disabled = false;
+  byId('questions').readOnly = false;
+  state.phase = 'choosing';
   show(byId('reading'), state.reading > 0);
   const jobs = state.items.filter((i) => !alreadyArrived(i)).map((i) => ({ ...i }));
   // The questions go first: a stalled upload of big images never holds them back.
@@ -394,10 +403,17 @@ function drawProgress() {
 async function finish() {
   const failed = state.jobs.filter((j) => j.state !== 'done');
   const stopper = failed.find((j) => j.error === 'expired_during' || j.error === 'link_unknown');
-  const answer = await readCase(state.token);
+  // The receipt, and what the next Send leaves out, come from the manifest
+  // as it is now: never from the one read when the page opened.
+  const answer = await readCaseRetrying(state.token, (kind) => {
+    notice(kind === 'unreachable' ? 'error_unreachable' : 'error_busy');
+  });
+  notice(null);
   if (answer.manifest) state.manifest = answer.manifest;
-  // Everything arrived: nothing of this case is left in the browser's storage.
-  if (failed.length === 0) forgetCase(state.caseKey);
+  // Nothing of this case is left unfinished (this send's files, or an
+  // earlier send's still on the server): nothing is kept in the browser.
+  const unfinished = (state.manifest?.files ?? []).some((f) => f.state === 'uploading');
+  if (failed.length === 0 && !unfinished) forgetCase(state.caseKey);
   if (state.jobs.some((j) => j.questions && j.state === 'done')) questionsArrived();
   state.phase = 'done';
   if (stopper) notice(`error_${stopper.error}`);

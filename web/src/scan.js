@@ -16,23 +16,55 @@ const PROGRAM_EXTENSIONS = new Set(skipRules.program_extensions);
 const PROGRAM_NAMES = new Set(skipRules.program_names);
 const PROGRAM_FOLDERS = new Set(skipRules.program_folders);
 
-/**
- * Why a file is left out without reading it (web/skip-rules.json):
- * `system` (an operating system's litter or the CD's index), `program`
- * (the CD's viewer program), `program_folder` (inside the viewer's folder:
- * left out unless it is DICOM), or null.
- */
-export function skipReason(path) {
-  const parts = path.toLowerCase().split('/');
-  const name = parts[parts.length - 1];
-  const folders = parts.slice(0, -1);
-  if (SYSTEM_FILES.has(name) || name.startsWith('._')) return 'system';
-  if (folders.some((f) => SYSTEM_FOLDERS.has(f) || f.startsWith('.'))) return 'system';
+const parts = (path) => path.toLowerCase().split('/');
+const isProgramFolder = (name) => PROGRAM_FOLDERS.has(name);
+/** A macOS application bundle: a program whatever it holds. */
+const isBundle = (name) => name.endsWith('.app');
+
+/** Whether a file is part of a program: by its extension, or `setup.ini` and the like. */
+function isProgram(name) {
   const dot = name.lastIndexOf('.');
   const stem = dot > 0 ? name.slice(0, dot) : name;
   const extension = dot > 0 ? name.slice(dot + 1) : '';
-  if (PROGRAM_EXTENSIONS.has(extension) || PROGRAM_NAMES.has(stem)) return 'program';
-  if (folders.some((f) => PROGRAM_FOLDERS.has(f) || f.endsWith('.app'))) return 'program_folder';
+  return PROGRAM_EXTENSIONS.has(extension) || (PROGRAM_NAMES.has(stem) && extension === 'ini');
+}
+
+/**
+ * The folders of the chosen files that hold the CD's viewer program: a
+ * folder named like one (`Viewer`, `Program`, …) that really holds a
+ * program file somewhere below it (a `*.app` bundle always is one). A `Software` folder of PDF reports
+ * holds none, and nothing in it is left out.
+ */
+export function viewerFolders(paths) {
+  const found = new Set();
+  for (const path of paths) {
+    const p = parts(path);
+    if (!isProgram(p[p.length - 1])) continue;
+    for (let i = 0; i < p.length - 1; i += 1) {
+      if (isProgramFolder(p[i])) found.add(p.slice(0, i + 1).join('/'));
+    }
+  }
+  return found;
+}
+
+/**
+ * Why a file is left out without reading it (web/skip-rules.json):
+ * `system` (an operating system's litter or the CD's index), `program`
+ * (a program file of the CD's viewer: `.exe`, `.dll`, `setup.ini`, …),
+ * `program_folder` (inside a folder of `viewers`, see viewerFolders: left
+ * out unless it is DICOM), or null. A report is never left out for its
+ * name alone: `setup.pdf` is sent.
+ */
+export function skipReason(path, viewers = new Set()) {
+  const p = parts(path);
+  const name = p[p.length - 1];
+  const folders = p.slice(0, -1);
+  if (SYSTEM_FILES.has(name) || name.startsWith('._')) return 'system';
+  if (folders.some((f) => SYSTEM_FOLDERS.has(f) || f.startsWith('.'))) return 'system';
+  if (isProgram(name)) return 'program';
+  for (let i = 0; i < folders.length; i += 1) {
+    if (isBundle(folders[i]) || viewers.has(p.slice(0, i + 1).join('/'))) return 'program_folder';
+  }
   return null;
 }
 
@@ -135,8 +167,9 @@ export async function inspect(chosen, onProgress) {
   const skipped = [];
   const viewer = [];
   const unreadable = [...(chosen.failed || [])];
+  const viewers = viewerFolders(chosen.map((c) => c.path));
   const todo = chosen.filter((c) => {
-    const why = skipReason(c.path);
+    const why = skipReason(c.path, viewers);
     if (why === 'system') skipped.push(c.path);
     else if (why === 'program') viewer.push(c.path);
     else return true;
@@ -150,7 +183,7 @@ export async function inspect(chosen, onProgress) {
       index += 1;
       try {
         const dicom = await readDicom(file);
-        if (!dicom && skipReason(path) === 'program_folder') viewer.push(path);
+        if (!dicom && skipReason(path, viewers) === 'program_folder') viewer.push(path);
         else {
           items.push({
             file,
