@@ -589,7 +589,11 @@ async fn a_patient_drops_a_cd_folder_and_documents() {
     // Records whose names look like a program's but are not: a folder
     // called Software holding no program, and a report called setup.pdf.
     for (path, category, seed) in [
-        ("HOSPITAL_CD/Software/Discharge summary.pdf", "discharge_summary", 7),
+        (
+            "HOSPITAL_CD/Software/Discharge summary.pdf",
+            "discharge_summary",
+            7,
+        ),
         ("HOSPITAL_CD/setup.pdf", "other", 8),
     ] {
         let mut pdf = b"%PDF-1.4\n".to_vec();

@@ -19,6 +19,7 @@ mod problem;
 mod progress;
 mod receipt;
 mod send;
+mod skip;
 mod sniff;
 mod stall;
 mod state;
@@ -284,6 +285,12 @@ async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Fou
         let walked = walk::walk(&roots, Some(&exclude))?;
         for s in &walked.skipped {
             eprintln!("skipped {}: {}", s.shown, s.why);
+        }
+        if walked.viewer > 0 {
+            eprintln!(
+                "skipped {} files of the CD's image viewer program (not medical records)",
+                walked.viewer
+            );
         }
         let mut found = Vec::with_capacity(walked.files.len());
         let total = walked.files.len();

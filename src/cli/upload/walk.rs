@@ -2,13 +2,15 @@
 //! CD's `DICOMDIR` plus `DICOM/…` folders of extension-less files), minus
 //! what is not a record — the CD's DICOMDIR index, operating-system litter
 //! (`.DS_Store`, `Thumbs.db`, `desktop.ini`, `._*`, hidden and recycle-bin
-//! folders), empty files and the tool's own state folder. Symbolic links
+//! folders) and the CD's image viewer program (`skip`, the rules the upload
+//! page shares), empty files and the tool's own state folder. Symbolic links
 //! are followed, each file and folder at most once (no loops).
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::skip;
 use crate::text::neutralise;
 use crate::upload::metadata::stored_filename;
 
@@ -39,20 +41,10 @@ pub struct Skipped {
 pub struct Walked {
     pub files: Vec<LocalFile>,
     pub skipped: Vec<Skipped>,
+    /// Files of the CD's image viewer program left out (counted, not
+    /// listed: a viewer has hundreds).
+    pub viewer: usize,
 }
-
-/// Folder names never descended into (besides hidden ones).
-const JUNK_DIRS: [&str; 3] = ["$recycle.bin", "system volume information", "__macosx"];
-/// File names never sent (compared lower-cased); `Icon\r` holds a macOS
-/// folder's custom icon.
-const JUNK_FILES: [&str; 6] = [
-    "dicomdir",
-    ".ds_store",
-    "thumbs.db",
-    "desktop.ini",
-    "autorun.inf",
-    "icon\r",
-];
 
 /// A path the patient named that cannot be used (mistyped, unreadable).
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +62,7 @@ pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, WalkErr
         ticker: super::ticker::Ticker::new("reading the files"),
         seen: HashSet::new(),
         exclude: exclude.and_then(|p| p.canonicalize().ok()),
+        programs: Vec::new(),
     };
     for root in roots {
         let named = |source| WalkError {
@@ -84,8 +77,22 @@ pub fn walk(roots: &[PathBuf], exclude: Option<&Path>) -> Result<Walked, WalkErr
             .unwrap_or_else(|| "/".to_owned());
         walker.visit(&base, shown, &meta);
     }
-    walker.out.files.sort_by(|a, b| a.shown.cmp(&b.shown));
-    Ok(walker.out)
+    let mut out = walker.out;
+    leave_out_viewer(&mut out, &walker.programs);
+    out.files.sort_by(|a, b| a.shown.cmp(&b.shown));
+    Ok(out)
+}
+
+/// Leaves out what lies in a folder of the CD's viewer program, unless it
+/// is DICOM (a sample image the viewer opens first is still a record).
+fn leave_out_viewer(out: &mut Walked, programs: &[String]) {
+    let viewers = skip::viewer_folders(programs.iter().map(String::as_str));
+    let before = out.files.len();
+    out.files.retain(|f| {
+        !skip::in_viewer_folder(&f.shown, &viewers)
+            || super::sniff::sniff(&f.path).is_ok_and(|s| s.is_dicom())
+    });
+    out.viewer = programs.len() + before - out.files.len();
 }
 
 pub fn plain_io(e: &std::io::Error) -> String {
@@ -101,6 +108,9 @@ struct Walker {
     ticker: super::ticker::Ticker,
     seen: HashSet<(u64, u64)>,
     exclude: Option<PathBuf>,
+    /// Program files found (shown paths): left out, and they mark their
+    /// folders as the viewer's.
+    programs: Vec<String>,
 }
 
 impl Walker {
@@ -146,12 +156,15 @@ impl Walker {
                     continue;
                 }
             };
-            let lower = name.to_lowercase();
-            if meta.is_dir() && (name.starts_with('.') || JUNK_DIRS.contains(&lower.as_str())) {
+            if meta.is_dir() && skip::system_folder(&name) {
                 continue; // .Trashes, .Spotlight-V100, $RECYCLE.BIN, …
             }
-            if meta.is_file() && (JUNK_FILES.contains(&lower.as_str()) || name.starts_with("._")) {
+            if meta.is_file() && skip::system_file(&name) {
                 self.skip(child_shown, "system file, not a record");
+                continue;
+            }
+            if meta.is_file() && skip::program_file(&name) {
+                self.programs.push(child_shown);
                 continue;
             }
             let real = child.canonicalize().unwrap_or(child);
@@ -229,5 +242,41 @@ mod tests {
             "{skipped:?}"
         );
         assert!(walk(&[dir.path().join("missing")], None).is_err());
+    }
+
+    #[test]
+    fn the_viewer_program_is_left_out_but_never_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cd = dir.path().join("CD");
+        for (path, bytes) in [
+            ("setup.exe", b"MZ".to_vec()),
+            ("Viewer/viewer.exe", b"MZ".to_vec()),
+            ("Viewer/help/index.html", b"<html>".to_vec()),
+            (
+                "Viewer/Samples/IM0",
+                crate::upload::dicom::testdata::ct_file("1.2.3", "1.2.3.4", "Doe^Jane", 100),
+            ),
+            ("Viewer.app/Contents/Info.plist", b"<plist>".to_vec()),
+            ("Software/discharge summary.pdf", b"%PDF".to_vec()),
+            ("setup.pdf", b"%PDF".to_vec()),
+        ] {
+            let full = cd.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, bytes).unwrap();
+        }
+        let walked = walk(&[cd], None).unwrap();
+        let shown: Vec<_> = walked.files.iter().map(|f| f.shown.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "CD/Software/discharge summary.pdf",
+                "CD/Viewer/Samples/IM0",
+                "CD/setup.pdf"
+            ]
+        );
+        assert_eq!(
+            walked.viewer, 4,
+            "setup.exe, viewer.exe, index.html, Info.plist"
+        );
     }
 }
