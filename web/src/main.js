@@ -57,6 +57,23 @@ function drawNotice() {
 
 // ---- choosing -------------------------------------------------------------
 
+const readingSaid = { at: 0, kind: null };
+
+/**
+ * The visible line saying what the page is reading, redrawn per file; for
+ * screen readers the same text at most every ANNOUNCE_MS, and at once when
+ * what is being done changes (a CD's thousands of files must not queue
+ * thousands of announcements).
+ */
+function setReading(text, kind) {
+  byId('reading').textContent = text;
+  const now = performance.now();
+  if (kind === readingSaid.kind && now - readingSaid.at < ANNOUNCE_MS) return;
+  readingSaid.at = now;
+  readingSaid.kind = kind;
+  byId('reading-announce').textContent = text;
+}
+
 /** Adds chosen files (not yet inspected) to the list, replacing same paths. */
 async function add(chosen) {
   if (state.phase !== 'choosing' || chosen.length === 0) return;
@@ -66,7 +83,7 @@ async function add(chosen) {
   sendButton.disabled = true;
   show(reading, true);
   const found = await inspect(chosen, (done, total) => {
-    reading.textContent = t('reading', { done, total });
+    setReading(t('reading', { done, total }), 'inspect');
   });
   await hashCandidates(found.items);
   state.reading -= 1;
@@ -91,7 +108,7 @@ async function addDropped(dataTransfer) {
   if (state.phase !== 'choosing') return;
   const reading = byId('reading');
   const found = (n) => {
-    reading.textContent = t('reading_folder', { files: plural('files', n) });
+    setReading(t('reading_folder', { files: plural('files', n) }), 'walk');
   };
   // Taken now: the drop's entries are gone once the event is over.
   const walking = fromDrop(dataTransfer, found);
@@ -123,7 +140,7 @@ async function hashCandidates(items) {
   const total = todo.reduce((n, i) => n + i.size, 0);
   let done = 0;
   const report = () => {
-    reading.textContent = t('checking_arrived', { done: size(done), total: size(total) });
+    setReading(t('checking_arrived', { done: size(done), total: size(total) }), 'hash');
   };
   show(reading, true);
   report();
@@ -545,6 +562,9 @@ async function main() {
   if (problem) {
     state.phase = 'closed';
     notice(problem);
+    // Nothing can continue under this link any more (a new link is a new
+    // key): what this browser kept for it goes.
+    if (state.caseKey && problem !== 'error_no_link') forgetCase(state.caseKey);
     return;
   }
   state.phase = 'choosing';
