@@ -169,8 +169,15 @@ pub fn entry_for<'a>(manifest: &'a Value, data: &[u8]) -> &'a Value {
 }
 
 /// Every regular file under `dir` (hidden ones included), relative path →
-/// size.
+/// size; `index.csv` at the top (fetch's own index) left out.
 pub fn files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut found = all_files_under(dir);
+    found.remove(Path::new("index.csv"));
+    found
+}
+
+/// Every regular file under `dir`, `index.csv` included.
+pub fn all_files_under(dir: &Path) -> BTreeMap<PathBuf, u64> {
     let mut found = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

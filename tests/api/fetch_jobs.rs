@@ -51,6 +51,22 @@ async fn every_file_lands_once_whatever_the_number_of_jobs() {
     }
     let downloads = centre.downloads(&app).await;
     assert!(downloads.values().all(|n| *n == 1), "{downloads:?}");
+    // index.csv lists every file in place, with its path, once.
+    let index = std::fs::read_to_string(out.join("index.csv")).unwrap();
+    let lines: Vec<&str> = index.lines().collect();
+    assert!(
+        lines[0].starts_with("path,file_id,filename,category,size,sha256"),
+        "{index}"
+    );
+    assert_eq!(lines.len(), FILES + 1, "{index}");
+    for (i, data) in data.iter().enumerate() {
+        let row = format!("clinic_note/note-{i}.txt,");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_else(|| panic!("{row} not in {index}"));
+        assert!(line.contains(&sha256_hex(data)), "{line}");
+    }
 
     // One job at a time finds them all in place and downloads nothing.
     let run = centre.fetch_with(&app, app.centre_addr.port(), &out, &["--jobs", "1"]);

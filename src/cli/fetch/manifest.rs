@@ -59,6 +59,9 @@ pub struct GrantedFile {
     pub size: u64,
     pub sealed_size: u64,
     pub sha256: String,
+    /// StudyInstanceUID, SeriesInstanceUID and Modality as the grant lists
+    /// them (empty when not DICOM), for the index.
+    pub dicom: [String; 3],
 }
 
 impl GrantedFile {
@@ -92,7 +95,10 @@ impl GrantedFile {
             .filter(|uid| !uid.is_empty())
             .map(str::to_owned)
             .collect();
+        let dicom = ["study_instance_uid", "series_instance_uid", "modality"]
+            .map(|key| entry["dicom"][key].as_str().unwrap_or("").to_owned());
         Ok(GrantedFile {
+            dicom,
             filename: entry["filename"].as_str().unwrap_or("unnamed").to_owned(),
             category: entry["category"].as_str().unwrap_or("other").to_owned(),
             file_id,

@@ -7,10 +7,12 @@
 //! `download`); unfinished work waits in a hidden folder (`partial`) so an
 //! interrupted fetch resumes, and files already in place are skipped. A
 //! file that fails is reported and the others go on; the exit status says
-//! whether all landed. Nothing is written outside `--out`.
+//! whether all landed; `index.csv` lists what is in place (`index`).
+//! Nothing is written outside `--out`.
 
 mod decrypt;
 mod download;
+mod index;
 mod manifest;
 mod names;
 mod one;
@@ -143,6 +145,10 @@ pub async fn run(args: FetchArgs) -> Result<(), CliError> {
     .await;
     session.bars.total.finish_and_clear();
     session.partials.tidy();
+    if let Err(e) = index::write(&args.out, (&files, &destinations)) {
+        eprintln!("casegate: {}: {e}", args.out.join(index::NAME).display());
+        tally.failed += 1;
+    }
     report(&args.out, (&files, &destinations), entries.len(), &tally);
     if tally.failed > 0 {
         return Err(CliError::Failed(format!(

@@ -69,6 +69,7 @@ mod tests {
             size: 0,
             sealed_size: 0,
             sha256: String::new(),
+            dicom: Default::default(),
         }
     }
 
