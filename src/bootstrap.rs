@@ -202,12 +202,13 @@ pub async fn create_operator_token(
     actor: &str,
 ) -> Result<SecretToken, DbError> {
     let mut tx = db.begin().await?;
-    let token = insert_operator_token(&mut tx, role, actor).await?;
+    let token = insert_operator_token(db, &mut tx, role, actor).await?;
     tx.commit().await?;
     Ok(token)
 }
 
 async fn insert_operator_token(
+    db: &Db,
     tx: &mut db::Tx<'_>,
     role: OperatorRole,
     actor: &str,
@@ -218,7 +219,7 @@ async fn insert_operator_token(
     db::tokens::insert(tx, &id, role, &token.hash(), now).await?;
     let entry = NewEntry::new("token.create", Outcome::Allow)
         .reason(format!("{} token {id}", role.as_str()));
-    db::audit::append(tx, &local_context(actor), now, &entry)
+    db::audit::append(db, tx, &local_context(actor), now, &entry)
         .await
         .map_err(|unavailable| unavailable.0)?;
     Ok(token)
@@ -235,9 +236,9 @@ pub async fn bootstrap_tokens(db: &Db) -> Result<Option<BootstrapTokens>, DbErro
         return Ok(None);
     }
     let coordinator =
-        insert_operator_token(&mut tx, OperatorRole::Coordinator, "system:bootstrap").await?;
+        insert_operator_token(db, &mut tx, OperatorRole::Coordinator, "system:bootstrap").await?;
     let compliance =
-        insert_operator_token(&mut tx, OperatorRole::Compliance, "system:bootstrap").await?;
+        insert_operator_token(db, &mut tx, OperatorRole::Compliance, "system:bootstrap").await?;
     Db::meta_set(&mut tx, BOOTSTRAPPED, &Timestamp::now_utc().to_string()).await?;
     tx.commit().await?;
     Ok(Some(BootstrapTokens {

@@ -317,9 +317,51 @@ impl CompactTree {
         CompactTree::default()
     }
 
+    /// The ids of the complete subtrees a tree of `size` leaves is made
+    /// of (its right edge), largest first: what [`CompactTree::from_edge`]
+    /// takes.
+    pub fn edge_ids(size: u64) -> Vec<NodeId> {
+        (0..u64::BITS)
+            .rev()
+            .filter(|level| size >> level & 1 == 1)
+            .map(|level| NodeId {
+                level,
+                index: (size >> level) - 1,
+            })
+            .collect()
+    }
+
+    /// The tree of `size` leaves from the hashes of its
+    /// [`edge_ids`](CompactTree::edge_ids), in that order; `None` if
+    /// their number does not fit the size.
+    pub fn from_edge(size: u64, hashes: &[Hash]) -> Option<CompactTree> {
+        let ids = CompactTree::edge_ids(size);
+        (ids.len() == hashes.len()).then(|| CompactTree {
+            stack: ids
+                .iter()
+                .map(|id| id.level)
+                .zip(hashes.iter().copied())
+                .collect(),
+            size,
+        })
+    }
+
     /// Appends the next leaf, by its leaf hash.
     pub fn push(&mut self, leaf: Hash) {
-        let (mut level, mut hash) = (0u32, leaf);
+        self.push_with(leaf, |_, _| {});
+    }
+
+    /// Appends the next leaf and returns the nodes it completes, as
+    /// [`appended_nodes`] does from stored nodes: the leaf, then upward.
+    pub fn push_stored(&mut self, leaf: Hash) -> Vec<(NodeId, Hash)> {
+        let mut nodes = Vec::with_capacity(2);
+        self.push_with(leaf, |id, hash| nodes.push((id, hash)));
+        nodes
+    }
+
+    fn push_with(&mut self, leaf: Hash, mut completed: impl FnMut(NodeId, Hash)) {
+        let (mut level, mut hash, mut index) = (0u32, leaf, self.size);
+        completed(NodeId { level, index }, hash);
         while let Some(&(top, left)) = self.stack.last() {
             if top != level {
                 break;
@@ -327,6 +369,8 @@ impl CompactTree {
             self.stack.pop();
             hash = node_hash(&left, &hash);
             level += 1;
+            index >>= 1;
+            completed(NodeId { level, index }, hash);
         }
         self.stack.push((level, hash));
         self.size += 1;
@@ -334,6 +378,12 @@ impl CompactTree {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The smallest complete subtree, the one the last leaf completed: the
+    /// last node a store of the tree appended.
+    pub fn last_node(&self) -> Option<Hash> {
+        self.stack.last().map(|&(_, hash)| hash)
     }
 
     /// The root of the leaves pushed so far.

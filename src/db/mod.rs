@@ -32,6 +32,8 @@ pub enum DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
+    /// The audit tree's right edge as this process last appended it.
+    tree_edge: std::sync::Arc<audit::tree::EdgeCache>,
 }
 
 impl Db {
@@ -69,11 +71,18 @@ impl Db {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            tree_edge: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(crate) fn tree_edge(&self) -> &audit::tree::EdgeCache {
+        &self.tree_edge
     }
 
     /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at

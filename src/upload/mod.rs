@@ -132,7 +132,7 @@ impl Uploads {
         ctx: &RequestContext,
         entry: &NewEntry,
     ) -> Result<(), UploadError> {
-        db::audit::append(tx, ctx, self.now(), entry)
+        db::audit::append(&self.db, tx, ctx, self.now(), entry)
             .await
             .map_err(|_| UploadError::Audit)?;
         Ok(())

@@ -260,3 +260,30 @@ fn nodes_are_stored_in_append_order() {
     }
     assert_eq!(size_for_nodes(2), None, "no tree has exactly two nodes");
 }
+
+/// A compact tree appends exactly the nodes the stored tree does, its
+/// right edge is made of stored nodes, and one rebuilt from those nodes
+/// continues the same tree.
+#[test]
+fn compact_tree_appends_the_stored_nodes_and_resumes_from_its_edge() {
+    let leaves: Vec<Hash> = (0..130u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut nodes = HashMap::new();
+    let mut compact = CompactTree::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let i = i as u64;
+        let edge: Vec<Hash> = CompactTree::edge_ids(i)
+            .iter()
+            .map(|id| nodes[id])
+            .collect();
+        let mut resumed = CompactTree::from_edge(i, &edge).unwrap();
+        assert_eq!(resumed.root(), compact.root(), "size {i}");
+        let stored = appended_nodes(i, *leaf, &mut getter(&nodes)).unwrap();
+        assert_eq!(compact.push_stored(*leaf), stored, "leaf {i}");
+        assert_eq!(resumed.push_stored(*leaf), stored, "leaf {i}, resumed");
+        assert_eq!(compact.last_node(), stored.last().map(|n| n.1));
+        nodes.extend(stored);
+    }
+    assert_eq!(compact.root(), mth(&leaves));
+    assert!(CompactTree::from_edge(5, &[[0u8; 32]]).is_none());
+    assert_eq!(CompactTree::new().last_node(), None);
+}

@@ -15,6 +15,7 @@ pub mod tree;
 pub use read::{AlertKey, AuditFilter, alerted, alerts, head, page, written_since};
 
 use super::{Db, DbError, Tx};
+use crate::audit::merkle::Hash;
 use crate::audit::{AuditEntry, NewEntry, RequestContext};
 use crate::clock::Timestamp;
 
@@ -36,12 +37,13 @@ pub async fn begin(db: &Db) -> Result<Tx<'static>, AuditUnavailable> {
 /// Appends one entry inside `tx` and returns its sequence number. The
 /// caller commits it together with the action.
 pub async fn append(
+    db: &Db,
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
     time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, AuditUnavailable> {
-    insert(tx, ctx, time, entry).await.map_err(|e| {
+    insert(db, tx, ctx, time, entry).await.map_err(|e| {
         tracing::error!(error = %e, action = entry.action, "audit append failed; refusing the action");
         AuditUnavailable(e)
     })
@@ -49,12 +51,13 @@ pub async fn append(
 
 /// Appends the entry to `tx` and commits both.
 pub async fn commit(
+    db: &Db,
     mut tx: Tx<'_>,
     ctx: &RequestContext,
     time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, AuditUnavailable> {
-    let seq = append(&mut tx, ctx, time, entry).await?;
+    let seq = append(db, &mut tx, ctx, time, entry).await?;
     tx.commit().await.map_err(|e| {
         tracing::error!(error = %e, action = entry.action, "commit of an audited action failed");
         AuditUnavailable(e.into())
@@ -70,25 +73,34 @@ pub async fn record(
     entry: &NewEntry,
 ) -> Result<i64, AuditUnavailable> {
     let tx = begin(db).await?;
-    commit(tx, ctx, time, entry).await
+    commit(db, tx, ctx, time, entry).await
 }
 
 /// Inserts the entry with the next sequence number and its tree nodes.
 /// The transaction holds SQLite's write lock (`BEGIN IMMEDIATE`), so the
 /// sequence read here is gapless and cannot race.
 async fn insert(
+    db: &Db,
     tx: &mut Tx<'_>,
     ctx: &RequestContext,
     time: Timestamp,
     entry: &NewEntry,
 ) -> Result<i64, DbError> {
-    // One query for the next sequence number and the tree's node count.
-    let (seq, nodes_held): (i64, i64) = sqlx::query_as(
+    // One query for the next sequence number and where the tree ends.
+    let (seq, nodes_held, last_node): (i64, i64, Option<Vec<u8>>) = sqlx::query_as(
         "SELECT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log),
-                (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree)",
+                (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree),
+                (SELECT hash FROM audit_tree ORDER BY pos DESC LIMIT 1)",
     )
     .fetch_one(&mut **tx)
     .await?;
+    let end = tree::TreeEnd {
+        nodes_held: nodes_held as u64,
+        last_node: last_node
+            .map(Hash::try_from)
+            .transpose()
+            .map_err(|_| DbError::Corrupt("audit_tree (a hash is not 32 bytes)"))?,
+    };
     let row = AuditEntry {
         action: entry.action.to_owned(),
         actor: ctx.actor.clone(),
@@ -127,7 +139,7 @@ async fn insert(
     .execute(&mut **tx)
     .await?;
     let line = row.to_json_line();
-    tree::append_leaf(tx, (seq - 1) as u64, nodes_held as u64, line.as_bytes()).await?;
+    tree::append_leaf(tx, db.tree_edge(), (seq - 1) as u64, end, line.as_bytes()).await?;
     Ok(seq)
 }
 
@@ -204,6 +216,48 @@ mod tests {
         assert_eq!(tree::catch_up(&db).await.unwrap(), 1);
         assert_eq!(tree::root(&db, 37).await.unwrap(), root);
         assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
+        assert_eq!(tree::disagreement(&db).await.unwrap(), None);
+    }
+
+    /// The edge this process keeps is trusted only while the table ends
+    /// where it left it: after an append that rolled back, and after
+    /// appends by another process (another handle on the same file), the
+    /// tree still has the root of exactly the entries committed.
+    #[tokio::test]
+    async fn appends_after_a_rollback_or_another_writer_keep_the_tree_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let (db, other) = (Db::open(&url).await.unwrap(), Db::open(&url).await.unwrap());
+        let ctx = RequestContext::default();
+        let entry = |i: usize| NewEntry::new("case.read", Outcome::Allow).reason(format!("{i}"));
+        let mut written = 0;
+        for round in 0..12 {
+            record(&db, &ctx, Timestamp::now_utc(), &entry(written))
+                .await
+                .unwrap();
+            written += 1;
+            let mut tx = begin(&db).await.unwrap();
+            append(&db, &mut tx, &ctx, Timestamp::now_utc(), &entry(999))
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            for _ in 0..round % 3 {
+                record(&other, &ctx, Timestamp::now_utc(), &entry(written))
+                    .await
+                    .unwrap();
+                written += 1;
+            }
+        }
+        let rows = page(&db, &AuditFilter::default(), 0, 100).await.unwrap();
+        assert_eq!(rows.len(), written);
+        let mut compact = merkle::CompactTree::new();
+        for row in &rows {
+            compact.push(leaf_hash(row.to_json_line().as_bytes()));
+        }
+        assert_eq!(
+            tree::root(&db, written as u64).await.unwrap(),
+            compact.root()
+        );
         assert_eq!(tree::disagreement(&db).await.unwrap(), None);
     }
 

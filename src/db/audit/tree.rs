@@ -4,13 +4,19 @@
 //! ([`append_leaf`]) at the end of the table; roots and proofs read
 //! O(log n) of them. The tree code itself is `crate::audit::merkle`; this
 //! module only stores and fetches what it asks for.
+//!
+//! An append needs the tree's right edge (the complete subtrees it is made
+//! of). The process keeps the edge it last appended ([`EdgeCache`]), so
+//! the request path reads no earlier node; it is trusted only while the
+//! table still ends with the node it last wrote.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::read::entry_from_row;
-use crate::audit::merkle::{self, Hash, NodeId};
+use crate::audit::merkle::{self, CompactTree, Hash, NodeId};
 use crate::db::{Db, DbError};
 
 const DAMAGED: &str = "audit_tree (a node the tree needs is missing)";
@@ -92,19 +98,74 @@ async fn with_nodes<T>(
     })
 }
 
+/// The tree's right edge as this process last appended it. An append uses
+/// it only if the table still ends where it left it: the same size and the
+/// same last node (the one the last leaf completed, which hashes that
+/// leaf). An append by another process, or one whose transaction rolled
+/// back, leaves a different end, and the edge is read from the table again.
+#[derive(Debug, Default)]
+pub struct EdgeCache(Mutex<Option<CompactTree>>);
+
+impl EdgeCache {
+    /// The cached edge, taken out, if it ends where the table does.
+    fn take_matching(&self, size: u64, last_node: Option<Hash>) -> Option<CompactTree> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.take()
+            .filter(|edge| edge.size() == size && edge.last_node() == last_node)
+    }
+
+    fn put(&self, edge: CompactTree) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(edge);
+    }
+}
+
+/// The right edge of the stored tree of `size` leaves, read from the table.
+async fn read_edge(conn: &mut SqliteConnection, size: u64) -> Result<CompactTree, DbError> {
+    let ids = CompactTree::edge_ids(size);
+    let found = fetch(conn, &ids).await?;
+    let hashes: Option<Vec<Hash>> = ids.iter().map(|id| found.get(id).copied()).collect();
+    hashes
+        .and_then(|hashes| CompactTree::from_edge(size, &hashes))
+        .ok_or(DbError::Corrupt(DAMAGED))
+}
+
+/// The hash of the last node the table holds (`None` when empty).
+pub async fn last_node(conn: &mut SqliteConnection) -> Result<Option<Hash>, DbError> {
+    let hash: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_tree ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    hash.map(|h| Hash::try_from(h).map_err(|_| DbError::Corrupt(DAMAGED)))
+        .transpose()
+}
+
+/// Where the stored tree ends, read with the entry's sequence number:
+/// how many nodes it holds and the hash of the last one.
+pub struct TreeEnd {
+    pub nodes_held: u64,
+    pub last_node: Option<Hash>,
+}
+
 /// Appends the leaf of entry `index` (0-based: sequence number − 1) and
-/// the nodes it completes, given how many nodes the table holds. The tree
-/// must hold exactly `index` leaves: anything else means entries and tree
-/// have come apart, and the append is refused (and with it the action).
+/// the nodes it completes. The tree must hold exactly `index` leaves:
+/// anything else means entries and tree have come apart, and the append is
+/// refused (and with it the action).
 pub async fn append_leaf(
     conn: &mut SqliteConnection,
+    cache: &EdgeCache,
     index: u64,
-    nodes_held: u64,
+    end: TreeEnd,
     line: &[u8],
 ) -> Result<(), DbError> {
-    if nodes_held != merkle::stored_nodes(index) {
+    if end.nodes_held != merkle::stored_nodes(index) {
         tracing::error!(
-            nodes_held,
+            nodes_held = end.nodes_held,
             entry = index + 1,
             "audit tree and audit entries disagree; refusing to append"
         );
@@ -112,17 +173,18 @@ pub async fn append_leaf(
             "audit_tree (its size does not match the entries)",
         ));
     }
-    let leaf = merkle::leaf_hash(line);
-    let nodes = with_nodes(conn, |mut get| {
-        merkle::appended_nodes(index, leaf, &mut get)
-    })
-    .await?;
+    let mut edge = match cache.take_matching(index, end.last_node) {
+        Some(edge) => edge,
+        None => read_edge(conn, index).await?,
+    };
+    let nodes = edge.push_stored(merkle::leaf_hash(line));
     let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (pos, hash) ");
     insert.push_values(&nodes, |mut row, (id, hash)| {
         row.push_bind(merkle::position(*id) as i64)
             .push_bind(hash.to_vec());
     });
     insert.build().execute(&mut *conn).await?;
+    cache.put(edge);
     Ok(())
 }
 
@@ -208,6 +270,7 @@ async fn legacy_mark(conn: &mut SqliteConnection) -> Result<u64, DbError> {
 /// tree stays as it is, appends are refused, and [`disagreement`] reports it.
 pub async fn catch_up(db: &Db) -> Result<u64, DbError> {
     let mut added = 0;
+    let cache = db.tree_edge();
     loop {
         let mut tx = db.begin().await?;
         let mut next = size(&mut tx).await?;
@@ -236,8 +299,11 @@ pub async fn catch_up(db: &Db) -> Result<u64, DbError> {
                 tx.commit().await?;
                 return Ok(added);
             }
-            let held = merkle::stored_nodes(next);
-            append_leaf(&mut tx, next, held, entry.to_json_line().as_bytes()).await?;
+            let end = TreeEnd {
+                nodes_held: merkle::stored_nodes(next),
+                last_node: last_node(&mut tx).await?,
+            };
+            append_leaf(&mut tx, cache, next, end, entry.to_json_line().as_bytes()).await?;
             next += 1;
             added += 1;
         }

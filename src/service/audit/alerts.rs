@@ -126,6 +126,6 @@ async fn write_once(
     if audit::alerted(&mut tx, key).await? {
         return Ok(false);
     }
-    audit::commit(tx, ctx, svc.timestamp(), entry).await?;
+    audit::commit(&svc.db, tx, ctx, svc.timestamp(), entry).await?;
     Ok(true)
 }

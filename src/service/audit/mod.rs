@@ -46,7 +46,7 @@ pub async fn commit(
     ctx: &RequestContext,
     entry: NewEntry,
 ) -> Result<(), AuditError> {
-    audit::commit(tx, ctx, svc.timestamp(), &entry).await?;
+    audit::commit(&svc.db, tx, ctx, svc.timestamp(), &entry).await?;
     Ok(())
 }
 
@@ -59,7 +59,7 @@ pub async fn append(
     ctx: &RequestContext,
     entry: &NewEntry,
 ) -> Result<i64, AuditError> {
-    Ok(audit::append(tx, ctx, svc.timestamp(), entry).await?)
+    Ok(audit::append(&svc.db, tx, ctx, svc.timestamp(), entry).await?)
 }
 
 /// Commits a transaction an entry was [`append`]ed to; if the commit fails
