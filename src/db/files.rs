@@ -18,11 +18,14 @@ pub struct FileRow {
     /// Plaintext bytes per chunk of the stored object (its header's chunk
     /// size, recorded at completion).
     pub chunk_size: u32,
+    /// The stored object's digest, the sealed download's `ETag` (hex; set
+    /// at completion).
+    pub object_digest: Option<String>,
 }
 
 pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, DbError> {
     let rows = sqlx::query(
-        "SELECT file_id, state, size, created_at, meta_sealed, chunk_size FROM files
+        "SELECT file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256 FROM files
          WHERE case_id = ?
          ORDER BY created_at, file_id",
     )
@@ -44,6 +47,7 @@ pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, Db
                 created_at: row.try_get("created_at")?,
                 meta_sealed: row.try_get("meta_sealed")?,
                 chunk_size,
+                object_digest: row.try_get("object_sha256")?,
             })
         })
         .collect()

@@ -42,6 +42,7 @@ pub async fn grant_info(
                     "size": g.size,
                     "sha256": g.meta.sha256,
                     "sealed_size": g.sealed_size(),
+                    "sealed_etag": g.object_digest,
                     "dicom": g.meta.dicom,
                     "downloads_left": (grant.max_downloads - g.downloads).max(0),
                 })

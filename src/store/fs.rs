@@ -205,7 +205,6 @@ impl FsStore {
             flusher: std::sync::Arc::new(flusher),
             writeback: None,
             unflushed: 0,
-            hasher: None,
             pending: self.buffers.take(),
             buffers: self.buffers.clone(),
             in_flight: None,
@@ -236,13 +235,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
-/// What a background write hands back: the file, the emptied buffer, the
-/// running hash of everything written.
-type WriteDone = std::io::Result<(std::fs::File, Vec<u8>, Option<ring::digest::Context>)>;
+/// What a background write hands back: the file and the emptied buffer.
+type WriteDone = std::io::Result<(std::fs::File, Vec<u8>)>;
 
-/// Appends to one object file. Batches are written (and hashed, if asked)
-/// on a blocking thread while the caller prepares the next one: at most two
-/// batches in memory per writer.
+/// Appends to one object file. Batches are written on a blocking thread
+/// while the caller prepares the next one: at most two batches in memory
+/// per writer.
 pub struct FsWriter {
     file: Option<std::fs::File>,
     /// A second handle on the same file for write-behind flushes.
@@ -250,7 +248,6 @@ pub struct FsWriter {
     writeback: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Bytes handed to the disk since the last write-behind flush started.
     unflushed: u64,
-    hasher: Option<ring::digest::Context>,
     pending: Vec<u8>,
     buffers: BufferPool,
     in_flight: Option<tokio::task::JoinHandle<WriteDone>>,
@@ -280,16 +277,6 @@ impl Drop for FsWriter {
 }
 
 impl FsWriter {
-    /// Hash every byte written from now on with `ctx` (see `take_hasher`).
-    pub fn set_hasher(&mut self, ctx: Option<ring::digest::Context>) {
-        self.hasher = ctx;
-    }
-
-    /// The running hash, after a `sync`.
-    pub fn take_hasher(&mut self) -> Option<ring::digest::Context> {
-        self.hasher.take()
-    }
-
     pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
         self.written += bytes.len() as u64;
         // Batches are filled exactly, so buffers never grow past their size.
@@ -310,9 +297,8 @@ impl FsWriter {
         let Some(task) = self.in_flight.take() else {
             return Ok(self.buffers.take());
         };
-        let (file, mut buf, hasher) = task.await.map_err(std::io::Error::other)??;
+        let (file, mut buf) = task.await.map_err(std::io::Error::other)??;
         self.file = Some(file);
-        self.hasher = hasher;
         buf.clear();
         Ok(buf)
     }
@@ -326,14 +312,10 @@ impl FsWriter {
             .file
             .take()
             .ok_or_else(|| StoreError::Backend("writer failed earlier".into()))?;
-        let mut hasher = self.hasher.take();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::io::Write;
             file.write_all(&batch)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&batch);
-            }
-            Ok((file, batch, hasher))
+            Ok((file, batch))
         }));
         self.unflushed += batch_len;
         Ok(())

@@ -215,22 +215,6 @@ impl ObjectStore {
 }
 
 impl ObjectWriter {
-    /// Hash every byte written from now on (the object's SHA-256).
-    pub fn set_hasher(&mut self, ctx: Option<ring::digest::Context>) {
-        match self {
-            ObjectWriter::Fs(w) => w.set_hasher(ctx),
-            ObjectWriter::S3(w) => w.set_hasher(ctx),
-        }
-    }
-
-    /// The running hash; complete only after `sync`.
-    pub fn take_hasher(&mut self) -> Option<ring::digest::Context> {
-        match self {
-            ObjectWriter::Fs(w) => w.take_hasher(),
-            ObjectWriter::S3(w) => w.take_hasher(),
-        }
-    }
-
     /// Appends bytes (not yet durable).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         match self {

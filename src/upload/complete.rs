@@ -12,7 +12,7 @@ use super::dicom::{self, Inspection};
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
-use crate::crypto::format::{Decryptor, HEADER_LEN, ReadError};
+use crate::crypto::format::{Decryptor, HEADER_LEN, Layout, ObjectDigest, ReadError};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::manifest::{FILE_META, FileMeta};
 use crate::store::object_key;
@@ -45,7 +45,7 @@ impl Uploads {
     async fn rehash(&self, object: &Decryptor, key: &str) -> Result<(String, String), UploadError> {
         let len = object.plaintext_len();
         let mut plain = digest::Context::new(&digest::SHA256);
-        let mut sealed = digest::Context::new(&digest::SHA256);
+        let mut sealed = ObjectDigest::new(Layout::new(object.header().chunk_size));
         if len == 0 {
             sealed.update(&self.store.get_range(key, 0..object.object_len()).await?);
         } else {
@@ -69,7 +69,7 @@ impl Uploads {
         }
         Ok((
             crate::hex::encode(plain.finish().as_ref()),
-            crate::hex::encode(sealed.finish().as_ref()),
+            sealed.finish_hex(),
         ))
     }
 
@@ -111,7 +111,7 @@ impl Uploads {
         {
             Some(h) => (
                 crate::hex::encode(h.plain.finish().as_ref()),
-                crate::hex::encode(h.sealed.finish().as_ref()),
+                h.sealed.finish_hex(),
             ),
             None => self.rehash(&object, &key).await?,
         };

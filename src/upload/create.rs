@@ -11,7 +11,6 @@ use crate::store::ResumeToken;
 
 use super::audit_unavailable;
 use super::metadata::UploadMetadata;
-use super::registry::RunningHashes;
 use super::{UploadError, Uploads};
 
 /// Sealed purpose of the raw `Upload-Metadata` header (returned on HEAD).
@@ -60,8 +59,6 @@ impl Uploads {
             .reason(format!("upload {}, {length} bytes declared", row.upload_id));
         self.audit_in(&mut tx, ctx, &entry).await?;
         tx.commit().await.map_err(audit_unavailable)?;
-        self.registry
-            .put_hash(row.upload_id.as_str(), 0, RunningHashes::default());
         Ok(row)
     }
 

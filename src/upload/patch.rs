@@ -173,22 +173,23 @@ impl Uploads {
             ))
         })?;
         let key = object_key(&upload.case_id, &upload.file_id);
-        let mut writer = self
+        let writer = self
             .store
             .open_writer(&key, &upload.resume, layout.object_len(upload.length))
             .await?;
-        // The plaintext hash runs here; the object's hash runs in the
-        // writer, next to the disk writes.
+        // Both hashes run as the bytes are sealed; an upload that stored
+        // nothing yet starts them, one that lost them (a restart) is
+        // re-hashed at completion.
         let hash_at_start = self
             .registry
-            .take_hash(upload.upload_id.as_str(), upload.offset);
-        let plain = hash_at_start.as_ref().map(|h| h.plain.clone());
-        writer.set_hasher(hash_at_start.as_ref().map(|h| h.sealed.clone()));
+            .take_hash(upload.upload_id.as_str(), upload.offset)
+            .or_else(|| (upload.offset == 0).then(|| RunningHashes::new(layout)));
+        let hashes = hash_at_start.clone();
         Ok(Append {
             pipeline,
             writer,
             hash_at_start,
-            plain,
+            hashes,
             // Fed at most a chunk at a time, the pipeline completes at most
             // one chunk (and the header) per feed: `out` never grows past this.
             feed_max: layout.chunk_size() as usize,
@@ -319,14 +320,10 @@ impl Uploads {
         let Append {
             upload,
             pipeline,
-            mut writer,
-            plain,
+            writer,
+            hashes: hash,
             ..
         } = append;
-        let hash = match (plain, writer.take_hasher()) {
-            (Some(plain), Some(sealed)) => Some(RunningHashes { plain, sealed }),
-            _ => None,
-        };
         drop(writer);
         let upload_id = &upload.upload_id;
         if let Some(why) = &broke_off {
@@ -351,8 +348,9 @@ struct Append {
     writer: ObjectWriter,
     /// The registry's hashes as this request found them.
     hash_at_start: Option<RunningHashes>,
-    /// The plaintext hash, running (the object's runs in the writer).
-    plain: Option<ring::digest::Context>,
+    /// The plaintext's and the object's hashes, running (`None`: lost in
+    /// a restart, completion re-hashes).
+    hashes: Option<RunningHashes>,
     /// The most plaintext fed to the pipeline at once.
     feed_max: usize,
     /// Sealed bytes on their way to the writer; reused, never reallocated.
@@ -365,12 +363,15 @@ impl Append {
     /// Seals a frame of plaintext and hands the completed chunks to the
     /// object writer.
     async fn seal(&mut self, frame: &[u8]) -> Result<(), StoreError> {
-        if let Some(p) = self.plain.as_mut() {
-            p.update(frame);
+        if let Some(h) = self.hashes.as_mut() {
+            h.plain.update(frame);
         }
         for piece in frame.chunks(self.feed_max) {
             self.pipeline.feed(piece, &mut self.out);
             if !self.out.is_empty() {
+                if let Some(h) = self.hashes.as_mut() {
+                    h.sealed.update(&self.out);
+                }
                 self.writer.write(&self.out).await?;
                 self.out.clear();
             }

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use ring::digest;
 
+use crate::crypto::format::{Layout, ObjectDigest};
+
 #[derive(Default)]
 pub struct UploadRegistry {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -14,19 +16,20 @@ pub struct UploadRegistry {
     hashes: Mutex<HashMap<String, (u64, RunningHashes)>>,
 }
 
-/// SHA-256 of an upload's plaintext so far and of the object bytes
-/// written so far (for the sealed download's ETag).
+/// SHA-256 of an upload's plaintext so far and the digest of the object
+/// bytes written so far (the sealed download's ETag).
 #[derive(Clone)]
 pub struct RunningHashes {
     pub plain: digest::Context,
-    pub sealed: digest::Context,
+    pub sealed: ObjectDigest,
 }
 
-impl Default for RunningHashes {
-    fn default() -> Self {
+impl RunningHashes {
+    /// For an upload that has stored nothing yet.
+    pub fn new(layout: Layout) -> RunningHashes {
         RunningHashes {
             plain: digest::Context::new(&digest::SHA256),
-            sealed: digest::Context::new(&digest::SHA256),
+            sealed: ObjectDigest::new(layout),
         }
     }
 }

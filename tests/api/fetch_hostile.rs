@@ -1,9 +1,10 @@
 //! `casegate fetch` against a gateway that sends more than it promised: a
 //! fake server with the gateway's certificate serves the real manifest and
-//! real sealed objects, padded or over-announced. Every read is bounded by
-//! the manifest's promise (and the manifest by a fixed limit), so a broken
-//! or hostile server cannot fill the centre's disk or memory; the honest
-//! files still land.
+//! real sealed objects, padded or over-announced, or under another
+//! object's `ETag`. Every read is bounded by the manifest's promise (and
+//! the manifest by a fixed limit), so a broken or hostile server cannot
+//! fill the centre's disk or memory; an object that is not the one the
+//! grant lists is discarded; the honest files still land.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -120,16 +121,19 @@ pub async fn fake_gateway(app: &TestApp, replies: HashMap<String, Reply>) -> Fak
 async fn sealed_downloads_are_bounded_by_the_manifest() {
     let app = spawn_app().await;
     let (case, patient) = app.create_case(None).await;
-    let (honest, announced, streamed) = (
+    let (honest, announced, streamed, swapped) = (
         pattern(50_000, 41),
         pattern(60_000, 42),
         pattern(70_000, 43),
+        pattern(80_000, 44),
     );
     app.upload(&patient, "honest.pdf", None, &honest, 50_000)
         .await;
     app.upload(&patient, "announced.pdf", None, &announced, 60_000)
         .await;
     app.upload(&patient, "streamed.pdf", None, &streamed, 70_000)
+        .await;
+    app.upload(&patient, "swapped.pdf", None, &swapped, 80_000)
         .await;
     let centre = Centre::with_grant(&app, &case, 5).await;
     let manifest = centre.manifest(&app).await;
@@ -149,12 +153,18 @@ async fn sealed_downloads_are_bounded_by_the_manifest() {
             content_length: Some(serde_json::to_vec(&manifest).unwrap().len() as u64),
         },
     );
-    for (data, junk, announce_all) in [
-        (&honest, 0, true),
+    let etag = |data: &[u8]| {
+        let listed = entry_for(&manifest, data)["sealed_etag"].as_str().unwrap();
+        format!("\"{listed}\"")
+    };
+    for (data, junk, announce_all, etag) in [
+        (&honest, 0, true, etag(&honest)),
         // Announces 8 MiB more than the manifest promised.
-        (&announced, 8 << 20, true),
+        (&announced, 8 << 20, true, etag(&announced)),
         // Announces nothing and streams 8 MiB past the promise.
-        (&streamed, 8 << 20, false),
+        (&streamed, 8 << 20, false, etag(&streamed)),
+        // The right length under another object's validator.
+        (&swapped, 0, true, etag(&honest)),
     ] {
         let (body, key) = centre
             .sealed(
@@ -166,7 +176,7 @@ async fn sealed_downloads_are_bounded_by_the_manifest() {
         replies.insert(
             sealed_path(data),
             Reply {
-                headers: vec![("Casegate-Sealed-Key".into(), key)],
+                headers: vec![("Casegate-Sealed-Key".into(), key), ("ETag".into(), etag)],
                 body,
                 junk,
                 content_length: announce_all.then_some(length),
@@ -196,7 +206,13 @@ async fn sealed_downloads_are_bounded_by_the_manifest() {
     assert!(!out.join("other/streamed.pdf").exists());
     assert!(run.stderr.contains("announced.pdf"), "{}", run.stderr);
     assert!(run.stderr.contains("streamed.pdf"), "{}", run.stderr);
-    assert!(run.stderr.contains("1 of 3 files are in"), "{}", run.stderr);
+    assert!(!out.join("other/swapped.pdf").exists());
+    assert!(
+        run.stderr.contains("another object than the grant lists"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("1 of 4 files are in"), "{}", run.stderr);
     app.stop().await;
 }
 

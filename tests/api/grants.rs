@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::common::TestApp;
 use crate::common::spawn_app;
-use crate::tus::{pattern, sha256_hex};
+use crate::tus::{object_digest_hex, pattern, sha256_hex};
 
 pub struct Centre {
     pub id: String,
@@ -247,7 +247,7 @@ async fn grant_download_plaintext_and_sealed() {
         .to_owned();
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     let object = resp.bytes().await.unwrap().to_vec();
-    assert_eq!(etag, format!("\"{}\"", sha256_hex(&object)));
+    assert_eq!(etag, format!("\"{}\"", object_digest_hex(&object)));
     let header = ObjectHeader::decode(&object).unwrap();
     let dek = sealed_key::open(
         &centre.secret,

@@ -32,6 +32,7 @@ mod keys;
 mod races;
 mod role_matrix;
 mod s3;
+mod sealed_etag;
 mod startup;
 mod tus;
 mod upload_browser;

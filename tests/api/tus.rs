@@ -21,6 +21,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     casegate::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
+/// The sealed download's `ETag` value by its definition in docs/format.md,
+/// written out here apart from the gateway's code: SHA-256 over the
+/// object's 32-byte header, then each chunk's nonce (its first 12 bytes)
+/// and tag (its last 16).
+pub fn object_digest_hex(object: &[u8]) -> String {
+    let chunk_size = u32::from_be_bytes(object[12..16].try_into().unwrap());
+    let sealed_chunk = chunk_size as usize + 28;
+    let mut input = object[..32].to_vec();
+    for chunk in object[32..].chunks(sealed_chunk) {
+        input.extend_from_slice(&chunk[..12]);
+        input.extend_from_slice(&chunk[chunk.len() - 16..]);
+    }
+    sha256_hex(&input)
+}
+
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)

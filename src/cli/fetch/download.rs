@@ -8,8 +8,9 @@ use std::path::Path;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_RANGE, ETAG, RANGE};
 
+use super::manifest::GrantedFile;
 use super::problem::{FileError, problem};
 use crate::cli::bounded::printable;
 
@@ -32,16 +33,18 @@ pub struct Meter<'a> {
     pub total: &'a ProgressBar,
 }
 
-/// Downloads (or resumes) the sealed object into `part`; returns the
-/// sealed key header. On success `part` holds exactly `sealed_size` bytes.
+/// Downloads (or resumes) the sealed object of `file` into `part`;
+/// returns the sealed key header. On success `part` holds exactly its
+/// `sealed_size` bytes.
 pub async fn download_sealed(
     client: &reqwest::Client,
     url: &str,
     token: &str,
     part: &Path,
-    sealed_size: u64,
+    file: &GrantedFile,
     meter: Meter<'_>,
 ) -> Result<String, FileError> {
+    let sealed_size = file.sealed_size;
     let on_disk = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = resume_from(on_disk, sealed_size);
     let mut req = client.get(url).bearer_auth(token);
@@ -52,6 +55,7 @@ pub async fn download_sealed(
     if !resp.status().is_success() {
         return Err(problem(resp).await);
     }
+    same_object(&resp, file, part)?;
     let start = answered_from(&resp, have, sealed_size)?;
     // Everything past what the grant promised is refused before it is read.
     let promised = sealed_size.saturating_sub(start);
@@ -70,6 +74,26 @@ pub async fn download_sealed(
         .to_owned();
     write_body(resp, part, start, sealed_size, meter).await?;
     Ok(sealed_key)
+}
+
+/// Whether the answer is the object the grant lists: its `ETag` is the
+/// grant's `sealed_etag` (gateways that list none are not checked). A
+/// different object makes the bytes on disk useless: they are discarded,
+/// so the next run starts over.
+fn same_object(resp: &reqwest::Response, file: &GrantedFile, part: &Path) -> Result<(), FileError> {
+    let Some(expected) = &file.sealed_etag else {
+        return Ok(());
+    };
+    let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok());
+    if etag.and_then(|e| e.strip_prefix('"')?.strip_suffix('"')) == Some(expected.as_str()) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(part);
+    Err(
+        "the gateway sent another object than the grant lists (its ETag differs); \
+         what was downloaded of it is discarded, run fetch again"
+            .into(),
+    )
 }
 
 /// Where the answer starts: `have` for a 206 whose `Content-Range` is

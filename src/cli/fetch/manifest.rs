@@ -58,6 +58,8 @@ pub struct GrantedFile {
     pub folders: Vec<String>,
     pub size: u64,
     pub sealed_size: u64,
+    /// The sealed object's `ETag` value, if the gateway lists it.
+    pub sealed_etag: Option<String>,
     pub sha256: String,
     /// StudyInstanceUID, SeriesInstanceUID and Modality as the grant lists
     /// them (empty when not DICOM), for the index.
@@ -84,11 +86,23 @@ impl GrantedFile {
                  {size} bytes"
             ));
         }
+        let hex64 = |s: &&str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         let sha256 = entry["sha256"]
             .as_str()
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(hex64)
             .ok_or(format!("the grant lists {file_id} without a SHA-256"))?
             .to_ascii_lowercase();
+        let sealed_etag = match &entry["sealed_etag"] {
+            Value::Null => None,
+            etag => Some(
+                etag.as_str()
+                    .filter(hex64)
+                    .ok_or(format!(
+                        "the grant lists {file_id} with a malformed sealed_etag"
+                    ))?
+                    .to_ascii_lowercase(),
+            ),
+        };
         let folders = ["study_instance_uid", "series_instance_uid"]
             .iter()
             .filter_map(|key| entry["dicom"][key].as_str())
@@ -105,6 +119,7 @@ impl GrantedFile {
             folders,
             size,
             sealed_size,
+            sealed_etag,
             sha256,
         })
     }

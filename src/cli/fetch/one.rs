@@ -128,7 +128,7 @@ pub async fn fetch_one(
         &url,
         session.token,
         &sealed,
-        file.sealed_size,
+        file,
         Meter {
             file: &bar,
             total: &session.bars.total,

@@ -68,6 +68,7 @@ mod tests {
             folders: folders.iter().map(|f| f.to_string()).collect(),
             size: 0,
             sealed_size: 0,
+            sealed_etag: None,
             sha256: String::new(),
             dicom: Default::default(),
         }

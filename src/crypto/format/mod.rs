@@ -13,6 +13,7 @@
 
 pub mod chunk;
 pub mod decrypt;
+pub mod digest;
 pub mod encrypt;
 pub mod header;
 pub mod layout;
@@ -22,6 +23,7 @@ mod vectors;
 
 pub use chunk::ChunkCipher;
 pub use decrypt::{Decryptor, RangePlan, ReadError, StreamError, decrypt_object};
+pub use digest::{ObjectDigest, object_digest};
 pub use encrypt::Encryptor;
 pub use header::ObjectHeader;
 pub use layout::Layout;

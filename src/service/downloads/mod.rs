@@ -37,6 +37,8 @@ pub struct GrantedFile {
     pub size: u64,
     /// The chunk size of its stored object, as recorded at completion.
     pub chunk_size: u32,
+    /// The sealed download's `ETag` value.
+    pub object_digest: Option<String>,
     pub meta: FileMeta,
     pub downloads: i64,
 }
@@ -91,6 +93,7 @@ async fn granted_files(
             file_id: row.file_id.clone(),
             size: row.size.max(0) as u64,
             chunk_size: row.chunk_size,
+            object_digest: row.object_digest.clone(),
             meta,
             downloads: u.downloads,
         });

@@ -10,7 +10,6 @@ use crate::store::{StoreError, WriteProgress};
 
 /// Appends to one object through a multipart upload.
 pub struct S3Writer {
-    hasher: Option<ring::digest::Context>,
     store: S3Store,
     key: String,
     state: MultipartProgress,
@@ -33,7 +32,6 @@ impl S3Writer {
         buffer: Vec<u8>,
     ) -> S3Writer {
         S3Writer {
-            hasher: None,
             store,
             key: key.to_owned(),
             state,
@@ -76,18 +74,7 @@ impl S3Writer {
         Ok(())
     }
 
-    pub fn set_hasher(&mut self, ctx: Option<ring::digest::Context>) {
-        self.hasher = ctx;
-    }
-
-    pub fn take_hasher(&mut self) -> Option<ring::digest::Context> {
-        self.hasher.take()
-    }
-
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(bytes);
-        }
         self.buffer.extend_from_slice(bytes);
         let part = self.state.part_size as usize;
         while self.buffer.len() >= part {
