@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// Load balancers whose connections start with a PROXY protocol v2
+    /// header naming the real client (both listeners). Only these may
+    /// send one, and they must.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +325,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -391,8 +396,10 @@ impl Default for UploadsConfig {
 }
 
 mod load;
+mod network;
 
 pub use load::ConfigError;
+pub use network::IpNetwork;
 
 #[cfg(test)]
 mod s3_url_tests {

@@ -1,7 +1,8 @@
 //! One TLS listener: accept, cap concurrent connections (in all and per
-//! client address), bound the TLS handshake, serve HTTP/1.1 or HTTP/2 (by
-//! ALPN) with a header-read timeout (slowloris guard), and drain gracefully
-//! on shutdown.
+//! client address), learn the real client of a trusted load balancer's
+//! connection (PROXY protocol v2), bound the TLS handshake, serve HTTP/1.1
+//! or HTTP/2 (by ALPN) with a header-read timeout (slowloris guard), and
+//! drain gracefully on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,9 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::proxy_protocol::{self, Source};
 use super::shares::{ConnectionShares, Share};
+use crate::config::IpNetwork;
 use crate::http::conn::ConnInfo;
 use crate::http::limiter::AddressKey;
 use crate::tls::cert_sha256;
@@ -38,13 +41,15 @@ pub struct ListenerLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then waits up to
-/// the grace period for open connections to finish.
+/// the grace period for open connections to finish. Connections from
+/// `proxies` start with a PROXY protocol v2 header.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     limits: ListenerLimits,
+    proxies: Arc<[IpNetwork]>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -63,7 +68,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(place) = admission.admit(remote_addr.ip()) else {
+        // A balancer's connections share its address: each takes its
+        // client's share once the PROXY header names the client.
+        let relayed = proxies.iter().any(|net| net.contains(remote_addr.ip()));
+        let Some(place) = admission.admit((!relayed).then(|| remote_addr.ip())) else {
             drop(tcp);
             continue;
         };
@@ -78,8 +86,22 @@ pub async fn serve(
             app: app.clone(),
         };
         let (acceptor, stop) = (acceptor.clone(), shutdown.clone());
+        let shares = admission.shares.clone();
         tokio::spawn(async move {
-            let _place = place;
+            let mut connection = connection;
+            let mut tcp = tcp;
+            let mut place = place;
+            if relayed {
+                let Some(client) = connection.client_behind_proxy(&mut tcp).await else {
+                    return;
+                };
+                let Some(share) = shares.take(AddressKey::from(client.ip())) else {
+                    tracing::debug!(listener = name, %client, "per-address connection share used up; closing relayed connection");
+                    return;
+                };
+                place._share = Some(share);
+                connection.info.remote_addr = client;
+            }
             connection.run(acceptor, tcp, stop).await;
         });
     }
@@ -103,7 +125,7 @@ struct Admission {
 /// share, both given back when dropped.
 struct Place {
     _permit: OwnedSemaphorePermit,
-    _share: Share,
+    _share: Option<Share>,
 }
 
 impl Admission {
@@ -118,19 +140,26 @@ impl Admission {
         }
     }
 
-    fn admit(&mut self, ip: std::net::IpAddr) -> Option<Place> {
+    /// A place for a connection from `ip`, or for one relayed by a
+    /// trusted balancer (`None`: its client's share is taken later).
+    fn admit(&mut self, ip: Option<std::net::IpAddr>) -> Option<Place> {
         let name = self.name;
         // The address's share first: one address holding its share must
         // not also use up the listener's cap for everyone else.
-        let address = AddressKey::from(ip);
-        let Some(share) = self.shares.take(address) else {
-            tracing::debug!(
-                listener = name,
-                %address,
-                refused_total = self.shares.refused(),
-                "per-address connection share used up; closing new connection"
-            );
-            return None;
+        let share = match ip.map(AddressKey::from) {
+            None => None,
+            Some(address) => {
+                let Some(share) = self.shares.take(address) else {
+                    tracing::debug!(
+                        listener = name,
+                        %address,
+                        refused_total = self.shares.refused(),
+                        "per-address connection share used up; closing new connection"
+                    );
+                    return None;
+                };
+                Some(share)
+            }
         };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.closed_while_full += 1;
@@ -177,6 +206,30 @@ struct Connection {
 }
 
 impl Connection {
+    /// The client a trusted balancer relays, from the PROXY protocol v2
+    /// header that must open its connection (read within the handshake
+    /// timeout); `None` closes the connection. The balancer's own
+    /// connections (health checks) keep its address.
+    async fn client_behind_proxy(
+        &self,
+        tcp: &mut tokio::net::TcpStream,
+    ) -> Option<std::net::SocketAddr> {
+        let name = self.name;
+        let proxy = self.info.remote_addr;
+        match tokio::time::timeout(self.limits.handshake_timeout, proxy_protocol::read(tcp)).await {
+            Ok(Ok(Source::Client(client))) => Some(client),
+            Ok(Ok(Source::Local)) => Some(proxy),
+            Ok(Err(e)) => {
+                tracing::warn!(listener = name, %proxy, error = %e, "refused a trusted proxy's connection");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(listener = name, %proxy, "PROXY header timed out");
+                None
+            }
+        }
+    }
+
     /// The TLS handshake, bounded by the handshake timeout.
     async fn handshake(
         &self,

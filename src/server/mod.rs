@@ -4,6 +4,7 @@
 
 pub mod limiter_summaries;
 pub mod listener;
+pub mod proxy_protocol;
 pub mod shares;
 
 use std::future::Future;
@@ -187,12 +188,21 @@ impl Application {
         let checkpointer_stop = stop_rx.clone();
         let checkpointer =
             tokio::spawn(async move { checkpoints::run(&state.services, checkpointer_stop).await });
+        let proxies: Arc<[crate::config::IpNetwork]> = self
+            .state
+            .services
+            .config
+            .server
+            .trusted_proxies
+            .clone()
+            .into();
         let main = listener::serve(
             "main",
             self.main,
             self.main_tls,
             self.main_router,
             self.limits,
+            proxies.clone(),
             stop_rx.clone(),
         );
         let centre = listener::serve(
@@ -201,6 +211,7 @@ impl Application {
             self.centre_tls,
             self.centre_router,
             self.limits,
+            proxies,
             stop_rx,
         );
         tokio::join!(main, centre);

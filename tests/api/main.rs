@@ -29,6 +29,7 @@ mod fetch_names;
 mod grants;
 mod hostile;
 mod keys;
+mod proxy_protocol;
 mod races;
 mod role_matrix;
 mod s3;
