@@ -4,6 +4,14 @@
 //! transaction with a compare-and-swap, so the run is resumable
 //! (`--resume`) and safe while the gateway serves (it reloads the key file
 //! when it changes). Old versions can be retired once nothing uses them.
+//!
+//! Several gateways sharing one database each read their own copy of the
+//! key file, so rotation there has two steps ([`RotateStep`]): `--stage`
+//! adds the version (gateways unwrap with it once their file has it, but
+//! wrap nothing under it), then, once every copy has it, `--activate`
+//! records it in the database as the version new case keys are wrapped
+//! under and rewraps. The database's active version is what every gateway
+//! wraps under.
 
 use std::path::{Path, PathBuf};
 
@@ -45,12 +53,35 @@ pub enum RotationError {
         "master key version {version} still wraps {cases} case keys; run `casegate keys rotate --resume` first"
     )]
     InUse { version: u32, cases: i64 },
-    #[error("master key version {0} is the current version or does not exist")]
+    #[error("master key version {0} is the active or newest version, or does not exist")]
     NotRetirable(u32),
+    #[error(
+        "no staged master key version to activate: version {0} is already active (run `keys rotate --stage` first)"
+    )]
+    NothingStaged(u32),
+    #[error(
+        "master key version {0} is active in the database but not in this key file; copy the key file from where `keys rotate --stage` ran"
+    )]
+    VersionMissing(u32),
+}
+
+/// What one `casegate keys rotate` run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateStep {
+    /// Add a version, make it active and rewrap (one gateway).
+    Whole,
+    /// Add a version the gateways load but wrap nothing under yet.
+    Stage,
+    /// Make the newest version active and rewrap under it.
+    Activate,
+    /// Finish rewrapping under the active version.
+    Resume,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationReport {
+    pub step: RotateStep,
+    /// The version added (`Stage`) or now active.
     pub version: u32,
     pub rewrapped: u64,
     /// Cases deleted or rewrapped by someone else while this run worked.
@@ -76,71 +107,125 @@ fn write_keys(path: &Path, keys: &LocalMasterKeys) -> Result<(), RotationError> 
     })
 }
 
-async fn audit(db: &Db, actor: &str, entry: NewEntry) -> Result<(), RotationError> {
-    let ctx = RequestContext {
+fn operator_context(actor: &str) -> RequestContext {
+    RequestContext {
         actor: actor.into(),
         role: "operator".into(),
         ..Default::default()
-    };
-    db::audit::record(db, &ctx, Timestamp::now_utc(), &entry).await?;
+    }
+}
+
+async fn audit(db: &Db, actor: &str, entry: NewEntry) -> Result<(), RotationError> {
+    db::audit::record(db, &operator_context(actor), Timestamp::now_utc(), &entry).await?;
     Ok(())
 }
 
-/// Adds a master key version (unless `resume`) and rewraps every open
-/// case's key under the newest version.
+/// Runs one rotation step (see [`RotateStep`]).
 pub async fn rotate(
     config: &Config,
-    resume: bool,
+    step: RotateStep,
     actor: &str,
 ) -> Result<RotationReport, RotationError> {
     let path = key_file(config)?;
     let mut keys = LocalMasterKeys::load(path)?;
     let db = bootstrap::open_db(config).await?;
-    if !resume {
-        keys.add_version();
-        // The new version is on disk before any case key depends on it.
-        write_keys(path, &keys)?;
-    }
-    let version = keys.current_version();
-    let keyring = Keyring::new(std::sync::Arc::new(keys));
-    let mut report = RotationReport {
-        version,
-        rewrapped: 0,
-        skipped: 0,
-    };
-    loop {
-        let batch = db::cases::keys_not_at(&db, version, BATCH).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for (case_id, old) in batch {
-            let new =
-                keyring
-                    .rewrap_case_key(&case_id, &old)
-                    .map_err(|_| RotationError::CaseKey {
-                        case_id: case_id.clone(),
-                        version: old.kek_version,
-                    })?;
-            let mut tx = db.begin().await?;
-            if db::cases::rewrap(&mut tx, &case_id, &old, &new).await? {
-                tx.commit().await?;
-                report.rewrapped += 1;
-            } else {
-                // Deleted or rewrapped meanwhile; the next query excludes it.
-                report.skipped += 1;
+    let active = db::master_keys::active_version(&db).await?;
+    let version = match step {
+        RotateStep::Whole | RotateStep::Stage => {
+            let before = keys.current_version();
+            let added = keys.add_version();
+            // The new version is on disk before any case key depends on it.
+            write_keys(path, &keys)?;
+            if step == RotateStep::Stage {
+                // Gateways keep wrapping under the version in use.
+                let kept = active.unwrap_or(before);
+                let why = format!("master key version {added} staged; version {kept} stays active");
+                set_active(&db, actor, kept, "keys.stage", why).await?;
+                return Ok(RotationReport {
+                    step,
+                    version: added,
+                    rewrapped: 0,
+                    skipped: 0,
+                });
             }
+            added
         }
+        RotateStep::Activate => {
+            let newest = keys.current_version();
+            if active.is_some_and(|a| a >= newest) {
+                return Err(RotationError::NothingStaged(newest));
+            }
+            newest
+        }
+        RotateStep::Resume => active.unwrap_or(keys.current_version()),
+    };
+    if !keys.versions().contains(&version) {
+        return Err(RotationError::VersionMissing(version));
     }
+    if step != RotateStep::Resume {
+        let why = format!("master key version {version} active");
+        set_active(&db, actor, version, "keys.activate", why).await?;
+    }
+    let (rewrapped, skipped) =
+        rewrap_all(&db, &Keyring::new(std::sync::Arc::new(keys)), version).await?;
+    let why = format!("master key version {version}; {rewrapped} case keys rewrapped");
     audit(
         &db,
         actor,
-        NewEntry::new("keys.rotate", Outcome::Allow).reason(format!(
-            "master key version {version}; {} case keys rewrapped",
-            report.rewrapped
-        )),
+        NewEntry::new("keys.rotate", Outcome::Allow).reason(why),
     )
     .await?;
-    Ok(report)
+    Ok(RotationReport {
+        step,
+        version,
+        rewrapped,
+        skipped,
+    })
+}
+
+/// Records `version` as the one new case keys are wrapped under, with its
+/// audit entry, in one transaction.
+async fn set_active(
+    db: &Db,
+    actor: &str,
+    version: u32,
+    action: &'static str,
+    reason: String,
+) -> Result<(), RotationError> {
+    let ctx = operator_context(actor);
+    let mut tx = db::audit::begin(db).await?;
+    db::master_keys::set_active_version(&mut tx, version).await?;
+    let entry = NewEntry::new(action, Outcome::Allow).reason(reason);
+    db::audit::commit(db, tx, &ctx, Timestamp::now_utc(), &entry).await?;
+    Ok(())
+}
+
+/// Rewraps every open case's key not yet under `version`; returns how
+/// many were rewrapped and how many changed meanwhile.
+async fn rewrap_all(db: &Db, keyring: &Keyring, version: u32) -> Result<(u64, u64), RotationError> {
+    let (mut rewrapped, mut skipped) = (0, 0);
+    loop {
+        let batch = db::cases::keys_not_at(db, version, BATCH).await?;
+        if batch.is_empty() {
+            return Ok((rewrapped, skipped));
+        }
+        for (case_id, old) in batch {
+            let new = keyring
+                .rewrap_case_key_under(&case_id, &old, version)
+                .map_err(|_| RotationError::CaseKey {
+                    case_id: case_id.clone(),
+                    version: old.kek_version,
+                })?;
+            let mut tx = db.begin().await?;
+            if db::cases::rewrap(&mut tx, &case_id, &old, &new).await? {
+                tx.commit().await?;
+                rewrapped += 1;
+            } else {
+                // Deleted or rewrapped meanwhile; the next query excludes it.
+                skipped += 1;
+            }
+        }
+    }
 }
 
 /// Removes master key `version` from the key file, refusing while any open
@@ -161,7 +246,8 @@ pub async fn retire(config: &Config, version: u32, actor: &str) -> Result<(), Ro
             cases: in_use,
         });
     }
-    if !keys.retire(version) {
+    let active = db::master_keys::active_version(&db).await?;
+    if active == Some(version) || !keys.retire(version) {
         return Err(RotationError::NotRetirable(version));
     }
     write_keys(path, &keys)?;
@@ -174,13 +260,26 @@ pub async fn retire(config: &Config, version: u32, actor: &str) -> Result<(), Ro
     .await
 }
 
-/// Versions in the key file and how many case keys each wraps.
-pub async fn status(config: &Config) -> Result<Vec<(u32, i64)>, RotationError> {
+/// The versions of a key file and what the database makes of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// Each version and how many case keys it wraps.
+    pub versions: Vec<(u32, i64)>,
+    /// The version new case keys are wrapped under; newer ones are staged.
+    pub active: u32,
+}
+
+/// Versions in the key file, how many case keys each wraps, which is
+/// active.
+pub async fn status(config: &Config) -> Result<KeyStatus, RotationError> {
     let path = key_file(config)?;
     let keys = LocalMasterKeys::load(path)?;
     let db = bootstrap::open_db(config).await?;
     let used = db::cases::key_versions(&db).await?;
-    Ok(keys
+    let active = db::master_keys::active_version(&db)
+        .await?
+        .unwrap_or(keys.current_version());
+    let versions = keys
         .versions()
         .into_iter()
         .map(|v| {
@@ -192,5 +291,6 @@ pub async fn status(config: &Config) -> Result<Vec<(u32, i64)>, RotationError> {
                     .unwrap_or(0),
             )
         })
-        .collect())
+        .collect();
+    Ok(KeyStatus { versions, active })
 }

@@ -37,6 +37,16 @@ impl CaseKey {
         kek.wrap(&self.0, &wrap_aad(case_id))
     }
 
+    /// Wraps under master key `version`, if `kek` holds it.
+    pub fn wrap_under(
+        &self,
+        kek: &dyn KeyEncryptionKey,
+        version: u32,
+        case_id: &CaseId,
+    ) -> Option<WrappedKey> {
+        kek.wrap_under(version, &self.0, &wrap_aad(case_id))
+    }
+
     /// Only the [`super::Keyring`] unwraps; callers outside `crypto` ask it.
     pub(super) fn unwrap(
         kek: &dyn KeyEncryptionKey,

@@ -42,6 +42,22 @@ impl Keyring {
         (key, wrapped)
     }
 
+    /// A fresh case key wrapped under master key `version` (the active one
+    /// several gateways agree on; `None`: the newest held), or `None` if
+    /// this gateway does not hold that version.
+    pub fn new_case_key_under(
+        &self,
+        case_id: &CaseId,
+        version: Option<u32>,
+    ) -> Option<(CaseKey, WrappedKey)> {
+        let Some(version) = version else {
+            return Some(self.new_case_key(case_id));
+        };
+        let key = CaseKey::generate();
+        let wrapped = key.wrap_under(self.kek.as_ref(), version, case_id)?;
+        Some((key, wrapped))
+    }
+
     /// The key of case `case_id` from its stored wrapped form.
     pub fn case_key(
         &self,
@@ -58,9 +74,20 @@ impl Keyring {
         case_id: &CaseId,
         wrapped: &WrappedKey,
     ) -> Result<WrappedKey, DecryptError> {
-        Ok(self
-            .case_key(case_id, wrapped)?
-            .wrap(self.kek.as_ref(), case_id))
+        let version = self.kek.current_version();
+        self.rewrap_case_key_under(case_id, wrapped, version)
+    }
+
+    /// The same case key wrapped under master key `version`.
+    pub fn rewrap_case_key_under(
+        &self,
+        case_id: &CaseId,
+        wrapped: &WrappedKey,
+        version: u32,
+    ) -> Result<WrappedKey, DecryptError> {
+        self.case_key(case_id, wrapped)?
+            .wrap_under(self.kek.as_ref(), version, case_id)
+            .ok_or(DecryptError)
     }
 
     /// The data key of file `file_id`, from its wrapped form and key id as

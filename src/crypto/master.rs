@@ -38,8 +38,12 @@ impl fmt::Debug for WrappedKey {
 /// Wraps and unwraps keys. `aad` binds what is wrapped (ids, purpose); the
 /// implementation adds the key version itself.
 pub trait KeyEncryptionKey: Send + Sync + 'static {
+    /// The newest version held.
     fn current_version(&self) -> u32;
     fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey;
+    /// Wraps under `version`, if it is held (several gateways sharing the
+    /// keys wrap under the version the database names as active).
+    fn wrap_under(&self, version: u32, key: &[u8; 32], aad: &[u8]) -> Option<WrappedKey>;
     fn unwrap(&self, wrapped: &WrappedKey, aad: &[u8])
     -> Result<Zeroizing<[u8; 32]>, DecryptError>;
 }
@@ -215,16 +219,16 @@ impl KeyEncryptionKey for LocalMasterKeys {
 
     fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey {
         let version = self.current_version();
-        let kek = self
-            .versions
-            .get(&version)
-            .map(|k| **k)
-            .map(Zeroizing::new)
-            .unwrap_or_else(|| unreachable!("a loaded key set always has a current version"));
-        WrappedKey {
+        self.wrap_under(version, key, aad)
+            .unwrap_or_else(|| unreachable!("a loaded key set always has a current version"))
+    }
+
+    fn wrap_under(&self, version: u32, key: &[u8; 32], aad: &[u8]) -> Option<WrappedKey> {
+        let kek = self.versions.get(&version)?;
+        Some(WrappedKey {
             kek_version: version,
-            bytes: aead::seal(&kek, &version_aad(aad, version), key),
-        }
+            bytes: aead::seal(kek, &version_aad(aad, version), key),
+        })
     }
 
     fn unwrap(
@@ -320,6 +324,11 @@ impl KeyEncryptionKey for MasterKeyFile {
     fn wrap(&self, key: &[u8; 32], aad: &[u8]) -> WrappedKey {
         self.refresh(false);
         self.read(|k| k.wrap(key, aad))
+    }
+
+    fn wrap_under(&self, version: u32, key: &[u8; 32], aad: &[u8]) -> Option<WrappedKey> {
+        self.refresh(!self.read(|k| k.versions.contains_key(&version)));
+        self.read(|k| k.wrap_under(version, key, aad))
     }
 
     fn unwrap(

@@ -7,6 +7,7 @@ pub mod centres;
 pub mod disclosures;
 pub mod files;
 pub mod grants;
+pub mod master_keys;
 pub mod tokens;
 pub mod uploads;
 

@@ -157,6 +157,10 @@ impl From<CaseError> for ApiError {
             CaseError::NotFound => ApiError::NotFound,
             CaseError::BadRequest(m) => ApiError::BadRequest(m),
             CaseError::Key(_) | CaseError::Manifest(_) => internal(&e),
+            CaseError::KeyVersionMissing(_) => {
+                tracing::error!(error = %e, "cannot create a case");
+                ApiError::StorageUnavailable
+            }
             CaseError::Audit(e) => e.into(),
             CaseError::Db(e) => storage(&e),
         }

@@ -26,6 +26,12 @@ pub enum CaseError {
     BadRequest(String),
     #[error(transparent)]
     Key(#[from] KeyUnavailable),
+    /// The database names an active master key version this gateway's key
+    /// file lacks (a rotation activated before the file reached it).
+    #[error(
+        "master key version {0} is active but not in this gateway's key file; copy the key file from where `keys rotate --stage` ran"
+    )]
+    KeyVersionMissing(u32),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
@@ -68,7 +74,11 @@ pub async fn create(
         validate_reference(r)?;
     }
     let case_id = CaseId::generate();
-    let (key, wrapped) = svc.keyring.new_case_key(&case_id);
+    let active = db::master_keys::active_version(&svc.db).await?;
+    let (key, wrapped) = svc
+        .keyring
+        .new_case_key_under(&case_id, active)
+        .ok_or(CaseError::KeyVersionMissing(active.unwrap_or(0)))?;
     let sealed_reference = reference
         .as_ref()
         .map(|r| key.seal_field(&case_id, CASE_REFERENCE, "", r.as_bytes()));

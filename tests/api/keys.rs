@@ -7,7 +7,7 @@ use casegate::crypto::format::{Encryptor, decrypt_object};
 use casegate::crypto::{FileKey, KeyEncryptionKey, Keyring, LocalMasterKeys, WrappedKey};
 use casegate::ids::{CaseId, FileId};
 use casegate::manifest::{FILE_META, FileMeta};
-use casegate::rotation;
+use casegate::rotation::{self, RotateStep};
 use casegate::store::{FsStore, object_key};
 use reqwest::Method;
 use serde_json::Value;
@@ -137,7 +137,9 @@ async fn rotation_rewraps_case_keys_while_serving_without_touching_objects() {
     .await;
     let objects_before = tree_digest(&app.config.fs_root());
 
-    let report = rotation::rotate(&app.config, false, "test").await.unwrap();
+    let report = rotation::rotate(&app.config, RotateStep::Whole, "test")
+        .await
+        .unwrap();
     assert_eq!(report.version, 2);
     assert_eq!(report.rewrapped, 3);
     for case in &cases {
@@ -166,7 +168,9 @@ async fn rotation_rewraps_case_keys_while_serving_without_touching_objects() {
     assert_eq!(wrapped_case_key(&app, &fresh).await.unwrap().kek_version, 2);
 
     // Resuming a finished rotation rewraps nothing.
-    let again = rotation::rotate(&app.config, true, "test").await.unwrap();
+    let again = rotation::rotate(&app.config, RotateStep::Resume, "test")
+        .await
+        .unwrap();
     assert_eq!((again.version, again.rewrapped), (2, 0));
 
     // Retiring: the current version never; an old one only once unused.
@@ -180,16 +184,90 @@ async fn rotation_rewraps_case_keys_while_serving_without_touching_objects() {
     .unwrap();
     let refused = rotation::retire(&app.config, 2, "test").await.unwrap_err();
     assert!(refused.to_string().contains("still wraps"), "{refused}");
-    rotation::rotate(&app.config, true, "test").await.unwrap();
+    rotation::rotate(&app.config, RotateStep::Activate, "test")
+        .await
+        .unwrap();
     rotation::retire(&app.config, 1, "test").await.unwrap();
     rotation::retire(&app.config, 2, "test").await.unwrap();
     assert_eq!(master(&app).versions(), vec![3]);
     assert_eq!(manifest(&app, &cases[1]).await["reference"], "ref-1");
-    assert_eq!(rotation::status(&app.config).await.unwrap(), vec![(3, 4)]);
+    let status = rotation::status(&app.config).await.unwrap();
+    assert_eq!((status.versions, status.active), (vec![(3, 4)], 3));
 
     let audit = app.audit().await;
     assert!(audit.iter().any(|e| e["action"] == "keys.rotate"));
     assert!(audit.iter().any(|e| e["action"] == "keys.retire"));
+    app.stop().await;
+}
+
+/// Several gateways, each with its own copy of the key file, share one
+/// database: `--stage` adds a version they do not wrap under yet, so a
+/// gateway whose copy lacks it keeps working; `--activate` makes every
+/// gateway wrap under it. A gateway activated before its copy arrived
+/// refuses to create cases (503) rather than wrap under an old version,
+/// and recovers as soon as the copy is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phase_rotation_across_gateways_with_their_own_key_files() {
+    let app = spawn_app().await;
+    let before = app.create_case(Some("before")).await.0;
+    // The operator's copy of the key file, where rotation runs.
+    let operator_keys = app.dir.path().join("operator-master.key");
+    std::fs::copy(&app.config.keys.master_key_file, &operator_keys).unwrap();
+    let mut operator = app.config.clone();
+    operator.keys.master_key_file = operator_keys.clone();
+
+    let staged = rotation::rotate(&operator, RotateStep::Stage, "test")
+        .await
+        .unwrap();
+    assert_eq!((staged.version, staged.rewrapped), (2, 0));
+    let status = rotation::status(&operator).await.unwrap();
+    assert_eq!((status.versions, status.active), (vec![(1, 1), (2, 0)], 1));
+    // The gateway's own copy lacks v2: it keeps wrapping under v1.
+    let during = app.create_case(None).await.0;
+    assert_eq!(
+        wrapped_case_key(&app, &during).await.unwrap().kek_version,
+        1
+    );
+    let err = rotation::rotate(&operator, RotateStep::Stage, "test").await;
+    assert!(err.is_ok(), "staging twice adds another version");
+    let status = rotation::status(&operator).await.unwrap();
+    assert_eq!(status.active, 1);
+
+    // Activated before the gateway's copy has v3: it refuses new cases.
+    let active = rotation::rotate(&operator, RotateStep::Activate, "test")
+        .await
+        .unwrap();
+    assert_eq!((active.version, active.rewrapped), (3, 2));
+    let resp = app
+        .request(
+            Method::POST,
+            "/api/v1/cases",
+            Some(&app.coordinator),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    // The copy arrives; the gateway reloads it and goes on under v3.
+    std::fs::copy(&operator_keys, &app.config.keys.master_key_file).unwrap();
+    let after = app.create_case(None).await.0;
+    assert_eq!(wrapped_case_key(&app, &after).await.unwrap().kek_version, 3);
+    assert_eq!(manifest(&app, &before).await["reference"], "before");
+    let refused = rotation::rotate(&operator, RotateStep::Activate, "test")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("no staged"), "{refused}");
+    assert!(rotation::retire(&operator, 3, "test").await.is_err());
+    rotation::retire(&operator, 1, "test").await.unwrap();
+
+    let actions: Vec<String> = app
+        .audit()
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for action in ["keys.stage", "keys.activate", "keys.rotate", "keys.retire"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
     app.stop().await;
 }
 
