@@ -31,6 +31,8 @@ mod hostile;
 mod keys;
 mod proxy_protocol;
 mod races;
+mod reply;
+mod reply_refusals;
 mod role_matrix;
 mod s3;
 mod sealed_etag;
