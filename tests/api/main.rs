@@ -32,6 +32,7 @@ mod keys;
 mod proxy_protocol;
 mod races;
 mod reply;
+mod reply_cli;
 mod reply_refusals;
 mod role_matrix;
 mod s3;
