@@ -374,6 +374,68 @@ async fn the_centre_replies_the_coordinator_translates_and_releases_the_patient_
         416
     );
 
+    // The accounting of disclosures lists what went back to the patient.
+    let path = format!("/api/v1/cases/{case}/disclosures");
+    let report = app.get_json(&path, &app.compliance).await;
+    let events: Vec<(String, String)> = report["to_patient"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_owned(),
+                e["filename"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let count = |event: &str, name: &str| {
+        events
+            .iter()
+            .filter(|(e, n)| e == event && n == name)
+            .count()
+    };
+    assert_eq!(
+        count("release", "Zweitmeinung.pdf"),
+        2,
+        "the release and the repeated one: {events:?}"
+    );
+    assert_eq!(count("release", "report-en.pdf"), 1);
+    assert_eq!(
+        count("download", "Zweitmeinung.pdf"),
+        2,
+        "the download and its continuation"
+    );
+    assert_eq!(count("download", "report-en.pdf"), 1);
+    assert!(
+        report["disclosures"].as_array().unwrap().is_empty(),
+        "no centre downloaded"
+    );
+    let csv = app
+        .request(
+            Method::GET,
+            &format!("{path}?format=csv"),
+            Some(&app.compliance),
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.matches(",release_to_patient,").count(), 3, "{csv}");
+    assert_eq!(csv.matches(",patient_download,").count(), 3, "{csv}");
+    let html = app
+        .request(
+            Method::GET,
+            &format!("{path}?format=html"),
+            Some(&app.compliance),
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Released to the patient") && html.contains("downloaded by the patient"));
+
     // Every step in the audit log, with who did it.
     let audit = app.audit().await;
     let has = |action: &str, role: &str, file: &str| {
