@@ -74,7 +74,7 @@ impl Uploads {
         let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         if let Err((reason, refusal)) = self.check_quota(&mut tx, case, length).await? {
             drop(tx);
-            self.audit(ctx, deny(case, reason)).await?;
+            self.audit(ctx, deny((case, uploader), reason)).await?;
             return Err(refusal);
         }
         let row = new.row;
@@ -94,7 +94,7 @@ impl Uploads {
         )
         .await?;
         db::uploads::insert(&mut tx, &row).await?;
-        let entry = NewEntry::new("upload.create", Outcome::Allow)
+        let entry = by(NewEntry::new("upload.create", Outcome::Allow), uploader)
             .case(&row.case_id)
             .file(&row.file_id)
             .reason(format!(
@@ -119,14 +119,14 @@ impl Uploads {
     ) -> Result<UploadMetadata, UploadError> {
         if length > self.config.limits.max_upload_bytes {
             let reason = format!("Upload-Length {length} over Tus-Max-Size");
-            self.audit(ctx, deny(case, reason)).await?;
+            self.audit(ctx, deny((case, uploader), reason)).await?;
             return Err(UploadError::OverMaxSize);
         }
         let meta = match UploadMetadata::parse(metadata_header, uploader) {
             Ok(meta) => meta,
             Err(refused) => {
                 let reason = format!("bad Upload-Metadata: {refused}");
-                self.audit(ctx, deny(case, reason)).await?;
+                self.audit(ctx, deny((case, uploader), reason)).await?;
                 return Err(UploadError::BadRequest(refused.to_string()));
             }
         };
@@ -137,7 +137,7 @@ impl Uploads {
             };
             if found.is_none() {
                 let reason = "translation_of names no file of the case".to_owned();
-                self.audit(ctx, deny(case, reason)).await?;
+                self.audit(ctx, deny((case, uploader), reason)).await?;
                 return Err(UploadError::BadRequest(
                     "translation_of must be the id of a file of this case".into(),
                 ));
@@ -240,8 +240,20 @@ struct NewUpload {
     wrapped_key: Vec<u8>,
 }
 
-fn deny(case: &CaseRow, reason: String) -> NewEntry {
-    NewEntry::new("upload.create", Outcome::Deny)
-        .case(&case.case_id)
-        .reason(reason)
+fn deny((case, uploader): (&CaseRow, &Source), reason: String) -> NewEntry {
+    by(
+        NewEntry::new("upload.create", Outcome::Deny)
+            .case(&case.case_id)
+            .reason(reason),
+        uploader,
+    )
+}
+
+/// Names a centre uploader in its entry, so the log's `centre_id` filter
+/// finds its replies.
+fn by(entry: NewEntry, uploader: &Source) -> NewEntry {
+    match uploader.centre_id() {
+        Some(centre) => entry.centre(centre),
+        None => entry,
+    }
 }

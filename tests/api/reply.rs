@@ -458,6 +458,11 @@ async fn the_centre_replies_the_coordinator_translates_and_releases_the_patient_
             "{action} by the coordinator"
         );
     }
+    let created = audit
+        .iter()
+        .find(|e| e["action"] == "upload.create" && e["file_id"] == opinion_id.as_str())
+        .unwrap();
+    assert_eq!(created["centre_id"], reviewer.id.as_str(), "{created}");
     assert!(has("file.release", "coordinator", &opinion_id));
     assert!(has("file.release", "coordinator", &translation_id));
     assert!(has("patient.download", "patient", &opinion_id));
