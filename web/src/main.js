@@ -4,7 +4,7 @@
 // draws it, in the patient's language.
 import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, number, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
-import { readCaseRetrying, arrived } from './api.js';
+import { readCaseRetrying, arrived, sentByPatient } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send } from './sender.js';
 import { resumableCount, forgetCase, forgetOldEntries } from './resume.js';
@@ -444,7 +444,7 @@ function drawReceipt() {
   const done = state.phase === 'done';
   show(byId('receipt'), done);
   if (!done) return;
-  const files = (state.manifest?.files ?? [])
+  const files = sentByPatient(state.manifest)
     .filter((f) => f.state === 'complete' || f.state === 'flagged')
     .sort((a, b) => a.filename.localeCompare(b.filename));
   byId('receipt-text').textContent = t('receipt_text', { files: plural('files', files.length) });
