@@ -20,7 +20,7 @@ use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
 use crate::ids::UploadId;
-use crate::service::principal::{CaseRow, Principal};
+use crate::service::principal::{CaseRow, OperatorRole, Principal};
 use crate::service::{Source, Upload as UploadRow, UploadState};
 use crate::upload::checksum::{self, ExpectedChecksum};
 
@@ -118,7 +118,10 @@ async fn uploading(
                 },
             }
         }
-        Principal::Operator { .. } => {
+        Principal::Operator {
+            role: OperatorRole::Coordinator,
+            ..
+        } => {
             let case = match target {
                 Target::New(metadata) => uploads.coordinator_case(ctx, metadata).await?,
                 Target::Existing(id) => uploads.coordinator_upload_case(ctx, action, id).await?,
@@ -128,6 +131,8 @@ async fn uploading(
                 uploader: Source::Coordinator,
             });
         }
+        // The route table lets no other operator in; deny by default.
+        Principal::Operator { .. } => return Err(ApiError::Forbidden),
     };
     if let Target::Existing(id) = target {
         uploads

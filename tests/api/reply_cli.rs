@@ -147,3 +147,66 @@ async fn refused_replies_send_nothing_and_say_why() {
     assert_eq!(listing["replies"], json!([]));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_verbs_issue_a_grant_without_replies_and_release_a_file() {
+    let app = spawn_app_with(|_| {}).await;
+    let (case, patient) = app.create_case(None).await;
+    app.upload(&patient, "records.pdf", None, b"records", 100)
+        .await;
+    let centre = register_centre(&app, "Reviewer").await;
+    let server = app.url("");
+    let admin = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("admin")
+            .args(args)
+            .args(["--server", &server, "--token", &app.coordinator])
+            .arg("--ca")
+            .arg(app.dir.path().join("certs/dev-ca.pem"))
+            .env_remove("CASEGATE_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = admin(&[
+        "grant",
+        "create",
+        &case,
+        "--centre",
+        &centre.id,
+        "--no-reply",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let grants = app
+        .get_json(&format!("/api/v1/cases/{case}/grants"), &app.coordinator)
+        .await;
+    assert_eq!(grants["grants"][0]["may_reply"], false);
+
+    let coordinator = crate::reply::Uploader::main(&app, &app.coordinator);
+    let metadata = format!(
+        "{},case_id {}",
+        crate::tus::meta("summary.pdf", None),
+        crate::reply::b64(&case)
+    );
+    coordinator.upload_resumed(&metadata, b"a summary").await;
+    let manifest = app
+        .get_json(&format!("/api/v1/cases/{case}"), &app.coordinator)
+        .await;
+    let file_id = crate::reply::file_id_of(&manifest, "summary.pdf");
+    let out = admin(&["case", "release", &case, "../../x"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(
+        app.patient_manifest(&patient).await["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = admin(&["case", "release", &case, &file_id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = app.patient_manifest(&patient).await;
+    assert_eq!(
+        crate::reply::filenames(&seen, "files"),
+        ["records.pdf", "summary.pdf"]
+    );
+    app.stop().await;
+}
