@@ -299,5 +299,16 @@ async fn coordinator_metadata_releases_and_downloads_are_checked() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // A reissued link replaces the old one for reading too.
+    let path = format!("/api/v1/cases/{case}/upload-token");
+    let fresh: Value = app
+        .request(Method::POST, &path, Some(&app.coordinator), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh = fresh["upload_token"].as_str().unwrap();
+    assert_eq!(patient_get(&app, &patient, &unfinished, None).await.0, 401);
+    assert_eq!(patient_get(&app, fresh, &unfinished, None).await.0, 200);
     app.stop().await;
 }
