@@ -1,13 +1,18 @@
 //! The case manifest (coordinator and patient views): files with their
-//! decrypted metadata, and DICOM files grouped by study and series.
+//! decrypted metadata and who put them into the case (`source`), and DICOM
+//! files grouped by study and series. The patient's view holds the
+//! patient's own uploads and the files released to the patient, never a
+//! centre's or coordinator's file before its release; a centre's view of
+//! the case is only what it uploaded itself.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::CaseKey;
+use crate::db::files::{FileRow, Source};
 use crate::db::{self, Db, DbError, cases::CaseRow};
-use crate::ids::CaseId;
+use crate::ids::{CaseId, CentreId};
 
 /// Sealed purpose label of a file's metadata.
 pub const FILE_META: &str = "file-meta";
@@ -35,6 +40,12 @@ pub struct FileMeta {
     pub sha256: Option<String>,
     #[serde(default)]
     pub dicom: Option<DicomFields>,
+    /// The file a coordinator's document translates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation_of: Option<String>,
+    /// BCP 47 language of a coordinator's document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +58,34 @@ pub struct ManifestFile {
     pub state: String,
     pub created_at: String,
     pub dicom: Option<DicomFields>,
+    pub source: Source,
+    /// When the file was released to the patient (`null`: not released).
+    pub released_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// Whose view of a case's files a manifest is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    /// Every file, with the case's reference.
+    Coordinator,
+    /// The patient's own uploads and the files released to the patient.
+    Patient,
+    /// The files a centre uploaded itself.
+    Centre(CentreId),
+}
+
+impl View {
+    fn shows(&self, row: &FileRow) -> bool {
+        match self {
+            View::Coordinator => true,
+            View::Patient => row.source == Source::Patient || row.released_at.is_some(),
+            View::Centre(id) => row.source.centre_id() == Some(id),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -79,15 +118,16 @@ pub enum ManifestError {
     Decrypt(CaseId),
 }
 
-/// Builds the manifest; `with_reference` adds the coordinator's reference.
+/// Builds the manifest as `view` sees the case (the coordinator's with
+/// the case's reference).
 pub async fn build(
     db: &Db,
     key: &CaseKey,
     case: &CaseRow,
-    with_reference: bool,
+    view: &View,
 ) -> Result<Manifest, ManifestError> {
     let id = &case.case_id;
-    let reference = match (&case.reference_sealed, with_reference) {
+    let reference = match (&case.reference_sealed, *view == View::Coordinator) {
         (Some(sealed), true) => Some(
             key.open_field(id, CASE_REFERENCE, "", sealed)
                 .ok()
@@ -98,6 +138,9 @@ pub async fn build(
     };
     let mut files = Vec::new();
     for row in db::files::list_for_case(db, id).await? {
+        if !view.shows(&row) {
+            continue;
+        }
         let meta: FileMeta = key
             .open_field(id, FILE_META, row.file_id.as_str(), &row.meta_sealed)
             .ok()
@@ -112,6 +155,10 @@ pub async fn build(
             state: row.state,
             created_at: row.created_at.to_string(),
             dicom: meta.dicom,
+            source: row.source,
+            released_at: row.released_at.map(|t| t.to_string()),
+            translation_of: meta.translation_of,
+            language: meta.language,
         });
     }
     let studies = group_studies(&files);
@@ -172,6 +219,10 @@ mod tests {
                 study_date: "20260101".into(),
                 sop_class_uid: "1.2".into(),
             }),
+            source: Source::Patient,
+            released_at: None,
+            translation_of: None,
+            language: None,
         }
     }
 

@@ -58,6 +58,12 @@ pub enum CaseCommand {
     ReissueToken {
         case_id: String,
     },
+    /// Make a file (a centre's reply, a translation) downloadable by the
+    /// case's patient.
+    Release {
+        case_id: String,
+        file_id: String,
+    },
     /// Crypto-shred the case.
     Delete {
         case_id: String,
@@ -108,6 +114,9 @@ pub enum GrantCommand {
         expires_in: u64,
         #[arg(long, default_value_t = 3)]
         max_downloads: u32,
+        /// Do not let the centre upload its reply into the case.
+        #[arg(long)]
+        no_reply: bool,
     },
     List {
         case_id: String,
@@ -154,6 +163,17 @@ async fn case(api: &ApiClient, command: CaseCommand) -> Result<(), String> {
                 None,
             )
             .await?;
+        }
+        CaseCommand::Release { case_id, file_id } => {
+            let (Some(case), Some(file)) = (
+                crate::ids::CaseId::parse(&case_id),
+                crate::ids::FileId::parse(&file_id),
+            ) else {
+                return Err("give a case id (case_…) and a file id (file_…)".into());
+            };
+            let path = format!("/api/v1/cases/{case}/files/{file}/release");
+            api.call(Method::POST, &path, None).await?;
+            eprintln!("{file} is released: the patient can download it with their link");
         }
         CaseCommand::Delete { case_id } => {
             api.call(Method::DELETE, &format!("/api/v1/cases/{case_id}"), None)
@@ -219,8 +239,12 @@ async fn grant(api: &ApiClient, command: GrantCommand) -> Result<(), String> {
             files,
             expires_in,
             max_downloads,
+            no_reply,
         } => {
-            let mut body = json!({ "centre_id": centre, "expires_in_secs": expires_in, "max_downloads": max_downloads });
+            let mut body = json!({
+                "centre_id": centre, "expires_in_secs": expires_in,
+                "max_downloads": max_downloads, "may_reply": !no_reply,
+            });
             if !files.is_empty() {
                 body["file_ids"] = json!(files);
             }

@@ -8,6 +8,7 @@ pub mod centre;
 mod error;
 pub mod fetch;
 pub mod keys;
+pub mod reply;
 pub mod serve;
 pub mod upload;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Patient: send files and folders (a hospital CD, PDFs) into your case.
     Upload(upload::UploadArgs),
+    /// Reviewing centre: return your written opinion into the grant's case.
+    Reply(reply::ReplyArgs),
     /// Compliance: export the audit log, verify it offline, print the
     /// checkpoint verifier key.
     Audit {
@@ -70,7 +73,7 @@ impl Command {
     /// gateway flags such files itself.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
-            Command::Upload(_) => {
+            Command::Upload(_) | Command::Reply(_) => {
                 "warn,dicom_object=error,dicom_parser=error,dicom_encoding=error,dicom_core=error"
             }
             _ => "info",
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Centre { command } => centre::run(command),
         Command::Fetch(args) => fetch::run(args).await,
         Command::Upload(args) => upload::run(args).await,
+        Command::Reply(args) => reply::run(args).await,
     }
 }
 

@@ -5,6 +5,9 @@
 //! last of them was, sent in full or cut; written when its lease is
 //! settled, `db::grants`), read in one snapshot together with the audit
 //! log's head, so a report can say exactly which entries it reflects.
+//! Also what went back to the patient: releases of files to the patient
+//! and the patient's downloads of them, read from their audit entries
+//! (`file.release`, `patient.download`; each is written with its action).
 
 use sqlx::Row;
 
@@ -70,7 +73,29 @@ pub struct Snapshot {
     /// `None`: no such case.
     pub case: Option<CaseState>,
     pub requests: Vec<DownloadRequest>,
+    /// Releases to the patient and the patient's downloads, in order.
+    pub to_patient: Vec<ToPatient>,
 }
+
+/// A file released to the patient, or a patient's download of one: its
+/// allowing audit entry.
+#[derive(Debug, Clone)]
+pub struct ToPatient {
+    pub seq: i64,
+    pub at: Timestamp,
+    /// `file.release` or `patient.download`.
+    pub action: String,
+    pub actor: String,
+    pub file_id: String,
+    /// The entry's reason (what was released or which bytes were served).
+    pub detail: Option<String>,
+}
+
+const TO_PATIENT: &str = "
+    SELECT seq, time, action, actor, file_id, reason FROM audit_log
+    WHERE case_id = ? AND outcome = 'allow' AND seq <= ?
+      AND action IN ('file.release', 'patient.download') AND file_id IS NOT NULL
+    ORDER BY seq";
 
 const REQUESTS: &str = "
     SELECT d.event_id, d.grant_id, d.centre_id, c.name, c.country, d.file_id, d.kind, d.at,
@@ -146,11 +171,29 @@ pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
         .fetch_all(&mut *tx)
         .await?;
     let requests = rows.iter().map(request).collect::<Result<_, _>>()?;
+    let to_patient = sqlx::query(TO_PATIENT)
+        .bind(case_id.as_str())
+        .bind(head)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ToPatient {
+                seq: r.try_get("seq")?,
+                at: r.try_get("time")?,
+                action: r.try_get("action")?,
+                actor: r.try_get("actor")?,
+                file_id: r.try_get("file_id")?,
+                detail: r.try_get("reason")?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
     tx.commit().await?;
     Ok(Snapshot {
         head,
         case,
         requests,
+        to_patient,
     })
 }
 

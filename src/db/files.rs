@@ -6,7 +6,65 @@ use sqlx::Row;
 use super::{Db, DbError};
 use crate::clock::Timestamp;
 use crate::crypto::format::header::valid_chunk_size;
-use crate::ids::{CaseId, FileId};
+use crate::ids::{CaseId, CentreId, FileId};
+
+/// Who put a file into its case: the patient, a reviewing centre (its
+/// written opinion) or a coordinator (a translation, a summary). Also who
+/// created an upload: only the same uploader may resume or end it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    Patient,
+    Centre { centre_id: CentreId },
+    Coordinator,
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Patient => "patient",
+            Source::Centre { .. } => "centre",
+            Source::Coordinator => "coordinator",
+        }
+    }
+
+    pub fn centre_id(&self) -> Option<&CentreId> {
+        match self {
+            Source::Centre { centre_id } => Some(centre_id),
+            _ => None,
+        }
+    }
+
+    /// The one-column form (`patient`, `coordinator`, `centre:<id>`).
+    pub fn to_stored(&self) -> String {
+        match self {
+            Source::Centre { centre_id } => format!("centre:{centre_id}"),
+            other => other.kind().to_owned(),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Option<Source> {
+        match s.split_once(':') {
+            Some(("centre", id)) => {
+                CentreId::parse(id).map(|centre_id| Source::Centre { centre_id })
+            }
+            Some(_) => None,
+            None => Source::from_columns(s, None),
+        }
+    }
+
+    /// From the files table's `source_kind` and `source_centre_id`.
+    fn from_columns(kind: &str, centre: Option<&str>) -> Option<Source> {
+        match (kind, centre) {
+            ("patient", None) => Some(Source::Patient),
+            ("coordinator", None) => Some(Source::Coordinator),
+            ("centre", Some(id)) => {
+                CentreId::parse(id).map(|centre_id| Source::Centre { centre_id })
+            }
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct FileRow {
@@ -21,36 +79,78 @@ pub struct FileRow {
     /// The stored object's digest, the sealed download's `ETag` (hex; set
     /// at completion).
     pub object_digest: Option<String>,
+    pub source: Source,
+    /// When a coordinator released the file to the patient.
+    pub released_at: Option<Timestamp>,
+}
+
+const FILE_COLUMNS: &str = "file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256, source_kind, source_centre_id, released_at";
+
+fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FileRow, DbError> {
+    let id: String = row.try_get("file_id")?;
+    let chunk_size: i64 = row.try_get("chunk_size")?;
+    let chunk_size = u32::try_from(chunk_size)
+        .ok()
+        .filter(|c| valid_chunk_size(*c))
+        .ok_or(DbError::Corrupt("files.chunk_size"))?;
+    let kind: String = row.try_get("source_kind")?;
+    let centre: Option<String> = row.try_get("source_centre_id")?;
+    Ok(FileRow {
+        file_id: FileId::parse(&id).ok_or(DbError::Corrupt("files.file_id"))?,
+        state: row.try_get("state")?,
+        size: row.try_get("size")?,
+        created_at: row.try_get("created_at")?,
+        meta_sealed: row.try_get("meta_sealed")?,
+        chunk_size,
+        object_digest: row.try_get("object_sha256")?,
+        source: Source::from_columns(&kind, centre.as_deref())
+            .ok_or(DbError::Corrupt("files.source_kind"))?,
+        released_at: row.try_get("released_at")?,
+    })
 }
 
 pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, DbError> {
-    let rows = sqlx::query(
-        "SELECT file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256 FROM files
-         WHERE case_id = ?
-         ORDER BY created_at, file_id",
-    )
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = ? ORDER BY created_at, file_id"
+    )))
     .bind(case_id.as_str())
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let id: String = row.try_get("file_id")?;
-            let chunk_size: i64 = row.try_get("chunk_size")?;
-            let chunk_size = u32::try_from(chunk_size)
-                .ok()
-                .filter(|c| valid_chunk_size(*c))
-                .ok_or(DbError::Corrupt("files.chunk_size"))?;
-            Ok(FileRow {
-                file_id: FileId::parse(&id).ok_or(DbError::Corrupt("files.file_id"))?,
-                state: row.try_get("state")?,
-                size: row.try_get("size")?,
-                created_at: row.try_get("created_at")?,
-                meta_sealed: row.try_get("meta_sealed")?,
-                chunk_size,
-                object_digest: row.try_get("object_sha256")?,
-            })
-        })
-        .collect()
+    rows.iter().map(file_from_row).collect()
+}
+
+/// One file of a case.
+pub async fn get(db: &Db, case_id: &CaseId, file_id: &FileId) -> Result<Option<FileRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = ? AND file_id = ?"
+    )))
+    .bind(case_id.as_str())
+    .bind(file_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(file_from_row).transpose()
+}
+
+/// Marks a file released to the patient; false if it already was (the
+/// first release's time and actor stay).
+pub async fn release(
+    tx: &mut super::Tx<'_>,
+    case_id: &CaseId,
+    file_id: &FileId,
+    at: Timestamp,
+    by: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE files SET released_at = ?, released_by = ?
+         WHERE case_id = ? AND file_id = ? AND released_at IS NULL",
+    )
+    .bind(at)
+    .bind(by)
+    .bind(case_id.as_str())
+    .bind(file_id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub struct NewFile<'a> {
@@ -62,12 +162,14 @@ pub struct NewFile<'a> {
     pub meta_sealed: &'a [u8],
     pub key_id: &'a [u8; 16],
     pub wrapped_key: &'a [u8],
+    pub source: &'a Source,
 }
 
 pub async fn insert(tx: &mut super::Tx<'_>, f: &NewFile<'_>) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO files (file_id, case_id, state, size, created_at, meta_sealed, key_id, wrapped_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO files (file_id, case_id, state, size, created_at, meta_sealed, key_id, wrapped_key,
+                            source_kind, source_centre_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(f.file_id.as_str())
     .bind(f.case_id.as_str())
@@ -77,6 +179,8 @@ pub async fn insert(tx: &mut super::Tx<'_>, f: &NewFile<'_>) -> Result<(), DbErr
     .bind(f.meta_sealed)
     .bind(f.key_id.as_slice())
     .bind(f.wrapped_key)
+    .bind(f.source.kind())
+    .bind(f.source.centre_id().map(CentreId::as_str))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -198,6 +302,7 @@ mod tests {
             meta_sealed: b"sealed",
             key_id: &[7; 16],
             wrapped_key: b"wrapped",
+            source: &Source::Patient,
         };
         insert(&mut tx, &new).await.unwrap();
         tx.commit().await.unwrap();

@@ -17,6 +17,8 @@ pub struct GrantRow {
     pub expires_at: Timestamp,
     pub max_downloads: i64,
     pub revoked_at: Option<Timestamp>,
+    /// Whether the centre may upload its reply into the case.
+    pub may_reply: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,11 +42,12 @@ fn grant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<GrantRow, DbError> {
         expires_at: row.try_get("expires_at")?,
         max_downloads: row.try_get("max_downloads")?,
         revoked_at: row.try_get("revoked_at")?,
+        may_reply: row.try_get("may_reply")?,
     })
 }
 
 const COLUMNS: &str =
-    "grant_id, case_id, centre_id, created_at, expires_at, max_downloads, revoked_at";
+    "grant_id, case_id, centre_id, created_at, expires_at, max_downloads, revoked_at, may_reply";
 
 pub async fn insert(
     tx: &mut Tx<'_>,
@@ -53,8 +56,8 @@ pub async fn insert(
     files: &[FileId],
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO grants (grant_id, case_id, centre_id, token_hash, created_at, expires_at, max_downloads)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO grants (grant_id, case_id, centre_id, token_hash, created_at, expires_at, max_downloads, may_reply)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(g.grant_id.as_str())
     .bind(g.case_id.as_str())
@@ -63,6 +66,7 @@ pub async fn insert(
     .bind(g.created_at)
     .bind(g.expires_at)
     .bind(g.max_downloads)
+    .bind(g.may_reply)
     .execute(&mut **tx)
     .await?;
     for f in files {

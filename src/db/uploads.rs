@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::files::Source;
 use super::{Db, DbError, Tx};
 use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId, UploadId};
@@ -50,6 +51,8 @@ pub struct UploadRow {
     pub expires_at: Timestamp,
     pub state: UploadState,
     pub metadata_sealed: Option<Vec<u8>>,
+    /// Who created the upload; only the same uploader may resume or end it.
+    pub uploader: Source,
 }
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
@@ -59,6 +62,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
     };
     let resume: String = row.try_get("store_progress")?;
     let state: String = row.try_get("state")?;
+    let uploader: String = row.try_get("uploader")?;
     let (upload_id, case_id, file_id): (String, String, String) = (
         row.try_get("upload_id")?,
         row.try_get("case_id")?,
@@ -76,15 +80,16 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
         expires_at: row.try_get("expires_at")?,
         state: UploadState::parse(&state).ok_or(DbError::Corrupt("uploads.state"))?,
         metadata_sealed: row.try_get("metadata_sealed")?,
+        uploader: Source::from_stored(&uploader).ok_or(DbError::Corrupt("uploads.uploader"))?,
     })
 }
 
 const COLUMNS: &str = "upload_id, case_id, file_id, upload_length, upload_offset, tail_sealed, store_progress, \
-                       created_at, expires_at, state, metadata_sealed";
+                       created_at, expires_at, state, metadata_sealed, uploader";
 
 pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO uploads ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO uploads ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )))
     .bind(u.upload_id.as_str())
     .bind(u.case_id.as_str())
@@ -97,6 +102,7 @@ pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     .bind(u.expires_at)
     .bind(u.state.as_str())
     .bind(&u.metadata_sealed)
+    .bind(u.uploader.to_stored())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -113,6 +119,18 @@ pub async fn get(
     )))
     .bind(upload_id.as_str())
     .bind(case_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The upload with this id, whatever its case (a coordinator's requests
+/// name only the upload).
+pub async fn find(db: &Db, upload_id: &UploadId) -> Result<Option<UploadRow>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM uploads WHERE upload_id = ?"
+    )))
+    .bind(upload_id.as_str())
     .fetch_optional(db.pool())
     .await?;
     row.as_ref().map(from_row).transpose()

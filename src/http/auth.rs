@@ -245,7 +245,8 @@ async fn authorize_centre(mut gate: Gate<'_>, req: Request, next: Next) -> Respo
 }
 
 /// An operator or a patient: a known bearer token whose role the endpoint
-/// admits; a patient uploads only within the upload period.
+/// admits; a patient uploads only within the upload period (a
+/// coordinator's uploads have no such period).
 async fn authorize_bearer(mut gate: Gate<'_>, req: Request, next: Next) -> Response {
     let state = gate.state;
     let principal = match bearer(req.headers()) {
@@ -277,7 +278,7 @@ async fn authorize_bearer(mut gate: Gate<'_>, req: Request, next: Next) -> Respo
         );
         return gate.deny(ApiError::Forbidden, &reason).await;
     }
-    if gate.spec.access == Access::PatientUpload
+    if matches!(gate.spec.access, Access::PatientUpload | Access::Uploader)
         && let Some(case_id) = principal.upload_period_over(state.services.timestamp())
     {
         gate.case = Some(case_id.clone());

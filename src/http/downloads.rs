@@ -19,6 +19,7 @@ use crate::crypto::format::HEADER_LEN;
 use crate::ids::FileId;
 use crate::service::downloads::{self, Download, Kind};
 use crate::service::principal::{CentreRow, GrantRow, Principal};
+use crate::service::release;
 
 fn centre(principal: &Principal) -> Result<(&GrantRow, &CentreRow), ApiError> {
     principal.centre_grant().ok_or(ApiError::Forbidden)
@@ -48,17 +49,20 @@ pub async fn grant_info(
                 })
             })
             .collect();
+    let replies = release::centre_replies(&state.services, (grant, centre)).await?;
     Ok(Json(serde_json::json!({
         "grant_id": grant.grant_id,
         "case_id": grant.case_id,
         "expires_at": grant.expires_at,
+        "may_reply": grant.may_reply,
         "files": files,
+        "replies": replies,
     }))
     .into_response())
 }
 
 /// RFC 6266 `Content-Disposition` with an ASCII fallback and the UTF-8 name.
-fn content_disposition(filename: &str) -> HeaderValue {
+pub(super) fn content_disposition(filename: &str) -> HeaderValue {
     let base = filename.rsplit(['/', '\\']).next().unwrap_or("file");
     let ascii: String = base
         .chars()

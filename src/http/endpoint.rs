@@ -21,6 +21,9 @@ pub enum Access {
     Patient,
     /// A case's upload token, within its upload period.
     PatientUpload,
+    /// Uploading into a case: its upload token within the upload period,
+    /// or a coordinator (who names the case in the upload's metadata).
+    Uploader,
     /// A grant token over a TLS connection that presented the grant's
     /// centre certificate (centre listener only).
     Centre,
@@ -45,8 +48,14 @@ impl Access {
                 },
                 Access::Compliance
             ) | (
+                Principal::Operator {
+                    role: OperatorRole::Coordinator,
+                    ..
+                },
+                Access::Uploader
+            ) | (
                 Principal::Patient { .. },
-                Access::Patient | Access::PatientUpload
+                Access::Patient | Access::PatientUpload | Access::Uploader
             )
         )
     }
@@ -98,6 +107,13 @@ pub enum Endpoint {
     TusTerminate,
     UploadPage,
     UploadAsset,
+    GrantTusCreate,
+    GrantTusCreateSlash,
+    GrantTusHead,
+    GrantTusPatch,
+    GrantTusTerminate,
+    ReleaseFile,
+    PatientFile,
 }
 
 /// One row of the table.
@@ -132,8 +148,12 @@ const fn public(method: Method, path: &'static str) -> Spec {
 }
 
 const fn centre(path: &'static str, action: &'static str) -> Spec {
+    centre_by(Method::GET, path, action)
+}
+
+const fn centre_by(method: Method, path: &'static str, action: &'static str) -> Spec {
     Spec {
-        method: Method::GET,
+        method,
         path,
         listener: Listener::Centre,
         access: Access::Centre,
@@ -143,7 +163,7 @@ const fn centre(path: &'static str, action: &'static str) -> Spec {
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 34] = [
+    pub const ALL: [Endpoint; 41] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -178,6 +198,13 @@ impl Endpoint {
         Endpoint::TusTerminate,
         Endpoint::UploadPage,
         Endpoint::UploadAsset,
+        Endpoint::GrantTusCreate,
+        Endpoint::GrantTusCreateSlash,
+        Endpoint::GrantTusHead,
+        Endpoint::GrantTusPatch,
+        Endpoint::GrantTusTerminate,
+        Endpoint::ReleaseFile,
+        Endpoint::PatientFile,
     ];
 
     /// The endpoint's row.
@@ -213,20 +240,28 @@ impl Endpoint {
             E::CaseDisclosures =>    main(Method::GET,    "/api/v1/cases/{case_id}/disclosures",  Compliance,    "audit.disclosures.read"),
             E::TusOptions =>         public(Method::OPTIONS, "/tus"),
             E::TusOptionsSlash =>    public(Method::OPTIONS, "/tus/"),
-            E::TusCreate =>          main(Method::POST,   "/tus",                                 PatientUpload, "upload.create"),
-            E::TusCreateSlash =>     main(Method::POST,   "/tus/",                                PatientUpload, "upload.create"),
-            E::TusHead =>            main(Method::HEAD,   "/tus/{upload_id}",                     PatientUpload, "upload.head"),
-            E::TusPatch =>           main(Method::PATCH,  "/tus/{upload_id}",                     PatientUpload, "upload.patch"),
-            E::TusTerminate =>       main(Method::DELETE, "/tus/{upload_id}",                     PatientUpload, "upload.terminate"),
+            E::TusCreate =>          main(Method::POST,   "/tus",                                 Uploader,      "upload.create"),
+            E::TusCreateSlash =>     main(Method::POST,   "/tus/",                                Uploader,      "upload.create"),
+            E::TusHead =>            main(Method::HEAD,   "/tus/{upload_id}",                     Uploader,      "upload.head"),
+            E::TusPatch =>           main(Method::PATCH,  "/tus/{upload_id}",                     Uploader,      "upload.patch"),
+            E::TusTerminate =>       main(Method::DELETE, "/tus/{upload_id}",                     Uploader,      "upload.terminate"),
             E::UploadPage =>         public(Method::GET, "/upload"),
             E::UploadAsset =>        public(Method::GET, "/upload/assets/{name}"),
+            E::GrantTusCreate =>     centre_by(Method::POST,   "/api/v1/grant/tus",               "upload.create"),
+            E::GrantTusCreateSlash => centre_by(Method::POST,  "/api/v1/grant/tus/",              "upload.create"),
+            E::GrantTusHead =>       centre_by(Method::HEAD,   "/api/v1/grant/tus/{upload_id}",   "upload.head"),
+            E::GrantTusPatch =>      centre_by(Method::PATCH,  "/api/v1/grant/tus/{upload_id}",   "upload.patch"),
+            E::GrantTusTerminate =>  centre_by(Method::DELETE, "/api/v1/grant/tus/{upload_id}",   "upload.terminate"),
+            E::ReleaseFile =>        main(Method::POST,   "/api/v1/cases/{case_id}/files/{file_id}/release", Coordinator, "file.release"),
+            E::PatientFile =>        main(Method::GET,    "/api/v1/patient/files/{file_id}",      Patient,       "patient.download"),
         }
     }
 
     /// Whether the endpoint is part of tus (streamed bodies: no body limit,
     /// no whole-request deadline, `Tus-Resumable` on every answer).
     pub fn is_tus(self) -> bool {
-        self.spec().path.starts_with("/tus")
+        let path = self.spec().path;
+        path.starts_with("/tus") || path.starts_with("/api/v1/grant/tus")
     }
 
     /// The endpoint a matched route template and method belong to.

@@ -11,6 +11,7 @@ use crate::service::cases::CaseError;
 use crate::service::centres::CentreError;
 use crate::service::grants::GrantError;
 use crate::service::principal::PrincipalError;
+use crate::service::release::ReleaseError;
 use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +164,20 @@ impl From<CaseError> for ApiError {
             }
             CaseError::Audit(e) => e.into(),
             CaseError::Db(e) => storage(&e),
+        }
+    }
+}
+
+impl From<ReleaseError> for ApiError {
+    fn from(e: ReleaseError) -> Self {
+        match e {
+            ReleaseError::NotFound => ApiError::NotFound,
+            ReleaseError::Conflict(m) => ApiError::Conflict(m),
+            ReleaseError::RangeNotSatisfiable(len) => ApiError::RangeNotSatisfiable(len),
+            ReleaseError::StorageUnavailable => ApiError::StorageUnavailable,
+            ReleaseError::Internal(_) => internal(&e),
+            ReleaseError::Audit(e) => e.into(),
+            ReleaseError::Db(e) => storage(&e),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct CreateGrant {
     file_ids: Option<Vec<String>>,
     expires_in_secs: u64,
     max_downloads: i64,
+    /// Absent: the centre may reply.
+    may_reply: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +51,7 @@ pub async fn create(
         file_ids: req.file_ids,
         expires_in_secs: req.expires_in_secs,
         max_downloads: req.max_downloads,
+        may_reply: req.may_reply.unwrap_or(true),
     };
     let issued = grants::create(&state.services, &ctx, &case_id, req).await?;
     let body = Created {
@@ -76,6 +79,7 @@ fn grant_view(g: GrantSummary) -> serde_json::Value {
         "created_at": grant.created_at,
         "expires_at": grant.expires_at,
         "max_downloads": grant.max_downloads,
+        "may_reply": grant.may_reply,
         "revoked_at": grant.revoked_at,
         "state": g.state.as_str(),
         "files": files,

@@ -23,7 +23,9 @@ pub mod health;
 pub mod json;
 pub mod limiter;
 pub mod patient;
+pub mod patient_files;
 pub mod range;
+pub mod release;
 pub mod state;
 pub mod tus;
 pub mod upload_page;
@@ -84,6 +86,12 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::TusTerminate => on(method, tus::terminate),
         E::UploadPage => on(method, upload_page::page),
         E::UploadAsset => on(method, upload_page::asset),
+        E::GrantTusCreate | E::GrantTusCreateSlash => on(method, tus::create),
+        E::GrantTusHead => on(method, tus::head),
+        E::GrantTusPatch => on(method, tus::patch),
+        E::GrantTusTerminate => on(method, tus::terminate),
+        E::ReleaseFile => on(method, release::release),
+        E::PatientFile => on(method, patient_files::download),
     }
 }
 
@@ -132,12 +140,16 @@ pub fn router(state: AppState) -> Router {
     finish(api.merge(tus), state).layer(middleware::from_fn_with_state(origins, cors::layer))
 }
 
-/// The centre listener's router: the grant routes only.
+/// The centre listener's router: the grant routes only; replies stream
+/// over tus like patients' uploads.
 pub fn centre_router(state: AppState) -> Router {
     let limits = &state.services.config.limits;
-    let centre = routes(&state, |e| e.spec().listener == Listener::Centre)
+    let on_centre = |e: Endpoint| e.spec().listener == Listener::Centre;
+    let centre = routes(&state, |e| on_centre(e) && !e.is_tus())
         .layer(DefaultBodyLimit::max(limits.json_body_bytes));
-    finish(centre, state)
+    let tus = routes(&state, |e| on_centre(e) && e.is_tus())
+        .layer(middleware::from_fn(tus::tus_resumable_header));
+    finish(centre.merge(tus), state)
 }
 
 /// A handler that panics answers its own request with a 500; the

@@ -1,6 +1,12 @@
 //! tus 1.0.0 over HTTP: header parsing and status codes only; the upload
 //! logic is `crate::upload`. Extensions: creation, creation-with-upload,
 //! expiration, checksum (sha1, sha256), termination.
+//!
+//! One implementation for every uploader ([`Uploading`]): the patient and a
+//! coordinator on `/tus/` (the coordinator names the case in
+//! `Upload-Metadata`), a reviewing centre on the centre listener's
+//! `/api/v1/grant/tus/` (into its grant's case, unless the grant forbids
+//! replies). An upload is only ever touched by the uploader that created it.
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
@@ -14,8 +20,8 @@ use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
 use crate::ids::UploadId;
-use crate::service::principal::{CaseRow, Principal};
-use crate::service::{Upload as UploadRow, UploadState};
+use crate::service::principal::{CaseRow, OperatorRole, Principal};
+use crate::service::{Source, Upload as UploadRow, UploadState};
 use crate::upload::checksum::{self, ExpectedChecksum};
 
 pub const TUS_VERSION: &str = "1.0.0";
@@ -61,8 +67,87 @@ pub fn is_offset_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))
 }
 
-fn patient_case(principal: Principal) -> Result<CaseRow, ApiError> {
-    principal.patient_case().cloned().ok_or(ApiError::Forbidden)
+/// Who is uploading into which case.
+struct Uploading {
+    case: CaseRow,
+    uploader: Source,
+}
+
+impl Uploading {
+    /// Where the upload's URL lives for this uploader.
+    fn location(&self, upload_id: &UploadId) -> String {
+        match self.uploader {
+            Source::Centre { .. } => format!("/api/v1/grant/tus/{upload_id}"),
+            _ => format!("/tus/{upload_id}"),
+        }
+    }
+}
+
+/// The uploader of a request and its case: the patient's own case; the
+/// grant's case for a centre whose grant lets it reply; for a coordinator
+/// the case its `Upload-Metadata` names (creation) or the one its upload is
+/// in. For an existing upload, only the uploader that created it gets
+/// past here (others: 404).
+async fn uploading(
+    state: &AppState,
+    ctx: &RequestContext,
+    principal: Principal,
+    action: &'static str,
+    target: Target<'_>,
+) -> Result<Uploading, ApiError> {
+    let uploads = &state.services.uploads;
+    let found = match principal {
+        Principal::Patient { case } => Uploading {
+            case: *case,
+            uploader: Source::Patient,
+        },
+        Principal::Centre { grant, centre } => {
+            if !grant.may_reply {
+                let entry = NewEntry::new(action, Outcome::Deny)
+                    .case(&grant.case_id)
+                    .centre(&centre.centre_id)
+                    .grant(&grant.grant_id)
+                    .reason("the grant does not allow the centre to reply");
+                state.audit(ctx, entry).await?;
+                return Err(ApiError::Forbidden);
+            }
+            Uploading {
+                case: uploads.open_case(&grant.case_id).await?,
+                uploader: Source::Centre {
+                    centre_id: centre.centre_id,
+                },
+            }
+        }
+        Principal::Operator {
+            role: OperatorRole::Coordinator,
+            ..
+        } => {
+            let case = match target {
+                Target::New(metadata) => uploads.coordinator_case(ctx, metadata).await?,
+                Target::Existing(id) => uploads.coordinator_upload_case(ctx, action, id).await?,
+            };
+            return Ok(Uploading {
+                case,
+                uploader: Source::Coordinator,
+            });
+        }
+        // The route table lets no other operator in; deny by default.
+        Principal::Operator { .. } => return Err(ApiError::Forbidden),
+    };
+    if let Target::Existing(id) = target {
+        uploads
+            .check_owner(ctx, action, (&found.case, &found.uploader), id)
+            .await?;
+    }
+    Ok(found)
+}
+
+/// What a tus request is about: a new upload (with its raw
+/// `Upload-Metadata`) or an existing one.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    New(Option<&'a str>),
+    Existing(&'a UploadId),
 }
 
 /// A request that speaks tus 1.0.0: checked before anything else about
@@ -164,6 +249,26 @@ async fn run_patch(
     }
 }
 
+/// creation-with-upload: the upload exists whatever happens to its first
+/// bytes; report what was stored and let the client resume.
+async fn first_bytes(
+    state: &AppState,
+    ctx: RequestContext,
+    case: &CaseRow,
+    upload: UploadRow,
+    checksum: Option<ExpectedChecksum>,
+    body: Body,
+) -> Result<UploadRow, ApiError> {
+    let id = upload.upload_id;
+    match run_patch(state, ctx, case.clone(), id.clone(), 0, checksum, body).await {
+        Ok(u) => Ok(u),
+        Err(e) => {
+            tracing::info!(error = %e, "data sent with creation not stored");
+            Ok(state.services.uploads.load(case, &id).await?)
+        }
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
     axum::Extension(ctx): axum::Extension<RequestContext>,
@@ -172,7 +277,6 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_version(&headers)?;
-    let case = patient_case(principal)?;
     if headers.contains_key("upload-defer-length") {
         return Err(ApiError::BadRequest(
             "Upload-Defer-Length is not supported; send Upload-Length".into(),
@@ -192,37 +296,23 @@ pub async fn create(
     } else {
         None
     };
+    let who = uploading(
+        &state,
+        &ctx,
+        principal,
+        "upload.create",
+        Target::New(metadata),
+    )
+    .await?;
+    let case = who.case.clone();
     let upload = state
         .services
         .uploads
-        .create(&ctx, &case, length, metadata)
+        .create(&ctx, (&case, &who.uploader), length, metadata)
         .await?;
-    let location = format!("/tus/{}", upload.upload_id);
+    let location = who.location(&upload.upload_id);
     let upload = if with_data || length == 0 {
-        // creation-with-upload: the upload exists whatever happens to its
-        // first bytes; report what was stored and let the client resume.
-        match run_patch(
-            &state,
-            ctx,
-            case.clone(),
-            upload.upload_id.clone(),
-            0,
-            checksum,
-            body,
-        )
-        .await
-        {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::info!(error = %e, "data sent with creation not stored");
-                state
-                    .services
-                    .uploads
-                    .load(&case, &upload.upload_id)
-                    .await
-                    .map_err(ApiError::from)?
-            }
-        }
+        first_bytes(&state, ctx, &case, upload, checksum, body).await?
     } else {
         upload
     };
@@ -242,7 +332,10 @@ pub async fn head(
     _: TusResumable,
     Id(upload_id): Id<UploadId>,
 ) -> Result<Response, ApiError> {
-    let case = patient_case(principal)?;
+    let target = Target::Existing(&upload_id);
+    let case = uploading(&state, &ctx, principal, "upload.head", target)
+        .await?
+        .case;
     // A PATCH still running on this upload — typically one whose connection
     // just dropped, still syncing its last durable point (an S3 part and
     // the staging object take a while) — would move the offset after we
@@ -294,7 +387,10 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let case = patient_case(principal)?;
+    let target = Target::Existing(&upload_id);
+    let case = uploading(&state, &ctx, principal, "upload.patch", target)
+        .await?
+        .case;
     if !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -314,7 +410,10 @@ pub async fn terminate(
     _: TusResumable,
     Id(upload_id): Id<UploadId>,
 ) -> Result<Response, ApiError> {
-    let case = patient_case(principal)?;
+    let target = Target::Existing(&upload_id);
+    let case = uploading(&state, &ctx, principal, "upload.terminate", target)
+        .await?
+        .case;
     state
         .services
         .uploads

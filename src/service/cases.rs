@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::db::cases::{CaseRow, CaseSummary, NewCase};
 use crate::db::{self, DbError};
 use crate::ids::CaseId;
-use crate::manifest::{self, CASE_REFERENCE, Manifest, ManifestError};
+use crate::manifest::{self, CASE_REFERENCE, Manifest, ManifestError, View};
 use crate::token::{SecretToken, TokenKind};
 
 const MAX_REFERENCE_CHARS: usize = 256;
@@ -134,7 +134,7 @@ pub async fn manifest(
         return Err(no_such_case(svc, ctx, "case.read", case_id).await);
     };
     let key = svc.case_key(&case)?;
-    let manifest = manifest::build(&svc.db, &key, &case, true).await?;
+    let manifest = manifest::build(&svc.db, &key, &case, &View::Coordinator).await?;
     let entry = NewEntry::new("case.read", Outcome::Allow).case(case_id);
     audit::record(svc, ctx, entry).await?;
     Ok(manifest)
@@ -200,7 +200,7 @@ pub async fn patient_manifest(
     case: &CaseRow,
 ) -> Result<Manifest, CaseError> {
     let key = svc.case_key(case)?;
-    let manifest = manifest::build(&svc.db, &key, case, false).await?;
+    let manifest = manifest::build(&svc.db, &key, case, &View::Patient).await?;
     let entry = NewEntry::new("patient.case.read", Outcome::Allow).case(&case.case_id);
     audit::record(svc, ctx, entry).await?;
     Ok(manifest)

@@ -16,6 +16,8 @@
 //! - [`audit`]: writing an entry with its action (fail closed), the export,
 //!   signed checkpoints and proofs.
 //! - [`health`]: what readiness checks.
+//! - [`release`]: releasing a centre's reply or a translation to the
+//!   patient, and the patient's download of it.
 //!
 //! Uploads (tus) are their own service, `crate::upload`.
 
@@ -27,6 +29,7 @@ pub mod downloads;
 pub mod grants;
 pub mod health;
 pub mod principal;
+pub mod release;
 
 use std::sync::Arc;
 
@@ -41,6 +44,7 @@ use crate::upload::Uploads;
 /// The rows the services hand to their callers, under the names the
 /// callers use (handlers do not reach into `db`).
 pub use crate::db::cases::CaseRow as Case;
+pub use crate::db::files::Source;
 pub use crate::db::uploads::{UploadRow as Upload, UploadState};
 
 /// What every service needs: database, keyring (master key and what it

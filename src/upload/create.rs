@@ -1,31 +1,71 @@
 //! Creating an upload (tus `creation`): quota checks, a new file key, the
-//! file record in state `uploading`, the upload row. A zero-length upload is
-//! complete at once.
+//! file record in state `uploading` with its source (who uploads), the
+//! upload row. A zero-length upload is complete at once. The case is the
+//! patient's own, the centre's grant's, or for a coordinator the one its
+//! `Upload-Metadata` names ([`Uploads::coordinator_case`]).
 
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::FileKey;
-use crate::db::{self, cases::CaseRow, files::NewFile, uploads::UploadRow, uploads::UploadState};
-use crate::ids::{FileId, UploadId};
+use crate::db::{
+    self, cases::CaseRow, files::NewFile, files::Source, uploads::UploadRow, uploads::UploadState,
+};
+use crate::ids::{CaseId, FileId, UploadId};
 use crate::manifest::{FILE_META, FileMeta};
 use crate::store::ResumeToken;
 
 use super::audit_unavailable;
-use super::metadata::UploadMetadata;
+use super::metadata::{UploadMetadata, parse_pairs};
 use super::{UploadError, Uploads};
 
 /// Sealed purpose of the raw `Upload-Metadata` header (returned on HEAD).
 pub const UPLOAD_METADATA: &str = "upload-metadata";
 
 impl Uploads {
+    /// The case a coordinator's upload goes into: the `case_id` of its
+    /// `Upload-Metadata` (400 without one, 404 for an unknown or deleted
+    /// case, both audited).
+    pub async fn coordinator_case(
+        &self,
+        ctx: &RequestContext,
+        metadata_header: Option<&str>,
+    ) -> Result<CaseRow, UploadError> {
+        let refuse = |reason: &str| NewEntry::new("upload.create", Outcome::Deny).reason(reason);
+        let pairs = parse_pairs(metadata_header.unwrap_or(""))
+            .map_err(|e| UploadError::BadRequest(e.to_string()));
+        let sent = pairs.as_ref().ok().and_then(|p| p.get("case_id"));
+        let Some(case_id) = sent.map(|s| s.trim()).filter(|s| !s.is_empty()) else {
+            self.audit(ctx, refuse("coordinator upload without case_id"))
+                .await?;
+            pairs?;
+            return Err(UploadError::BadRequest(
+                "a coordinator's Upload-Metadata must include case_id".into(),
+            ));
+        };
+        let found = match CaseId::parse(case_id) {
+            Some(id) => db::cases::get(&self.db, &id).await?,
+            None => None,
+        };
+        match found {
+            Some(case) => Ok(case),
+            None => {
+                self.audit(ctx, refuse("case_id names no open case"))
+                    .await?;
+                Err(UploadError::NotFound)
+            }
+        }
+    }
+
     pub async fn create(
         &self,
         ctx: &RequestContext,
-        case: &CaseRow,
+        (case, uploader): (&CaseRow, &Source),
         length: u64,
         metadata_header: Option<&str>,
     ) -> Result<UploadRow, UploadError> {
-        let meta = self.admit(ctx, case, length, metadata_header).await?;
-        let new = self.new_upload(case, length, metadata_header, &meta)?;
+        let meta = self
+            .admit(ctx, (case, uploader), length, metadata_header)
+            .await?;
+        let new = self.new_upload((case, uploader), length, metadata_header, &meta)?;
         // The usage check and the insert share one write transaction
         // (BEGIN IMMEDIATE holds SQLite's write lock), so N parallel
         // creates can never together exceed a quota.
@@ -34,7 +74,7 @@ impl Uploads {
         let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
         if let Err((reason, refusal)) = self.check_quota(&mut tx, case, length).await? {
             drop(tx);
-            self.audit(ctx, deny(case, reason)).await?;
+            self.audit(ctx, deny((case, uploader), reason)).await?;
             return Err(refusal);
         }
         let row = new.row;
@@ -49,48 +89,68 @@ impl Uploads {
                 meta_sealed: &new.meta_sealed,
                 key_id: &new.key_id,
                 wrapped_key: &new.wrapped_key,
+                source: uploader,
             },
         )
         .await?;
         db::uploads::insert(&mut tx, &row).await?;
-        let entry = NewEntry::new("upload.create", Outcome::Allow)
+        let entry = by(NewEntry::new("upload.create", Outcome::Allow), uploader)
             .case(&row.case_id)
             .file(&row.file_id)
-            .reason(format!("upload {}, {length} bytes declared", row.upload_id));
+            .reason(format!(
+                "upload {}, {length} bytes declared, by the {}",
+                row.upload_id,
+                uploader.kind()
+            ));
         self.audit_in(&mut tx, ctx, &entry).await?;
         tx.commit().await.map_err(audit_unavailable)?;
         Ok(row)
     }
 
-    /// Refuses (and audits) a declared length over the maximum and
-    /// malformed `Upload-Metadata`; returns the metadata.
+    /// Refuses (and audits) a declared length over the maximum,
+    /// malformed `Upload-Metadata` and a `translation_of` that is not a
+    /// file of the case; returns the metadata.
     async fn admit(
         &self,
         ctx: &RequestContext,
-        case: &CaseRow,
+        (case, uploader): (&CaseRow, &Source),
         length: u64,
         metadata_header: Option<&str>,
     ) -> Result<UploadMetadata, UploadError> {
         if length > self.config.limits.max_upload_bytes {
             let reason = format!("Upload-Length {length} over Tus-Max-Size");
-            self.audit(ctx, deny(case, reason)).await?;
+            self.audit(ctx, deny((case, uploader), reason)).await?;
             return Err(UploadError::OverMaxSize);
         }
-        match UploadMetadata::parse(metadata_header) {
-            Ok(meta) => Ok(meta),
+        let meta = match UploadMetadata::parse(metadata_header, uploader) {
+            Ok(meta) => meta,
             Err(refused) => {
                 let reason = format!("bad Upload-Metadata: {refused}");
-                self.audit(ctx, deny(case, reason)).await?;
-                Err(UploadError::BadRequest(refused.to_string()))
+                self.audit(ctx, deny((case, uploader), reason)).await?;
+                return Err(UploadError::BadRequest(refused.to_string()));
+            }
+        };
+        if let Some(original) = &meta.translation_of {
+            let found = match FileId::parse(original) {
+                Some(id) => db::files::get(&self.db, &case.case_id, &id).await?,
+                None => None,
+            };
+            if found.is_none() {
+                let reason = "translation_of names no file of the case".to_owned();
+                self.audit(ctx, deny((case, uploader), reason)).await?;
+                return Err(UploadError::BadRequest(
+                    "translation_of must be the id of a file of this case".into(),
+                ));
             }
         }
+        Ok(meta)
     }
 
     /// A new upload's row and its file record: fresh ids, a fresh file key
     /// wrapped under the case key, the metadata sealed under it.
     fn new_upload(
         &self,
-        case: &CaseRow,
+        (case, uploader): (&CaseRow, &Source),
         length: u64,
         metadata_header: Option<&str>,
         meta: &UploadMetadata,
@@ -107,6 +167,8 @@ impl Uploads {
             filetype: meta.filetype.clone(),
             sha256: None,
             dicom: None,
+            translation_of: meta.translation_of.clone(),
+            language: meta.language.clone(),
         };
         let meta_json =
             serde_json::to_vec(&file_meta).map_err(|e| UploadError::Internal(e.to_string()))?;
@@ -135,6 +197,7 @@ impl Uploads {
                 expires_at: self.next_expiry(),
                 state: UploadState::Active,
                 metadata_sealed,
+                uploader: uploader.clone(),
             },
             meta_sealed,
             key_id: *file_key.id(),
@@ -177,8 +240,20 @@ struct NewUpload {
     wrapped_key: Vec<u8>,
 }
 
-fn deny(case: &CaseRow, reason: String) -> NewEntry {
-    NewEntry::new("upload.create", Outcome::Deny)
-        .case(&case.case_id)
-        .reason(reason)
+fn deny((case, uploader): (&CaseRow, &Source), reason: String) -> NewEntry {
+    by(
+        NewEntry::new("upload.create", Outcome::Deny)
+            .case(&case.case_id)
+            .reason(reason),
+        uploader,
+    )
+}
+
+/// Names a centre uploader in its entry, so the log's `centre_id` filter
+/// finds its replies.
+fn by(entry: NewEntry, uploader: &Source) -> NewEntry {
+    match uploader.centre_id() {
+        Some(centre) => entry.centre(centre),
+        None => entry,
+    }
 }

@@ -85,7 +85,7 @@ impl Uploads {
                 &upload,
                 UploadState::Terminated,
                 "upload.terminate",
-                "terminated by the patient",
+                "terminated by its uploader",
             )
             .await?
         {

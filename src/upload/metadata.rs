@@ -3,14 +3,25 @@
 //! `Upload-Metadata: filename ZGljb20uZGNt,category aW1hZ2luZ19kaWNvbQ,filetype ...`
 //! — comma-separated pairs of a key and an optional base64 value. casegate
 //! reads `filename` (required; Uppy's `name` is accepted in its place),
-//! `category` (default `other`) and `filetype`; other keys are ignored.
+//! `category` and `filetype`; a coordinator's upload also `case_id`
+//! (required: the case it goes into), `translation_of` (a file id) and
+//! `language` (a BCP 47 tag); other keys are ignored.
+//!
+//! Categories by uploader: a patient or a coordinator any (a patient may
+//! hold an earlier opinion; who wrote a document is its `source`, never its
+//! category), default `other`, for a coordinator `translation` when
+//! `translation_of` is given; a centre `second_opinion_report` (default)
+//! or `other`.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
-pub const CATEGORIES: [&str; 15] = [
+use crate::db::files::Source;
+
+/// Every document category.
+pub const CATEGORIES: [&str; 17] = [
     "pathology_report",
     "pathology_slides",
     "imaging_dicom",
@@ -25,8 +36,15 @@ pub const CATEGORIES: [&str; 15] = [
     "clinic_note",
     "patient_questions",
     "consent",
+    "second_opinion_report",
+    "translation",
     "other",
 ];
+
+/// What a centre may file its upload under.
+const CENTRE_CATEGORIES: [&str; 2] = ["second_opinion_report", "other"];
+/// Longest `language` tag accepted (RFC 5646's practical limit).
+const MAX_LANGUAGE_BYTES: usize = 35;
 
 const MAX_FILENAME_BYTES: usize = 1024;
 const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -55,6 +73,12 @@ pub enum MetadataError {
     BadFilename,
     #[error("unknown category {0:?}")]
     UnknownCategory(String),
+    #[error("category {0:?} is not open to this uploader")]
+    CategoryNotAllowed(String),
+    #[error("language must be a BCP 47 tag such as en, de-CH or zh-Hant")]
+    BadLanguage,
+    #[error("{0} is only for a coordinator's upload")]
+    NotForThisUploader(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +86,49 @@ pub struct UploadMetadata {
     pub filename: String,
     pub category: String,
     pub filetype: Option<String>,
+    /// The case a coordinator's upload goes into (as sent; the caller
+    /// parses and looks it up).
+    pub case_id: Option<String>,
+    /// The file a coordinator's document translates (as sent).
+    pub translation_of: Option<String>,
+    /// BCP 47 language tag of a coordinator's document.
+    pub language: Option<String>,
+}
+
+/// Whether `tag` has the shape of a BCP 47 language tag: a 2–3 letter
+/// (or 4–8 letter registered) primary subtag, then subtags of 1–8 letters
+/// and digits. The registry itself is not consulted.
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut subtags = tag.split('-');
+    let primary_ok = subtags
+        .next()
+        .is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    tag.len() <= MAX_LANGUAGE_BYTES
+        && primary_ok
+        && subtags
+            .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The category of an upload by `uploader`: the one sent, if open to it,
+/// else its default.
+fn category_for(
+    sent: Option<&str>,
+    uploader: &Source,
+    translation: bool,
+) -> Result<String, MetadataError> {
+    let default = match uploader {
+        Source::Centre { .. } => "second_opinion_report",
+        Source::Coordinator if translation => "translation",
+        _ => "other",
+    };
+    let category = sent.unwrap_or(default);
+    if !CATEGORIES.contains(&category) {
+        return Err(MetadataError::UnknownCategory(category.to_owned()));
+    }
+    if uploader.centre_id().is_some() && !CENTRE_CATEGORIES.contains(&category) {
+        return Err(MetadataError::CategoryNotAllowed(category.to_owned()));
+    }
+    Ok(category.to_owned())
 }
 
 fn decode_value(raw: &str) -> Result<String, MetadataError> {
@@ -117,21 +184,42 @@ pub fn stored_filename(announced: &str) -> Result<String, MetadataError> {
 }
 
 impl UploadMetadata {
-    pub fn parse(header: Option<&str>) -> Result<UploadMetadata, MetadataError> {
+    /// The metadata of an upload by `uploader` (see the module doc for
+    /// what each may send).
+    pub fn parse(header: Option<&str>, uploader: &Source) -> Result<UploadMetadata, MetadataError> {
         let pairs = parse_pairs(header.unwrap_or(""))?;
         let filename = pairs
             .get("filename")
             .or_else(|| pairs.get("name"))
             .ok_or(MetadataError::NoFilename)?;
         let filename = stored_filename(filename)?;
-        let category = pairs
-            .get("category")
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("other");
-        if !CATEGORIES.contains(&category) {
-            return Err(MetadataError::UnknownCategory(category.to_owned()));
+        let sent = |key: &str| {
+            pairs
+                .get(key)
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        let (case_id, translation_of, language) =
+            (sent("case_id"), sent("translation_of"), sent("language"));
+        if *uploader != Source::Coordinator {
+            for (key, value) in [
+                ("case_id", &case_id),
+                ("translation_of", &translation_of),
+                ("language", &language),
+            ] {
+                if value.is_some() {
+                    return Err(MetadataError::NotForThisUploader(key));
+                }
+            }
         }
+        if language.as_deref().is_some_and(|l| !is_language_tag(l)) {
+            return Err(MetadataError::BadLanguage);
+        }
+        let category = category_for(
+            sent("category").as_deref(),
+            uploader,
+            translation_of.is_some(),
+        )?;
         let filetype = pairs
             .get("filetype")
             .or_else(|| pairs.get("type"))
@@ -139,8 +227,11 @@ impl UploadMetadata {
             .filter(|s| !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control));
         Ok(UploadMetadata {
             filename,
-            category: category.to_owned(),
+            category,
             filetype,
+            case_id,
+            translation_of,
+            language,
         })
     }
 }
@@ -161,17 +252,21 @@ mod tests {
             b64("imaging_dicom"),
             b64("application/dicom")
         );
-        let m = UploadMetadata::parse(Some(&h)).unwrap();
+        let m = UploadMetadata::parse(Some(&h), &Source::Patient).unwrap();
         assert_eq!(m.filename, "CT 1.dcm");
         assert_eq!(m.category, "imaging_dicom");
         assert_eq!(m.filetype.as_deref(), Some("application/dicom"));
-        let m = UploadMetadata::parse(Some(&format!("name {}", b64("report.pdf")))).unwrap();
+        let m = UploadMetadata::parse(
+            Some(&format!("name {}", b64("report.pdf"))),
+            &Source::Patient,
+        )
+        .unwrap();
         assert_eq!(
             (m.filename.as_str(), m.category.as_str()),
             ("report.pdf", "other")
         );
         let disguised = format!("filename {}", b64("report\u{202e}fdp.exe"));
-        let m = UploadMetadata::parse(Some(&disguised)).unwrap();
+        let m = UploadMetadata::parse(Some(&disguised), &Source::Patient).unwrap();
         assert_eq!(m.filename, "report_fdp.exe");
         assert_eq!(
             stored_filename(" Dr\u{200c}Ahmadi\u{ad}.pdf ").unwrap(),
@@ -193,7 +288,70 @@ mod tests {
             Some(format!("filename {}", b64("a\nb"))),
             Some(format!("filename {} extra", b64("a"))),
         ] {
-            assert!(UploadMetadata::parse(bad.as_deref()).is_err(), "{bad:?}");
+            assert!(
+                UploadMetadata::parse(bad.as_deref(), &Source::Patient).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn categories_and_keys_by_uploader() {
+        let centre = Source::Centre {
+            centre_id: crate::ids::CentreId::generate(),
+        };
+        let named = |extra: &str| format!("filename {}{extra}", b64("opinion.pdf"));
+        let cat = |c: &str| format!(",category {}", b64(c));
+        let m = UploadMetadata::parse(Some(&named("")), &centre).unwrap();
+        assert_eq!(m.category, "second_opinion_report");
+        assert!(UploadMetadata::parse(Some(&named(&cat("other"))), &centre).is_ok());
+        for refused in ["translation", "pathology_report"] {
+            let h = named(&cat(refused));
+            assert_eq!(
+                UploadMetadata::parse(Some(&h), &centre),
+                Err(MetadataError::CategoryNotAllowed(refused.into()))
+            );
+        }
+        let h = named(&cat("second_opinion_report"));
+        assert!(UploadMetadata::parse(Some(&h), &Source::Patient).is_ok());
+        let h = named(&format!(",case_id {}", b64("case_x")));
+        assert_eq!(
+            UploadMetadata::parse(Some(&h), &centre),
+            Err(MetadataError::NotForThisUploader("case_id"))
+        );
+
+        let h = named(&format!(
+            ",case_id {},translation_of {},language {}",
+            b64("case_1"),
+            b64("file_1"),
+            b64("de-CH")
+        ));
+        let m = UploadMetadata::parse(Some(&h), &Source::Coordinator).unwrap();
+        assert_eq!(m.category, "translation");
+        assert_eq!(m.language.as_deref(), Some("de-CH"));
+        assert_eq!(m.translation_of.as_deref(), Some("file_1"));
+        let m = UploadMetadata::parse(Some(&named(&cat("clinic_note"))), &Source::Coordinator);
+        assert_eq!(m.unwrap().category, "clinic_note");
+    }
+
+    #[test]
+    fn language_tags_have_bcp47_shape() {
+        for ok in ["en", "de-CH", "zh-Hant-TW", "sr-Latn", "es-419", "ast"] {
+            assert!(is_language_tag(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "e",
+            "english please",
+            "en_US",
+            "de-",
+            "-de",
+            "de--CH",
+            "x1",
+            "en-abcdefghi",
+            "<script>",
+        ] {
+            assert!(!is_language_tag(bad), "{bad}");
         }
     }
 }

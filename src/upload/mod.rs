@@ -11,6 +11,7 @@ pub mod create;
 pub mod dicom;
 pub mod lifecycle;
 pub mod metadata;
+pub mod owner;
 pub mod patch;
 pub mod pipeline;
 pub mod registry;

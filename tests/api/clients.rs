@@ -10,11 +10,11 @@ use std::process::Command;
 use crate::common::spawn_app_with;
 use crate::tus::{pattern, sha256_hex};
 
-fn clients_dir() -> &'static Path {
+pub fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
 }
 
-fn available(what: &str, probe: &mut Command) -> bool {
+pub fn available(what: &str, probe: &mut Command) -> bool {
     let ok = probe.output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         assert!(

@@ -19,6 +19,9 @@ pub struct Centre {
     pub client: reqwest::Client,
     pub secret: Zeroizing<[u8; 32]>,
     pub base: String,
+    /// Its client certificate and key (PEM), for clients other than reqwest.
+    #[allow(dead_code)] // the reply tests hand them to tuspy and `casegate reply`
+    pub identity: (String, String),
 }
 
 fn client_with_identity(app: &TestApp, identity: Option<(&str, &str)>) -> reqwest::Client {
@@ -83,6 +86,7 @@ pub async fn register_centre_at(
         client: client_with_identity_for(ca_pem, Some((&cert.pem(), &key.serialize_pem()))),
         secret,
         base: centre_base.to_owned(),
+        identity: (cert.pem(), key.serialize_pem()),
     }
 }
 

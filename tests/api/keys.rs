@@ -58,6 +58,8 @@ async fn store_file(app: &TestApp, case: &str, plaintext: &[u8]) -> (String, Vec
         filetype: Some("application/pdf".into()),
         sha256: None,
         dicom: None,
+        translation_of: None,
+        language: None,
     };
     let sealed_meta = case_key.seal_field(
         &case_id,

@@ -38,7 +38,11 @@ fn allowed(caller: Caller, access: Access) -> bool {
         (caller, access),
         (Caller::Coordinator, Access::Coordinator)
             | (Caller::Compliance, Access::Compliance)
-            | (Caller::Patient, Access::Patient | Access::PatientUpload)
+            | (Caller::Coordinator, Access::Uploader)
+            | (
+                Caller::Patient,
+                Access::Patient | Access::PatientUpload | Access::Uploader
+            )
     )
 }
 
@@ -61,6 +65,10 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::Healthz | E::Readyz | E::TusOptions | E::TusOptionsSlash => None,
         E::UploadPage | E::UploadAsset => None,
         E::GrantInfo | E::DownloadPlaintext | E::DownloadSealed => None,
+        E::GrantTusCreate | E::GrantTusCreateSlash | E::GrantTusHead => None,
+        E::GrantTusPatch | E::GrantTusTerminate => None,
+        // Need a centre's complete reply; tested in `reply.rs`.
+        E::ReleaseFile | E::PatientFile => None,
     }
 }
 

@@ -324,17 +324,36 @@ async fn a_bad_or_expired_link_shows_its_message_and_sends_nothing() {
         return;
     }
     let app = spawn_app().await;
-    let (_, patient) = app.create_case(None).await;
+    let (case, patient) = app.create_case(None).await;
+    // A document the coordinator released: the expired link still
+    // lists it for the patient and downloads it.
+    let translation = crate::tus::pattern(300_000, 77);
+    let coordinator = crate::reply::Uploader::main(&app, &app.coordinator);
+    let metadata = format!(
+        "{},case_id {}",
+        crate::tus::meta("Übersetzung – report.pdf", None),
+        crate::reply::b64(&case)
+    );
+    coordinator.upload_resumed(&metadata, &translation).await;
+    let manifest = app
+        .get_json(&format!("/api/v1/cases/{case}"), &app.coordinator)
+        .await;
+    let file_id = crate::reply::file_id_of(&manifest, "Übersetzung – report.pdf");
+    assert_eq!(crate::reply::release(&app, &case, &file_id).await, 204);
     let unknown = "cgu_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     for (name, token, notice) in [
         ("unknown", unknown, "This link does not work"),
         ("expired", patient.as_str(), "This link has expired"),
     ] {
+        let mut expect = json!({ "name": name, "notice": notice });
         if name == "expired" {
             app.clock
                 .advance(app.config.uploads.token_ttl_secs as i64 + 60);
+            expect["for_you"] = json!([{
+                "filename": "Übersetzung – report.pdf",
+                "sha256": crate::tus::sha256_hex(&translation),
+            }]);
         }
-        let expect = json!({ "name": name, "notice": notice });
         run_script(
             &app,
             &[
@@ -349,7 +368,9 @@ async fn a_bad_or_expired_link_shows_its_message_and_sends_nothing() {
         .await;
     }
     let m = app.patient_manifest(&patient).await;
-    assert_eq!(m["files"].as_array().unwrap().len(), 0);
+    let files = m["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the released document");
+    assert_eq!(files[0]["source"]["kind"], "coordinator");
     app.stop().await;
 }
 

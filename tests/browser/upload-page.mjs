@@ -175,8 +175,24 @@ async function refused() {
   await shot(`refused-${expect.name}`);
   await axeCheck(`refused ${expect.name}`);
   check(!requests.some((r) => new URL(r.url).pathname.startsWith('/tus')), 'a tus request was sent');
+  for (const doc of expect.for_you ?? []) await downloadForYou(doc);
   checkRequests();
   step(`shows "${notice}" and sends nothing`);
+}
+
+/** A document released to the patient is listed and downloads whole, under its name. */
+async function downloadForYou(doc) {
+  const item = page.locator('#for-you-list li', { hasText: doc.filename });
+  await item.waitFor({ state: 'visible' });
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    item.locator('button').click(),
+  ]);
+  check(download.suggestedFilename() === doc.filename, `saved as ${download.suggestedFilename()}`);
+  const bytes = readFileSync(await download.path());
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  check(sha === doc.sha256, `${doc.filename}: SHA-256 ${sha}, expected ${doc.sha256}`);
+  step(`"${doc.filename}" listed for the patient and downloaded whole`);
 }
 
 async function upload() {

@@ -3,8 +3,10 @@ interrupting after two chunks and resuming in a fresh uploader from the
 server's offset, with per-request checksums.
 
 usage: CASEGATE_TUS_URL=... CASEGATE_TOKEN=... REQUESTS_CA_BUNDLE=ca.pem \
+       [CASEGATE_CLIENT_CERT=cert.pem CASEGATE_CLIENT_KEY=key.pem] \
        python3 tuspy_upload.py FILE NAME CATEGORY
-Prints the upload URL on success.
+With a client certificate (a reviewing centre replying on the centre
+listener) every request presents it. Prints the upload URL on success.
 """
 import os
 import sys
@@ -12,9 +14,11 @@ import sys
 from tusclient import client
 
 path, name, category = sys.argv[1], sys.argv[2], sys.argv[3]
+cert = os.environ.get("CASEGATE_CLIENT_CERT")
 tus = client.TusClient(
     os.environ["CASEGATE_TUS_URL"],
     headers={"Authorization": "Bearer " + os.environ["CASEGATE_TOKEN"]},
+    client_cert=(cert, os.environ["CASEGATE_CLIENT_KEY"]) if cert else None,
 )
 chunk = 256 * 1024
 first = tus.uploader(

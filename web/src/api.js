@@ -80,6 +80,15 @@ export async function readCaseRetrying(token, onWaiting) {
 }
 
 /**
+ * The manifest's files the patient sent: it also lists documents a
+ * coordinator released to the patient (a centre's opinion, a translation),
+ * which are not the patient's uploads.
+ */
+export function sentByPatient(manifest) {
+  return (manifest?.files ?? []).filter((f) => (f.source?.kind ?? 'patient') === 'patient');
+}
+
+/**
  * Files of the manifest that arrived whole, by size: the SHA-256s the server
  * recorded and the names. A local file has arrived when a file of its size
  * has its SHA-256 — never by name and size alone, which a second hospital CD
@@ -87,7 +96,7 @@ export async function readCaseRetrying(token, onWaiting) {
  */
 export function arrived(manifest) {
   const bySize = new Map();
-  for (const f of manifest?.files ?? []) {
+  for (const f of sentByPatient(manifest)) {
     if (f.state !== 'complete' && f.state !== 'flagged') continue;
     if (!bySize.has(f.size)) bySize.set(f.size, { hashes: new Set(), names: new Set() });
     const same = bySize.get(f.size);

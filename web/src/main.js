@@ -4,7 +4,7 @@
 // draws it, in the patient's language.
 import { LANGUAGES, initialLanguage, setLanguage, language, t, plural, number, size, percent, duration, dateTime, dicomDate } from './i18n.js';
 import { takeToken, caseKey as caseKeyOf } from './token.js';
-import { readCaseRetrying, arrived } from './api.js';
+import { readCaseRetrying, arrived, sentByPatient } from './api.js';
 import { fromInput, fromDrop, inspect, studies } from './scan.js';
 import { send } from './sender.js';
 import { resumableCount, forgetCase, forgetOldEntries } from './resume.js';
@@ -427,6 +427,7 @@ async function finish() {
   });
   notice(null);
   if (answer.manifest) state.manifest = answer.manifest;
+  drawForYou();
   // Nothing of this case is left unfinished (this send's files, or an
   // earlier send's still on the server): nothing is kept in the browser.
   const unfinished = (state.manifest?.files ?? []).some((f) => f.state === 'uploading');
@@ -444,7 +445,7 @@ function drawReceipt() {
   const done = state.phase === 'done';
   show(byId('receipt'), done);
   if (!done) return;
-  const files = (state.manifest?.files ?? [])
+  const files = sentByPatient(state.manifest)
     .filter((f) => f.state === 'complete' || f.state === 'flagged')
     .sort((a, b) => a.filename.localeCompare(b.filename));
   byId('receipt-text').textContent = t('receipt_text', { files: plural('files', files.length) });
@@ -469,6 +470,7 @@ function redraw() {
   drawChoosing();
   if (state.phase === 'sending' || state.phase === 'done') drawProgress();
   drawReceipt();
+  drawForYou();
 }
 
 function wireLanguageSwitch() {
@@ -536,6 +538,50 @@ function wirePicking() {
   });
 }
 
+/**
+ * Documents a coordinator released to the patient (the specialists'
+ * opinion, translations), each with a download button; shown also once the
+ * link can no longer upload. The manifest lists nothing else that is not
+ * the patient's own.
+ */
+function drawForYou() {
+  const files = (state.manifest?.files ?? [])
+    .filter((f) => (f.source?.kind ?? 'patient') !== 'patient' && f.state === 'complete');
+  show(byId('for-you'), files.length > 0);
+  const list = clear(byId('for-you-list'));
+  for (const f of files) {
+    const button = el('button', { type: 'button', class: 'secondary' }, t('for_you_download'));
+    button.setAttribute('aria-label', `${t('for_you_download')}: ${f.filename}`);
+    button.addEventListener('click', () => downloadForYou(f, button));
+    list.append(el('li', {}, [
+      el('span', { class: 'name', dir: 'auto' }, [pathText(f.filename), ' ', el('span', { class: 'size' }, size(f.size))]),
+      button,
+    ]));
+  }
+}
+
+/** Fetches a released document with the link's token and saves it under its name. */
+async function downloadForYou(file, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(`/api/v1/patient/files/${encodeURIComponent(file.file_id)}`, {
+      headers: { Authorization: `Bearer ${state.token}` },
+      cache: 'no-store',
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el('a', { href: url, download: file.filename, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch {
+    notice('for_you_failed');
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function checkLink() {
   state.token = takeToken();
   if (!state.token) return 'error_no_link';
@@ -559,6 +605,7 @@ async function main() {
   forgetOldEntries();
   const problem = await checkLink();
   show(byId('loading'), false);
+  drawForYou();
   if (problem) {
     state.phase = 'closed';
     notice(problem);

@@ -148,7 +148,35 @@ pub fn table(report: &Value) -> Result<String, CliError> {
     } else {
         out.push_str(&columns(&rows.iter().map(cells).collect::<Vec<_>>()));
     }
+    out.push_str(&to_patient(report));
     Ok(out)
+}
+
+/// What went back to the patient, one line per release or download.
+fn to_patient(report: &Value) -> String {
+    let events = report["to_patient"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if events.is_empty() {
+        return "\nNothing has been released to the patient.\n".into();
+    }
+    let mut out = "\nReleased to the patient:\n".to_owned();
+    for e in events {
+        let what = match e["event"].as_str() {
+            Some("release") => "released  ",
+            _ => "downloaded",
+        };
+        out.push_str(&format!(
+            "{}  {what}  {} ({}) by {}: {}\n",
+            text(&e["at"]),
+            e["filename"].as_str().unwrap_or("(deleted)"),
+            e["category"].as_str().unwrap_or("(deleted)"),
+            text(&e["actor"]),
+            text(&e["detail"]),
+        ));
+    }
+    out
 }
 
 /// Text safe for a terminal: hidden characters but line ends and tabs
@@ -202,4 +230,35 @@ pub async fn run(args: DisclosuresArgs) -> Result<(), CliError> {
         None => print!("{}", printable(&text)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn the_table_ends_with_what_went_back_to_the_patient() {
+        let mut report = json!({"case_id": "case_1", "disclosures": [], "checkpoint": {}});
+        let plain = super::table(&report).unwrap();
+        assert!(
+            plain.ends_with("Nothing has been released to the patient.\n"),
+            "{plain}"
+        );
+        report["to_patient"] = json!([
+            {"event": "release", "at": "2026-11-30T01:00:00Z", "actor": "op_1", "file_id": "file_1",
+             "filename": "opinion.pdf", "category": "second_opinion_report",
+             "detail": "released to the patient; from the centre", "audit_seq": 7},
+            {"event": "download", "at": "2026-11-30T02:00:00Z", "actor": "patient:case_1",
+             "file_id": "file_1", "filename": null, "category": null, "detail": "bytes 0-9 of 10",
+             "audit_seq": 9},
+        ]);
+        let table = super::table(&report).unwrap();
+        assert!(table.contains(
+            "2026-11-30T01:00:00Z  released    opinion.pdf (second_opinion_report) by op_1: released to the patient; from the centre\n"
+        ), "{table}");
+        assert!(
+            table.contains("downloaded  (deleted) ((deleted)) by patient:case_1: bytes 0-9 of 10"),
+            "{table}"
+        );
+    }
 }

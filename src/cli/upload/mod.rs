@@ -8,6 +8,10 @@
 //! ([`send`], [`tus`], [`body`], [`progress`]), and end with a receipt of
 //! SHA-256s the gateway confirmed ([`receipt`]). Every refusal is a plain
 //! sentence saying what to do next ([`problem`]).
+//!
+//! `casegate reply` (`super::reply`) runs the same flow for a reviewing
+//! centre: its grant token and client certificate, the centre listener's
+//! tus route, its own replies as what was sent ([`CentreReply`]).
 
 mod body;
 mod category;
@@ -42,7 +46,7 @@ use send::{Job, Outcome, Sender};
 use sniff::Sniffed;
 pub use state::StateError;
 use state::StateStore;
-use tus::Tus;
+use tus::{Route, Tus};
 use walk::LocalFile;
 pub use walk::WalkError;
 
@@ -51,34 +55,59 @@ pub struct UploadArgs {
     /// The upload link your coordinator sent (https://…/upload#token=cgu_…);
     /// gives both the gateway and the token.
     #[arg(long, env = "CASEGATE_UPLOAD_LINK", hide_env_values = true)]
-    link: Option<SecretArg>,
+    pub(crate) link: Option<SecretArg>,
     /// The gateway, e.g. https://gateway.example.org:8443 (overrides the link's).
     #[arg(long)]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// The upload token (cgu_…); prefer the variable or --link.
     #[arg(long, env = "CASEGATE_UPLOAD_TOKEN", hide_env_values = true)]
-    token: Option<SecretArg>,
+    pub(crate) token: Option<SecretArg>,
     /// A PEM CA to trust (else the system trust store).
     #[arg(long, env = "CASEGATE_CA")]
-    ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// One category for every file that is not DICOM (else suggested from names).
     #[arg(long)]
-    category: Option<String>,
+    pub(crate) category: Option<String>,
     /// Send without asking for confirmation.
     #[arg(long, short = 'y')]
-    yes: bool,
+    pub(crate) yes: bool,
     /// Files sent at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
-    parallel: u16,
+    pub(crate) parallel: u16,
     /// Where the resume state and the receipt CSV are kept.
     #[arg(long, default_value = "casegate-upload")]
-    state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// At most this many bytes per second (e.g. to leave room on a shared line).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    max_rate: Option<u64>,
+    pub(crate) max_rate: Option<u64>,
     /// Files and folders to send.
     #[arg(required = true)]
-    paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
+    /// Set by `casegate reply`: a centre sends, not a patient.
+    #[arg(skip)]
+    pub(crate) centre: Option<CentreReply>,
+}
+
+/// A reviewing centre's reply: the gateway's centre listener, the grant
+/// token and the client certificate with its key (PEM).
+pub struct CentreReply {
+    pub server: String,
+    pub grant: crate::token::SecretToken,
+    pub identity_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CentreReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CentreReply")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who sends: a patient (from its link or token) or a centre.
+enum Who {
+    Patient(credentials::Credentials),
+    Centre(CentreReply),
 }
 
 /// A file found, what it is and the category it will be sent as.
@@ -88,14 +117,17 @@ struct Found {
     category: &'static str,
 }
 
-pub async fn run(args: UploadArgs) -> Result<(), CliError> {
-    let creds = credentials::resolve(
-        args.server.as_deref(),
-        args.token.as_ref(),
-        args.link.as_ref(),
-    )?;
+pub async fn run(mut args: UploadArgs) -> Result<(), CliError> {
+    let creds = match args.centre.take() {
+        None => Who::Patient(credentials::resolve(
+            args.server.as_deref(),
+            args.token.as_ref(),
+            args.link.as_ref(),
+        )?),
+        Some(centre) => Who::Centre(centre),
+    };
     let forced = args.category.as_deref().map(category::forced).transpose()?;
-    let found = find(&args, forced).await?;
+    let found = find(&args, forced, matches!(creds, Who::Centre(_))).await?;
     if !args.yes && !std::io::stdin().is_terminal() {
         return Err(CliError::Failed(
             "not sending: there is nobody to confirm (no terminal); check the summary above and \
@@ -166,14 +198,26 @@ async fn report(
 /// it stands there, and this case's resume state.
 async fn connect(
     args: &UploadArgs,
-    creds: credentials::Credentials,
+    who: Who,
 ) -> Result<(Tus, serde_json::Value, StateStore), CliError> {
-    let client = super::api_client::trusting(reqwest::Client::builder(), args.ca.as_deref())?
+    let mut builder = reqwest::Client::builder();
+    let (server, token, route) = match who {
+        Who::Patient(creds) => (creds.server, creds.token, Route::Patient),
+        Who::Centre(centre) => {
+            let identity = reqwest::Identity::from_pem(&centre.identity_pem).map_err(|_| {
+                "the client certificate and key do not load (PEM certificate and its key)"
+                    .to_string()
+            })?;
+            builder = builder.identity(identity);
+            (centre.server, centre.grant, Route::Centre)
+        }
+    };
+    let client = super::api_client::trusting(builder, args.ca.as_deref())?
         .http1_only()
         .connect_timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let tus = Tus::new(client, &creds.server, creds.token)?;
+    let tus = Tus::new(client, &server, token, route)?;
     let manifest = case_manifest(&tus).await?;
     // The id names the state files: only a well-formed one is used.
     let case_id = manifest["case_id"]
@@ -278,7 +322,11 @@ async fn case_manifest(tus: &Tus) -> Result<serde_json::Value, CliError> {
 }
 
 /// Walks, sniffs and categorises; prints what is skipped and the summary.
-async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Found>, CliError> {
+async fn find(
+    args: &UploadArgs,
+    forced: Option<&'static str>,
+    centre: bool,
+) -> Result<Vec<Found>, CliError> {
     let roots = args.paths.clone();
     let exclude = args.state_dir.clone();
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Found>, WalkError> {
@@ -305,6 +353,8 @@ async fn find(args: &UploadArgs, forced: Option<&'static str>) -> Result<Vec<Fou
                 }
             };
             let category = match (&kind, forced) {
+                // A centre files everything as its reply.
+                (_, Some(c)) if centre => c,
                 (Sniffed::Dicom { .. }, _) => category::DICOM,
                 (Sniffed::Document, Some(c)) => c,
                 (Sniffed::Document, None) => category::suggest(&file.shown),

@@ -1,9 +1,12 @@
-//! The tus 1.0 requests `casegate upload` makes, over one reqwest client:
-//! create (POST with `Upload-Length` and `Upload-Metadata`), offset (HEAD),
-//! append (one streaming PATCH from an offset), terminate (DELETE), and
-//! the patient's case manifest (read up to a fixed size). The token travels only as
-//! `Authorization: Bearer`; upload URLs the gateway hands out are followed
-//! only on the gateway's own origin, so a token never goes elsewhere.
+//! The tus 1.0 requests `casegate upload` (and `casegate reply`) make, over
+//! one reqwest client: create (POST with `Upload-Length` and
+//! `Upload-Metadata`), offset (HEAD), append (one streaming PATCH from an
+//! offset), terminate (DELETE), and what the uploader already sent (read up
+//! to a fixed size): the patient's own files from its case manifest, or a
+//! centre's replies from its grant listing ([`Route`]). The token travels
+//! only as `Authorization: Bearer`; upload URLs the gateway hands out are
+//! followed only on the gateway's own origin, so a token never goes
+//! elsewhere.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -23,6 +26,55 @@ pub struct Tus {
     client: reqwest::Client,
     base: Url,
     token: SecretToken,
+    route: Route,
+}
+
+/// Whose uploads these are: where they are created and where what was
+/// sent is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A patient, with its upload token, on the main listener.
+    Patient,
+    /// A reviewing centre replying with its grant token and client
+    /// certificate, on the centre listener.
+    Centre,
+}
+
+impl Route {
+    fn create_path(self) -> &'static str {
+        match self {
+            Route::Patient => "tus/",
+            Route::Centre => "api/v1/grant/tus/",
+        }
+    }
+
+    fn listing_path(self) -> &'static str {
+        match self {
+            Route::Patient => "api/v1/patient/case",
+            Route::Centre => "api/v1/grant",
+        }
+    }
+
+    /// The listing as a manifest of what this uploader sent: `case_id`
+    /// and `files`. A patient's manifest also lists documents released to
+    /// the patient, which are not its uploads (even with the same bytes);
+    /// a centre's are the `replies` of its grant listing.
+    fn own_files(self, mut listing: Value) -> Value {
+        let files = match self {
+            Route::Patient => Value::Array(
+                listing["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| f["source"]["kind"].as_str().is_none_or(|k| k == "patient"))
+                    .cloned()
+                    .collect(),
+            ),
+            Route::Centre => listing["replies"].take(),
+        };
+        listing["files"] = files;
+        listing
+    }
 }
 
 /// What a new upload is announced as.
@@ -34,13 +86,19 @@ pub struct Announce<'a> {
 }
 
 impl Tus {
-    pub fn new(client: reqwest::Client, server: &str, token: SecretToken) -> Result<Tus, String> {
+    pub fn new(
+        client: reqwest::Client,
+        server: &str,
+        token: SecretToken,
+        route: Route,
+    ) -> Result<Tus, String> {
         let base = Url::parse(&format!("{}/", server.trim_end_matches('/')))
             .map_err(|_| format!("{server}: not a gateway address"))?;
         Ok(Tus {
             client,
             base,
             token,
+            route,
         })
     }
 
@@ -83,7 +141,7 @@ impl Tus {
         }
         let url = self
             .base
-            .join("tus/")
+            .join(self.route.create_path())
             .map_err(|e| Failure::Stop(e.to_string()))?;
         let resp = self
             .request(Method::POST, url)
@@ -149,11 +207,12 @@ impl Tus {
         let _ = self.request(Method::DELETE, url.clone()).send().await;
     }
 
-    /// `GET /api/v1/patient/case`: the case as the gateway has it.
+    /// The case's id and the files this uploader sent, as the gateway has
+    /// them (`GET /api/v1/patient/case` or `GET /api/v1/grant`).
     pub async fn manifest(&self) -> Result<Value, Failure> {
         let url = self
             .base
-            .join("api/v1/patient/case")
+            .join(self.route.listing_path())
             .map_err(|e| Failure::Stop(e.to_string()))?;
         let resp = self
             .client
@@ -179,6 +238,7 @@ impl Tus {
                 },
             })?;
         serde_json::from_slice(&body)
+            .map(|listing| self.route.own_files(listing))
             .map_err(|_| Failure::Stop("the gateway's case manifest is not readable".into()))
     }
 }
@@ -220,7 +280,13 @@ mod tests {
     #[test]
     fn upload_addresses_stay_on_the_gateway() {
         let token = SecretToken::generate(TokenKind::Upload);
-        let tus = Tus::new(reqwest::Client::new(), "https://gw.example:8443/cg", token).unwrap();
+        let tus = Tus::new(
+            reqwest::Client::new(),
+            "https://gw.example:8443/cg",
+            token,
+            Route::Patient,
+        )
+        .unwrap();
         assert_eq!(
             tus.upload_url("/tus/up_1").unwrap().as_str(),
             "https://gw.example:8443/tus/up_1"
@@ -237,5 +303,34 @@ mod tests {
         assert_eq!(filetype("scan.PDF", false), Some("application/pdf"));
         assert_eq!(filetype("IM0001", true), Some("application/dicom"));
         assert_eq!(filetype("notes", false), None);
+    }
+}
+
+#[cfg(test)]
+mod own_files {
+    use super::Route;
+    use serde_json::json;
+
+    #[test]
+    fn each_uploader_compares_with_what_it_sent() {
+        let patient = json!({"case_id": "c", "files": [
+            {"filename": "mine.pdf", "source": {"kind": "patient"}},
+            {"filename": "old-server.pdf"},
+            {"filename": "opinion.pdf", "source": {"kind": "centre", "centre_id": "ctr_1"}},
+            {"filename": "report-en.pdf", "source": {"kind": "coordinator"}},
+        ]});
+        let own = Route::Patient.own_files(patient);
+        let names: Vec<_> = own["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["filename"].clone())
+            .collect();
+        assert_eq!(names, [json!("mine.pdf"), json!("old-server.pdf")]);
+        let grant = json!({"case_id": "c", "files": [{"filename": "granted.pdf"}],
+                           "replies": [{"filename": "opinion.pdf"}]});
+        let own = Route::Centre.own_files(grant);
+        assert_eq!(own["files"], json!([{"filename": "opinion.pdf"}]));
+        assert_eq!(own["case_id"], "c");
     }
 }

@@ -4,11 +4,16 @@
 //! tree size and root), so a line cut out of a spreadsheet still names
 //! what it was read under. File names are the patient's input: every field
 //! goes through [`csv_field`], which quotes and defuses formulas.
+//!
+//! What went back to the patient follows as lines of the same columns:
+//! `kind` `release_to_patient` or `patient_download`, the time as
+//! `first_byte_at`, `status` the entry's detail, the centre columns empty
+//! (`centre_id` holds who released or downloaded), its one audit entry.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{CheckpointLine, Row};
+use super::{CheckpointLine, PatientRow, Row};
 use crate::audit::csv_field;
 use crate::service::disclosures::Report;
 
@@ -58,6 +63,36 @@ fn line(row: &Row<'_>, context: &[String], missing: &str) -> String {
     format!("{}\r\n", cells.join(","))
 }
 
+fn patient_line(row: &PatientRow<'_>, context: &[String], missing: &str) -> String {
+    let fields: Vec<String> = [
+        String::new(),
+        String::new(),
+        row.actor.to_owned(),
+        String::new(),
+        row.file_id.to_owned(),
+        row.filename.unwrap_or(missing).to_owned(),
+        row.category.unwrap_or(missing).to_owned(),
+        match row.event {
+            "release" => "release_to_patient",
+            _ => "patient_download",
+        }
+        .to_owned(),
+        row.at.to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        row.detail.unwrap_or("").to_owned(),
+        "1".to_owned(),
+        String::new(),
+        row.audit_seq.to_string(),
+    ]
+    .into_iter()
+    .chain(context.iter().cloned())
+    .collect();
+    let cells: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    format!("{}\r\n", cells.join(","))
+}
+
 pub fn text(report: &Report) -> String {
     let cp = CheckpointLine::of(report);
     let context = [
@@ -70,6 +105,13 @@ pub fn text(report: &Report) -> String {
     let mut out = format!("{HEADER}\r\n");
     for d in &report.disclosures {
         out.push_str(&line(&Row::of(d), &context, missing_name(report)));
+    }
+    for t in &report.to_patient {
+        out.push_str(&patient_line(
+            &PatientRow::of(t),
+            &context,
+            missing_name(report),
+        ));
     }
     out
 }

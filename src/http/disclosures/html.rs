@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{CheckpointLine, Row, case_state};
+use super::{CheckpointLine, PatientRow, Row, case_state};
 use crate::service::disclosures::Report;
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#111}\
@@ -87,6 +87,53 @@ fn row(r: &Row<'_>, missing: &str) -> String {
     format!("<tr>{tds}</tr>\n")
 }
 
+/// The section on what went back to the patient.
+fn to_patient(report: &Report) -> String {
+    if report.to_patient.is_empty() {
+        return "<h2>Released to the patient</h2>\n<p>Nothing has been released to the patient.</p>\n"
+            .into();
+    }
+    let missing = super::csv::missing_name(report);
+    let head: String = [
+        "When",
+        "Event",
+        "File",
+        "Category",
+        "By",
+        "Detail",
+        "File id",
+        "Audit entry",
+    ]
+    .iter()
+    .map(|c| format!("<th>{c}</th>"))
+    .collect();
+    let rows: String = report
+        .to_patient
+        .iter()
+        .map(|t| {
+            let r = PatientRow::of(t);
+            let cells = [
+                r.at.to_string(),
+                match r.event {
+                    "release" => "released to the patient".to_owned(),
+                    _ => "downloaded by the patient".to_owned(),
+                },
+                escape(r.filename.unwrap_or(missing)),
+                escape(r.category.unwrap_or(missing)),
+                format!("<span class=\"id\">{}</span>", escape(r.actor)),
+                escape(r.detail.unwrap_or("")),
+                format!("<span class=\"id\">{}</span>", escape(r.file_id)),
+                r.audit_seq.to_string(),
+            ];
+            let tds: String = cells.iter().map(|c| format!("<td>{c}</td>")).collect();
+            format!("<tr>{tds}</tr>\n")
+        })
+        .collect();
+    format!(
+        "<h2>Released to the patient</h2>\n<table><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>\n"
+    )
+}
+
 pub fn page(report: &Report) -> String {
     let cp = CheckpointLine::of(report);
     let case = escape(report.case_id.as_str());
@@ -114,7 +161,7 @@ pub fn page(report: &Report) -> String {
 <p>Read under checkpoint: {origin}, tree size {size}, root {root}. \
 It reflects audit entries 1 to {last}.</p>\n\
 <pre>{note}</pre>\n{empty}\
-<table><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>\n</body></html>\n",
+<table><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>\n{patient}</body></html>\n",
         // Also in the page, so a copy saved with --out keeps it.
         policy = escape(&content_security_policy()),
         generated = report.generated_at,
@@ -123,6 +170,7 @@ It reflects audit entries 1 to {last}.</p>\n\
         root = escape(&cp.root),
         last = report.covers_to,
         note = escape(&report.checkpoint.note),
+        patient = to_patient(report),
     )
 }
 

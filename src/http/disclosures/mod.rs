@@ -3,7 +3,8 @@
 //! (default), CSV ([`csv`]) or a printable HTML page ([`html`]). Every
 //! form states the signed checkpoint the report was read under and the
 //! audit entries it reflects. The report holds file names (personal data):
-//! never cached.
+//! never cached. Besides the downloads by centres it lists what went back
+//! to the patient (`to_patient`: releases and the patient's downloads).
 
 mod csv;
 mod html;
@@ -23,7 +24,7 @@ use super::state::AppState;
 use crate::audit::RequestContext;
 use crate::clock::Timestamp;
 use crate::ids::CaseId;
-use crate::service::disclosures::{self, CaseState, Disclosure, Report};
+use crate::service::disclosures::{self, CaseState, Disclosure, Report, ToPatient};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +99,37 @@ impl<'a> Row<'a> {
     }
 }
 
+/// A release to the patient or a patient's download, as JSON.
+#[derive(Serialize)]
+pub struct PatientRow<'a> {
+    /// `release` or `download`.
+    event: &'static str,
+    at: Timestamp,
+    /// Who released (a coordinator's token id) or `patient:<case>`.
+    actor: &'a str,
+    file_id: &'a str,
+    filename: Option<&'a str>,
+    category: Option<&'a str>,
+    /// What the audit entry says: the file's source, or the bytes served.
+    detail: Option<&'a str>,
+    audit_seq: i64,
+}
+
+impl<'a> PatientRow<'a> {
+    fn of(t: &'a ToPatient) -> PatientRow<'a> {
+        PatientRow {
+            event: t.event(),
+            at: t.entry.at,
+            actor: &t.entry.actor,
+            file_id: &t.entry.file_id,
+            filename: t.filename.as_deref(),
+            category: t.category.as_deref(),
+            detail: t.entry.detail.as_deref(),
+            audit_seq: t.entry.seq,
+        }
+    }
+}
+
 /// The checkpoint a report was read under, as its signed note names it.
 pub struct CheckpointLine {
     pub origin: String,
@@ -128,6 +160,7 @@ fn json(report: &Report) -> serde_json::Value {
     let (state, deleted_at) = case_state(report);
     let cp = CheckpointLine::of(report);
     let rows: Vec<Row<'_>> = report.disclosures.iter().map(Row::of).collect();
+    let to_patient: Vec<PatientRow<'_>> = report.to_patient.iter().map(PatientRow::of).collect();
     serde_json::json!({
         "case_id": report.case_id,
         "case_state": state,
@@ -141,6 +174,7 @@ fn json(report: &Report) -> serde_json::Value {
             "note": report.checkpoint.note,
         },
         "disclosures": rows,
+        "to_patient": to_patient,
     })
 }
 

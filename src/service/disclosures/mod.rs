@@ -11,6 +11,10 @@
 //! exported log with `audit verify`. Reading one is itself audited
 //! (`audit.disclosures.read`). The patient's access view is the same
 //! downloads ([`for_case`]).
+//!
+//! The report also lists what went back to the patient ([`ToPatient`]):
+//! which file a coordinator released when, and each of the patient's
+//! downloads of it.
 
 pub mod downloads;
 
@@ -43,6 +47,26 @@ pub struct Disclosure {
     pub category: Option<String>,
 }
 
+/// A release to the patient or a patient's download, with the file's
+/// name and category if they still open.
+#[derive(Debug, Clone)]
+pub struct ToPatient {
+    pub entry: db::disclosures::ToPatient,
+    pub filename: Option<String>,
+    pub category: Option<String>,
+}
+
+impl ToPatient {
+    /// `release` or `download`.
+    pub fn event(&self) -> &'static str {
+        if self.entry.action == "file.release" {
+            "release"
+        } else {
+            "download"
+        }
+    }
+}
+
 /// The accounting of disclosures for one case.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -54,6 +78,7 @@ pub struct Report {
     /// Signed after the read: its tree holds every entry reflected.
     pub checkpoint: CheckpointRow,
     pub disclosures: Vec<Disclosure>,
+    pub to_patient: Vec<ToPatient>,
 }
 
 /// The names of the case's files, opened under its key.
@@ -75,6 +100,18 @@ async fn file_names(
         .collect())
 }
 
+/// The names of an open case's files (none for a deleted one).
+async fn names_of(
+    svc: &Services,
+    case_id: &CaseId,
+    open: bool,
+) -> Result<HashMap<String, FileMeta>, CaseError> {
+    Ok(match db::cases::get(&svc.db, case_id).await? {
+        Some(case) if open => file_names(svc, case_id, &svc.case_key(&case)?).await?,
+        _ => HashMap::new(),
+    })
+}
+
 /// The downloads of an open case's files, named.
 async fn named(
     svc: &Services,
@@ -82,10 +119,7 @@ async fn named(
     requests: &[DownloadRequest],
     open: bool,
 ) -> Result<Vec<Disclosure>, CaseError> {
-    let names = match db::cases::get(&svc.db, case_id).await? {
-        Some(case) if open => file_names(svc, case_id, &svc.case_key(&case)?).await?,
-        _ => HashMap::new(),
-    };
+    let names = names_of(svc, case_id, open).await?;
     Ok(downloads::group(requests)
         .into_iter()
         .map(|download| {
@@ -123,6 +157,19 @@ pub async fn report(
     };
     let open = case_state == CaseState::Open;
     let disclosures = named(svc, case_id, &snapshot.requests, open).await?;
+    let names = names_of(svc, case_id, open).await?;
+    let to_patient = snapshot
+        .to_patient
+        .into_iter()
+        .map(|entry| {
+            let meta = names.get(&entry.file_id);
+            ToPatient {
+                filename: meta.map(|m| m.filename.clone()),
+                category: meta.map(|m| m.category.clone()),
+                entry,
+            }
+        })
+        .collect();
     let entry = NewEntry::new(ACTION, Outcome::Allow)
         .case(case_id)
         .reason(format!(
@@ -139,5 +186,6 @@ pub async fn report(
         covers_to: snapshot.head,
         checkpoint,
         disclosures,
+        to_patient,
     })
 }

@@ -9,6 +9,7 @@ use super::audit::{self, AuditError};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
 use crate::db::centres::CentreRow;
+use crate::db::files::Source;
 use crate::db::grants::{GrantFile, GrantRow};
 use crate::db::{self, DbError};
 use crate::ids::{CaseId, CentreId, FileId, GrantId};
@@ -117,6 +118,8 @@ pub struct NewGrant {
     pub file_ids: Option<Vec<String>>,
     pub expires_in_secs: u64,
     pub max_downloads: i64,
+    /// Whether the centre may upload its reply into the case.
+    pub may_reply: bool,
 }
 
 /// An issued grant: its token is shown this once.
@@ -140,15 +143,21 @@ impl NewGrant {
     }
 
     /// The grant's scope: the listed files (each a complete file of the
-    /// case, duplicates dropped), or every complete file.
-    fn scope(&self, available: Vec<FileId>) -> Result<Vec<FileId>, GrantError> {
+    /// case, duplicates dropped), or every complete file but the centres'
+    /// replies (a centre's opinion reaches another centre only when a
+    /// coordinator names it).
+    fn scope(&self, available: Vec<(FileId, Source)>) -> Result<Vec<FileId>, GrantError> {
         let files = match &self.file_ids {
-            None => available,
+            None => available
+                .into_iter()
+                .filter(|(_, source)| source.centre_id().is_none())
+                .map(|(id, _)| id)
+                .collect(),
             Some(ids) => {
                 let mut out = Vec::new();
                 for raw in ids {
                     let id = FileId::parse(raw)
-                        .filter(|id| available.contains(id))
+                        .filter(|id| available.iter().any(|(f, _)| f == id))
                         .ok_or_else(|| {
                             bad(format!("{raw:?} is not a complete file of this case"))
                         })?;
@@ -207,11 +216,11 @@ pub async fn create(
         return Err(GrantError::NotFound);
     }
     let centre = grantee(svc, ctx, case_id, &req.centre_id).await?;
-    let available: Vec<FileId> = db::files::list_for_case(&svc.db, case_id)
+    let available: Vec<(FileId, Source)> = db::files::list_for_case(&svc.db, case_id)
         .await?
         .into_iter()
         .filter(|f| f.state == "complete" || f.state == "flagged")
-        .map(|f| f.file_id)
+        .map(|f| (f.file_id, f.source))
         .collect();
     let files = req.scope(available)?;
     let now = svc.timestamp();
@@ -223,6 +232,7 @@ pub async fn create(
         expires_at: now.plus_secs(req.expires_in_secs),
         max_downloads: req.max_downloads,
         revoked_at: None,
+        may_reply: req.may_reply,
     };
     let token = SecretToken::generate(TokenKind::Grant);
     let mut tx = audit::begin(svc).await?;
@@ -232,10 +242,11 @@ pub async fn create(
         .centre(&grant.centre_id)
         .grant(&grant.grant_id)
         .reason(format!(
-            "{} files, expires {}, {} downloads per file",
+            "{} files, expires {}, {} downloads per file{}",
             files.len(),
             grant.expires_at,
-            grant.max_downloads
+            grant.max_downloads,
+            if grant.may_reply { "" } else { ", no reply" }
         ));
     audit::commit(svc, tx, ctx, entry).await?;
     Ok(IssuedGrant {
@@ -356,6 +367,7 @@ mod tests {
             expires_at: t(expires_at),
             max_downloads: 1,
             revoked_at: revoked.then(|| t("2026-11-02T00:00:00Z")),
+            may_reply: true,
         }
     }
 
