@@ -14,3 +14,6 @@ ALTER TABLE files ADD COLUMN released_by TEXT;
 ALTER TABLE uploads ADD COLUMN uploader TEXT NOT NULL DEFAULT 'patient';
 
 ALTER TABLE grants ADD COLUMN may_reply INTEGER NOT NULL DEFAULT 1 CHECK (may_reply IN (0, 1));
+-- Grants issued before centres could reply were issued for downloading
+-- only: they do not gain the right to write into the case.
+UPDATE grants SET may_reply = 0;

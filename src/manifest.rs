@@ -79,7 +79,9 @@ pub enum View {
 }
 
 impl View {
-    fn shows(&self, row: &FileRow) -> bool {
+    /// Whether this view includes the file (its manifest entry, and for the
+    /// patient also who downloaded it).
+    pub fn shows(&self, row: &FileRow) -> bool {
         match self {
             View::Coordinator => true,
             View::Patient => row.source == Source::Patient || row.released_at.is_some(),
@@ -156,7 +158,12 @@ pub async fn build(
             created_at: row.created_at.to_string(),
             dicom: meta.dicom,
             source: row.source,
-            released_at: row.released_at.map(|t| t.to_string()),
+            // A centre is not told what the coordinator decided for the
+            // patient.
+            released_at: match view {
+                View::Centre(_) => None,
+                _ => row.released_at.map(|t| t.to_string()),
+            },
             translation_of: meta.translation_of,
             language: meta.language,
         });

@@ -208,13 +208,23 @@ pub async fn patient_manifest(
 
 /// Who (centre name, country) downloaded which of the case's files, when:
 /// the same downloads, one per row, as the accounting of disclosures
-/// (`disclosures::downloads` says what a row is).
+/// (`disclosures::downloads` says what a row is) — of the files the
+/// patient sees: its own uploads and those released to it, never a reply
+/// or a coordinator's document before its release.
 pub async fn patient_access(
     svc: &Services,
     ctx: &RequestContext,
     case: &CaseRow,
 ) -> Result<Vec<Disclosure>, CaseError> {
-    let accesses = disclosures::for_case(svc, &case.case_id).await?;
+    let visible: std::collections::HashSet<String> =
+        db::files::list_for_case(&svc.db, &case.case_id)
+            .await?
+            .iter()
+            .filter(|row| View::Patient.shows(row))
+            .map(|row| row.file_id.to_string())
+            .collect();
+    let mut accesses = disclosures::for_case(svc, &case.case_id).await?;
+    accesses.retain(|a| visible.contains(&a.download.file_id));
     let entry = NewEntry::new("patient.access.read", Outcome::Allow).case(&case.case_id);
     audit::record(svc, ctx, entry).await?;
     Ok(accesses)

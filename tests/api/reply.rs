@@ -324,11 +324,42 @@ async fn the_centre_replies_the_coordinator_translates_and_releases_the_patient_
     for id in [&opinion_id, &translation_id] {
         assert_eq!(patient_get(&app, &patient, id, None).await.0, 404);
     }
+    // Not even by who downloaded it: the third centre's grant took the
+    // translation along, and its download stays out of the patient's
+    // access view until the release.
+    let resp = third
+        .get(
+            &format!("/api/v1/grant/files/{translation_id}"),
+            &third_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), translation.as_slice());
+    let accessed = |access: Value| -> Vec<String> {
+        access["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["file_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let access = app.get_json("/api/v1/patient/access", &patient).await;
+    assert!(
+        !accessed(access.clone()).contains(&translation_id),
+        "{access}"
+    );
 
     // Released (twice: the second changes nothing).
     for id in [&opinion_id, &translation_id, &opinion_id] {
         assert_eq!(release(&app, &case, id).await, 204);
     }
+    let access = app.get_json("/api/v1/patient/access", &patient).await;
+    assert!(
+        accessed(access.clone()).contains(&translation_id),
+        "{access}"
+    );
     let seen = app.patient_manifest(&patient).await;
     assert_eq!(
         filenames(&seen, "files"),
@@ -406,10 +437,13 @@ async fn the_centre_replies_the_coordinator_translates_and_releases_the_patient_
         "the download and its continuation"
     );
     assert_eq!(count("download", "report-en.pdf"), 1);
-    assert!(
-        report["disclosures"].as_array().unwrap().is_empty(),
-        "no centre downloaded"
+    let disclosed = report["disclosures"].as_array().unwrap();
+    assert_eq!(
+        disclosed.len(),
+        1,
+        "the third centre's download: {disclosed:?}"
     );
+    assert_eq!(disclosed[0]["file_id"], translation_id.as_str());
     let csv = app
         .request(
             Method::GET,
