@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod complete;
 pub mod create;
 pub mod dicom;
+pub mod hasher;
 pub mod lifecycle;
 pub mod metadata;
 pub mod owner;

@@ -13,11 +13,12 @@ use futures_util::{Stream, StreamExt};
 
 use super::audit_unavailable;
 use super::checksum::ExpectedChecksum;
+use super::hasher::PlainHasher;
 use super::pipeline::ChunkPipeline;
 use super::registry::RunningHashes;
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{HEADER_LEN, Layout};
+use crate::crypto::format::{HEADER_LEN, Layout, ObjectDigest};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::ids::UploadId;
 use crate::store::{ObjectWriter, ResumeToken, StoreError, object_key};
@@ -184,12 +185,16 @@ impl Uploads {
             .registry
             .take_hash(upload.upload_id.as_str(), upload.offset)
             .or_else(|| (upload.offset == 0).then(|| RunningHashes::new(layout)));
-        let hashes = hash_at_start.clone();
+        let (plain, sealed) = match hash_at_start.clone() {
+            Some(h) => (Some(PlainHasher::start(h.plain)), Some(h.sealed)),
+            None => (None, None),
+        };
         Ok(Append {
             pipeline,
             writer,
             hash_at_start,
-            hashes,
+            plain,
+            sealed,
             // Fed at most a chunk at a time, the pipeline completes at most
             // one chunk (and the header) per feed: `out` never grows past this.
             feed_max: layout.chunk_size() as usize,
@@ -235,7 +240,7 @@ impl Uploads {
             if let Some(c) = checksum.as_deref_mut() {
                 c.update(&frame);
             }
-            append.seal(&frame).await?;
+            append.seal(frame).await?;
             if checksum.is_none()
                 && append.pipeline.offset() - append.committed
                     >= self.config.uploads.sync_every_bytes
@@ -321,10 +326,18 @@ impl Uploads {
             upload,
             pipeline,
             writer,
-            hashes: hash,
+            plain,
+            sealed,
             ..
         } = append;
         drop(writer);
+        let plain = match plain {
+            Some(plain) => plain.finish().await,
+            None => None,
+        };
+        let hash = plain
+            .zip(sealed)
+            .map(|(plain, sealed)| RunningHashes { plain, sealed });
         let upload_id = &upload.upload_id;
         if let Some(why) = &broke_off {
             tracing::info!(upload_id = %upload_id, offset = pipeline.offset(), "{why}; kept what arrived");
@@ -348,9 +361,10 @@ struct Append {
     writer: ObjectWriter,
     /// The registry's hashes as this request found them.
     hash_at_start: Option<RunningHashes>,
-    /// The plaintext's and the object's hashes, running (`None`: lost in
-    /// a restart, completion re-hashes).
-    hashes: Option<RunningHashes>,
+    /// The plaintext's hash and the object's digest, running (`None`:
+    /// lost in a restart, completion re-hashes).
+    plain: Option<PlainHasher>,
+    sealed: Option<ObjectDigest>,
     /// The most plaintext fed to the pipeline at once.
     feed_max: usize,
     /// Sealed bytes on their way to the writer; reused, never reallocated.
@@ -362,19 +376,19 @@ struct Append {
 impl Append {
     /// Seals a frame of plaintext and hands the completed chunks to the
     /// object writer.
-    async fn seal(&mut self, frame: &[u8]) -> Result<(), StoreError> {
-        if let Some(h) = self.hashes.as_mut() {
-            h.plain.update(frame);
-        }
+    async fn seal(&mut self, frame: Bytes) -> Result<(), StoreError> {
         for piece in frame.chunks(self.feed_max) {
             self.pipeline.feed(piece, &mut self.out);
             if !self.out.is_empty() {
-                if let Some(h) = self.hashes.as_mut() {
-                    h.sealed.update(&self.out);
+                if let Some(sealed) = self.sealed.as_mut() {
+                    sealed.update(&self.out);
                 }
                 self.writer.write(&self.out).await?;
                 self.out.clear();
             }
+        }
+        if let Some(plain) = self.plain.as_mut() {
+            plain.update(frame).await;
         }
         Ok(())
     }
