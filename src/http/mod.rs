@@ -26,6 +26,7 @@ pub mod patient;
 pub mod patient_files;
 pub mod range;
 pub mod release;
+pub mod reply_gate;
 pub mod state;
 pub mod tus;
 pub mod upload_page;

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::extract::Id;
+use super::reply_gate;
 use super::state::AppState;
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::clock::Timestamp;
-use crate::ids::UploadId;
+use crate::ids::{GrantId, UploadId};
 use crate::service::principal::{CaseRow, OperatorRole, Principal};
 use crate::service::{Source, Upload as UploadRow, UploadState};
 use crate::upload::checksum::{self, ExpectedChecksum};
@@ -218,6 +219,16 @@ fn checksum_header(headers: &HeaderMap) -> Result<Option<ExpectedChecksum>, ApiE
 
 /// Runs a PATCH in its own task: if the client goes away mid-request, the
 /// task still sees the body end and keeps what arrived.
+/// The grant a centre replies under: its PATCH bodies stop when it does
+/// ([`reply_gate`]).
+fn reply_grant(principal: &Principal) -> Option<GrantId> {
+    match principal {
+        Principal::Centre { grant, .. } => Some(grant.grant_id.clone()),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_patch(
     state: &AppState,
     ctx: RequestContext,
@@ -226,18 +237,13 @@ async fn run_patch(
     offset: u64,
     checksum: Option<ExpectedChecksum>,
     body: Body,
+    grant: Option<GrantId>,
 ) -> Result<UploadRow, ApiError> {
     let uploads = state.services.uploads.clone();
+    let body = reply_gate::gated(body.into_data_stream(), state.clone(), grant);
     let task = tokio::spawn(async move {
         uploads
-            .patch(
-                &ctx,
-                &case,
-                &upload_id,
-                offset,
-                checksum,
-                body.into_data_stream(),
-            )
+            .patch(&ctx, &case, &upload_id, offset, checksum, body)
             .await
     });
     match task.await {
@@ -258,9 +264,21 @@ async fn first_bytes(
     upload: UploadRow,
     checksum: Option<ExpectedChecksum>,
     body: Body,
+    grant: Option<GrantId>,
 ) -> Result<UploadRow, ApiError> {
     let id = upload.upload_id;
-    match run_patch(state, ctx, case.clone(), id.clone(), 0, checksum, body).await {
+    match run_patch(
+        state,
+        ctx,
+        case.clone(),
+        id.clone(),
+        0,
+        checksum,
+        body,
+        grant,
+    )
+    .await
+    {
         Ok(u) => Ok(u),
         Err(e) => {
             tracing::info!(error = %e, "data sent with creation not stored");
@@ -296,6 +314,7 @@ pub async fn create(
     } else {
         None
     };
+    let grant = reply_grant(&principal);
     let who = uploading(
         &state,
         &ctx,
@@ -312,7 +331,7 @@ pub async fn create(
         .await?;
     let location = who.location(&upload.upload_id);
     let upload = if with_data || length == 0 {
-        first_bytes(&state, ctx, &case, upload, checksum, body).await?
+        first_bytes(&state, ctx, &case, upload, checksum, body, grant).await?
     } else {
         upload
     };
@@ -388,6 +407,7 @@ pub async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let target = Target::Existing(&upload_id);
+    let grant = reply_grant(&principal);
     let case = uploading(&state, &ctx, principal, "upload.patch", target)
         .await?
         .case;
@@ -397,7 +417,7 @@ pub async fn patch(
     let offset = parse_u64(&headers, "upload-offset")?
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset is required".into()))?;
     let checksum = checksum_header(&headers)?;
-    let upload = run_patch(&state, ctx, case, upload_id, offset, checksum, body).await?;
+    let upload = run_patch(&state, ctx, case, upload_id, offset, checksum, body, grant).await?;
     let mut out = HeaderMap::new();
     upload_headers(&mut out, &upload);
     Ok((StatusCode::NO_CONTENT, out).into_response())

@@ -312,3 +312,69 @@ async fn coordinator_metadata_releases_and_downloads_are_checked() {
     assert_eq!(patient_get(&app, fresh, &unfinished, None).await.0, 200);
     app.stop().await;
 }
+
+/// A reply still streaming when its grant is revoked is cut within 10 s:
+/// what arrived is kept up to its last durable point, nothing more is
+/// taken, and the next request is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_grant_cuts_a_running_reply() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    app.upload(&patient, "a.pdf", None, b"records", 100).await;
+    let centre = register_centre(&app, "C").await;
+    let (grant_id, token) = grant(
+        &app,
+        &case,
+        json!({"centre_id": centre.id, "expires_in_secs": 600, "max_downloads": 1}),
+    )
+    .await;
+    let uploader = Uploader::centre(&centre, &token);
+    let total = 64 * 1024 * 1024;
+    let (status, path) = uploader.create(total, &meta("opinion.pdf", None)).await;
+    assert_eq!(status, 201);
+    // 64 KiB every 50 ms: the whole body would take almost a minute.
+    let piece = pattern(64 * 1024, 5);
+    let body = futures_util::stream::unfold(0usize, move |sent| {
+        let piece = piece.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Some((Ok::<_, std::io::Error>(piece), sent + 64 * 1024))
+        }
+    });
+    let patch = uploader
+        .tus(Method::PATCH, &path)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let patch = tokio::spawn(patch);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let revoke = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/grants/{grant_id}"),
+            Some(&app.coordinator),
+            None,
+        )
+        .await;
+    assert_eq!(revoke.status(), 204);
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), patch)
+        .await
+        .expect("the running reply is cut within 10 s of the revocation")
+        .unwrap();
+    let kept: usize = match answered {
+        Ok(resp) => resp
+            .headers()
+            .get("upload-offset")
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    assert!(kept < total, "{kept} of {total}");
+    let (status, _) = uploader.head(&path).await;
+    assert_eq!(status, 403, "the next request is refused");
+    app.stop().await;
+}
