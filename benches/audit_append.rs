@@ -23,6 +23,7 @@ fn ctx(i: u64) -> RequestContext {
         client_addr: Some(format!("198.51.100.{}", i % 250)),
         client_cert_sha256: None,
         request_id: Some(format!("{:032x}", i)),
+        ..Default::default()
     }
 }
 

@@ -78,6 +78,12 @@ pub struct RequestContext {
     pub client_addr: Option<String>,
     pub client_cert_sha256: Option<String>,
     pub request_id: Option<String>,
+    /// For a centre's request (its pinned certificate matched): the centre
+    /// and the grant, recorded on every entry of the request that does not
+    /// name them itself, so the log's filters find all of a centre's
+    /// actions (its replies included).
+    pub centre_id: Option<String>,
+    pub grant_id: Option<String>,
 }
 
 /// An entry about to be written; `seq` and `time` are assigned on insert.

@@ -210,6 +210,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             client_addr: conn.as_ref().map(|c| c.remote_addr.ip().to_string()),
             client_cert_sha256: conn.as_ref().and_then(|c| c.client_cert_sha256.clone()),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+            ..Default::default()
         },
         address: conn.as_ref().map(|c| AddressKey::from(c.remote_addr.ip())),
         case: target_case(spec.path, req.uri().path()),

@@ -497,6 +497,23 @@ async fn the_centre_replies_the_coordinator_translates_and_releases_the_patient_
         .find(|e| e["action"] == "upload.create" && e["file_id"] == opinion_id.as_str())
         .unwrap();
     assert_eq!(created["centre_id"], reviewer.id.as_str(), "{created}");
+    // Every entry of the centre's requests names the centre and the grant,
+    // so the log's centre_id filter finds the whole reply.
+    let actor = format!("centre:{}", reviewer.id);
+    let by_centre: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["actor"] == actor.as_str())
+        .collect();
+    assert!(by_centre.len() >= 4);
+    for e in by_centre {
+        assert_eq!(e["centre_id"], reviewer.id.as_str(), "{e}");
+        assert!(
+            e["grant_id"]
+                .as_str()
+                .is_some_and(|g| g.starts_with("grant_")),
+            "{e}"
+        );
+    }
     assert!(has("file.release", "coordinator", &opinion_id));
     assert!(has("file.release", "coordinator", &translation_id));
     assert!(has("patient.download", "patient", &opinion_id));

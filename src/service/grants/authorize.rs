@@ -89,6 +89,8 @@ pub async fn authorize(
             ),
         ));
     }
+    ctx.centre_id = Some(centre.centre_id.to_string());
+    ctx.grant_id = Some(grant.grant_id.to_string());
     let case_open = db::cases::get(&svc.db, &grant.case_id).await?.is_some();
     let id = &grant.grant_id;
     match check_live(&grant, Some(&centre), case_open, svc.timestamp()) {
