@@ -134,4 +134,27 @@ mod tests {
             assert!(bad.parse::<IpNetwork>().is_err(), "{bad:?}");
         }
     }
+
+    /// As operators write it: a TOML array in the file or the environment;
+    /// a mistake stops the start naming the key.
+    #[test]
+    fn trusted_proxies_from_env_and_their_mistakes() {
+        let load = |value: &str| {
+            crate::config::Config::load(
+                None,
+                [(
+                    "CASEGATE_SERVER__TRUSTED_PROXIES".to_owned(),
+                    value.to_owned(),
+                )],
+            )
+        };
+        let c = load(r#"["10.0.0.0/24", "2001:db8::1"]"#).unwrap();
+        let proxies = &c.server.trusted_proxies;
+        assert_eq!(proxies.len(), 2);
+        assert!(proxies[0].contains(ip("10.0.0.200")));
+        for bad in [r#"["10.0.0.1/24"]"#, r#"["proxy.example"]"#, "10.0.0.0/24"] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("server.trusted_proxies"), "{bad}: {err}");
+        }
+    }
 }
