@@ -219,12 +219,101 @@ pub async fn case_usage(tx: &mut Tx<'_>, case_id: &CaseId) -> Result<(u64, u64),
 }
 
 /// Active uploads with every byte stored whose completion did not finish.
-pub async fn stalled_complete(db: &Db, limit: i64) -> Result<Vec<UploadRow>, DbError> {
+///
+/// Paged by id after `after`, so a sweep that starts where the last one
+/// stopped reaches every such upload, however many keep failing.
+pub async fn stalled_complete(
+    db: &Db,
+    after: Option<&UploadId>,
+    limit: i64,
+) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND upload_offset = upload_length AND upload_length > 0 LIMIT ?"
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND upload_offset = upload_length
+             AND upload_length > 0 AND upload_id > ? ORDER BY upload_id LIMIT ?"
     )))
+    .bind(after.map_or("", |id| id.as_str()))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::files::{NewFile, insert as insert_file};
+
+    /// A case with 25 uploads of which every third is still receiving.
+    async fn case_with_uploads(db: &Db) {
+        let case_id = CaseId::generate();
+        sqlx::query(
+            "INSERT INTO cases (case_id, created_at, state, upload_expires_at)
+             VALUES (?, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
+        )
+        .bind(case_id.as_str())
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let at: Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for i in 0..25u64 {
+            let file_id = FileId::generate();
+            let new = NewFile {
+                file_id: &file_id,
+                case_id: &case_id,
+                state: "uploading",
+                size: 10,
+                created_at: at,
+                meta_sealed: b"sealed",
+                key_id: &[7; 16],
+                wrapped_key: b"wrapped",
+                source: &Source::Patient,
+            };
+            insert_file(&mut tx, &new).await.unwrap();
+            let row = UploadRow {
+                upload_id: UploadId::generate(),
+                case_id: case_id.clone(),
+                file_id,
+                length: 10,
+                offset: if i % 3 == 0 { 4 } else { 10 },
+                tail_sealed: None,
+                resume: ResumeToken::start(),
+                created_at: at,
+                expires_at: at,
+                state: UploadState::Active,
+                metadata_sealed: None,
+                uploader: Source::Patient,
+            };
+            insert(&mut tx, &row).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    /// Stalled completions are paged by id: every one is reached, page
+    /// after page, however many come before it.
+    #[tokio::test]
+    async fn stalled_completions_page_through_all_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        case_with_uploads(&db).await;
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let page = stalled_complete(&db, after.as_ref(), 7).await.unwrap();
+            seen.extend(page.iter().map(|u| u.upload_id.clone()));
+            match page.last() {
+                Some(last) if page.len() == 7 => after = Some(last.upload_id.clone()),
+                _ => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        sorted.dedup();
+        assert_eq!(
+            (seen.len(), sorted.len()),
+            (16, 16),
+            "all 16 stalled, once each"
+        );
+    }
 }

@@ -18,6 +18,9 @@ fn system() -> RequestContext {
     }
 }
 
+/// Stalled completions retried per sweep.
+const SWEEP_PAGE: i64 = 100;
+
 impl Uploads {
     /// The raw `Upload-Metadata` header the client sent at creation.
     pub fn metadata_header(&self, case: &CaseRow, upload: &UploadRow) -> Option<String> {
@@ -100,7 +103,15 @@ impl Uploads {
     pub async fn sweep(&self) -> Result<usize, UploadError> {
         let ctx = system();
         let mut changed = 0;
-        for upload in db::uploads::stalled_complete(&self.db, 100).await? {
+        // Paged on from where the last sweep stopped: uploads whose
+        // completion keeps failing never keep the others waiting.
+        let after = self.registry.sweep_after();
+        let stalled = db::uploads::stalled_complete(&self.db, after.as_ref(), SWEEP_PAGE).await?;
+        let next = (stalled.len() as i64 == SWEEP_PAGE)
+            .then(|| stalled.last().map(|u| u.upload_id.clone()))
+            .flatten();
+        self.registry.set_sweep_after(next);
+        for upload in stalled {
             let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
                 continue;
             };

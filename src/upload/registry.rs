@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 use ring::digest;
 
 use crate::crypto::format::{Layout, ObjectDigest};
+use crate::ids::UploadId;
 
 #[derive(Default)]
 pub struct UploadRegistry {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: Arc<Mutex<HashMap<String, u64>>>,
     hashes: Mutex<HashMap<String, (u64, RunningHashes)>>,
+    /// Where the next sweep goes on through stalled completions.
+    sweep_after: Mutex<Option<UploadId>>,
 }
 
 /// SHA-256 of an upload's plaintext so far and the digest of the object
@@ -126,6 +129,16 @@ impl UploadRegistry {
 
     pub fn put_hash(&self, upload_id: &str, offset: u64, ctx: RunningHashes) {
         guard(&self.hashes).insert(upload_id.to_owned(), (offset, ctx));
+    }
+
+    /// The last stalled completion the previous sweep reached (`None`:
+    /// start from the first).
+    pub fn sweep_after(&self) -> Option<UploadId> {
+        guard(&self.sweep_after).clone()
+    }
+
+    pub fn set_sweep_after(&self, after: Option<UploadId>) {
+        *guard(&self.sweep_after) = after;
     }
 
     pub fn forget(&self, upload_id: &str) {
