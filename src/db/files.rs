@@ -82,9 +82,13 @@ pub struct FileRow {
     pub source: Source,
     /// When a coordinator released the file to the patient.
     pub released_at: Option<Timestamp>,
+    /// The DICOMweb index of a DICOM file, sealed under the case key;
+    /// `None` for other files and for DICOM files completed before it was
+    /// recorded (read from the object on first use, then stored).
+    pub dicom_index_sealed: Option<Vec<u8>>,
 }
 
-const FILE_COLUMNS: &str = "file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256, source_kind, source_centre_id, released_at";
+const FILE_COLUMNS: &str = "file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256, source_kind, source_centre_id, released_at, dicom_index_sealed";
 
 fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FileRow, DbError> {
     let id: String = row.try_get("file_id")?;
@@ -106,6 +110,7 @@ fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FileRow, DbError> {
         source: Source::from_columns(&kind, centre.as_deref())
             .ok_or(DbError::Corrupt("files.source_kind"))?,
         released_at: row.try_get("released_at")?,
+        dicom_index_sealed: row.try_get("dicom_index_sealed")?,
     })
 }
 
@@ -228,6 +233,8 @@ pub struct Finished<'a> {
     pub object_sha256: &'a str,
     /// The chunk size in the stored object's header.
     pub chunk_size: u32,
+    /// The sealed DICOMweb index (DICOM files only).
+    pub dicom_index_sealed: Option<&'a [u8]>,
 }
 
 /// Records a finished file: its final state, completed sealed metadata and
@@ -238,15 +245,30 @@ pub async fn finish(
     done: &Finished<'_>,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ?, chunk_size = ?
+        "UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ?, chunk_size = ?,
+             dicom_index_sealed = ?
          WHERE file_id = ?",
     )
     .bind(done.state)
     .bind(done.meta_sealed)
     .bind(done.object_sha256)
     .bind(i64::from(done.chunk_size))
+    .bind(done.dicom_index_sealed)
     .bind(file_id.as_str())
     .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores the sealed DICOMweb index of a complete file that had none (it
+/// was completed before the index existed and its header was read since).
+pub async fn set_dicom_index(db: &Db, file_id: &FileId, sealed: &[u8]) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE files SET dicom_index_sealed = ? WHERE file_id = ? AND dicom_index_sealed IS NULL",
+    )
+    .bind(sealed)
+    .bind(file_id.as_str())
+    .execute(db.pool())
     .await?;
     Ok(())
 }
@@ -322,12 +344,14 @@ mod tests {
             meta_sealed: b"sealed, completed",
             object_sha256: "00",
             chunk_size: 16 * 1024,
+            dicom_index_sealed: Some(b"index"),
         };
         finish(&mut tx, &file_id, &done).await.unwrap();
         tx.commit().await.unwrap();
         let listed = list_for_case(&db, &case_id).await.unwrap();
         assert_eq!(listed[0].chunk_size, 16 * 1024);
         assert_eq!(listed[0].state, "complete");
+        assert_eq!(listed[0].dicom_index_sealed.as_deref(), Some(&b"index"[..]));
 
         // Within the column's bounds but not a chunk size a reader accepts.
         sqlx::query("UPDATE files SET chunk_size = 100")

@@ -8,7 +8,7 @@
 use ring::digest;
 
 use super::audit_unavailable;
-use super::dicom::{self, Inspection};
+use super::dicom::{self, DicomIndex, Inspection};
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
@@ -119,8 +119,12 @@ impl Uploads {
             .read_plain(&object, &key, 0..upload.length.min(dicom::HEAD_BYTES))
             .await?;
         let mut meta = self.file_meta(&case_key, upload).await?;
-        let (state, note) = classify(&mut meta, &head);
+        let (state, note, index) = classify(&mut meta, &head);
         meta.sha256 = Some(sha256);
+        let index_sealed = index.and_then(|i| serde_json::to_vec(&i).ok()).map(|json| {
+            let id = upload.file_id.as_str();
+            case_key.seal_field(&upload.case_id, dicom::DICOM_INDEX, id, &json)
+        });
         let meta_json =
             serde_json::to_vec(&meta).map_err(|e| UploadError::Internal(e.to_string()))?;
         let meta_sealed = case_key.seal_field(
@@ -137,6 +141,7 @@ impl Uploads {
                 object_sha256: &object_sha256,
                 // The header this upload's object was written with.
                 chunk_size: object.header().chunk_size,
+                dicom_index_sealed: index_sealed.as_deref(),
             },
         };
         self.record_complete(ctx, upload, done).await
@@ -186,19 +191,26 @@ struct Finished<'a> {
 }
 
 /// The file's state after its first bytes were inspected: DICOM fields go
-/// into `meta`; a file that claims to be DICOM and is not is flagged.
-fn classify(meta: &mut FileMeta, head: &[u8]) -> (&'static str, &'static str) {
+/// into `meta` and the DICOMweb index is returned (sealed apart, in its own
+/// column); a file that claims to be DICOM and is not is flagged.
+fn classify(
+    meta: &mut FileMeta,
+    head: &[u8],
+) -> (&'static str, &'static str, Option<Box<DicomIndex>>) {
     let claims = dicom::claims_dicom(&meta.category, meta.filetype.as_deref(), &meta.filename);
     match dicom::inspect(head) {
-        Inspection::Dicom(fields) => {
+        Inspection::Dicom(fields, index) => {
             meta.dicom = Some(fields);
-            ("complete", "DICOM header indexed")
+            ("complete", "DICOM header indexed", Some(index))
         }
         Inspection::Broken => (
             "flagged",
             "has a DICOM marker but the header does not parse",
+            None,
         ),
-        Inspection::NotDicom if claims => ("flagged", "declared as DICOM but is not a DICOM file"),
-        Inspection::NotDicom => ("complete", "not DICOM"),
+        Inspection::NotDicom if claims => {
+            ("flagged", "declared as DICOM but is not a DICOM file", None)
+        }
+        Inspection::NotDicom => ("complete", "not DICOM", None),
     }
 }

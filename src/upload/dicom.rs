@@ -1,12 +1,17 @@
 //! DICOM header fields of a completed upload, read from the beginning of
-//! its plaintext without pixel data. The fields are patient data: callers
-//! store them sealed under the case key.
+//! its plaintext without pixel data: the manifest's fields
+//! ([`DicomFields`]) and the DICOMweb index ([`DicomIndex`]: what QIDO-RS
+//! searches and answers, and what WADO-RS needs to serve an instance and
+//! its frames). Both are patient data: callers store them sealed under the
+//! case key.
 
 use std::io::Cursor;
 
+use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::DicomFields;
 
@@ -14,13 +19,108 @@ use crate::manifest::DicomFields;
 /// normally within a few kilobytes).
 pub const HEAD_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Sealed purpose label of a file's DICOMweb index.
+pub const DICOM_INDEX: &str = "dicom-index";
+
+/// What DICOMweb needs of an instance beyond [`DicomFields`]: the
+/// attributes QIDO-RS returns at study, series and instance level (PS3.18
+/// table 6.7.1-2) and the geometry that locates its frames. Strings as
+/// stored in the header, trimmed; absent attributes are empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct DicomIndex {
+    pub sop_instance_uid: String,
+    pub instance_number: String,
+    pub patient_name: String,
+    pub patient_id: String,
+    pub patient_birth_date: String,
+    pub patient_sex: String,
+    pub study_time: String,
+    pub study_id: String,
+    pub accession_number: String,
+    pub referring_physician_name: String,
+    pub study_description: String,
+    pub series_number: String,
+    pub series_description: String,
+    pub transfer_syntax_uid: String,
+    pub rows: Option<u16>,
+    pub columns: Option<u16>,
+    pub bits_allocated: Option<u16>,
+    pub samples_per_pixel: Option<u16>,
+    pub number_of_frames: Option<u32>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inspection {
     /// No DICOM preamble.
     NotDicom,
-    Dicom(DicomFields),
+    Dicom(DicomFields, Box<DicomIndex>),
     /// Has the `DICM` marker but does not parse.
     Broken,
+}
+
+/// The header of a DICOM file (preamble, meta group and every element
+/// before PixelData) parsed from its first bytes; `None` when `head` does
+/// not hold a whole header.
+pub fn header(head: &[u8]) -> Option<DefaultDicomObject> {
+    if head.len() < 132 || &head[128..132] != b"DICM" {
+        return None;
+    }
+    OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(Cursor::new(head))
+        .ok()
+}
+
+fn text(object: &DefaultDicomObject, tag: Tag) -> String {
+    object
+        .element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| {
+            e.to_str()
+                .ok()
+                .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+fn number<T: std::str::FromStr>(object: &DefaultDicomObject, tag: Tag) -> Option<T> {
+    let element = object.element_opt(tag).ok().flatten()?;
+    match element.to_int::<i64>() {
+        Ok(n) => n.to_string().parse().ok(),
+        Err(_) => text(object, tag).parse().ok(),
+    }
+}
+
+fn index_of(object: &DefaultDicomObject) -> DicomIndex {
+    let t = |tag| text(object, tag);
+    DicomIndex {
+        sop_instance_uid: t(tags::SOP_INSTANCE_UID),
+        instance_number: t(tags::INSTANCE_NUMBER),
+        patient_name: t(tags::PATIENT_NAME),
+        patient_id: t(tags::PATIENT_ID),
+        patient_birth_date: t(tags::PATIENT_BIRTH_DATE),
+        patient_sex: t(tags::PATIENT_SEX),
+        study_time: t(tags::STUDY_TIME),
+        study_id: t(tags::STUDY_ID),
+        accession_number: t(tags::ACCESSION_NUMBER),
+        referring_physician_name: t(tags::REFERRING_PHYSICIAN_NAME),
+        study_description: t(tags::STUDY_DESCRIPTION),
+        series_number: t(tags::SERIES_NUMBER),
+        series_description: t(tags::SERIES_DESCRIPTION),
+        transfer_syntax_uid: object
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
+            .to_owned(),
+        rows: number(object, tags::ROWS),
+        columns: number(object, tags::COLUMNS),
+        bits_allocated: number(object, tags::BITS_ALLOCATED),
+        samples_per_pixel: number(object, tags::SAMPLES_PER_PIXEL),
+        number_of_frames: number(object, tags::NUMBER_OF_FRAMES),
+    }
 }
 
 /// Inspects the first bytes of a file (`head`, at most [`HEAD_BYTES`]).
@@ -28,36 +128,21 @@ pub fn inspect(head: &[u8]) -> Inspection {
     if head.len() < 132 || &head[128..132] != b"DICM" {
         return Inspection::NotDicom;
     }
-    let parsed = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(Cursor::new(head));
-    let Ok(object) = parsed else {
+    let Some(object) = header(head) else {
         return Inspection::Broken;
     };
-    let text = |tag| -> String {
-        object
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| {
-                e.to_str()
-                    .ok()
-                    .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
-            })
-            .unwrap_or_default()
-    };
+    let t = |tag| text(&object, tag);
     let fields = DicomFields {
-        study_instance_uid: text(tags::STUDY_INSTANCE_UID),
-        series_instance_uid: text(tags::SERIES_INSTANCE_UID),
-        modality: text(tags::MODALITY),
-        study_date: text(tags::STUDY_DATE),
-        sop_class_uid: text(tags::SOP_CLASS_UID),
+        study_instance_uid: t(tags::STUDY_INSTANCE_UID),
+        series_instance_uid: t(tags::SERIES_INSTANCE_UID),
+        modality: t(tags::MODALITY),
+        study_date: t(tags::STUDY_DATE),
+        sop_class_uid: t(tags::SOP_CLASS_UID),
     };
     if fields.study_instance_uid.is_empty() && fields.series_instance_uid.is_empty() {
         return Inspection::Broken;
     }
-    Inspection::Dicom(fields)
+    Inspection::Dicom(fields, Box::new(index_of(&object)))
 }
 
 /// Whether the uploader said this is DICOM (category, type or name).
@@ -90,6 +175,27 @@ pub mod testdata {
     }
 
     pub fn ct_file(study: &str, series: &str, patient: &str, pixels: usize) -> Vec<u8> {
+        let image = Image {
+            sop_instance_uid: "1.2.3.4.5.6",
+            instance_number: None,
+            rows: None,
+            pixels: vec![0x5a; pixels],
+        };
+        ct_image(study, series, patient, &image)
+    }
+
+    /// One image of a test series.
+    pub struct Image<'a> {
+        pub sop_instance_uid: &'a str,
+        pub instance_number: Option<u32>,
+        /// Rows and columns (16-bit monochrome) when set.
+        pub rows: Option<(u16, u16)>,
+        pub pixels: Vec<u8>,
+    }
+
+    /// A CT image (explicit VR little endian, native pixel data).
+    pub fn ct_image(study: &str, series: &str, patient: &str, image: &Image) -> Vec<u8> {
+        let sop = image.sop_instance_uid.as_bytes();
         let mut meta = Vec::new();
         element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
         element(
@@ -99,7 +205,7 @@ pub mod testdata {
             b"UI",
             b"1.2.840.10008.5.1.4.1.1.2",
         );
-        element(&mut meta, 0x0002, 0x0003, b"UI", b"1.2.3.4.5.6");
+        element(&mut meta, 0x0002, 0x0003, b"UI", sop);
         element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
         element(&mut meta, 0x0002, 0x0012, b"UI", b"1.2.3.4");
         let mut out = vec![0u8; 128];
@@ -112,20 +218,27 @@ pub mod testdata {
             &(meta.len() as u32).to_le_bytes(),
         );
         out.extend_from_slice(&meta);
-        element(
-            &mut out,
-            0x0008,
-            0x0016,
-            b"UI",
-            b"1.2.840.10008.5.1.4.1.1.2",
-        );
-        element(&mut out, 0x0008, 0x0018, b"UI", b"1.2.3.4.5.6");
-        element(&mut out, 0x0008, 0x0020, b"DA", b"20260115");
-        element(&mut out, 0x0008, 0x0060, b"CS", b"CT");
-        element(&mut out, 0x0010, 0x0010, b"PN", patient.as_bytes());
-        element(&mut out, 0x0020, 0x000D, b"UI", study.as_bytes());
-        element(&mut out, 0x0020, 0x000E, b"UI", series.as_bytes());
-        element(&mut out, 0x7FE0, 0x0010, b"OW", &vec![0x5a; pixels]);
+        let o = &mut out;
+        element(o, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2");
+        element(o, 0x0008, 0x0018, b"UI", sop);
+        element(o, 0x0008, 0x0020, b"DA", b"20260115");
+        element(o, 0x0008, 0x0060, b"CS", b"CT");
+        element(o, 0x0008, 0x1030, b"LO", b"CT CHEST");
+        element(o, 0x0010, 0x0010, b"PN", patient.as_bytes());
+        element(o, 0x0010, 0x0020, b"LO", b"PID-0001");
+        element(o, 0x0020, 0x000D, b"UI", study.as_bytes());
+        element(o, 0x0020, 0x000E, b"UI", series.as_bytes());
+        element(o, 0x0020, 0x0011, b"IS", b"2");
+        if let Some(n) = image.instance_number {
+            element(o, 0x0020, 0x0013, b"IS", n.to_string().as_bytes());
+        }
+        if let Some((rows, columns)) = image.rows {
+            element(o, 0x0028, 0x0002, b"US", &1u16.to_le_bytes());
+            element(o, 0x0028, 0x0010, b"US", &rows.to_le_bytes());
+            element(o, 0x0028, 0x0011, b"US", &columns.to_le_bytes());
+            element(o, 0x0028, 0x0100, b"US", &16u16.to_le_bytes());
+        }
+        element(o, 0x7FE0, 0x0010, b"OW", &image.pixels);
         out
     }
 }
@@ -137,14 +250,42 @@ mod tests {
     #[test]
     fn reads_header_fields() {
         let file = testdata::ct_file("1.2.826.0.1.1", "1.2.826.0.1.1.2", "Doe^Jane", 4096);
-        let Inspection::Dicom(f) = inspect(&file) else {
+        let Inspection::Dicom(f, index) = inspect(&file) else {
             panic!("not parsed")
         };
+        assert_eq!(index.sop_instance_uid, "1.2.3.4.5.6");
+        assert_eq!(index.patient_name, "Doe^Jane");
+        assert_eq!(index.study_description, "CT CHEST");
+        assert_eq!(index.transfer_syntax_uid, "1.2.840.10008.1.2.1");
+        assert_eq!(index.rows, None);
         assert_eq!(f.study_instance_uid, "1.2.826.0.1.1");
         assert_eq!(f.series_instance_uid, "1.2.826.0.1.1.2");
         assert_eq!(f.modality, "CT");
         assert_eq!(f.study_date, "20260115");
         assert_eq!(f.sop_class_uid, "1.2.840.10008.5.1.4.1.1.2");
+    }
+
+    #[test]
+    fn indexes_image_geometry() {
+        let image = testdata::Image {
+            sop_instance_uid: "1.2.826.0.1.1.2.3",
+            instance_number: Some(7),
+            rows: Some((4, 3)),
+            pixels: vec![1; 24],
+        };
+        let file = testdata::ct_image("1.2.826.0.1.1", "1.2.826.0.1.1.2", "Doe^Jane", &image);
+        let Inspection::Dicom(_, index) = inspect(&file) else {
+            panic!("not parsed")
+        };
+        assert_eq!(index.sop_instance_uid, "1.2.826.0.1.1.2.3");
+        assert_eq!(index.instance_number, "7");
+        assert_eq!(index.series_number, "2");
+        assert_eq!((index.rows, index.columns), (Some(4), Some(3)));
+        assert_eq!(
+            (index.bits_allocated, index.samples_per_pixel),
+            (Some(16), Some(1))
+        );
+        assert_eq!(index.number_of_frames, None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn sniff(path: &Path) -> std::io::Result<Sniffed> {
         inspection = inspect(&head(path, HEAD_BYTES)?);
     }
     Ok(match inspection {
-        Inspection::Dicom(fields) => Sniffed::Dicom {
+        Inspection::Dicom(fields, _) => Sniffed::Dicom {
             study: fields.study_instance_uid,
             series: fields.series_instance_uid,
         },
