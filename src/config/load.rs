@@ -155,12 +155,23 @@ impl Config {
         if !self.server.public_url.starts_with("https://") {
             return Err(invalid("server.public_url", "must start with https://"));
         }
-        for origin in &self.server.allowed_origins {
-            if !(origin.starts_with("https://") || origin.starts_with("http://")) {
-                return Err(invalid(
-                    "server.allowed_origins",
-                    format!("{origin:?} is not an origin (scheme://host[:port])"),
-                ));
+        let lists = [
+            ("server.allowed_origins", &self.server.allowed_origins),
+            (
+                "server.centre_allowed_origins",
+                &self.server.centre_allowed_origins,
+            ),
+        ];
+        for (key, origins) in lists {
+            for origin in origins {
+                if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                    || origin.trim() == "*"
+                {
+                    return Err(invalid(
+                        key,
+                        format!("{origin:?} is not an origin (scheme://host[:port])"),
+                    ));
+                }
             }
         }
         if !self.database.url.starts_with("sqlite:") {

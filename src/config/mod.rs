@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub centre_listen: SocketAddr,
     pub public_url: String,
     pub allowed_origins: Vec<String>,
+    /// Origins of browser viewers (OHIF and the like) allowed to call the
+    /// centre listener's grant routes and DICOMweb with credentials.
+    pub centre_allowed_origins: Vec<String>,
     pub data_dir: PathBuf,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
@@ -323,6 +326,7 @@ impl Default for ServerConfig {
             centre_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             public_url: "https://localhost:8443".into(),
             allowed_origins: Vec::new(),
+            centre_allowed_origins: Vec::new(),
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 20,
             trusted_proxies: Vec::new(),

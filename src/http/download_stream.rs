@@ -38,6 +38,8 @@ struct Streaming {
     span: std::ops::Range<u64>,
     at: u64,
     kind: Kind,
+    /// The audit action of its end (or cut) entry.
+    action: &'static str,
     /// Reads the object's plaintext by range, with the chunk size of the
     /// header the cipher was built for.
     object: Arc<Decryptor>,
@@ -167,7 +169,7 @@ impl Closing {
         Closing {
             state: s.state.clone(),
             ctx: s.ctx.clone(),
-            entry: NewEntry::new(s.kind.action(), Outcome::Allow)
+            entry: NewEntry::new(s.action, Outcome::Allow)
                 .case(&s.grant.case_id)
                 .centre(&s.centre.centre_id)
                 .grant(&s.grant.grant_id)
@@ -227,6 +229,7 @@ pub fn stream_body(
         at: download.span.start,
         span: download.span,
         kind: download.kind,
+        action: download.action,
         object: Arc::new(Decryptor::from_cipher(download.cipher, download.size)),
         ahead: None,
         checked: Instant::now(),

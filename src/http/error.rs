@@ -32,6 +32,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("too many failed attempts; try again later")]
     RateLimited,
     #[error("upload period has ended")]
@@ -87,6 +89,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::UploadExpired => (StatusCode::FORBIDDEN, "upload_expired"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),

@@ -12,6 +12,7 @@ pub mod cases;
 pub mod centres;
 pub mod conn;
 pub mod cors;
+pub mod dicomweb;
 pub mod disclosures;
 pub mod download_stream;
 pub mod downloads;
@@ -74,6 +75,17 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::GrantInfo => on(method, downloads::grant_info),
         E::DownloadPlaintext => on(method, downloads::plaintext),
         E::DownloadSealed => on(method, downloads::sealed),
+        E::DicomwebStudies => on(method, dicomweb::search_studies),
+        E::DicomwebStudySeries => on(method, dicomweb::search_series),
+        E::DicomwebStudyInstances | E::DicomwebSeriesInstances => {
+            on(method, dicomweb::search_instances)
+        }
+        E::DicomwebStudy | E::DicomwebSeries | E::DicomwebInstance => {
+            on(method, dicomweb::retrieve_instances)
+        }
+        E::DicomwebStudyMetadata | E::DicomwebSeriesMetadata | E::DicomwebInstanceMetadata => {
+            on(method, dicomweb::metadata)
+        }
         E::AuditExport => on(method, audit_export::export),
         E::AuditCheckpoint => on(method, audit_proof::checkpoint),
         E::AuditProof => on(method, audit_proof::proof),
@@ -150,7 +162,9 @@ pub fn centre_router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.json_body_bytes));
     let tus = routes(&state, |e| on_centre(e) && e.is_tus())
         .layer(middleware::from_fn(tus::tus_resumable_header));
-    finish(centre.merge(tus), state)
+    let origins =
+        cors::AllowedOrigins::centre(&state.services.config.server.centre_allowed_origins);
+    finish(centre.merge(tus), state).layer(middleware::from_fn_with_state(origins, cors::layer))
 }
 
 /// A handler that panics answers its own request with a 500; the

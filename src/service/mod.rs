@@ -24,6 +24,7 @@
 pub mod audit;
 pub mod cases;
 pub mod centres;
+pub mod dicomweb;
 pub mod disclosures;
 pub mod downloads;
 pub mod grants;

@@ -15,6 +15,8 @@ mod common;
 mod connections;
 mod crash;
 mod denial_floods;
+mod dicomweb;
+mod dicomweb_refusals;
 mod download_resume;
 mod fault_db;
 mod fault_gateway;

@@ -69,6 +69,11 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::GrantTusPatch | E::GrantTusTerminate => None,
         // Need a centre's complete reply; tested in `reply.rs`.
         E::ReleaseFile | E::PatientFile => None,
+        // Centre listener; tested in `dicomweb.rs`.
+        E::DicomwebStudies | E::DicomwebStudySeries | E::DicomwebStudyInstances => None,
+        E::DicomwebSeriesInstances | E::DicomwebStudy | E::DicomwebSeries => None,
+        E::DicomwebInstance | E::DicomwebStudyMetadata | E::DicomwebSeriesMetadata => None,
+        E::DicomwebInstanceMetadata => None,
     }
 }
 

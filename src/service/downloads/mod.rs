@@ -8,6 +8,7 @@
 //! [`Lease::recheck`] and stops when its grant stops being live.
 
 mod budget;
+mod head;
 mod keys;
 mod lease;
 mod range;
@@ -15,6 +16,7 @@ mod range;
 use std::ops::Range;
 
 pub use budget::{Budget, Kind};
+pub use head::read_plain;
 pub use lease::{LEASE_TTL_SECS, Lease, Stop};
 pub use range::{RangeSpec, Unsatisfiable};
 
@@ -41,6 +43,9 @@ pub struct GrantedFile {
     pub object_digest: Option<String>,
     pub meta: FileMeta,
     pub downloads: i64,
+    /// The DICOMweb index, sealed under the case key (DICOM files
+    /// completed since it is recorded).
+    pub dicom_index_sealed: Option<Vec<u8>>,
 }
 
 impl GrantedFile {
@@ -66,7 +71,7 @@ async fn case_and_key(svc: &Services, case_id: &CaseId) -> Result<(CaseRow, Case
 }
 
 /// The grant's files (or only `only`), with their metadata opened.
-async fn granted_files(
+pub(in crate::service) async fn granted_files(
     svc: &Services,
     grant: &GrantRow,
     only: Option<&FileId>,
@@ -96,6 +101,7 @@ async fn granted_files(
             object_digest: row.object_digest.clone(),
             meta,
             downloads: u.downloads,
+            dicom_index_sealed: row.dicom_index_sealed.clone(),
         });
     }
     Ok((case_key, out))
@@ -122,6 +128,8 @@ pub async fn grant_files(
 pub struct Download {
     pub file_id: FileId,
     pub kind: Kind,
+    /// The audit action of its entries (the route it was asked on).
+    pub action: &'static str,
     /// Plaintext size of the file.
     pub size: u64,
     /// Length of the representation served.
@@ -151,11 +159,12 @@ struct Attempt<'a> {
     centre: &'a CentreRow,
     file_id: &'a FileId,
     kind: Kind,
+    action: &'static str,
 }
 
 impl Attempt<'_> {
     fn entry(&self, outcome: Outcome) -> NewEntry {
-        NewEntry::new(self.kind.action(), outcome)
+        NewEntry::new(self.action, outcome)
             .case(&self.grant.case_id)
             .centre(&self.centre.centre_id)
             .grant(&self.grant.grant_id)
@@ -206,9 +215,22 @@ impl Attempt<'_> {
 pub async fn start(
     svc: &Services,
     ctx: &RequestContext,
-    (grant, centre): (&GrantRow, &CentreRow),
+    grant: (&GrantRow, &CentreRow),
     file_id: &FileId,
     kind: Kind,
+    range: Result<Option<RangeSpec>, Unsatisfiable>,
+) -> Result<Download, GrantError> {
+    start_as(svc, ctx, grant, file_id, (kind, kind.action()), range).await
+}
+
+/// [`start`], audited under `action` (a DICOMweb retrieval is a plaintext
+/// download asked for on another route).
+pub async fn start_as(
+    svc: &Services,
+    ctx: &RequestContext,
+    (grant, centre): (&GrantRow, &CentreRow),
+    file_id: &FileId,
+    (kind, action): (Kind, &'static str),
     range: Result<Option<RangeSpec>, Unsatisfiable>,
 ) -> Result<Download, GrantError> {
     let at = Attempt {
@@ -218,6 +240,7 @@ pub async fn start(
         centre,
         file_id,
         kind,
+        action,
     };
     let (case_key, mut files) = granted_files(svc, grant, Some(file_id)).await?;
     let Some(file) = files.pop() else {
@@ -250,6 +273,7 @@ pub async fn start(
     Ok(Download {
         file_id: file_id.clone(),
         kind,
+        action,
         size: file.size,
         total,
         partial: requested.is_some(),

@@ -1,0 +1,70 @@
+//! Reading an instance's header from its stored object (bounded: the
+//! first bytes, grown only while the header does not end within them) and
+//! the index of a file completed before the index existed: read once from
+//! the header, then stored sealed like the rest.
+
+use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, downloads};
+use crate::crypto::CaseKey;
+use crate::db;
+use crate::db::centres::CentreRow;
+use crate::db::grants::GrantRow;
+use crate::service::Services;
+
+/// Plaintext read for a header at first, and the most it grows to.
+const FIRST_HEAD: u64 = 64 * 1024;
+
+/// An instance's header, read from its object: the first bytes, then more
+/// (×8 each time, up to `dicom::HEAD_BYTES`) while the header does not
+/// end within them. `None`: not a DICOM header.
+pub async fn read_header(
+    svc: &Services,
+    case_key: &CaseKey,
+    grant: (&GrantRow, &CentreRow),
+    file: &GrantedFile,
+) -> Result<Option<dicom_object::DefaultDicomObject>, GrantError> {
+    let mut want = FIRST_HEAD;
+    loop {
+        let head = downloads::read_plain(svc, case_key, grant, file, 0..want).await?;
+        if let Some(object) = dicom::header(&head) {
+            return Ok(Some(object));
+        }
+        if (head.len() as u64) < want || want >= dicom::HEAD_BYTES {
+            return Ok(None);
+        }
+        want = (want * 8).min(dicom::HEAD_BYTES);
+    }
+}
+
+/// A file's index: opened from its sealed copy, or read from its header
+/// and stored (files completed before the index existed).
+pub(super) async fn index_of(
+    svc: &Services,
+    case_key: &CaseKey,
+    grant: (&GrantRow, &CentreRow),
+    file: &GrantedFile,
+) -> Result<Option<DicomIndex>, GrantError> {
+    let case_id = &grant.0.case_id;
+    let id = file.file_id.as_str();
+    if let Some(sealed) = &file.dicom_index_sealed {
+        return case_key
+            .open_field(case_id, DICOM_INDEX, id, sealed)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .map(Some)
+            .ok_or_else(|| GrantError::Internal(format!("{id}: DICOM index does not open")));
+    }
+    let mut want = FIRST_HEAD;
+    let index = loop {
+        let head = downloads::read_plain(svc, case_key, grant, file, 0..want).await?;
+        match dicom::inspect(&head) {
+            Inspection::Dicom(_, index) => break *index,
+            _ if (head.len() as u64) < want || want >= dicom::HEAD_BYTES => return Ok(None),
+            _ => want = (want * 8).min(dicom::HEAD_BYTES),
+        }
+    };
+    if let Ok(json) = serde_json::to_vec(&index) {
+        let sealed = case_key.seal_field(case_id, DICOM_INDEX, id, &json);
+        db::files::set_dicom_index(&svc.db, &file.file_id, &sealed).await?;
+    }
+    Ok(Some(index))
+}

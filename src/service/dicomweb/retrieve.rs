@@ -1,0 +1,140 @@
+//! WADO-RS over the grant's instances: which files a retrieval sends (each
+//! then a counted download), and metadata (headers, not counted, while the
+//! file can still be downloaded).
+
+use super::{Granted, Instance, METADATA, RETRIEVE, Scope, attributes, header, in_scope, record};
+use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::crypto::CaseKey;
+use crate::db::centres::CentreRow;
+use crate::db::grants::GrantRow;
+use crate::ids::FileId;
+use crate::service::Services;
+use crate::service::grants::GrantError;
+
+/// One instance a retrieval sends: its file and transfer syntax.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub file_id: FileId,
+    pub transfer_syntax_uid: String,
+}
+
+/// The files a WADO-RS retrieval of `scope` sends, each once. Files whose
+/// downloads are used up are left out (the rest of a series stays
+/// viewable; one entry names them); if that leaves none, the retrieval is
+/// refused as exhausted.
+pub async fn retrieval(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: (&GrantRow, &CentreRow),
+    scope: &Scope,
+) -> Result<Vec<Part>, GrantError> {
+    let granted = in_scope(svc, ctx, grant, scope, RETRIEVE).await?;
+    if granted.instances.is_empty() {
+        let reason = format!("{} is not in the grant", scope.describe());
+        record(
+            svc,
+            ctx,
+            grant,
+            NewEntry::new(RETRIEVE, Outcome::Deny).reason(reason),
+        )
+        .await?;
+        return Err(GrantError::NotFound);
+    }
+    let max = grant.0.max_downloads;
+    let (left, used_up): (Vec<&Instance>, Vec<&Instance>) = granted
+        .instances
+        .iter()
+        .partition(|i| i.file.downloads < max);
+    if !used_up.is_empty() {
+        let ids: Vec<&str> = used_up.iter().map(|i| i.file.file_id.as_str()).collect();
+        let reason = format!(
+            "{}: downloads used up, left out: {}",
+            scope.describe(),
+            ids.join(", ")
+        );
+        let mut entry = NewEntry::new(RETRIEVE, Outcome::Deny).reason(reason);
+        if let [only] = used_up.as_slice() {
+            entry = entry.file(&only.file.file_id);
+        }
+        record(svc, ctx, grant, entry).await?;
+        if left.is_empty() {
+            return Err(GrantError::Exhausted);
+        }
+    }
+    Ok(left
+        .into_iter()
+        .map(|i| Part {
+            file_id: i.file.file_id.clone(),
+            transfer_syntax_uid: i.index.transfer_syntax_uid.clone(),
+        })
+        .collect())
+}
+
+/// The instances whose metadata a request asks for: those in `scope`
+/// whose downloads are not used up (metadata is patient data like the
+/// file; it is not counted as a download, but it is not served once the
+/// file can no longer be). Audited once for the request.
+pub async fn metadata(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: (&GrantRow, &CentreRow),
+    scope: &Scope,
+) -> Result<Granted, GrantError> {
+    let mut granted = in_scope(svc, ctx, grant, scope, METADATA).await?;
+    if granted.instances.is_empty() {
+        let reason = format!("{} is not in the grant", scope.describe());
+        record(
+            svc,
+            ctx,
+            grant,
+            NewEntry::new(METADATA, Outcome::Deny).reason(reason),
+        )
+        .await?;
+        return Err(GrantError::NotFound);
+    }
+    let max = grant.0.max_downloads;
+    granted.instances.retain(|i| i.file.downloads < max);
+    if granted.instances.is_empty() {
+        let reason = format!("{}: downloads used up", scope.describe());
+        record(
+            svc,
+            ctx,
+            grant,
+            NewEntry::new(METADATA, Outcome::Deny).reason(reason),
+        )
+        .await?;
+        return Err(GrantError::Exhausted);
+    }
+    let reason = format!(
+        "{}: headers of {} instances",
+        scope.describe(),
+        granted.instances.len()
+    );
+    let mut entry = NewEntry::new(METADATA, Outcome::Allow).reason(reason);
+    if let [only] = granted.instances.as_slice() {
+        entry = entry.file(&only.file.file_id);
+    }
+    record(svc, ctx, grant, entry).await?;
+    Ok(granted)
+}
+
+/// An instance's header as DICOM JSON: every attribute before PixelData,
+/// read from its object (bounded: at most `dicom::HEAD_BYTES`), and the
+/// transfer syntax it is stored in.
+pub async fn header_json(
+    svc: &Services,
+    case_key: &CaseKey,
+    grant: (&GrantRow, &CentreRow),
+    instance: &Instance,
+) -> Result<serde_json::Value, GrantError> {
+    let object = header::read_header(svc, case_key, grant, &instance.file)
+        .await?
+        .ok_or_else(|| {
+            GrantError::Internal(format!("{}: header does not parse", instance.file.file_id))
+        })?;
+    let mut json = super::json::data_set(&object.into_inner());
+    if let Some(map) = json.as_object_mut() {
+        attributes::add_retrieval_hints(map, instance);
+    }
+    Ok(json)
+}
