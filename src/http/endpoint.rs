@@ -102,6 +102,7 @@ pub enum Endpoint {
     DicomwebStudyMetadata,
     DicomwebSeriesMetadata,
     DicomwebInstanceMetadata,
+    DicomwebFrames,
     AuditExport,
     AuditCheckpoint,
     AuditProof,
@@ -173,7 +174,7 @@ const fn centre_by(method: Method, path: &'static str, action: &'static str) -> 
 
 impl Endpoint {
     /// Every endpoint, in table order.
-    pub const ALL: [Endpoint; 51] = [
+    pub const ALL: [Endpoint; 52] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::CreateCase,
@@ -203,6 +204,7 @@ impl Endpoint {
         Endpoint::DicomwebStudyMetadata,
         Endpoint::DicomwebSeriesMetadata,
         Endpoint::DicomwebInstanceMetadata,
+        Endpoint::DicomwebFrames,
         Endpoint::AuditExport,
         Endpoint::AuditCheckpoint,
         Endpoint::AuditProof,
@@ -262,6 +264,7 @@ impl Endpoint {
             E::DicomwebStudyMetadata =>    centre("/dicomweb/studies/{study}/metadata",                                         "dicomweb.metadata"),
             E::DicomwebSeriesMetadata =>   centre("/dicomweb/studies/{study}/series/{series}/metadata",                         "dicomweb.metadata"),
             E::DicomwebInstanceMetadata => centre("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata",    "dicomweb.metadata"),
+            E::DicomwebFrames =>           centre("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", "dicomweb.frames"),
             E::AuditExport =>        main(Method::GET,    "/api/v1/audit",                        Compliance,    "audit.export"),
             E::AuditCheckpoint =>    main(Method::GET,    "/api/v1/audit/checkpoint",             Compliance,    "audit.checkpoint.read"),
             E::AuditProof =>         main(Method::GET,    "/api/v1/audit/proof",                  Compliance,    "audit.proof.read"),

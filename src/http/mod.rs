@@ -86,6 +86,7 @@ fn handler_of(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::DicomwebStudyMetadata | E::DicomwebSeriesMetadata | E::DicomwebInstanceMetadata => {
             on(method, dicomweb::metadata)
         }
+        E::DicomwebFrames => on(method, dicomweb::frames),
         E::AuditExport => on(method, audit_export::export),
         E::AuditCheckpoint => on(method, audit_proof::checkpoint),
         E::AuditProof => on(method, audit_proof::proof),

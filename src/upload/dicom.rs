@@ -179,6 +179,7 @@ pub mod testdata {
             sop_instance_uid: "1.2.3.4.5.6",
             instance_number: None,
             rows: None,
+            frames: None,
             pixels: vec![0x5a; pixels],
         };
         ct_image(study, series, patient, &image)
@@ -190,6 +191,8 @@ pub mod testdata {
         pub instance_number: Option<u32>,
         /// Rows and columns (16-bit monochrome) when set.
         pub rows: Option<(u16, u16)>,
+        /// NumberOfFrames, when set.
+        pub frames: Option<u32>,
         pub pixels: Vec<u8>,
     }
 
@@ -234,11 +237,73 @@ pub mod testdata {
         }
         if let Some((rows, columns)) = image.rows {
             element(o, 0x0028, 0x0002, b"US", &1u16.to_le_bytes());
+            if let Some(frames) = image.frames {
+                element(o, 0x0028, 0x0008, b"IS", frames.to_string().as_bytes());
+            }
             element(o, 0x0028, 0x0010, b"US", &rows.to_le_bytes());
             element(o, 0x0028, 0x0011, b"US", &columns.to_le_bytes());
             element(o, 0x0028, 0x0100, b"US", &16u16.to_le_bytes());
         }
         element(o, 0x7FE0, 0x0010, b"OW", &image.pixels);
+        out
+    }
+
+    /// A JPEG-compressed multi-frame image (explicit VR little endian
+    /// encapsulated): one fragment per frame after an empty offset table,
+    /// and before it an icon image sequence of undefined length whose item
+    /// holds pixel data of its own.
+    pub fn encapsulated_image(
+        study: &str,
+        series: &str,
+        sop: &str,
+        fragments: &[&[u8]],
+    ) -> Vec<u8> {
+        let image = Image {
+            sop_instance_uid: sop,
+            instance_number: Some(1),
+            rows: Some((8, 8)),
+            frames: Some(fragments.len() as u32),
+            pixels: Vec::new(),
+        };
+        let native = ct_image(study, series, "Doe^Jane", &image);
+        // Everything before the native PixelData element (12 bytes + empty value).
+        let mut out = native[..native.len() - 12].to_vec();
+        let syntax = b"1.2.840.10008.1.2.1";
+        let jpeg = b"1.2.840.10008.1.2.4.50";
+        let at = out
+            .windows(syntax.len())
+            .position(|w| w == syntax)
+            .unwrap_or(0);
+        // Same length once padded (UI values pad with NUL to even length).
+        out.splice(at - 2..at + syntax.len() + 1, {
+            let mut v = (jpeg.len() as u16).to_le_bytes().to_vec();
+            v.extend_from_slice(jpeg);
+            v
+        });
+        // Keep the meta group length right: it grew by 2 bytes.
+        let meta_len = u32::from_le_bytes([out[140], out[141], out[142], out[143]]) + 2;
+        out[140..144].copy_from_slice(&meta_len.to_le_bytes());
+        // IconImageSequence (0088,0200), undefined length, one item of
+        // undefined length holding a PixelData of its own.
+        let mut icon = Vec::new();
+        element(&mut icon, 0x7FE0, 0x0010, b"OB", &[7; 4]);
+        out.extend_from_slice(&[
+            0x88, 0x00, 0x00, 0x02, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        out.extend_from_slice(&icon);
+        out.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        for fragment in fragments {
+            out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            out.extend_from_slice(&(fragment.len() as u32).to_le_bytes());
+            out.extend_from_slice(fragment);
+        }
+        out.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         out
     }
 }
@@ -271,6 +336,7 @@ mod tests {
             sop_instance_uid: "1.2.826.0.1.1.2.3",
             instance_number: Some(7),
             rows: Some((4, 3)),
+            frames: None,
             pixels: vec![1; 24],
         };
         let file = testdata::ct_image("1.2.826.0.1.1", "1.2.826.0.1.1.2", "Doe^Jane", &image);

@@ -45,6 +45,7 @@ fn image(series: &'static str, n: u32, number: u32) -> (String, Vec<u8>) {
         sop_instance_uid: &sop,
         instance_number: Some(number),
         rows: Some((16, 16)),
+        frames: None,
         pixels,
     };
     let bytes = ct_image(STUDY, series, "Doe^Jane", &image);
@@ -422,4 +423,80 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
     .unwrap();
     assert_eq!(missing, 0, "the index is stored once read");
     f.app.stop().await;
+}
+
+#[tokio::test]
+async fn frames_are_the_pixel_bytes_and_no_new_download() {
+    let f = fixture(1).await;
+    let dcm = &f.granted[0];
+    let base = format!(
+        "/dicomweb/studies/{STUDY}/series/{SERIES_A}/instances/{}",
+        dcm.sop
+    );
+    let resp = f.get(&format!("{base}/frames/1")).await;
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("multipart/related; type=\"application/octet-stream\""));
+    let got = parts(&content_type, &resp.bytes().await.unwrap());
+    assert_eq!(got.len(), 1);
+    // The image's 16×16 16-bit pixels are the file's last 512 bytes.
+    assert!(got[0].1 == dcm.bytes[dcm.bytes.len() - 512..]);
+    assert!(got[0].0.contains("transfer-syntax=1.2.840.10008.1.2.1"));
+    assert_eq!(
+        f.downloads_left(&dcm.file_id).await,
+        1,
+        "a frame is not a download"
+    );
+    for (frames, status) in [("2", 404), ("0", 400), ("1,x", 400), ("", 404)] {
+        let resp = f.get(&format!("{base}/frames/{frames}")).await;
+        assert_eq!(resp.status().as_u16(), status, "frames/{frames}");
+    }
+    let audit = f.app.audit().await;
+    assert!(audit.iter().any(|e| e["action"] == "dicomweb.frames"
+        && e["file_id"] == dcm.file_id.as_str()
+        && e["reason"].as_str().unwrap().contains("(continuation)")));
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn frames_of_encapsulated_pixel_data_are_its_fragments() {
+    use casegate::upload::dicom::testdata::encapsulated_image;
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let (study, series, sop) = (
+        "1.2.826.0.1.3680043.8.498.8",
+        "1.2.826.0.1.3680043.8.498.8.1",
+        "1.2.826.0.1.3680043.8.498.8.1.1",
+    );
+    let first = vec![0xAB; 70_000]; // crosses a 64 KiB chunk
+    let file = encapsulated_image(study, series, sop, &[&first, b"second frame"]);
+    app.upload(&patient, "us.dcm", Some("imaging_dicom"), &file, 64_000)
+        .await;
+    let centre = register_centre(&app, "Cardiology").await;
+    let body = json!({ "centre_id": centre.id, "expires_in_secs": 600, "max_downloads": 1 });
+    let (_, token) = grant(&app, &case, body).await;
+    let base = format!("/dicomweb/studies/{study}/series/{series}/instances/{sop}");
+    let resp = centre
+        .get(&format!("{base}/frames/2,1"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let got = parts(&content_type, &resp.bytes().await.unwrap());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].1, b"second frame");
+    assert!(got[1].1 == first);
+    assert!(
+        got[0].0.contains("transfer-syntax=1.2.840.10008.1.2.4.50"),
+        "{}",
+        got[0].0
+    );
+    let resp = centre
+        .get(&format!("{base}/frames/3"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    app.stop().await;
 }

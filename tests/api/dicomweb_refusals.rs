@@ -146,6 +146,7 @@ async fn revoking_cuts_a_running_retrieval() {
         sop_instance_uid: "1.2.826.0.1.3680043.8.498.9.1.1",
         instance_number: Some(1),
         rows: None,
+        frames: None,
         pixels: pattern(24 * 1024 * 1024, 5),
     };
     let study = "1.2.826.0.1.3680043.8.498.9";

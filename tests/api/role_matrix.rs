@@ -73,7 +73,7 @@ fn success_status(endpoint: Endpoint) -> Option<u16> {
         E::DicomwebStudies | E::DicomwebStudySeries | E::DicomwebStudyInstances => None,
         E::DicomwebSeriesInstances | E::DicomwebStudy | E::DicomwebSeries => None,
         E::DicomwebInstance | E::DicomwebStudyMetadata | E::DicomwebSeriesMetadata => None,
-        E::DicomwebInstanceMetadata => None,
+        E::DicomwebInstanceMetadata | E::DicomwebFrames => None,
     }
 }
 

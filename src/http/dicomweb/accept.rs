@@ -67,6 +67,19 @@ pub fn dicom_multipart(headers: &HeaderMap) -> Result<(), ApiError> {
         .ok_or_else(|| refuse("multipart/related; type=\"application/dicom\""))
 }
 
+/// Frames: `multipart/related` of `application/octet-stream` (or of the
+/// image type a viewer names for compressed frames: each part says the
+/// stored syntax), or anything.
+pub fn frames(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ranges = ranges(headers);
+    let fits = ranges.is_empty()
+        || ranges.iter().any(|(media, _)| {
+            matches!(media.as_str(), "*/*" | "multipart/*" | "multipart/related")
+        });
+    fits.then_some(())
+        .ok_or_else(|| refuse("multipart/related; type=\"application/octet-stream\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

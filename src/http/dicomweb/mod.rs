@@ -23,7 +23,7 @@ use crate::audit::RequestContext;
 use crate::service::dicomweb::{self, Level, Scope};
 use crate::service::principal::{CentreRow, GrantRow, Principal};
 
-pub use multipart::retrieve_instances;
+pub use multipart::{frames, retrieve_instances};
 
 const DICOM_JSON: &str = "application/dicom+json";
 

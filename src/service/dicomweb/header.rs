@@ -3,7 +3,11 @@
 //! the index of a file completed before the index existed: read once from
 //! the header, then stored sealed like the rest.
 
-use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, downloads};
+use dicom_object::DefaultDicomObject;
+
+use super::{
+    DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, downloads, pixels,
+};
 use crate::crypto::CaseKey;
 use crate::db;
 use crate::db::centres::CentreRow;
@@ -14,21 +18,30 @@ use crate::service::Services;
 const FIRST_HEAD: u64 = 64 * 1024;
 
 /// An instance's header, read from its object: the first bytes, then more
-/// (×8 each time, up to `dicom::HEAD_BYTES`) while the header does not
-/// end within them. `None`: not a DICOM header.
-pub async fn read_header(
+/// (×8 each time, up to `dicom::HEAD_BYTES`) until the header parses and
+/// PixelData is found after it (a header cut at an element boundary
+/// parses too, short of its last attributes), or the whole file is read.
+/// Returns the bytes read and the parsed header; `None`: not a DICOM
+/// header.
+pub async fn read_head(
     svc: &Services,
     case_key: &CaseKey,
     grant: (&GrantRow, &CentreRow),
     file: &GrantedFile,
-) -> Result<Option<dicom_object::DefaultDicomObject>, GrantError> {
+) -> Result<Option<(Vec<u8>, DefaultDicomObject)>, GrantError> {
     let mut want = FIRST_HEAD;
     loop {
         let head = downloads::read_plain(svc, case_key, grant, file, 0..want).await?;
+        let whole = (head.len() as u64) < want;
         if let Some(object) = dicom::header(&head) {
-            return Ok(Some(object));
-        }
-        if (head.len() as u64) < want || want >= dicom::HEAD_BYTES {
+            let syntax = object
+                .meta()
+                .transfer_syntax()
+                .trim_end_matches(['\0', ' ']);
+            if whole || want >= dicom::HEAD_BYTES || pixels::locate(&head, syntax).is_some() {
+                return Ok(Some((head, object)));
+            }
+        } else if whole || want >= dicom::HEAD_BYTES {
             return Ok(None);
         }
         want = (want * 8).min(dicom::HEAD_BYTES);

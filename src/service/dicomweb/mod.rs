@@ -13,8 +13,10 @@
 //! use and the index stored then, so it is read once.
 
 mod attributes;
+mod frames;
 mod header;
 mod json;
+pub mod pixels;
 pub mod query;
 mod retrieve;
 mod search;
@@ -30,7 +32,8 @@ use crate::db::grants::GrantRow;
 use crate::manifest::DicomFields;
 use crate::upload::dicom::{self, DICOM_INDEX, DicomIndex, Inspection};
 
-pub use header::read_header;
+pub use frames::{FramePlan, frame_list, frames};
+pub use header::read_head;
 pub use query::Query;
 pub use retrieve::{Part, header_json, metadata, retrieval};
 pub use search::{Level, search};
@@ -41,6 +44,8 @@ pub const SEARCH: &str = "dicomweb.search";
 pub const RETRIEVE: &str = "dicomweb.retrieve";
 /// Audit action of WADO-RS metadata.
 pub const METADATA: &str = "dicomweb.metadata";
+/// Audit action of WADO-RS frames (each range's download entries).
+pub const FRAMES: &str = "dicomweb.frames";
 
 /// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters,
 /// no empty component.

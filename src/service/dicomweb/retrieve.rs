@@ -15,6 +15,8 @@ use crate::service::grants::GrantError;
 #[derive(Debug, Clone)]
 pub struct Part {
     pub file_id: FileId,
+    /// Plaintext size of the file (the part's length).
+    pub size: u64,
     pub transfer_syntax_uid: String,
 }
 
@@ -65,6 +67,7 @@ pub async fn retrieval(
         .into_iter()
         .map(|i| Part {
             file_id: i.file.file_id.clone(),
+            size: i.file.size,
             transfer_syntax_uid: i.index.transfer_syntax_uid.clone(),
         })
         .collect())
@@ -127,7 +130,7 @@ pub async fn header_json(
     grant: (&GrantRow, &CentreRow),
     instance: &Instance,
 ) -> Result<serde_json::Value, GrantError> {
-    let object = header::read_header(svc, case_key, grant, &instance.file)
+    let (_, object) = header::read_head(svc, case_key, grant, &instance.file)
         .await?
         .ok_or_else(|| {
             GrantError::Internal(format!("{}: header does not parse", instance.file.file_id))

@@ -1,0 +1,306 @@
+//! Where an instance's frames lie in its file: the PixelData element found
+//! by walking the top-level elements of its header (little endian,
+//! explicit or implicit VR; nested sequences skipped item by item, so an
+//! icon image's own pixel data is never taken for the image's), then
+//! either fixed-size frames one after another (native pixel data) or the
+//! fragments of encapsulated pixel data, grouped into frames one to one,
+//! all in one frame, or by the basic offset table. Only byte positions are
+//! computed; the bytes themselves are served as ranges of the file.
+
+use std::ops::Range;
+
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
+const UNDEFINED: u32 = u32::MAX;
+/// How deep nested sequences may go before the header is given up on.
+const MAX_DEPTH: usize = 16;
+
+/// The PixelData element: where its value starts and its length
+/// (`None`: undefined, i.e. encapsulated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelData {
+    pub value_at: u64,
+    pub length: Option<u32>,
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    implicit: bool,
+}
+
+fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(buf.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl Walker<'_> {
+    /// An element header at `at`: its tag, value length and where its
+    /// value starts. Item and delimiter tags have no VR in any syntax.
+    fn header(&self, at: usize) -> Option<((u16, u16), u32, usize)> {
+        let tag = (u16_at(self.buf, at)?, u16_at(self.buf, at + 2)?);
+        if tag.0 == 0xFFFE || self.implicit {
+            return Some((tag, u32_at(self.buf, at + 4)?, at + 8));
+        }
+        let vr = self.buf.get(at + 4..at + 6)?;
+        let long = matches!(
+            vr,
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT"
+        );
+        if long {
+            Some((tag, u32_at(self.buf, at + 8)?, at + 12))
+        } else {
+            Some((tag, u32::from(u16_at(self.buf, at + 6)?), at + 8))
+        }
+    }
+
+    /// Past the value of undefined length that starts at `at`: items up
+    /// to the sequence delimiter (or elements up to the item delimiter
+    /// when `in_item`).
+    fn skip_undefined(&self, mut at: usize, in_item: bool, depth: usize) -> Option<usize> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let end = if in_item { ITEM_END } else { SEQUENCE_END };
+        loop {
+            let (tag, len, value) = self.header(at)?;
+            if tag == end {
+                return Some(value);
+            }
+            at = match (tag == ITEM, len == UNDEFINED) {
+                (true, true) => self.skip_undefined(value, true, depth + 1)?,
+                (false, true) => self.skip_undefined(value, false, depth + 1)?,
+                (_, false) => value.checked_add(len as usize)?,
+            };
+        }
+    }
+}
+
+/// Where the data set of a DICOM file begins: after the preamble, `DICM`
+/// and the file meta group (whose group length says how long it is).
+fn data_set_start(head: &[u8]) -> Option<usize> {
+    if head.get(128..132)? != b"DICM" || u16_at(head, 132)? != 0x0002 || u16_at(head, 134)? != 0 {
+        return None;
+    }
+    let meta_len = u32_at(head, 140)? as usize;
+    144usize.checked_add(meta_len)
+}
+
+/// Finds PixelData among the top-level elements of `head` (the file's
+/// first bytes, holding at least its whole header) in transfer syntax
+/// `syntax`; `None` for syntaxes this walker does not read (big endian,
+/// deflated) or a header it cannot follow.
+pub fn locate(head: &[u8], syntax: &str) -> Option<PixelData> {
+    let implicit = match syntax {
+        "1.2.840.10008.1.2" => true,
+        "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => return None,
+        _ => false,
+    };
+    let walker = Walker {
+        buf: head,
+        implicit,
+    };
+    let mut at = data_set_start(head)?;
+    loop {
+        let (tag, len, value) = walker.header(at)?;
+        if tag == PIXEL_DATA {
+            let length = (len != UNDEFINED).then_some(len);
+            return Some(PixelData {
+                value_at: value as u64,
+                length,
+            });
+        }
+        at = match len {
+            UNDEFINED => walker.skip_undefined(value, false, 0)?,
+            _ => value.checked_add(len as usize)?,
+        };
+    }
+}
+
+/// Image geometry of native pixel data.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub rows: u16,
+    pub columns: u16,
+    pub samples: u16,
+    pub bits: u16,
+    pub frames: u32,
+}
+
+/// The byte range of native frame `n` (1-based); `None` beyond the
+/// frames, or for 1-bit frames that do not start on a byte.
+pub fn native_frame(pixels: PixelData, g: Geometry, n: u32) -> Option<Range<u64>> {
+    let length = u64::from(pixels.length?);
+    let bits = u64::from(g.rows) * u64::from(g.columns) * u64::from(g.samples) * u64::from(g.bits);
+    if n == 0 || n > g.frames || bits == 0 || (bits % 8 != 0 && g.frames > 1) {
+        return None;
+    }
+    let size = bits.div_ceil(8);
+    let start = u64::from(n - 1) * size;
+    (start + size <= length).then(|| pixels.value_at + start..pixels.value_at + start + size)
+}
+
+/// One fragment of encapsulated pixel data: its item's offset from the
+/// first fragment's item (what the basic offset table counts) and its
+/// bytes in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub offset: u64,
+    pub bytes: Range<u64>,
+}
+
+/// The fragments of frame `n` (1-based) of `frames`, by the usual rules:
+/// one frame takes every fragment; as many fragments as frames go one to
+/// one; otherwise the basic offset table (`table`, empty when absent)
+/// says where each frame starts.
+pub fn encapsulated_frame(
+    fragments: &[Fragment],
+    table: &[u32],
+    frames: u32,
+    n: u32,
+) -> Option<Vec<Range<u64>>> {
+    if n == 0 || n > frames || fragments.is_empty() {
+        return None;
+    }
+    if frames == 1 {
+        return Some(fragments.iter().map(|f| f.bytes.clone()).collect());
+    }
+    if fragments.len() == frames as usize {
+        return Some(vec![fragments[n as usize - 1].bytes.clone()]);
+    }
+    if table.len() != frames as usize {
+        return None;
+    }
+    let from = u64::from(table[n as usize - 1]);
+    let to = table.get(n as usize).map_or(u64::MAX, |t| u64::from(*t));
+    let spans: Vec<Range<u64>> = fragments
+        .iter()
+        .filter(|f| f.offset >= from && f.offset < to)
+        .map(|f| f.bytes.clone())
+        .collect();
+    (!spans.is_empty()).then_some(spans)
+}
+
+/// What an item header of encapsulated pixel data (8 bytes) announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemHeader {
+    /// An item (the offset table or a fragment) of this many bytes.
+    Item(u32),
+    /// The end of the pixel data.
+    End,
+}
+
+/// Reads an item header; `None` for anything else (a broken file).
+pub fn item_header(header: &[u8]) -> Option<ItemHeader> {
+    let tag = (u16_at(header, 0)?, u16_at(header, 2)?);
+    let len = u32_at(header, 4)?;
+    match tag {
+        ITEM if len != UNDEFINED => Some(ItemHeader::Item(len)),
+        SEQUENCE_END => Some(ItemHeader::End),
+        _ => None,
+    }
+}
+
+/// The basic offset table's entries.
+pub fn offset_table(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upload::dicom::Inspection;
+    use crate::upload::dicom::testdata::{Image, ct_image};
+
+    #[test]
+    fn finds_native_frames() {
+        let pixels: Vec<u8> = (0..4 * 3 * 2).map(|i| i as u8).collect();
+        let image = Image {
+            sop_instance_uid: "1.2.3",
+            instance_number: Some(1),
+            rows: Some((4, 3)),
+            frames: None,
+            pixels: pixels.clone(),
+        };
+        let file = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
+        let at = locate(&file, "1.2.840.10008.1.2.1").unwrap();
+        assert_eq!(at.length, Some(24));
+        let g = Geometry {
+            rows: 4,
+            columns: 3,
+            samples: 1,
+            bits: 16,
+            frames: 1,
+        };
+        let frame = native_frame(at, g, 1).unwrap();
+        assert_eq!(&file[frame.start as usize..frame.end as usize], &pixels[..]);
+        assert!(native_frame(at, g, 0).is_none());
+        assert!(native_frame(at, g, 2).is_none());
+        let two = Geometry {
+            frames: 2,
+            rows: 2,
+            ..g
+        };
+        let second = native_frame(at, two, 2).unwrap();
+        assert_eq!(
+            &file[second.start as usize..second.end as usize],
+            &pixels[12..]
+        );
+        assert!(locate(&file, "1.2.840.10008.1.2.2").is_none(), "big endian");
+        assert!(
+            locate(&file[..200], "1.2.840.10008.1.2.1").is_none(),
+            "cut short"
+        );
+    }
+
+    #[test]
+    fn finds_encapsulated_pixel_data_past_an_icons_own() {
+        use crate::upload::dicom::testdata::encapsulated_image;
+        let file = encapsulated_image("1.2", "1.2.3", "1.2.3.4", &[b"JPEG-1", b"JPEG-2"]);
+        let at = locate(&file, "1.2.840.10008.1.2.4.50").unwrap();
+        assert_eq!(at.length, None);
+        let v = at.value_at as usize;
+        assert_eq!(item_header(&file[v..v + 8]), Some(ItemHeader::Item(0)));
+        assert_eq!(item_header(&file[v + 8..v + 16]), Some(ItemHeader::Item(6)));
+        assert_eq!(&file[v + 16..v + 22], b"JPEG-1");
+        assert_eq!(item_header(&file[file.len() - 8..]), Some(ItemHeader::End));
+        let Inspection::Dicom(_, index) = crate::upload::dicom::inspect(&file) else {
+            panic!("not parsed")
+        };
+        assert_eq!(index.transfer_syntax_uid, "1.2.840.10008.1.2.4.50");
+        assert_eq!(index.number_of_frames, Some(2));
+    }
+
+    #[test]
+    fn groups_fragments_into_frames() {
+        let f = |offset: u64, at: u64| Fragment {
+            offset,
+            bytes: at..at + 10,
+        };
+        let fragments = vec![f(0, 100), f(18, 118), f(36, 136)];
+        assert_eq!(
+            encapsulated_frame(&fragments, &[], 1, 1).unwrap().len(),
+            3,
+            "one frame: every fragment"
+        );
+        assert_eq!(
+            encapsulated_frame(&fragments, &[], 3, 2).unwrap(),
+            vec![118..128]
+        );
+        let two = encapsulated_frame(&fragments[..], &[0, 36], 2, 1).unwrap();
+        assert_eq!(two, vec![100..110, 118..128]);
+        assert_eq!(
+            encapsulated_frame(&fragments, &[0, 36], 2, 2).unwrap(),
+            vec![136..146]
+        );
+        assert!(encapsulated_frame(&fragments, &[], 2, 1).is_none());
+        assert!(encapsulated_frame(&fragments, &[], 3, 4).is_none());
+    }
+}
