@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it, on a fresh machine with a Rust
 # toolchain, Python 3 with pip, and Node.js with npm:
 #   - installs the stock tus clients the tests drive (tuspy from PyPI,
-#     tus-js-client from npm into tests/clients/node_modules);
+#     tus-js-client from npm into tests/clients/node_modules) and the stock
+#     DICOMweb client (dicomweb-client and pydicom from PyPI);
 #   - installs the browser test's driver (playwright-core and axe-core from
 #     npm into tests/browser/node_modules; the browser itself is Debian's
 #     chromium at /usr/bin/chromium, installed with apt when run as root);
@@ -23,6 +24,11 @@ if ! python3 -c "import tusclient" 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --user tuspy==1.1.0
 fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+echo "== DICOMweb client: dicomweb-client, pydicom"
+if ! python3 -c "import dicomweb_client, pydicom" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check dicomweb-client==0.61.2 pydicom==3.0.2 \
+    || python3 -m pip install --quiet --disable-pip-version-check --user dicomweb-client==0.61.2 pydicom==3.0.2
+fi
 echo "== browser test: Debian's chromium, playwright-core, axe-core"
 # The browser is Debian's package, never one downloaded by npm, with fonts
 # for the page's scripts (Devanagari, Chinese, Arabic; the test checks they

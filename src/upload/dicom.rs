@@ -7,7 +7,7 @@
 
 use std::io::Cursor;
 
-use dicom_core::Tag;
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
@@ -73,24 +73,30 @@ pub fn header(head: &[u8]) -> Option<DefaultDicomObject> {
         .ok()
 }
 
+/// An attribute's value as text, trimmed of padding. Some writers encode
+/// known attributes with VR UN (unknown); their bytes are the text.
 fn text(object: &DefaultDicomObject, tag: Tag) -> String {
-    object
-        .element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| {
-            e.to_str()
-                .ok()
-                .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
-        })
+    let Some(element) = object.element_opt(tag).ok().flatten() else {
+        return String::new();
+    };
+    let value = if element.vr() == VR::UN {
+        element
+            .to_bytes()
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    } else {
+        element.to_str().ok().map(|s| s.into_owned())
+    };
+    value
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
         .unwrap_or_default()
 }
 
 fn number<T: std::str::FromStr>(object: &DefaultDicomObject, tag: Tag) -> Option<T> {
     let element = object.element_opt(tag).ok().flatten()?;
     match element.to_int::<i64>() {
-        Ok(n) => n.to_string().parse().ok(),
-        Err(_) => text(object, tag).parse().ok(),
+        Ok(n) if element.vr() != VR::UN => n.to_string().parse().ok(),
+        _ => text(object, tag).parse().ok(),
     }
 }
 

@@ -16,6 +16,7 @@ mod connections;
 mod crash;
 mod denial_floods;
 mod dicomweb;
+mod dicomweb_clients;
 mod dicomweb_refusals;
 mod download_resume;
 mod fault_db;
