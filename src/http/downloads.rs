@@ -44,7 +44,7 @@ pub async fn grant_info(
                     "sha256": g.meta.sha256,
                     "sealed_size": g.sealed_size(),
                     "sealed_etag": g.object_digest,
-                    "dicom": g.meta.dicom,
+                    "dicom": dicom_entry(&g),
                     "downloads_left": (grant.max_downloads - g.downloads).max(0),
                 })
             })
@@ -59,6 +59,16 @@ pub async fn grant_info(
         "replies": replies,
     }))
     .into_response())
+}
+
+/// A file's DICOM fields in the grant's list, with its SOP instance UID
+/// when indexed; `null` for other files.
+fn dicom_entry(file: &downloads::GrantedFile) -> serde_json::Value {
+    let mut value = serde_json::to_value(&file.meta.dicom).unwrap_or_default();
+    if let (Some(map), Some(uid)) = (value.as_object_mut(), &file.sop_instance_uid) {
+        map.insert("sop_instance_uid".into(), uid.clone().into());
+    }
+    value
 }
 
 /// RFC 6266 `Content-Disposition` with an ASCII fallback and the UTF-8 name.

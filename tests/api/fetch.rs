@@ -124,7 +124,7 @@ async fn keygen_register_grant_fetch_resume() {
         evil
     );
     assert_eq!(
-        std::fs::read(dest.join("imaging_dicom/1.2.3.4/1.2.3.4.5/IM0001.dcm")).unwrap(),
+        std::fs::read(dest.join("DICOM/1.2.3.4/1.2.3.4.5/1.2.3.4.5.6.dcm")).unwrap(),
         ct
     );
     assert!(!app.dir.path().join("escape.txt").exists());

@@ -64,6 +64,8 @@ pub struct GrantedFile {
     /// StudyInstanceUID, SeriesInstanceUID and Modality as the grant lists
     /// them (empty when not DICOM), for the index.
     pub dicom: [String; 3],
+    /// SOPInstanceUID, when the gateway indexed it.
+    pub instance: Option<String>,
 }
 
 impl GrantedFile {
@@ -111,8 +113,12 @@ impl GrantedFile {
             .collect();
         let dicom = ["study_instance_uid", "series_instance_uid", "modality"]
             .map(|key| entry["dicom"][key].as_str().unwrap_or("").to_owned());
+        let instance = entry["dicom"]["sop_instance_uid"]
+            .as_str()
+            .map(str::to_owned);
         Ok(GrantedFile {
             dicom,
+            instance,
             filename: entry["filename"].as_str().unwrap_or("unnamed").to_owned(),
             category: entry["category"].as_str().unwrap_or("other").to_owned(),
             file_id,

@@ -15,6 +15,7 @@
 
 use super::manifest::GrantedFile;
 use crate::ids::FileId;
+use crate::service::dicomweb::valid_uid;
 
 /// Bytes per path component on Linux, macOS and most file systems.
 pub const NAME_MAX: usize = 255;
@@ -114,17 +115,37 @@ pub fn with_id(name: &str, file_id: &FileId) -> String {
     fit(stem, &format!(" ({file_id})"), ext)
 }
 
-/// A file's path under `--out`, `category/[study/series/]filename`, as
-/// components; the file name carries the id when `with_id`.
+/// A DICOM instance's `[study, series, instance]` UIDs, if all three are
+/// UIDs (digits and dots, at most 64): only then are they used as they are.
+fn dicom_uids(file: &GrantedFile) -> Option<[&str; 3]> {
+    let uids = [
+        file.dicom[0].as_str(),
+        file.dicom[1].as_str(),
+        file.instance.as_deref()?,
+    ];
+    uids.iter().all(|uid| valid_uid(uid)).then_some(uids)
+}
+
+/// A file's path under `--out`, as components: a DICOM instance whose UIDs
+/// are all valid as `DICOM/<study>/<series>/<instance>.dcm` (the layout a
+/// PACS import tool takes as is), anything else as
+/// `category/[study/series/]filename`; the file name carries the id when
+/// `with_id`.
 pub fn relative(file: &GrantedFile, with_id_suffix: bool) -> Vec<String> {
+    let suffixed = |name: String| {
+        if with_id_suffix {
+            with_id(&name, &file.file_id)
+        } else {
+            name
+        }
+    };
+    if let Some([study, series, instance]) = dicom_uids(file) {
+        let name = suffixed(format!("{instance}.dcm"));
+        return vec!["DICOM".into(), study.into(), series.into(), name];
+    }
     let mut parts = vec![component(&file.category)];
     parts.extend(file.folders.iter().map(|uid| component(uid)));
-    let name = component(&file.filename);
-    parts.push(if with_id_suffix {
-        with_id(&name, &file.file_id)
-    } else {
-        name
-    });
+    parts.push(suffixed(component(&file.filename)));
     parts
 }
 
@@ -150,6 +171,7 @@ mod tests {
             sealed_etag: None,
             sha256: String::new(),
             dicom: Default::default(),
+            instance: None,
         }
     }
 
@@ -255,5 +277,32 @@ mod tests {
             let name = with_id(&name, &id);
             assert!(name.len() <= NAME_MAX, "{} bytes", name.len());
         }
+    }
+
+    #[test]
+    fn dicom_instances_land_by_their_uids_when_all_are_uids() {
+        let out = Path::new("/tmp/out");
+        let mut dicom = granted("IM1", "imaging_dicom", &["1.2", "1.2.3"]);
+        dicom.dicom = ["1.2".into(), "1.2.3".into(), "CT".into()];
+        dicom.instance = Some("1.2.3.4".into());
+        assert_eq!(
+            destination(out, &dicom),
+            Path::new("/tmp/out/DICOM/1.2/1.2.3/1.2.3.4.dcm")
+        );
+        let with = relative(&dicom, true);
+        assert_eq!(with[3], format!("1.2.3.4 ({}).dcm", dicom.file_id));
+        for bad in ["1.2.3..4", "../1.2", "", &"1".repeat(65), "1.2.3.4/"] {
+            dicom.instance = Some(bad.into());
+            assert_eq!(
+                destination(out, &dicom),
+                Path::new("/tmp/out/imaging_dicom/1.2/1.2.3/IM1"),
+                "{bad:?}"
+            );
+        }
+        dicom.instance = None;
+        assert_eq!(
+            destination(out, &dicom),
+            Path::new("/tmp/out/imaging_dicom/1.2/1.2.3/IM1")
+        );
     }
 }

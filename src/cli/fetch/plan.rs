@@ -71,6 +71,7 @@ mod tests {
             sealed_etag: None,
             sha256: String::new(),
             dicom: Default::default(),
+            instance: None,
         }
     }
 

@@ -32,6 +32,7 @@ use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
 use crate::ids::{CaseId, FileId};
 use crate::manifest::{FILE_META, FileMeta};
+use crate::upload::dicom::{DICOM_INDEX, DicomIndex};
 
 /// A file in a grant: its plaintext size, metadata and use count.
 pub struct GrantedFile {
@@ -46,6 +47,9 @@ pub struct GrantedFile {
     /// The DICOMweb index, sealed under the case key (DICOM files
     /// completed since it is recorded).
     pub dicom_index_sealed: Option<Vec<u8>>,
+    /// Its SOP instance UID, from the index (the grant's file list names
+    /// it, so `fetch` can file the instance as `<study>/<series>/<uid>.dcm`).
+    pub sop_instance_uid: Option<String>,
 }
 
 impl GrantedFile {
@@ -102,6 +106,7 @@ pub(in crate::service) async fn granted_files(
             meta,
             downloads: u.downloads,
             dicom_index_sealed: row.dicom_index_sealed.clone(),
+            sop_instance_uid: None,
         });
     }
     Ok((case_key, out))
@@ -114,7 +119,16 @@ pub async fn grant_files(
     grant: &GrantRow,
     centre: &CentreRow,
 ) -> Result<Vec<GrantedFile>, GrantError> {
-    let (_, files) = granted_files(svc, grant, None).await?;
+    let (case_key, mut files) = granted_files(svc, grant, None).await?;
+    for file in &mut files {
+        file.sop_instance_uid = file.dicom_index_sealed.as_ref().and_then(|sealed| {
+            let index: DicomIndex = case_key
+                .open_field(&grant.case_id, DICOM_INDEX, file.file_id.as_str(), sealed)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())?;
+            Some(index.sop_instance_uid).filter(|uid| !uid.is_empty())
+        });
+    }
     let entry = NewEntry::new("grant.read", Outcome::Allow)
         .case(&grant.case_id)
         .centre(&centre.centre_id)
