@@ -75,9 +75,14 @@ impl AllowedOrigins {
     }
 
     /// The routes a browser page on another origin may call: on the centre
-    /// listener all (it serves the grant routes only).
+    /// listener what a viewer reads (DICOMweb and the grant's listing),
+    /// never the sealed downloads or the reply uploads.
     fn in_scope(&self, path: &str) -> bool {
-        self.centre || in_scope(path)
+        if self.centre {
+            path == "/api/v1/grant" || path.starts_with("/dicomweb/")
+        } else {
+            in_scope(path)
+        }
     }
 
     fn allow_headers(&self) -> &'static str {

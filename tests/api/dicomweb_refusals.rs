@@ -260,6 +260,21 @@ async fn a_configured_viewer_origin_may_call_the_centre_listener() {
         .await
         .unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
+    // Only what a viewer reads: not the sealed downloads, not replies.
+    let sealed = format!("/api/v1/grant/files/{}/sealed", f.granted[0].file_id);
+    for path in [sealed.as_str(), "/api/v1/grant/tus/"] {
+        let resp = f
+            .centre
+            .get(path, &f.token)
+            .header("Origin", viewer)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers().get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
     f.app.stop().await;
 }
 

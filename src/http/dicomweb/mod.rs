@@ -123,7 +123,15 @@ pub async fn metadata(
             let instance = &granted.instances[n];
             let key = &granted.case_key;
             let svc = &state.services;
-            let item = dicomweb::header_json(svc, key, (&grant, &centre), instance).await;
+            // Each header is patient data: none goes out once the grant
+            // stops being live (revoked mid-answer: cut, as downloads are).
+            let item = match crate::service::grants::still_live(svc, &grant.grant_id).await {
+                Ok(Ok(())) => dicomweb::header_json(svc, key, (&grant, &centre), instance).await,
+                Ok(Err(why)) => Err(crate::service::grants::GrantError::Internal(format!(
+                    "grant no longer live ({why:?})"
+                ))),
+                Err(e) => Err(e.into()),
+            };
             let prefix: &[u8] = if n == 0 { b"[" } else { b"," };
             Some((
                 item.and_then(|json| {

@@ -21,7 +21,10 @@ use crate::service::grants::GrantError;
 /// Most frames one request may ask for.
 pub const MAX_FRAMES: usize = 1000;
 /// Most fragments of encapsulated pixel data the gateway lists.
-const MAX_FRAGMENTS: usize = 100_000;
+const MAX_FRAGMENTS: usize = 10_000;
+/// The largest basic offset table read: four bytes per frame, and never
+/// more than this whatever a file claims.
+const MAX_OFFSET_TABLE: u64 = 4 * 1024 * 1024;
 
 /// The frames asked for, in the order asked: `1,2,3`.
 pub fn frame_list(raw: &str) -> Result<Vec<u32>, GrantError> {
@@ -81,11 +84,23 @@ pub async fn frames(
     };
     let all = match pixel_data.length {
         Some(_) => native(instance, pixel_data, asked),
-        None => {
-            let found = fragments(svc, key, grant, &instance.file, pixel_data).await?;
-            encapsulated(instance, &found, asked)
-        }
+        None => match fragments(svc, key, grant, &instance.file, pixel_data).await? {
+            Ok(found) => encapsulated(instance, &found, asked),
+            Err(why) => {
+                let file = &instance.file.file_id;
+                return Err(refuse(format!("{file}: encapsulated pixel data {why}")).await);
+            }
+        },
     };
+    // A frame is bytes of the file: a length the file claims past its end
+    // is not a frame.
+    let size = instance.file.size;
+    let all = all.and_then(|frames| {
+        frames
+            .iter()
+            .position(|ranges| ranges.iter().any(|r| r.start >= r.end || r.end > size))
+            .map_or(Ok(frames), |i| Err(asked[i]))
+    });
     match all {
         Ok(frames) => Ok(FramePlan {
             file_id: instance.file.file_id.clone(),
@@ -134,22 +149,26 @@ fn encapsulated(i: &Instance, f: &Fragments, asked: &[u32]) -> Result<Vec<Vec<Ra
 
 /// Walks the items of encapsulated pixel data from the object (eight
 /// bytes per item header; only the offset table's contents are read).
+/// The inner error says why the items do not walk (the file's claims
+/// do not fit it).
 async fn fragments(
     svc: &Services,
     key: &CaseKey,
     grant: (&GrantRow, &CentreRow),
     file: &GrantedFile,
     at: PixelData,
-) -> Result<Fragments, GrantError> {
-    let broken = || GrantError::Internal(format!("{}: encapsulated pixel data", file.file_id));
+) -> Result<Result<Fragments, &'static str>, GrantError> {
     let item = async |at: u64| -> Result<Option<ItemHeader>, GrantError> {
         let bytes = downloads::read_plain(svc, key, grant, file, at..at + 8).await?;
         Ok(pixels::item_header(&bytes))
     };
     let mut pos = at.value_at;
     let Some(ItemHeader::Item(table_len)) = item(pos).await? else {
-        return Err(broken());
+        return Ok(Err("has no offset table item"));
     };
+    if u64::from(table_len) > MAX_OFFSET_TABLE || pos + 8 + u64::from(table_len) > file.size {
+        return Ok(Err("claims an offset table larger than it can hold"));
+    }
     let table_at = pos + 8;
     let table_bytes = downloads::read_plain(
         svc,
@@ -166,20 +185,25 @@ async fn fragments(
         match item(pos).await? {
             Some(ItemHeader::Item(len)) => {
                 let bytes = pos + 8..pos + 8 + u64::from(len);
-                list.push(Fragment {
-                    offset: pos - first,
-                    bytes: bytes.clone(),
-                });
+                if bytes.end > file.size {
+                    return Ok(Err("has a fragment past the end of the file"));
+                }
+                if !bytes.is_empty() {
+                    list.push(Fragment {
+                        offset: pos - first,
+                        bytes: bytes.clone(),
+                    });
+                }
                 pos = bytes.end;
             }
             Some(ItemHeader::End) => break,
-            None => return Err(broken()),
+            None => return Ok(Err("has an item that is not one")),
         }
     }
-    Ok(Fragments {
+    Ok(Ok(Fragments {
         table: pixels::offset_table(&table_bytes),
         list,
-    })
+    }))
 }
 
 #[cfg(test)]

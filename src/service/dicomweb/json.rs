@@ -1,7 +1,11 @@
 //! DICOM JSON (PS3.18 annex F) of a data set: one entry per attribute,
 //! keyed by its tag as eight upper-case hex digits, with its `vr` and its
 //! `Value` (strings, numbers, person names as `{"Alphabetic": …}`, nested
-//! data sets for sequences) or `InlineBinary` (base64). Written here
+//! data sets for sequences) or `InlineBinary` (base64) — binary values only
+//! up to [`MAX_INLINE_BINARY`] bytes: larger ones (an encapsulated PDF, a
+//! waveform, float pixel data) are content, retrieved and counted as a
+//! download, never handed out with the header; their attribute is listed
+//! with its `vr` and no value. Written here
 //! rather than taken from a crate: the one there is turns on serde_json's
 //! `preserve_order` for the whole build, which would change every JSON
 //! object the gateway writes (its audit lines among them).
@@ -13,6 +17,10 @@ use dicom_core::{Tag, VR};
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 use serde_json::{Map, Number, Value, json};
+
+/// The largest binary value written inline (a few small binary
+/// attributes of a header, never content).
+pub const MAX_INLINE_BINARY: usize = 256;
 
 /// The DICOM JSON object of a data set.
 pub fn data_set(object: &InMemDicomObject) -> Value {
@@ -36,6 +44,8 @@ fn element(e: &InMemElement) -> Value {
         // Encapsulated pixel data is served as frames, never inline.
         DicomValue::PixelSequence(_) => {}
         DicomValue::Primitive(PrimitiveValue::Empty) => {}
+        DicomValue::Primitive(v) if is_binary(vr) && v.calculate_byte_len() > MAX_INLINE_BINARY => {
+        }
         DicomValue::Primitive(v) => {
             let (name, value) = primitive(vr, v);
             out.insert(name.into(), value);
@@ -53,6 +63,13 @@ fn strings(v: &PrimitiveValue) -> Vec<String> {
         .iter()
         .map(|s| s.trim_end_matches(['\0', ' ']).trim_start().to_owned())
         .collect()
+}
+
+fn is_binary(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::UN
+    )
 }
 
 fn primitive(vr: VR, v: &PrimitiveValue) -> (&'static str, Value) {
@@ -163,5 +180,35 @@ mod tests {
             json["00880200"],
             json!({"vr": "OB", "InlineBinary": "AQID"})
         );
+    }
+
+    /// An encapsulated document, a waveform or float pixel data is
+    /// content: metadata names the attribute and leaves its bytes out
+    /// (they are retrieved, and counted, as the instance); a few bytes of
+    /// a header's own binary attributes stay inline.
+    #[test]
+    fn large_binary_values_are_left_out() {
+        let document = vec![b'%'; 100_000];
+        let object = InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::ENCAPSULATED_DOCUMENT,
+                VR::OB,
+                PrimitiveValue::from(document),
+            ),
+            DataElement::new(
+                tags::FLOAT_PIXEL_DATA,
+                VR::OF,
+                PrimitiveValue::F32(vec![1.5f32; 1000].into()),
+            ),
+            DataElement::new(
+                tags::FILE_META_INFORMATION_VERSION,
+                VR::OB,
+                PrimitiveValue::from(vec![0u8, 1]),
+            ),
+        ]);
+        let json = data_set(&object);
+        assert_eq!(json["00420011"], serde_json::json!({"vr": "OB"}));
+        assert_eq!(json["7FE00008"], serde_json::json!({"vr": "OF"}));
+        assert_eq!(json["00020001"]["InlineBinary"], "AAE=");
     }
 }

@@ -140,8 +140,11 @@ pub fn native_frame(pixels: PixelData, g: Geometry, n: u32) -> Option<Range<u64>
         return None;
     }
     let size = bits.div_ceil(8);
-    let start = u64::from(n - 1) * size;
-    (start + size <= length).then(|| pixels.value_at + start..pixels.value_at + start + size)
+    // Geometry comes from the file: nothing here may overflow.
+    let start = u64::from(n - 1).checked_mul(size)?;
+    let end = start.checked_add(size)?;
+    (end <= length)
+        .then_some(pixels.value_at.checked_add(start)?..pixels.value_at.checked_add(end)?)
 }
 
 /// One fragment of encapsulated pixel data: its item's offset from the
@@ -302,5 +305,35 @@ mod tests {
         );
         assert!(encapsulated_frame(&fragments, &[], 2, 1).is_none());
         assert!(encapsulated_frame(&fragments, &[], 3, 4).is_none());
+    }
+
+    /// Geometry is the file's claim: the largest it can claim computes no
+    /// frame (instead of overflowing).
+    #[test]
+    fn hostile_geometry_is_no_frame() {
+        let at = PixelData {
+            value_at: u64::MAX - 10,
+            length: Some(u32::MAX),
+        };
+        let g = Geometry {
+            rows: u16::MAX,
+            columns: u16::MAX,
+            samples: u16::MAX,
+            bits: 16,
+            frames: u32::MAX,
+        };
+        assert!(native_frame(at, g, u32::MAX).is_none());
+        assert!(native_frame(at, g, 1).is_none());
+        let small = Geometry {
+            rows: 1,
+            columns: 1,
+            samples: 1,
+            bits: 8,
+            frames: 20,
+        };
+        assert!(
+            native_frame(at, small, 20).is_none(),
+            "past u64 from value_at"
+        );
     }
 }

@@ -9,6 +9,7 @@ use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
 use crate::ids::FileId;
 use crate::service::Services;
+use crate::service::audit;
 use crate::service::grants::GrantError;
 
 /// One instance a retrieval sends: its file and transfer syntax.
@@ -108,16 +109,25 @@ pub async fn metadata(
         .await?;
         return Err(GrantError::Exhausted);
     }
-    let reason = format!(
-        "{}: headers of {} instances",
-        scope.describe(),
-        granted.instances.len()
-    );
-    let mut entry = NewEntry::new(METADATA, Outcome::Allow).reason(reason);
-    if let [only] = granted.instances.as_slice() {
-        entry = entry.file(&only.file.file_id);
+    // One entry per file whose header (patient data) is disclosed, in one
+    // transaction: the accounting names every file.
+    let (grant_row, centre) = grant;
+    let mut tx = audit::begin(svc).await?;
+    for instance in &granted.instances {
+        let reason = format!(
+            "{}: header of instance {}",
+            scope.describe(),
+            instance.index.sop_instance_uid
+        );
+        let entry = NewEntry::new(METADATA, Outcome::Allow)
+            .reason(reason)
+            .case(&grant_row.case_id)
+            .centre(&centre.centre_id)
+            .grant(&grant_row.grant_id)
+            .file(&instance.file.file_id);
+        audit::append(svc, &mut tx, ctx, &entry).await?;
     }
-    record(svc, ctx, grant, entry).await?;
+    audit::commit_appended(tx).await?;
     Ok(granted)
 }
 
