@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Frames waiting for the hashing thread at most.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 2;
 
 pub struct PlainHasher {
     frames: Option<mpsc::Sender<Bytes>>,
