@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(len <= MAX_BODY);
         assert_eq!(data.len(), FIXED_LEN + len);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut stream = data;
     let streamed = runtime.block_on(read(&mut stream));
     if let Ok(source) = &streamed {

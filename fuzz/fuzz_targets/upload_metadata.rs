@@ -1,15 +1,22 @@
 //! The tus `Upload-Metadata` header (`casegate::upload::metadata`): the
 //! key/value pair parser and the filename/category/filetype rules on top.
 //!
+//! Each header is parsed as a patient's, a centre's and a coordinator's.
+//!
 //! Invariants: parsed keys are non-empty visible ASCII; the pairs survive a
 //! round trip through their own encoding; a parsed upload has a filename
 //! that is trimmed, non-empty, at most 1 KiB and free of control
-//! characters, one of the known categories, and a bounded filetype.
+//! characters, one of the known categories (for a centre only
+//! `second_opinion_report` or `other`), and a bounded filetype; only a
+//! coordinator's names a case, a translated file or a language, and its
+//! language has the shape of a BCP 47 tag.
 #![no_main]
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use casegate::upload::metadata::{CATEGORIES, UploadMetadata, parse_pairs};
+use casegate::ids::CentreId;
+use casegate::service::Source;
+use casegate::upload::metadata::{CATEGORIES, UploadMetadata, is_language_tag, parse_pairs};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -19,9 +26,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let pairs = parse_pairs(header);
-    let meta = UploadMetadata::parse(Some(header));
-    if meta.is_ok() {
+    let uploaders = [
+        Source::Patient,
+        Source::Centre {
+            centre_id: CentreId::generate(),
+        },
+        Source::Coordinator,
+    ];
+    for uploader in &uploaders {
+        let Ok(meta) = UploadMetadata::parse(Some(header), uploader) else {
+            continue;
+        };
         assert!(pairs.is_ok(), "{header:?}");
+        check_parsed(header, &meta, uploader);
     }
     let Ok(pairs) = pairs else {
         return;
@@ -53,12 +70,13 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => panic!("re-encoded pairs refused ({e}): {encoded:?}"),
         }
     }
+});
 
-    let Ok(meta) = meta else {
-        return;
-    };
+/// What holds for every header an uploader's parse accepts.
+fn check_parsed(header: &str, meta: &UploadMetadata, uploader: &Source) {
+    let pairs = parse_pairs(header).unwrap_or_default();
     let Some(raw) = pairs.get("filename").or_else(|| pairs.get("name")) else {
-        panic!("parsed without filename or name: {header:?}");
+        panic!("parsed without filename or name: {header:?}")
     };
     // Stored with control-like format characters (bidi overrides, zero
     // width) neutralised.
@@ -81,4 +99,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(filetype.as_str(), filetype.trim());
         assert!(!filetype.chars().any(char::is_control), "{filetype:?}");
     }
-});
+    if let Source::Centre { .. } = uploader {
+        assert!(
+            ["second_opinion_report", "other"].contains(&meta.category.as_str()),
+            "{:?}",
+            meta.category
+        );
+    }
+    if *uploader != Source::Coordinator {
+        assert!(meta.case_id.is_none() && meta.translation_of.is_none() && meta.language.is_none());
+    }
+    if let Some(language) = &meta.language {
+        assert!(is_language_tag(language), "{language:?}");
+    }
+}
