@@ -262,12 +262,20 @@ pub async fn finish(
 
 /// Stores the sealed DICOMweb index of a complete file that had none (it
 /// was completed before the index existed and its header was read since).
-pub async fn set_dicom_index(db: &Db, file_id: &FileId, sealed: &[u8]) -> Result<(), DbError> {
+/// Stores a file's sealed DICOM index in place of `was` (none, or a
+/// damaged one), unless someone stored another meanwhile.
+pub async fn set_dicom_index(
+    db: &Db,
+    file_id: &FileId,
+    was: Option<&[u8]>,
+    sealed: &[u8],
+) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE files SET dicom_index_sealed = ? WHERE file_id = ? AND dicom_index_sealed IS NULL",
+        "UPDATE files SET dicom_index_sealed = ? WHERE file_id = ? AND dicom_index_sealed IS ?",
     )
     .bind(sealed)
     .bind(file_id.as_str())
+    .bind(was)
     .execute(db.pool())
     .await?;
     Ok(())

@@ -432,6 +432,23 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
     .await
     .unwrap();
     assert_eq!(missing, 0, "the index is stored once read");
+
+    // A stored index that no longer opens is read again, not a failure of
+    // every request of the grant.
+    sqlx::query("UPDATE files SET dicom_index_sealed = x'00' WHERE file_id = ?")
+        .bind(&f.granted[1].file_id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let instances = f.json(&path).await;
+    assert_eq!(instances.as_array().unwrap().len(), 2);
+    let repaired: Vec<u8> =
+        sqlx::query_scalar("SELECT dicom_index_sealed FROM files WHERE file_id = ?")
+            .bind(&f.granted[1].file_id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(repaired.len() > 1, "a fresh index is stored");
     f.app.stop().await;
 }
 

@@ -59,12 +59,17 @@ pub(super) async fn index_of(
     let case_id = &grant.0.case_id;
     let id = file.file_id.as_str();
     if let Some(sealed) = &file.dicom_index_sealed {
-        return case_key
+        let opened = case_key
             .open_field(case_id, DICOM_INDEX, id, sealed)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .map(Some)
-            .ok_or_else(|| GrantError::Internal(format!("{id}: DICOM index does not open")));
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if opened.is_some() {
+            return Ok(opened);
+        }
+        // Damaged (or from a format this build does not read): read the
+        // header again and store a fresh index, rather than fail every
+        // DICOMweb request of the grant.
+        tracing::error!(file = %id, "stored DICOM index does not open; reading the header again");
     }
     let mut want = FIRST_HEAD;
     let index = loop {
@@ -77,7 +82,13 @@ pub(super) async fn index_of(
     };
     if let Ok(json) = serde_json::to_vec(&index) {
         let sealed = case_key.seal_field(case_id, DICOM_INDEX, id, &json);
-        db::files::set_dicom_index(&svc.db, &file.file_id, &sealed).await?;
+        db::files::set_dicom_index(
+            &svc.db,
+            &file.file_id,
+            file.dicom_index_sealed.as_deref(),
+            &sealed,
+        )
+        .await?;
     }
     Ok(Some(index))
 }
