@@ -21,7 +21,9 @@ use crate::startup::{start_with, value};
 use crate::tus::{pattern, sha256_hex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_casegate");
-const BIG: usize = 8 << 20;
+/// Larger than what the loopback socket buffers hold (receive buffers grow
+/// to 32 MiB here), so an abandoned download is really cut.
+const BIG: usize = 64 << 20;
 
 /// Reads at least `want` bytes of a download, then drops it (the
 /// connection goes away mid-body).
