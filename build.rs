@@ -1,6 +1,6 @@
 //! Build steps:
 //! - Rebuild when a migration is added or changed: `sqlx::migrate!` embeds
-//!   `migrations/` at compile time, and cargo only watches source files.
+//!   `migrations/sqlite/` and `migrations/postgres/` at compile time, and cargo only watches source files.
 //! - Embed the built upload page (`web/dist/`): a table of its files as
 //!   `include_bytes!`, written to `$OUT_DIR/upload_page_files.rs` and read by
 //!   `src/http/upload_page.rs`. The gateway needs no Node at run time; the

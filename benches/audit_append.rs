@@ -57,7 +57,7 @@ async fn without_tree(db: &Db, n: u64) -> f64 {
         sqlx::query(
             "INSERT INTO audit_log (seq, time, actor, role, action, case_id, file_id, centre_id, grant_id,
                  outcome, reason, client_addr, client_cert_sha256, request_id)
-             SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_log",
+             SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM audit_log",
         )
         .bind(Timestamp::now_utc())
         .bind(&c.actor)

@@ -130,10 +130,11 @@ pub async fn open_db(config: &Config) -> Result<Db, StartError> {
         })?;
     }
     let db_error = |source| StartError::Db {
-        url: url.clone(),
+        url: db::redacted_url(url),
         source,
     };
-    let db = Db::open(url).await.map_err(db_error)?;
+    let options = db::DbOptions::from(&config.database);
+    let db = Db::open_with(url, &options).await.map_err(db_error)?;
     // Entries written before the audit tree existed join it now, before
     // anything appends.
     let added = db::audit::tree::catch_up(&db).await.map_err(db_error)?;
@@ -228,7 +229,7 @@ async fn insert_operator_token(
 /// On the first start only: one coordinator and one compliance token.
 pub async fn bootstrap_tokens(db: &Db) -> Result<Option<BootstrapTokens>, DbError> {
     let mut tx = db.begin().await?;
-    let done: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+    let done: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
         .bind(BOOTSTRAPPED)
         .fetch_optional(&mut *tx)
         .await?;

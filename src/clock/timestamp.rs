@@ -8,9 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::any::{Any, AnyTypeInfo, AnyValueRef};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{Sqlite, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Type};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -108,28 +108,28 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// Stored as the same TEXT the API shows, so rows written before this type
 /// existed read back unchanged.
-impl Type<Sqlite> for Timestamp {
-    fn type_info() -> SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
+impl Type<Any> for Timestamp {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
     }
 
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
-        <String as Type<Sqlite>>::compatible(ty)
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
     }
 }
 
-impl Encode<'_, Sqlite> for Timestamp {
+impl Encode<'_, Any> for Timestamp {
     fn encode_by_ref(
         &self,
-        buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer,
+        buf: &mut <Any as sqlx::Database>::ArgumentBuffer,
     ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<Sqlite>>::encode(self.to_string(), buf)
+        <String as Encode<Any>>::encode(self.to_string(), buf)
     }
 }
 
-impl<'r> Decode<'r, Sqlite> for Timestamp {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Timestamp, BoxDynError> {
-        let text = <&str as Decode<Sqlite>>::decode(value)?;
+impl<'r> Decode<'r, Any> for Timestamp {
+    fn decode(value: AnyValueRef<'r>) -> Result<Timestamp, BoxDynError> {
+        let text = <&str as Decode<Any>>::decode(value)?;
         Ok(Timestamp::parse(text)?)
     }
 }
@@ -168,13 +168,14 @@ mod tests {
 
     #[tokio::test]
     async fn stored_as_the_same_text() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
             .unwrap();
         let t = Timestamp::parse("2026-11-25T09:00:05Z").unwrap();
-        let text: String = sqlx::query_scalar("SELECT ?")
+        let text: String = sqlx::query_scalar("SELECT $1")
             .bind(t)
             .fetch_one(&pool)
             .await

@@ -174,11 +174,23 @@ impl Config {
                 }
             }
         }
-        if !self.database.url.starts_with("sqlite:") {
+        let db = &self.database;
+        let engines = ["sqlite:", "postgres://", "postgresql://"];
+        if !engines.iter().any(|prefix| db.url.starts_with(prefix)) {
             return Err(invalid(
                 "database.url",
-                "only sqlite: URLs are supported by this build",
+                "must start with sqlite: or postgres:// (or postgresql://)",
             ));
+        }
+        let numbers = [
+            ("database.max_connections", u64::from(db.max_connections)),
+            ("database.acquire_timeout_secs", db.acquire_timeout_secs),
+            ("database.statement_timeout_secs", db.statement_timeout_secs),
+        ];
+        for (key, value) in numbers {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.is_none() {
             return Err(invalid(

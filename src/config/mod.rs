@@ -51,7 +51,16 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// `sqlite://PATH` (one gateway) or `postgres://USER@HOST/DB` (replicas
+    /// sharing one database; the password best in the environment).
     pub url: String,
+    /// Connections each gateway keeps open at most.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection.
+    pub acquire_timeout_secs: u64,
+    /// PostgreSQL: a statement, or a wait for a lock, that runs longer is
+    /// cancelled.
+    pub statement_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +356,9 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite://data/casegate.db".into(),
+            max_connections: 8,
+            acquire_timeout_secs: 10,
+            statement_timeout_secs: 30,
         }
     }
 }

@@ -40,7 +40,7 @@ pub async fn insert(tx: &mut Tx<'_>, c: &NewCase<'_>) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO cases (case_id, created_at, state, wrapped_key, kek_version, reference_sealed,
                             upload_token_hash, upload_expires_at)
-         VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, 'open', $3, $4, $5, $6, $7)",
     )
     .bind(c.case_id.as_str())
     .bind(c.created_at)
@@ -54,7 +54,7 @@ pub async fn insert(tx: &mut Tx<'_>, c: &NewCase<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
-fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CaseRow, DbError> {
+fn case_from_row(row: &sqlx::any::AnyRow) -> Result<CaseRow, DbError> {
     let id: String = row.try_get("case_id")?;
     let version: i64 = row.try_get("kek_version")?;
     Ok(CaseRow {
@@ -76,7 +76,7 @@ const CASE_COLUMNS: &str =
 /// An open (not deleted) case.
 pub async fn get(db: &Db, id: &CaseId) -> Result<Option<CaseRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = ? AND state = 'open'"
+        "SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1 AND state = 'open'"
     )))
     .bind(id.as_str())
     .fetch_optional(db.pool())
@@ -90,7 +90,7 @@ pub async fn find_by_upload_token(
     hash: &TokenHash,
 ) -> Result<Option<(CaseRow, Vec<u8>)>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CASE_COLUMNS}, upload_token_hash FROM cases WHERE upload_token_hash = ? AND state = 'open'"
+        "SELECT {CASE_COLUMNS}, upload_token_hash FROM cases WHERE upload_token_hash = $1 AND state = 'open'"
     )))
     .bind(hash.as_bytes())
     .fetch_optional(db.pool())
@@ -107,7 +107,7 @@ pub async fn find_by_upload_token(
 pub async fn list(db: &Db) -> Result<Vec<CaseSummary>, DbError> {
     let rows = sqlx::query(
         "SELECT c.case_id, c.created_at, c.state,
-                COUNT(f.file_id) AS file_count, COALESCE(SUM(f.size), 0) AS total_bytes
+                COUNT(f.file_id) AS file_count, CAST(COALESCE(SUM(f.size), 0) AS BIGINT) AS total_bytes
          FROM cases c LEFT JOIN files f ON f.case_id = c.case_id
          GROUP BY c.case_id ORDER BY c.created_at, c.case_id",
     )
@@ -135,7 +135,7 @@ pub async fn set_upload_token(
     expires_at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE cases SET upload_token_hash = ?, upload_expires_at = ? WHERE case_id = ? AND state = 'open'",
+        "UPDATE cases SET upload_token_hash = $1, upload_expires_at = $2 WHERE case_id = $3 AND state = 'open'",
     )
     .bind(hash.as_bytes())
     .bind(expires_at)
@@ -151,9 +151,9 @@ pub async fn set_upload_token(
 /// open case with this id.
 pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: Timestamp) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE cases SET state = 'deleted', deleted_at = ?, wrapped_key = NULL, kek_version = NULL,
+        "UPDATE cases SET state = 'deleted', deleted_at = $1, wrapped_key = NULL, kek_version = NULL,
                           reference_sealed = NULL, upload_token_hash = NULL
-         WHERE case_id = ? AND state = 'open'",
+         WHERE case_id = $2 AND state = 'open'",
     )
     .bind(at)
     .bind(id.as_str())
@@ -164,12 +164,12 @@ pub async fn shred(tx: &mut Tx<'_>, id: &CaseId, at: Timestamp) -> Result<bool, 
     }
     sqlx::query(
         "UPDATE uploads SET state = 'terminated', tail_sealed = NULL, metadata_sealed = NULL
-         WHERE case_id = ? AND state = 'active'",
+         WHERE case_id = $1 AND state = 'active'",
     )
     .bind(id.as_str())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM files WHERE case_id = ?")
+    sqlx::query("DELETE FROM files WHERE case_id = $1")
         .bind(id.as_str())
         .execute(&mut **tx)
         .await?;
@@ -185,7 +185,7 @@ pub async fn keys_not_at(
 ) -> Result<Vec<(CaseId, WrappedKey)>, DbError> {
     let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
         "SELECT case_id, wrapped_key, kek_version FROM cases
-         WHERE state = 'open' AND kek_version != ? ORDER BY case_id LIMIT ?",
+         WHERE state = 'open' AND kek_version != $1 ORDER BY case_id LIMIT $2",
     )
     .bind(i64::from(version))
     .bind(limit)
@@ -214,8 +214,8 @@ pub async fn rewrap(
     new: &WrappedKey,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE cases SET wrapped_key = ?, kek_version = ?
-         WHERE case_id = ? AND state = 'open' AND kek_version = ? AND wrapped_key = ?",
+        "UPDATE cases SET wrapped_key = $1, kek_version = $2
+         WHERE case_id = $3 AND state = 'open' AND kek_version = $4 AND wrapped_key = $5",
     )
     .bind(&new.bytes)
     .bind(i64::from(new.kek_version))

@@ -32,7 +32,7 @@ pub struct NewCentre<'a> {
 pub async fn insert(tx: &mut Tx<'_>, c: &NewCentre<'_>) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO centres (centre_id, name, country, cert_sha256, cert_der, x25519_public_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cert_sha256) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (cert_sha256) DO NOTHING",
     )
     .bind(c.centre_id.as_str())
     .bind(c.name)
@@ -49,7 +49,7 @@ pub async fn insert(tx: &mut Tx<'_>, c: &NewCentre<'_>) -> Result<bool, DbError>
 const COLUMNS: &str =
     "centre_id, name, country, cert_sha256, x25519_public_key, created_at, disabled_at";
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CentreRow, DbError> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<CentreRow, DbError> {
     let id: String = row.try_get("centre_id")?;
     Ok(CentreRow {
         centre_id: CentreId::parse(&id).ok_or(DbError::Corrupt("centres.centre_id"))?,
@@ -74,7 +74,7 @@ pub async fn list(db: &Db) -> Result<Vec<CentreRow>, DbError> {
 /// One centre (also a disabled one), by id.
 pub async fn get(db: &Db, centre_id: &CentreId) -> Result<Option<CentreRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM centres WHERE centre_id = ?"
+        "SELECT {COLUMNS} FROM centres WHERE centre_id = $1"
     )))
     .bind(centre_id.as_str())
     .fetch_optional(db.pool())
@@ -86,7 +86,7 @@ pub async fn get(db: &Db, centre_id: &CentreId) -> Result<Option<CentreRow>, DbE
 /// SHA-256 (lowercase hex).
 pub async fn find_by_cert(db: &Db, cert_sha256: &str) -> Result<Option<CentreRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM centres WHERE cert_sha256 = ?"
+        "SELECT {COLUMNS} FROM centres WHERE cert_sha256 = $1"
     )))
     .bind(cert_sha256)
     .fetch_optional(db.pool())
@@ -105,7 +105,7 @@ pub async fn update(
 ) -> Result<bool, DbError> {
     if let Some((sha, der)) = cert {
         let taken: Option<String> = sqlx::query_scalar(
-            "SELECT centre_id FROM centres WHERE cert_sha256 = ? AND centre_id != ?",
+            "SELECT centre_id FROM centres WHERE cert_sha256 = $1 AND centre_id != $2",
         )
         .bind(sha)
         .bind(centre_id.as_str())
@@ -115,7 +115,7 @@ pub async fn update(
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE centres SET cert_sha256 = ?, cert_der = ?, updated_at = ? WHERE centre_id = ?",
+            "UPDATE centres SET cert_sha256 = $1, cert_der = $2, updated_at = $3 WHERE centre_id = $4",
         )
         .bind(sha)
         .bind(der)
@@ -125,12 +125,14 @@ pub async fn update(
         .await?;
     }
     if let Some(key) = x25519_public_key {
-        sqlx::query("UPDATE centres SET x25519_public_key = ?, updated_at = ? WHERE centre_id = ?")
-            .bind(key)
-            .bind(at)
-            .bind(centre_id.as_str())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE centres SET x25519_public_key = $1, updated_at = $2 WHERE centre_id = $3",
+        )
+        .bind(key)
+        .bind(at)
+        .bind(centre_id.as_str())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(true)
 }
@@ -142,7 +144,7 @@ pub async fn disable(
     at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE centres SET disabled_at = ? WHERE centre_id = ? AND disabled_at IS NULL",
+        "UPDATE centres SET disabled_at = $1 WHERE centre_id = $2 AND disabled_at IS NULL",
     )
     .bind(at)
     .bind(centre_id.as_str())

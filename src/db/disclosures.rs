@@ -12,7 +12,7 @@
 use sqlx::Row;
 
 use super::grants::GrantRow;
-use super::{Db, DbError, Tx};
+use super::{Backend, Db, DbError, Tx};
 use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId};
 
@@ -93,22 +93,28 @@ pub struct ToPatient {
 
 const TO_PATIENT: &str = "
     SELECT seq, time, action, actor, file_id, reason FROM audit_log
-    WHERE case_id = ? AND outcome = 'allow' AND seq <= ?
+    WHERE case_id = $1 AND outcome = 'allow' AND seq <= $2
       AND action IN ('file.release', 'patient.download') AND file_id IS NOT NULL
     ORDER BY seq";
 
-const REQUESTS: &str = "
+/// The case's download requests, with a running one's last heartbeat.
+fn requests_sql(backend: Backend) -> String {
+    let running_at = backend.epoch_as_text("l.heartbeat_at");
+    format!(
+        "
     SELECT d.event_id, d.grant_id, d.centre_id, c.name, c.country, d.file_id, d.kind, d.at,
            d.range_start, d.total, d.delivered, d.ended_at, d.cut, d.start_seq, d.end_seq,
            l.delivered AS running_delivered,
-           strftime('%Y-%m-%dT%H:%M:%SZ', l.heartbeat_at, 'unixepoch') AS running_at
+           {running_at} AS running_at
     FROM download_events d
     LEFT JOIN centres c ON c.centre_id = d.centre_id
     LEFT JOIN download_leases l ON l.event_id = d.event_id
-    WHERE d.case_id = ?
-    ORDER BY d.event_id";
+    WHERE d.case_id = $1
+    ORDER BY d.event_id"
+    )
+}
 
-fn outcome(r: &sqlx::sqlite::SqliteRow) -> Result<RequestOutcome, DbError> {
+fn outcome(r: &sqlx::any::AnyRow) -> Result<RequestOutcome, DbError> {
     let ended: (Option<i64>, Option<Timestamp>, Option<i64>) = (
         r.try_get("delivered")?,
         r.try_get("ended_at")?,
@@ -127,7 +133,7 @@ fn outcome(r: &sqlx::sqlite::SqliteRow) -> Result<RequestOutcome, DbError> {
     })
 }
 
-fn request(r: &sqlx::sqlite::SqliteRow) -> Result<DownloadRequest, DbError> {
+fn request(r: &sqlx::any::AnyRow) -> Result<DownloadRequest, DbError> {
     Ok(DownloadRequest {
         event_id: r.try_get("event_id")?,
         grant_id: r.try_get("grant_id")?,
@@ -148,11 +154,11 @@ fn request(r: &sqlx::sqlite::SqliteRow) -> Result<DownloadRequest, DbError> {
 /// The case's state and download requests, with the audit log's head, in
 /// one read transaction.
 pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_read().await?;
     let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
         .fetch_one(&mut *tx)
         .await?;
-    let case = sqlx::query("SELECT state, deleted_at FROM cases WHERE case_id = ?")
+    let case = sqlx::query("SELECT state, deleted_at FROM cases WHERE case_id = $1")
         .bind(case_id.as_str())
         .fetch_optional(&mut *tx)
         .await?
@@ -166,7 +172,7 @@ pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
             })
         })
         .transpose()?;
-    let rows = sqlx::query(REQUESTS)
+    let rows = sqlx::query(sqlx::AssertSqlSafe(requests_sql(db.backend())))
         .bind(case_id.as_str())
         .fetch_all(&mut *tx)
         .await?;
@@ -216,7 +222,7 @@ pub struct DownloadEvent<'a> {
 pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i64, DbError> {
     let event: i64 = sqlx::query_scalar(
         "INSERT INTO download_events (grant_id, case_id, file_id, centre_id, at, kind, range_start, bytes, total)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING event_id",
     )
     .bind(e.grant.grant_id.as_str())
     .bind(e.grant.case_id.as_str())
@@ -229,7 +235,7 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i
     .bind(e.total)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("UPDATE download_leases SET event_id = ? WHERE lease_id = ?")
+    sqlx::query("UPDATE download_leases SET event_id = $1 WHERE lease_id = $2")
         .bind(event)
         .bind(e.lease)
         .execute(&mut **tx)
@@ -239,7 +245,7 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i
 
 /// Names the audit entry that admitted a download request.
 pub async fn set_start_entry(tx: &mut Tx<'_>, event: i64, seq: i64) -> Result<(), DbError> {
-    sqlx::query("UPDATE download_events SET start_seq = ? WHERE event_id = ?")
+    sqlx::query("UPDATE download_events SET start_seq = $1 WHERE event_id = $2")
         .bind(seq)
         .bind(event)
         .execute(&mut **tx)
@@ -251,8 +257,8 @@ pub async fn set_start_entry(tx: &mut Tx<'_>, event: i64, seq: i64) -> Result<()
 /// lease belongs to; before the lease is settled.
 pub async fn set_end_entry(tx: &mut Tx<'_>, lease: i64, seq: i64) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE download_events SET end_seq = ?
-         WHERE event_id = (SELECT event_id FROM download_leases WHERE lease_id = ?)",
+        "UPDATE download_events SET end_seq = $1
+         WHERE event_id = (SELECT event_id FROM download_leases WHERE lease_id = $2)",
     )
     .bind(seq)
     .bind(lease)

@@ -90,7 +90,7 @@ pub struct FileRow {
 
 const FILE_COLUMNS: &str = "file_id, state, size, created_at, meta_sealed, chunk_size, object_sha256, source_kind, source_centre_id, released_at, dicom_index_sealed";
 
-fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FileRow, DbError> {
+fn file_from_row(row: &sqlx::any::AnyRow) -> Result<FileRow, DbError> {
     let id: String = row.try_get("file_id")?;
     let chunk_size: i64 = row.try_get("chunk_size")?;
     let chunk_size = u32::try_from(chunk_size)
@@ -116,7 +116,7 @@ fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<FileRow, DbError> {
 
 pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = ? ORDER BY created_at, file_id"
+        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = $1 ORDER BY created_at, file_id"
     )))
     .bind(case_id.as_str())
     .fetch_all(db.pool())
@@ -127,7 +127,7 @@ pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<FileRow>, Db
 /// One file of a case.
 pub async fn get(db: &Db, case_id: &CaseId, file_id: &FileId) -> Result<Option<FileRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = ? AND file_id = ?"
+        "SELECT {FILE_COLUMNS} FROM files WHERE case_id = $1 AND file_id = $2"
     )))
     .bind(case_id.as_str())
     .bind(file_id.as_str())
@@ -146,8 +146,8 @@ pub async fn release(
     by: &str,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE files SET released_at = ?, released_by = ?
-         WHERE case_id = ? AND file_id = ? AND released_at IS NULL",
+        "UPDATE files SET released_at = $1, released_by = $2
+         WHERE case_id = $3 AND file_id = $4 AND released_at IS NULL",
     )
     .bind(at)
     .bind(by)
@@ -174,7 +174,7 @@ pub async fn insert(tx: &mut super::Tx<'_>, f: &NewFile<'_>) -> Result<(), DbErr
     sqlx::query(
         "INSERT INTO files (file_id, case_id, state, size, created_at, meta_sealed, key_id, wrapped_key,
                             source_kind, source_centre_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(f.file_id.as_str())
     .bind(f.case_id.as_str())
@@ -199,7 +199,7 @@ pub async fn wrapped_key(
 ) -> Result<Option<([u8; 16], Vec<u8>)>, DbError> {
     type KeyColumns = (Option<Vec<u8>>, Option<Vec<u8>>);
     let row: Option<KeyColumns> =
-        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE case_id = ? AND file_id = ?")
+        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE case_id = $1 AND file_id = $2")
             .bind(case_id.as_str())
             .bind(file_id.as_str())
             .fetch_optional(db.pool())
@@ -217,7 +217,7 @@ pub async fn wrapped_key(
 
 /// Removes a file record (its upload was terminated or expired).
 pub async fn delete(tx: &mut super::Tx<'_>, file_id: &FileId) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM files WHERE file_id = ?")
+    sqlx::query("DELETE FROM files WHERE file_id = $1")
         .bind(file_id.as_str())
         .execute(&mut **tx)
         .await?;
@@ -245,9 +245,9 @@ pub async fn finish(
     done: &Finished<'_>,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE files SET state = ?, meta_sealed = ?, object_sha256 = ?, chunk_size = ?,
-             dicom_index_sealed = ?
-         WHERE file_id = ?",
+        "UPDATE files SET state = $1, meta_sealed = $2, object_sha256 = $3, chunk_size = $4,
+             dicom_index_sealed = $5
+         WHERE file_id = $6",
     )
     .bind(done.state)
     .bind(done.meta_sealed)
@@ -271,7 +271,7 @@ pub async fn set_dicom_index(
     sealed: &[u8],
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE files SET dicom_index_sealed = ? WHERE file_id = ? AND dicom_index_sealed IS ?",
+        "UPDATE files SET dicom_index_sealed = $1 WHERE file_id = $2 AND dicom_index_sealed IS $3",
     )
     .bind(sealed)
     .bind(file_id.as_str())
@@ -284,7 +284,7 @@ pub async fn set_dicom_index(
 /// A file's sealed metadata.
 pub async fn meta_sealed(db: &Db, file_id: &FileId) -> Result<Option<Vec<u8>>, DbError> {
     Ok(
-        sqlx::query_scalar("SELECT meta_sealed FROM files WHERE file_id = ?")
+        sqlx::query_scalar("SELECT meta_sealed FROM files WHERE file_id = $1")
             .bind(file_id.as_str())
             .fetch_optional(db.pool())
             .await?,
@@ -293,15 +293,13 @@ pub async fn meta_sealed(db: &Db, file_id: &FileId) -> Result<Option<Vec<u8>>, D
 
 /// SHA-256 of a completed file's stored object (the sealed download's ETag).
 pub async fn object_sha256(db: &Db, file_id: &FileId) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT object_sha256 FROM files WHERE file_id = ?",
-        )
-        .bind(file_id.as_str())
-        .fetch_optional(db.pool())
-        .await?
-        .flatten(),
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT object_sha256 FROM files WHERE file_id = $1",
     )
+    .bind(file_id.as_str())
+    .fetch_optional(db.pool())
+    .await?
+    .flatten())
 }
 
 #[cfg(test)]
@@ -316,7 +314,7 @@ mod tests {
         let (case_id, file_id) = (CaseId::generate(), FileId::generate());
         sqlx::query(
             "INSERT INTO cases (case_id, created_at, state, upload_expires_at)
-             VALUES (?, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
+             VALUES ($1, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
         )
         .bind(case_id.as_str())
         .execute(db.pool())

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Db, DbError, Tx};
+use super::{Backend, Db, DbError, Tx};
 use crate::clock::Timestamp;
 use crate::ids::{CaseId, CentreId, FileId, GrantId};
 use crate::token::TokenHash;
@@ -28,7 +28,7 @@ pub struct GrantFile {
     pub bytes_served: i64,
 }
 
-fn grant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<GrantRow, DbError> {
+fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<GrantRow, DbError> {
     let (g, c, ctr): (String, String, String) = (
         row.try_get("grant_id")?,
         row.try_get("case_id")?,
@@ -42,7 +42,7 @@ fn grant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<GrantRow, DbError> {
         expires_at: row.try_get("expires_at")?,
         max_downloads: row.try_get("max_downloads")?,
         revoked_at: row.try_get("revoked_at")?,
-        may_reply: row.try_get("may_reply")?,
+        may_reply: row.try_get::<i64, _>("may_reply")? != 0,
     })
 }
 
@@ -57,7 +57,7 @@ pub async fn insert(
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO grants (grant_id, case_id, centre_id, token_hash, created_at, expires_at, max_downloads, may_reply)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(g.grant_id.as_str())
     .bind(g.case_id.as_str())
@@ -66,11 +66,11 @@ pub async fn insert(
     .bind(g.created_at)
     .bind(g.expires_at)
     .bind(g.max_downloads)
-    .bind(g.may_reply)
+    .bind(i64::from(g.may_reply))
     .execute(&mut **tx)
     .await?;
     for f in files {
-        sqlx::query("INSERT INTO grant_files (grant_id, file_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO grant_files (grant_id, file_id) VALUES ($1, $2)")
             .bind(g.grant_id.as_str())
             .bind(f.as_str())
             .execute(&mut **tx)
@@ -85,7 +85,7 @@ pub async fn find_by_token(
     hash: &TokenHash,
 ) -> Result<Option<(GrantRow, Vec<u8>)>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, token_hash FROM grants WHERE token_hash = ?"
+        "SELECT {COLUMNS}, token_hash FROM grants WHERE token_hash = $1"
     )))
     .bind(hash.as_bytes())
     .fetch_optional(db.pool())
@@ -98,7 +98,7 @@ pub async fn find_by_token(
 
 pub async fn get(db: &Db, grant_id: &GrantId) -> Result<Option<GrantRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM grants WHERE grant_id = ?"
+        "SELECT {COLUMNS} FROM grants WHERE grant_id = $1"
     )))
     .bind(grant_id.as_str())
     .fetch_optional(db.pool())
@@ -108,7 +108,7 @@ pub async fn get(db: &Db, grant_id: &GrantId) -> Result<Option<GrantRow>, DbErro
 
 pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<GrantRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM grants WHERE case_id = ? ORDER BY created_at, grant_id"
+        "SELECT {COLUMNS} FROM grants WHERE case_id = $1 ORDER BY created_at, grant_id"
     )))
     .bind(case_id.as_str())
     .fetch_all(db.pool())
@@ -118,7 +118,7 @@ pub async fn list_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<GrantRow>, D
 
 pub async fn files(db: &Db, grant_id: &GrantId) -> Result<Vec<GrantFile>, DbError> {
     let rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT file_id, downloads, bytes_served FROM grant_files WHERE grant_id = ? ORDER BY file_id")
+        sqlx::query_as("SELECT file_id, downloads, bytes_served FROM grant_files WHERE grant_id = $1 ORDER BY file_id")
             .bind(grant_id.as_str())
             .fetch_all(db.pool())
             .await?;
@@ -140,7 +140,7 @@ pub async fn revoke(
     at: Timestamp,
     reason: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query("UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL")
+    let done = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE grant_id = $3 AND revoked_at IS NULL")
         .bind(at)
         .bind(reason)
         .bind(grant_id.as_str())
@@ -159,10 +159,10 @@ pub async fn revoke_where(
 ) -> Result<u64, DbError> {
     let sql = match column {
         "centre_id" => {
-            "UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE centre_id = ? AND revoked_at IS NULL"
+            "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE centre_id = $3 AND revoked_at IS NULL"
         }
         _ => {
-            "UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE case_id = ? AND revoked_at IS NULL"
+            "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE case_id = $3 AND revoked_at IS NULL"
         }
     };
     Ok(sqlx::query(sql)
@@ -208,18 +208,19 @@ pub async fn reserve(
 ) -> Result<Option<i64>, DbError> {
     settle_where(
         tx,
-        "grant_id = ? AND file_id = ? AND heartbeat_at < ?",
+        "grant_id = $1 AND file_id = $2 AND heartbeat_at < $3",
         &[grant_id.as_str(), file_id.as_str()],
         Some(stale_before),
     )
     .await?;
     let done = sqlx::query(
-        "UPDATE grant_files SET downloads = downloads + ?
-         WHERE grant_id = ? AND file_id = ?
-           AND downloads + ? <= ?
-           AND bytes_served + ? + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
+        "UPDATE grant_files SET downloads = downloads + $1
+         WHERE grant_id = $2 AND file_id = $3
+           AND downloads + $4 <= $5
+           AND bytes_served + $6 + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
                  WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id), 0)
-               <= ? * MAX(?, 1) + MIN(in_flight_allowance, ?)",
+               <= $7 * (CASE WHEN $8 > 1 THEN $8 ELSE 1 END)
+                  + (CASE WHEN in_flight_allowance < $9 THEN in_flight_allowance ELSE $9 END)",
     )
     .bind(i64::from(starts_download))
     .bind(grant_id.as_str())
@@ -237,7 +238,7 @@ pub async fn reserve(
     }
     let lease: i64 = sqlx::query_scalar(
         "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at, starts)
-         VALUES (?, ?, ?, 0, ?, ?) RETURNING lease_id",
+         VALUES ($1, $2, $3, 0, $4, $5) RETURNING lease_id",
     )
     .bind(grant_id.as_str())
     .bind(file_id.as_str())
@@ -253,9 +254,9 @@ pub async fn reserve(
 /// plus leased to running ones (in plaintext units, as the budget counts).
 pub async fn charged(db: &Db, grant_id: &GrantId, file_id: &FileId) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar(
-        "SELECT g.bytes_served + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
-             WHERE l.grant_id = g.grant_id AND l.file_id = g.file_id), 0)
-         FROM grant_files g WHERE g.grant_id = ? AND g.file_id = ?",
+        "SELECT CAST(g.bytes_served + COALESCE((SELECT SUM(l.reserved) FROM download_leases l
+             WHERE l.grant_id = g.grant_id AND l.file_id = g.file_id), 0) AS BIGINT)
+         FROM grant_files g WHERE g.grant_id = $1 AND g.file_id = $2",
     )
     .bind(grant_id.as_str())
     .bind(file_id.as_str())
@@ -275,8 +276,8 @@ pub async fn heartbeat(
     now: i64,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE download_leases SET sent = MIN(?, reserved), delivered = ?, heartbeat_at = ?
-         WHERE lease_id = ?",
+        "UPDATE download_leases SET sent = CASE WHEN $1 < reserved THEN $1 ELSE reserved END, delivered = $2, heartbeat_at = $3
+         WHERE lease_id = $4",
     )
     .bind(sent)
     .bind(delivered)
@@ -300,8 +301,8 @@ pub async fn settle(
     now: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE download_leases SET sent = MIN(?, reserved), delivered = ?, cut = ?, heartbeat_at = ?
-         WHERE lease_id = ?",
+        "UPDATE download_leases SET sent = CASE WHEN $1 < reserved THEN $1 ELSE reserved END, delivered = $2, cut = $3, heartbeat_at = $4
+         WHERE lease_id = $5",
     )
     .bind(sent)
     .bind(delivered)
@@ -310,7 +311,7 @@ pub async fn settle(
     .bind(lease)
     .execute(&mut **tx)
     .await?;
-    settle_where(tx, "lease_id = ?", &[], Some(lease)).await
+    settle_where(tx, "lease_id = $1", &[], Some(lease)).await
 }
 
 /// Settles every lease left by an earlier run of this gateway (a crash or
@@ -330,22 +331,25 @@ pub async fn settle_orphaned_leases(db: &Db) -> Result<u64, DbError> {
 /// outcome on its download event (ended at its last heartbeat), and
 /// deletes them. A lease that counted a start and sent nothing gives the
 /// start back. `texts` and then `last` are bound in order to the
-/// placeholders of `filter`.
+/// numbered placeholders of `filter` (`$1`, …).
 async fn settle_where(
     tx: &mut Tx<'_>,
     filter: &'static str,
     texts: &[&str],
     last: Option<i64>,
 ) -> Result<(), DbError> {
+    let backend = Backend::of_connection(tx);
+    let (least, greatest) = (backend.least(), backend.greatest());
+    let ended_at = backend.epoch_as_text("l.heartbeat_at");
     let charge = format!(
         "UPDATE grant_files SET bytes_served = bytes_served + (
              SELECT COALESCE(SUM(l.sent), 0) FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND ({filter})),
-           in_flight_allowance = MIN({IN_FLIGHT_CAP}, in_flight_allowance + (
-             SELECT COALESCE(SUM(MIN(l.sent, {IN_FLIGHT_PER_CUT})), 0) FROM download_leases l
+           in_flight_allowance = {least}({IN_FLIGHT_CAP}, in_flight_allowance + (
+             SELECT COALESCE(SUM({least}(l.sent, {IN_FLIGHT_PER_CUT})), 0) FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id AND l.cut = 1
                AND ({filter}))),
-           downloads = MAX(0, downloads - (
+           downloads = {greatest}(0, downloads - (
              SELECT COUNT(*) FROM download_leases l
              WHERE l.grant_id = grant_files.grant_id AND l.file_id = grant_files.file_id
                AND l.starts = 1 AND l.sent = 0 AND ({filter})))
@@ -358,20 +362,18 @@ async fn settle_where(
         "UPDATE download_events SET
              delivered = (SELECT l.delivered FROM download_leases l WHERE l.event_id = download_events.event_id),
              cut = (SELECT l.cut FROM download_leases l WHERE l.event_id = download_events.event_id),
-             ended_at = (SELECT strftime('%Y-%m-%dT%H:%M:%SZ', l.heartbeat_at, 'unixepoch')
+             ended_at = (SELECT {ended_at}
                  FROM download_leases l WHERE l.event_id = download_events.event_id)
          WHERE event_id IN (SELECT l.event_id FROM download_leases l WHERE ({filter}))"
     );
     let delete = format!("DELETE FROM download_leases WHERE {filter}");
-    for (sql, times) in [(charge, 4), (outcome, 1), (delete, 1)] {
+    for sql in [charge, outcome, delete] {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for _ in 0..times {
-            for t in texts {
-                q = q.bind(*t);
-            }
-            if let Some(v) = last {
-                q = q.bind(v);
-            }
+        for t in texts {
+            q = q.bind(*t);
+        }
+        if let Some(v) = last {
+            q = q.bind(v);
         }
         q.execute(&mut **tx).await?;
     }

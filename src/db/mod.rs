@@ -1,5 +1,8 @@
-//! Metadata database: one repository over SQLite (embedded default).
-//! Queries are plain SQL with runtime binding; each concept has its module.
+//! Metadata database: one repository over SQLite (embedded default) or
+//! PostgreSQL (several gateway replicas), chosen by `database.url`.
+//! Queries are plain SQL with runtime binding, written once for both
+//! (`$1`-style placeholders, no engine-specific functions except through
+//! [`Backend`]); each concept has its module.
 
 pub mod audit;
 pub mod cases;
@@ -11,13 +14,17 @@ pub mod master_keys;
 pub mod tokens;
 pub mod uploads;
 
-use std::str::FromStr;
+mod backend;
+
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, Connection, Transaction};
 
-pub type Tx<'a> = Transaction<'a, Sqlite>;
+pub use backend::Backend;
+
+pub type Tx<'a> = Transaction<'a, Any>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -27,33 +34,83 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an invalid value in {0}")]
     Corrupt(&'static str),
+    #[error("database.url: {0}")]
+    Url(&'static str),
+}
+
+/// How the gateway connects to its database (`[database]` in the config).
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// Connections kept open at most.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL only: a statement running longer is cancelled.
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl From<&crate::config::DatabaseConfig> for DbOptions {
+    fn from(c: &crate::config::DatabaseConfig) -> Self {
+        DbOptions {
+            max_connections: c.max_connections,
+            acquire_timeout: Duration::from_secs(c.acquire_timeout_secs),
+            statement_timeout: Duration::from_secs(c.statement_timeout_secs),
+        }
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`: for messages.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// The database handle shared by all requests.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// The audit tree's right edge as this process last appended it.
     tree_edge: std::sync::Arc<audit::tree::EdgeCache>,
 }
 
 impl Db {
-    /// Opens (creating if needed) and migrates the database at `url`.
+    /// Opens (creating if needed) and migrates the database at `url`
+    /// (`sqlite:` or `postgres:`) with the default pool settings.
     pub async fn open(url: &str) -> Result<Db, DbError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed transaction survives power loss; upload
-            // offsets promise exactly that.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // 1 MiB page cache per connection (SQLite's default is 2 MiB):
-            // metadata is small, and memory per upload must stay bounded.
-            .pragma("cache_size", "-1024");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+        Db::open_with(url, &DbOptions::default()).await
+    }
+
+    /// Opens and migrates the database at `url`.
+    pub async fn open_with(url: &str, options: &DbOptions) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(backend.session_setup(options))
             .after_release(|conn, _meta| {
                 Box::pin(async move {
                     // A COMMIT that fails with SQLITE_FULL (disk full) lets
@@ -64,21 +121,27 @@ impl Db {
                     // queued rollback, then close a connection that still
                     // believes it is in a transaction instead of pooling it:
                     // the pool opens a clean one, and writes recover as
-                    // soon as the disk has room again.
+                    // soon as the disk has room again. (A PostgreSQL
+                    // connection in that state is as useless.)
                     conn.ping().await?;
                     Ok(!conn.is_in_transaction())
                 })
             })
-            .connect_with(options)
+            .connect(&backend.connect_url(url))
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        backend.migrator().run(&pool).await?;
         Ok(Db {
             pool,
+            backend,
             tree_edge: Default::default(),
         })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -86,10 +149,24 @@ impl Db {
         &self.tree_edge
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at
-    /// once, so the audit sequence read inside it cannot race.
+    /// A write transaction. Write transactions run one at a time, as
+    /// SQLite runs them: `BEGIN IMMEDIATE` takes SQLite's write lock at
+    /// once, and on PostgreSQL the transaction first takes one
+    /// transaction-scoped advisory lock shared by every replica. So what a
+    /// writer reads (the audit sequence, a quota, a count) cannot change
+    /// before it commits, on one gateway or on several.
     pub async fn begin(&self) -> Result<Tx<'static>, DbError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let mut tx = self.pool.begin_with(self.backend.begin_write()).await?;
+        if let Some(lock) = self.backend.write_lock() {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// A read-only transaction that sees one snapshot throughout (SQLite's
+    /// deferred transaction does; PostgreSQL needs REPEATABLE READ).
+    pub async fn begin_read(&self) -> Result<Tx<'static>, DbError> {
+        Ok(self.pool.begin_with(self.backend.begin_read()).await?)
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
@@ -108,18 +185,64 @@ impl Db {
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, DbError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?)
     }
 
     pub async fn meta_set(tx: &mut Tx<'_>, key: &str, value: &str) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+}
+
+/// `rows` groups of `width` numbered placeholders starting at `$first`:
+/// `placeholders(1, 2, 2)` is `($1, $2), ($3, $4)`, and with `width` 1
+/// the bare list `$1, $2`. For `IN (…)` lists and multi-row inserts.
+pub(crate) fn placeholders(first: usize, rows: usize, width: usize) -> String {
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        let group: Vec<String> = (0..width)
+            .map(|col| format!("${}", first + row * width + col))
+            .collect();
+        if width == 1 {
+            out.push_str(&group.join(", "));
+        } else {
+            out.push('(');
+            out.push_str(&group.join(", "));
+            out.push(')');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redacted_url("postgres://gw:s3cret@db.internal:5432/casegate?sslmode=require"),
+            "postgres://gw:***@db.internal:5432/casegate?sslmode=require"
+        );
+        assert_eq!(
+            redacted_url("postgres://gw@db/casegate"),
+            "postgres://gw:***@db/casegate"
+        );
+        assert_eq!(
+            redacted_url("sqlite://data/casegate.db"),
+            "sqlite://data/casegate.db"
+        );
+        assert_eq!(placeholders(1, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(3, 3, 1), "$3, $4, $5");
     }
 }

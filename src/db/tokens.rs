@@ -36,7 +36,7 @@ pub async fn insert(
     created_at: Timestamp,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "INSERT INTO operator_tokens (token_id, role, token_hash, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO operator_tokens (token_id, role, token_hash, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(id.as_str())
     .bind(role.as_str())
@@ -53,7 +53,7 @@ pub async fn find(
     hash: &TokenHash,
 ) -> Result<Option<(OperatorTokenId, OperatorRole)>, DbError> {
     let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT token_id, role, token_hash FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        "SELECT token_id, role, token_hash FROM operator_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash.as_bytes())
     .fetch_optional(db.pool())

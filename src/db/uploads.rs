@@ -55,7 +55,7 @@ pub struct UploadRow {
     pub uploader: Source,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, DbError> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<UploadRow, DbError> {
     let u64_col = |name: &'static str| -> Result<u64, DbError> {
         let v: i64 = row.try_get(name)?;
         u64::try_from(v).map_err(|_| DbError::Corrupt(name))
@@ -89,7 +89,7 @@ const COLUMNS: &str = "upload_id, case_id, file_id, upload_length, upload_offset
 
 pub async fn insert(tx: &mut Tx<'_>, u: &UploadRow) -> Result<(), DbError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO uploads ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO uploads ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     )))
     .bind(u.upload_id.as_str())
     .bind(u.case_id.as_str())
@@ -115,7 +115,7 @@ pub async fn get(
     upload_id: &UploadId,
 ) -> Result<Option<UploadRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE upload_id = ? AND case_id = ?"
+        "SELECT {COLUMNS} FROM uploads WHERE upload_id = $1 AND case_id = $2"
     )))
     .bind(upload_id.as_str())
     .bind(case_id.as_str())
@@ -128,7 +128,7 @@ pub async fn get(
 /// name only the upload).
 pub async fn find(db: &Db, upload_id: &UploadId) -> Result<Option<UploadRow>, DbError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE upload_id = ?"
+        "SELECT {COLUMNS} FROM uploads WHERE upload_id = $1"
     )))
     .bind(upload_id.as_str())
     .fetch_optional(db.pool())
@@ -148,8 +148,8 @@ pub async fn advance(
     expires_at: Timestamp,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE uploads SET upload_offset = ?, tail_sealed = ?, store_progress = ?, expires_at = ?
-         WHERE upload_id = ? AND upload_offset = ? AND state = 'active'",
+        "UPDATE uploads SET upload_offset = $1, tail_sealed = $2, store_progress = $3, expires_at = $4
+         WHERE upload_id = $5 AND upload_offset = $6 AND state = 'active'",
     )
     .bind(to_offset as i64)
     .bind(tail_sealed)
@@ -169,7 +169,7 @@ pub async fn set_state(
     to: UploadState,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE uploads SET state = ?, tail_sealed = NULL WHERE upload_id = ? AND state = ?",
+        "UPDATE uploads SET state = $1, tail_sealed = NULL WHERE upload_id = $2 AND state = $3",
     )
     .bind(to.as_str())
     .bind(upload_id.as_str())
@@ -184,9 +184,9 @@ pub async fn set_state(
 /// its completion is left (see `stalled_complete`).
 pub async fn expired(db: &Db, now: Timestamp, limit: i64) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= ?
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND expires_at <= $1
            AND NOT (upload_offset = upload_length AND upload_length > 0)
-         ORDER BY expires_at LIMIT ?"
+         ORDER BY expires_at LIMIT $2"
     )))
     .bind(now)
     .bind(limit)
@@ -198,7 +198,7 @@ pub async fn expired(db: &Db, now: Timestamp, limit: i64) -> Result<Vec<UploadRo
 /// Active uploads of a case (for case deletion).
 pub async fn active_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND case_id = ?"
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND case_id = $1"
     )))
     .bind(case_id.as_str())
     .fetch_all(db.pool())
@@ -210,11 +210,12 @@ pub async fn active_for_case(db: &Db, case_id: &CaseId) -> Result<Vec<UploadRow>
 /// expired uploads no longer count). Read inside the write transaction that
 /// inserts the new file, so parallel creates cannot all pass one check.
 pub async fn case_usage(tx: &mut Tx<'_>, case_id: &CaseId) -> Result<(u64, u64), DbError> {
-    let (bytes, files): (i64, i64) =
-        sqlx::query_as("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM files WHERE case_id = ?")
-            .bind(case_id.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
+    let (bytes, files): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) FROM files WHERE case_id = $1",
+    )
+    .bind(case_id.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
     Ok((bytes.max(0) as u64, files.max(0) as u64))
 }
 
@@ -229,7 +230,7 @@ pub async fn stalled_complete(
 ) -> Result<Vec<UploadRow>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM uploads WHERE state = 'active' AND upload_offset = upload_length
-             AND upload_length > 0 AND upload_id > ? ORDER BY upload_id LIMIT ?"
+             AND upload_length > 0 AND upload_id > $1 ORDER BY upload_id LIMIT $2"
     )))
     .bind(after.map_or("", |id| id.as_str()))
     .bind(limit)
@@ -248,7 +249,7 @@ mod tests {
         let case_id = CaseId::generate();
         sqlx::query(
             "INSERT INTO cases (case_id, created_at, state, upload_expires_at)
-             VALUES (?, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
+             VALUES ($1, '2026-11-29T00:00:00Z', 'open', '2026-12-29T00:00:00Z')",
         )
         .bind(case_id.as_str())
         .execute(db.pool())

@@ -59,7 +59,7 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
 async fn open_db(config: &Config) -> Result<(Db, Option<BootstrapTokens>), StartError> {
     let db = bootstrap::open_db(config).await?;
     let db_error = |source| StartError::Db {
-        url: config.database.url.clone(),
+        url: crate::db::redacted_url(&config.database.url),
         source,
     };
     // Downloads that were running when an earlier run of this gateway

@@ -385,7 +385,7 @@ async fn an_unwritable_checkpoint_copy_directory_is_an_alert_and_the_checkpoint_
     let note = resp.text().await.unwrap();
     let size: i64 = note.lines().nth(1).unwrap().parse().unwrap();
     let stored: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints WHERE tree_size = ?")
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints WHERE tree_size = $1")
             .bind(size)
             .fetch_one(&app.db().await)
             .await

@@ -128,7 +128,7 @@ async fn verify(f: &Files, log: &Path, extra: &[&str]) -> (bool, String) {
     (out.status.success(), text(&out))
 }
 
-async fn exec(db: &sqlx::SqlitePool, sql: &str) {
+async fn exec(db: &sqlx::AnyPool, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(db)
         .await
@@ -240,7 +240,7 @@ async fn an_exported_log_verifies_offline_and_each_tampering_is_named() {
     app.stop().await;
 }
 /// The tree's size and the largest size signed, read from the database.
-async fn tree_and_signed(db: &sqlx::SqlitePool) -> (i64, i64) {
+async fn tree_and_signed(db: &sqlx::AnyPool) -> (i64, i64) {
     sqlx::query_as(
         "SELECT (SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree),
                 (SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoints)",
@@ -297,11 +297,9 @@ async fn a_row_inserted_in_the_database_is_refused_after_a_restart() {
         let ready: Value = ready.json().await.unwrap();
         assert_eq!(ready["checks"]["audit_log"], "unavailable", "{ready}");
     }
-    let data = app.data_dir();
+    let url = app.config.database.url.clone();
     let _dir = app.stop().await;
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("casegate.db").display()))
-        .await
-        .unwrap();
+    let db = sqlx::AnyPool::connect(&url).await.unwrap();
     let (nodes_after, signed_after) = tree_and_signed(&db).await;
     assert_eq!(nodes_after, nodes, "the forged entry did not join the tree");
     assert!(

@@ -306,11 +306,12 @@ async fn checkpoints_are_made_in_the_background_and_copied() {
         signed >= head,
         "no background checkpoint covers {head} entries"
     );
-    let note: String = sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE tree_size = ?")
-        .bind(signed)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let note: String =
+        sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE tree_size = $1")
+            .bind(signed)
+            .fetch_one(&db)
+            .await
+            .unwrap();
     // The copy is written after the checkpoint is stored: wait for it.
     let copy_path = copy_dir.join(format!("{signed}.checkpoint"));
     for _ in 0..100 {

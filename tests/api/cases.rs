@@ -94,14 +94,9 @@ async fn delete_shreds_and_hides_the_case() {
     assert_eq!(list["cases"][0]["state"], "deleted");
 
     // The wrapped case key is gone from the database.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir().join("casegate.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = app.db().await;
     let (key, reference): (Option<Vec<u8>>, Option<Vec<u8>>) =
-        sqlx::query_as("SELECT wrapped_key, reference_sealed FROM cases WHERE case_id = ?")
+        sqlx::query_as("SELECT wrapped_key, reference_sealed FROM cases WHERE case_id = $1")
             .bind(&case_id)
             .fetch_one(&pool)
             .await

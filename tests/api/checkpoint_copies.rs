@@ -130,7 +130,7 @@ async fn an_s3_copy_that_fails_is_an_alert_and_the_checkpoint_still_made() {
     s3.stop().await;
     let (_, size) = checkpoint(&app).await;
     let stored: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints WHERE tree_size = ?")
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints WHERE tree_size = $1")
             .bind(size as i64)
             .fetch_one(&app.db().await)
             .await

@@ -22,13 +22,13 @@ const SMALL_CHUNK: u32 = 16 * 1024;
 async fn file_key(app: &TestApp, case: &CaseId, file_id: &FileId) -> FileKey {
     let pool = app.db().await;
     let (case_wrapped, version): (Vec<u8>, i64) =
-        sqlx::query_as("SELECT wrapped_key, kek_version FROM cases WHERE case_id = ?")
+        sqlx::query_as("SELECT wrapped_key, kek_version FROM cases WHERE case_id = $1")
             .bind(case.as_str())
             .fetch_one(&pool)
             .await
             .unwrap();
     let (key_id, file_wrapped): (Vec<u8>, Vec<u8>) =
-        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE file_id = ?")
+        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE file_id = $1")
             .bind(file_id.as_str())
             .fetch_one(&pool)
             .await
@@ -79,7 +79,7 @@ async fn replace_object(
     std::fs::write(&path, object).unwrap();
     if let Some(chunk_size) = chunk_size {
         let done =
-            sqlx::query("UPDATE files SET chunk_size = ?, object_sha256 = ? WHERE file_id = ?")
+            sqlx::query("UPDATE files SET chunk_size = $1, object_sha256 = $2 WHERE file_id = $3")
                 .bind(i64::from(chunk_size))
                 .bind(sha256_hex(object))
                 .bind(file_id.as_str())

@@ -87,9 +87,37 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// With `CASEGATE_TEST_POSTGRES` set (a PostgreSQL URL whose user may
+/// create databases), each test gets a fresh PostgreSQL database instead
+/// of a SQLite file, so the whole suite runs on either engine.
+pub async fn postgres_database() -> Option<String> {
+    let admin = std::env::var("CASEGATE_TEST_POSTGRES").ok()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("cg_test_{}", hex_id());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+fn hex_id() -> String {
+    casegate::random::array::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
+    if let Some(url) = postgres_database().await {
+        config.database.url = url;
+    }
     adjust(&mut config);
     let clock = OffsetClock::default();
     let (running, tokens) = start(&config, &clock).await;
@@ -122,13 +150,17 @@ impl TestApp {
 
     /// A separate connection to the gateway's database, as an operator
     /// (or an attacker with a copy of it) would have.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!(
-            "sqlite://{}",
-            self.data_dir().join("casegate.db").display()
-        ))
-        .await
-        .unwrap()
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.config.database.url)
+            .await
+            .unwrap()
+    }
+
+    /// Whether this run's database is PostgreSQL (`CASEGATE_TEST_POSTGRES`).
+    #[allow(dead_code)] // tests of SQLite-only behaviour skip themselves
+    pub fn on_postgres(&self) -> bool {
+        self.config.database.url.starts_with("postgres")
     }
 
     pub async fn request(

@@ -423,7 +423,7 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
     let instances = f.json(&path).await;
     assert_eq!(value(&instances[0], "00080018"), f.granted[0].sop.as_str());
     let missing: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM files WHERE dicom_index_sealed IS NULL AND file_id IN (?, ?, ?)",
+        "SELECT COUNT(*) FROM files WHERE dicom_index_sealed IS NULL AND file_id IN ($1, $2, $3)",
     )
     .bind(&f.granted[0].file_id)
     .bind(&f.granted[1].file_id)
@@ -435,7 +435,7 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
 
     // A stored index that no longer opens is read again, not a failure of
     // every request of the grant.
-    sqlx::query("UPDATE files SET dicom_index_sealed = x'00' WHERE file_id = ?")
+    sqlx::query("UPDATE files SET dicom_index_sealed = x'00' WHERE file_id = $1")
         .bind(&f.granted[1].file_id)
         .execute(&db)
         .await
@@ -443,7 +443,7 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
     let instances = f.json(&path).await;
     assert_eq!(instances.as_array().unwrap().len(), 2);
     let repaired: Vec<u8> =
-        sqlx::query_scalar("SELECT dicom_index_sealed FROM files WHERE file_id = ?")
+        sqlx::query_scalar("SELECT dicom_index_sealed FROM files WHERE file_id = $1")
             .bind(&f.granted[1].file_id)
             .fetch_one(&db)
             .await

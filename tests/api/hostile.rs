@@ -35,12 +35,7 @@ async fn failed_attempts_are_rate_limited_and_audited_in_aggregate() {
 
     // Read the log straight from the database: the compliance token comes
     // from the same (limited) address.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir().join("casegate.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = app.db().await;
     let limited: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.rate_limited'")
             .fetch_one(&pool)
@@ -90,12 +85,7 @@ async fn tokens_in_the_query_string_are_not_accepted() {
 #[tokio::test]
 async fn an_unwritable_audit_log_refuses_the_action() {
     let app = spawn_app().await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir().join("casegate.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = app.db().await;
     sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
         .execute(&pool)
         .await
@@ -132,12 +122,7 @@ async fn an_unwritable_audit_log_refuses_the_action() {
 async fn audit_rows_cannot_be_rewritten_in_place() {
     let app = spawn_app().await;
     app.create_case(None).await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir().join("casegate.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = app.db().await;
     assert!(
         sqlx::query("UPDATE audit_log SET outcome = 'deny'")
             .execute(&pool)

@@ -16,7 +16,7 @@ use crate::common::{TestApp, spawn_app};
 
 async fn wrapped_case_key(app: &TestApp, case_id: &str) -> Option<WrappedKey> {
     let row: (Option<Vec<u8>>, Option<i64>) =
-        sqlx::query_as("SELECT wrapped_key, kek_version FROM cases WHERE case_id = ?")
+        sqlx::query_as("SELECT wrapped_key, kek_version FROM cases WHERE case_id = $1")
             .bind(case_id)
             .fetch_one(&app.db().await)
             .await
@@ -71,7 +71,7 @@ async fn store_file(app: &TestApp, case: &str, plaintext: &[u8]) -> (String, Vec
     let mut tx = pool.begin().await.unwrap();
     sqlx::query(
         "INSERT INTO files (file_id, case_id, state, size, created_at, meta_sealed, key_id, wrapped_key)
-         VALUES (?, ?, 'complete', ?, '2026-11-25T00:00:00Z', ?, ?, ?)",
+         VALUES ($1, $2, 'complete', $3, '2026-11-25T00:00:00Z', $4, $5, $6)",
     )
     .bind(file_id.as_str())
     .bind(case)
@@ -289,7 +289,7 @@ async fn shredded_ciphertext_cannot_be_decrypted_with_anything_left() {
         .case_key(&case_id, &wrapped_case_key(&app, &case).await.unwrap())
         .unwrap();
     let (key_id, wrapped): (Vec<u8>, Vec<u8>) =
-        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE file_id = ?")
+        sqlx::query_as("SELECT key_id, wrapped_key FROM files WHERE file_id = $1")
             .bind(&file_id)
             .fetch_one(&app.db().await)
             .await

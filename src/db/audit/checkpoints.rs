@@ -40,7 +40,7 @@ pub async fn latest(db: &Db) -> Result<Option<CheckpointRow>, DbError> {
 /// signed it first) is ignored. Returns whether this one was stored.
 pub async fn insert(db: &Db, checkpoint: &CheckpointRow) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "INSERT INTO audit_checkpoints (tree_size, root, note, created_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO audit_checkpoints (tree_size, root, note, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (tree_size) DO NOTHING",
     )
     .bind(checkpoint.tree_size as i64)

@@ -120,7 +120,7 @@ async fn insert(
     sqlx::query(
         "INSERT INTO audit_log (seq, time, actor, role, action, case_id, file_id, centre_id, grant_id,
              outcome, reason, client_addr, client_cert_sha256, request_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(row.seq)
     .bind(&row.time)

@@ -1,7 +1,7 @@
 //! Reading audit rows back: in sequence order, with the export's filters.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::audit::AuditEntry;
 use crate::clock::Timestamp;
@@ -30,16 +30,16 @@ pub async fn page(
         "SELECT seq, time, actor, role, action, case_id, file_id, centre_id, grant_id, outcome, reason,
                 client_addr, client_cert_sha256, request_id
          FROM audit_log
-         WHERE seq > ?
-           AND (? IS NULL OR case_id = ?)
-           AND (? IS NULL OR centre_id = ?)
-           AND (? IS NULL OR actor = ?)
-           AND (? IS NULL OR action = ?)
-           AND (? IS NULL OR outcome = ?)
-           AND (? IS NULL OR time >= ?)
-           AND (? IS NULL OR time < ?)
+         WHERE seq > $1
+           AND ($2 IS NULL OR case_id = $3)
+           AND ($4 IS NULL OR centre_id = $5)
+           AND ($6 IS NULL OR actor = $7)
+           AND ($8 IS NULL OR action = $9)
+           AND ($10 IS NULL OR outcome = $11)
+           AND ($12 IS NULL OR time >= $13)
+           AND ($14 IS NULL OR time < $15)
          ORDER BY seq
-         LIMIT ?",
+         LIMIT $16",
     )
     .bind(after)
     .bind(&filter.case_id)
@@ -62,7 +62,7 @@ pub async fn page(
     rows.iter().map(entry_from_row).collect()
 }
 
-pub(super) fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, DbError> {
+pub(super) fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, DbError> {
     Ok(AuditEntry {
         seq: row.try_get("seq")?,
         time: row.try_get("time")?,
@@ -93,13 +93,15 @@ pub async fn head(db: &Db) -> Result<i64, DbError> {
 /// Whether any entry after sequence number `seq` records an action other
 /// than `except` (a range on the primary key: only the entries since).
 pub async fn written_since(db: &Db, seq: u64, except: &str) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_log WHERE seq > ? AND action <> ?)")
-            .bind(seq as i64)
-            .bind(except)
-            .fetch_one(db.pool())
-            .await?,
+    let found: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM audit_log WHERE seq > $1 AND action <> $2)
+         THEN 1 ELSE 0 END",
     )
+    .bind(seq as i64)
+    .bind(except)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(found != 0)
 }
 
 /// The alert queries; their `WHERE` is the partial index
@@ -107,7 +109,7 @@ pub async fn written_since(db: &Db, seq: u64, except: &str) -> Result<bool, DbEr
 pub(super) const RECENT_ALERTS: &str =
     "SELECT seq, time, actor, role, action, case_id, file_id, centre_id, grant_id, outcome, reason,
         client_addr, client_cert_sha256, request_id
- FROM audit_log WHERE action LIKE 'alert.%' ORDER BY seq DESC LIMIT ?";
+ FROM audit_log WHERE action LIKE 'alert.%' ORDER BY seq DESC LIMIT $1";
 pub(super) const ALERT_COUNTS: &str = "SELECT action, COUNT(*) FROM audit_log WHERE action LIKE 'alert.%' GROUP BY action ORDER BY action";
 
 /// The latest `limit` alert entries (`action` starting `alert.`), newest
@@ -122,14 +124,14 @@ pub async fn alerts(db: &Db, limit: i64) -> Result<(Vec<AuditEntry>, Vec<(String
     Ok((recent, counts))
 }
 
-/// Whether a matching alert exists; its `WHERE` starts with the partial
-/// index's.
+/// Whether a matching alert exists (1 or 0: the engines disagree on the
+/// type of `EXISTS`); its `WHERE` starts with the partial index's.
 pub(super) const ALERTED: &str =
-    "SELECT EXISTS (SELECT 1 FROM audit_log WHERE action LIKE 'alert.%' AND action = ?
-       AND (? IS NULL OR grant_id = ?)
-       AND (? IS NULL OR file_id = ?)
-       AND (? IS NULL OR centre_id = ?)
-       AND (? IS NULL OR time >= ?))";
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM audit_log WHERE action LIKE 'alert.%' AND action = $1
+       AND ($2 IS NULL OR grant_id = $3)
+       AND ($4 IS NULL OR file_id = $5)
+       AND ($6 IS NULL OR centre_id = $7)
+       AND ($8 IS NULL OR time >= $9)) THEN 1 ELSE 0 END";
 
 /// What an earlier alert must match to make a new one a repeat: its kind
 /// and, where given, its grant, file and centre, written at or after
@@ -147,7 +149,7 @@ pub struct AlertKey {
 /// holds the write lock, so a repeat cannot slip in between the check and
 /// the append). Reads the alerts' partial index, not the log.
 pub async fn alerted(tx: &mut Tx<'_>, key: &AlertKey) -> Result<bool, DbError> {
-    Ok(sqlx::query_scalar(ALERTED)
+    let found: i64 = sqlx::query_scalar(ALERTED)
         .bind(key.action)
         .bind(&key.grant_id)
         .bind(&key.grant_id)
@@ -158,5 +160,6 @@ pub async fn alerted(tx: &mut Tx<'_>, key: &AlertKey) -> Result<bool, DbError> {
         .bind(key.since)
         .bind(key.since)
         .fetch_one(&mut **tx)
-        .await?)
+        .await?;
+    Ok(found != 0)
 }

@@ -13,18 +13,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::read::entry_from_row;
 use crate::audit::merkle::{self, CompactTree, Hash, NodeId};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, placeholders};
 
 const DAMAGED: &str = "audit_tree (a node the tree needs is missing)";
 /// Positions per lookup query.
 const LOOKUP_BATCH: usize = 100;
 
 /// How many nodes the table holds.
-pub async fn node_count(conn: &mut SqliteConnection) -> Result<u64, DbError> {
+pub async fn node_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
     let count: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos) + 1, 0) FROM audit_tree")
         .fetch_one(conn)
         .await?;
@@ -32,7 +32,7 @@ pub async fn node_count(conn: &mut SqliteConnection) -> Result<u64, DbError> {
 }
 
 /// The number of leaves (= entries) in the tree.
-pub async fn size(conn: &mut SqliteConnection) -> Result<u64, DbError> {
+pub async fn size(conn: &mut AnyConnection) -> Result<u64, DbError> {
     let count = node_count(conn).await?;
     merkle::size_for_nodes(count).ok_or(DbError::Corrupt(
         "audit_tree (its node count fits no tree size)",
@@ -45,23 +45,21 @@ pub async fn current_size(db: &Db) -> Result<u64, DbError> {
     size(&mut conn).await
 }
 
-async fn fetch(
-    conn: &mut SqliteConnection,
-    ids: &[NodeId],
-) -> Result<HashMap<NodeId, Hash>, DbError> {
+async fn fetch(conn: &mut AnyConnection, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, DbError> {
     let by_position: HashMap<u64, NodeId> =
         ids.iter().map(|id| (merkle::position(*id), *id)).collect();
     let positions: Vec<u64> = by_position.keys().copied().collect();
     let mut found = HashMap::with_capacity(positions.len());
     for batch in positions.chunks(LOOKUP_BATCH) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("SELECT pos, hash FROM audit_tree WHERE pos IN (");
-        let mut list = query.separated(", ");
+        let sql = format!(
+            "SELECT pos, hash FROM audit_tree WHERE pos IN ({})",
+            placeholders(1, batch.len(), 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for pos in batch {
-            list.push_bind(*pos as i64);
+            query = query.bind(*pos as i64);
         }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
+        for row in query.fetch_all(&mut *conn).await? {
             let pos: i64 = row.try_get("pos")?;
             let hash: Vec<u8> = row.try_get("hash")?;
             if let (Some(id), Ok(hash)) = (by_position.get(&(pos as u64)), Hash::try_from(hash)) {
@@ -76,7 +74,7 @@ async fn fetch(
 /// it asks for (which never depend on the hashes returned), then, with
 /// those fetched, for real.
 async fn with_nodes<T>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run: impl Fn(&mut dyn FnMut(NodeId) -> Result<Hash, NodeId>) -> Result<T, NodeId>,
 ) -> Result<T, DbError> {
     let mut wanted = Vec::new();
@@ -126,7 +124,7 @@ impl EdgeCache {
 }
 
 /// The right edge of the stored tree of `size` leaves, read from the table.
-async fn read_edge(conn: &mut SqliteConnection, size: u64) -> Result<CompactTree, DbError> {
+async fn read_edge(conn: &mut AnyConnection, size: u64) -> Result<CompactTree, DbError> {
     let ids = CompactTree::edge_ids(size);
     let found = fetch(conn, &ids).await?;
     let hashes: Option<Vec<Hash>> = ids.iter().map(|id| found.get(id).copied()).collect();
@@ -136,7 +134,7 @@ async fn read_edge(conn: &mut SqliteConnection, size: u64) -> Result<CompactTree
 }
 
 /// The hash of the last node the table holds (`None` when empty).
-pub async fn last_node(conn: &mut SqliteConnection) -> Result<Option<Hash>, DbError> {
+pub async fn last_node(conn: &mut AnyConnection) -> Result<Option<Hash>, DbError> {
     let hash: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT hash FROM audit_tree ORDER BY pos DESC LIMIT 1")
             .fetch_optional(conn)
@@ -157,7 +155,7 @@ pub struct TreeEnd {
 /// anything else means entries and tree have come apart, and the append is
 /// refused (and with it the action).
 pub async fn append_leaf(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     cache: &EdgeCache,
     index: u64,
     end: TreeEnd,
@@ -178,12 +176,17 @@ pub async fn append_leaf(
         None => read_edge(conn, index).await?,
     };
     let nodes = edge.push_stored(merkle::leaf_hash(line));
-    let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (pos, hash) ");
-    insert.push_values(&nodes, |mut row, (id, hash)| {
-        row.push_bind(merkle::position(*id) as i64)
-            .push_bind(hash.to_vec());
-    });
-    insert.build().execute(&mut *conn).await?;
+    let sql = format!(
+        "INSERT INTO audit_tree (pos, hash) VALUES {}",
+        placeholders(1, nodes.len(), 2)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, hash) in &nodes {
+        insert = insert
+            .bind(merkle::position(*id) as i64)
+            .bind(hash.to_vec());
+    }
+    insert.execute(&mut *conn).await?;
     cache.put(edge);
     Ok(())
 }
@@ -231,7 +234,7 @@ pub async fn leaves(db: &Db, from: u64, limit: u64) -> Result<Vec<Hash>, DbError
     }
     let leaf_at = |i| merkle::position(NodeId { level: 0, index: i });
     let rows =
-        sqlx::query("SELECT pos, hash FROM audit_tree WHERE pos BETWEEN ? AND ? ORDER BY pos")
+        sqlx::query("SELECT pos, hash FROM audit_tree WHERE pos BETWEEN $1 AND $2 ORDER BY pos")
             .bind(leaf_at(from) as i64)
             .bind(leaf_at(from + limit - 1) as i64)
             .fetch_all(db.pool())
@@ -253,7 +256,7 @@ const CATCH_UP_BATCH: i64 = 1000;
 
 /// The highest sequence number that existed when the tree was introduced
 /// (migration 0007): only entries up to it may join the tree from the rows.
-async fn legacy_mark(conn: &mut SqliteConnection) -> Result<u64, DbError> {
+async fn legacy_mark(conn: &mut AnyConnection) -> Result<u64, DbError> {
     let mark: Option<i64> =
         sqlx::query_scalar("SELECT last_seq FROM audit_tree_legacy WHERE id = 1")
             .fetch_optional(conn)
@@ -281,7 +284,7 @@ pub async fn catch_up(db: &Db) -> Result<u64, DbError> {
         let rows = sqlx::query(
             "SELECT seq, time, actor, role, action, case_id, file_id, centre_id, grant_id, outcome,
                     reason, client_addr, client_cert_sha256, request_id
-             FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+             FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
         )
         .bind(next as i64)
         .bind(mark as i64)
