@@ -12,7 +12,11 @@
 #   - starts a single-node Garage S3 server on loopback (scripts/garage-dev.sh;
 #     the first run builds garage with cargo, several minutes), unless
 #     CASEGATE_TEST_S3_ENDPOINT already names one;
-#   - runs `cargo test --locked` with both required, so nothing is skipped.
+#   - starts a throwaway PostgreSQL on loopback (scripts/postgres-dev.sh;
+#     Debian's postgresql, installed with apt when run as root);
+#   - runs `cargo test --locked` with all of them required, so nothing is
+#     skipped, then the API suite once more with the gateway on PostgreSQL
+#     (each test its own database) instead of SQLite.
 # Extra arguments go to cargo test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,8 +55,13 @@ bash scripts/sample-dicom.sh real "$samples_dir/real"
 export CASEGATE_TEST_SAMPLE_DICOM="$samples_dir/real" CASEGATE_REQUIRE_SAMPLES=1
 
 garage_dir=""
+pg_dir=""
 cleanup() {
   rm -rf "$samples_dir"
+  if [ -n "$pg_dir" ]; then
+    bash scripts/postgres-dev.sh stop "$pg_dir" || true
+    rm -rf "$pg_dir"
+  fi
   if [ -n "$garage_dir" ]; then
     bash scripts/garage-dev.sh stop "$garage_dir" || true
     rm -rf "$garage_dir"
@@ -69,6 +78,10 @@ if [ -z "${CASEGATE_TEST_S3_ENDPOINT:-}" ]; then
     CASEGATE_TEST_S3_BUCKET=$S3_BUCKET CASEGATE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
     CASEGATE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
 fi
+echo "== PostgreSQL (scripts/postgres-dev.sh)"
+pg_dir=$(mktemp -d)
+bash scripts/postgres-dev.sh start "$pg_dir"
+postgres_url=$(sed -n 's/^CASEGATE_TEST_POSTGRES=//p' "$pg_dir/env")
 export CASEGATE_REQUIRE_CLIENTS=1 CASEGATE_REQUIRE_GARAGE=1 CASEGATE_REQUIRE_BROWSER=1
 # The disk-full test mounts a small tmpfs, which needs root; CI runs as root,
 # so there it must not skip.
@@ -78,3 +91,7 @@ fi
 
 echo "== cargo test"
 cargo test --locked "$@"
+
+echo "== the database layer's unit tests and the API suite, on PostgreSQL"
+CASEGATE_TEST_POSTGRES=$postgres_url cargo test --locked --lib db:: "$@"
+CASEGATE_TEST_POSTGRES=$postgres_url cargo test --locked --test api "$@"

@@ -12,6 +12,7 @@ use super::{DbError, DbOptions};
 /// (`pg_advisory_xact_lock`), so writers run one at a time as on SQLite.
 /// The number only has to be the same on every replica: "casegate" in
 /// ASCII.
+pub const WRITE_LOCK_KEY: i64 = 7161130607815353189;
 const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(7161130607815353189)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,5 +150,57 @@ impl Backend {
         } else {
             Backend::Sqlite
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrations(engine: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(engine);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn both_engines_have_the_same_migrations() {
+        let (sqlite, postgres) = (migrations("sqlite"), migrations("postgres"));
+        assert!(sqlite.len() >= 11, "{sqlite:?}");
+        assert_eq!(
+            sqlite, postgres,
+            "every migration is written for both engines, under the same name"
+        );
+    }
+
+    #[test]
+    fn urls_name_their_engine() {
+        assert_eq!(
+            Backend::of_url("sqlite://data/casegate.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::of_url("postgres://gw@db/cg").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://gw@db/cg").unwrap(),
+            Backend::Postgres
+        );
+        assert!(Backend::of_url("mysql://gw@db/cg").is_err());
+        assert_eq!(
+            Backend::Sqlite.connect_url("sqlite://d/c.db"),
+            "sqlite://d/c.db?mode=rwc"
+        );
+        assert_eq!(
+            Backend::Sqlite.connect_url("sqlite::memory:"),
+            "sqlite::memory:"
+        );
     }
 }

@@ -271,7 +271,7 @@ pub async fn set_dicom_index(
     sealed: &[u8],
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE files SET dicom_index_sealed = $1 WHERE file_id = $2 AND dicom_index_sealed IS $3",
+        "UPDATE files SET dicom_index_sealed = $1 WHERE file_id = $2 AND dicom_index_sealed IS NOT DISTINCT FROM $3",
     )
     .bind(sealed)
     .bind(file_id.as_str())
@@ -308,9 +308,7 @@ mod tests {
     use crate::crypto::format::DEFAULT_CHUNK_SIZE;
 
     async fn db_with_file(dir: &std::path::Path) -> (Db, CaseId, FileId) {
-        let db = Db::open(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .unwrap();
+        let db = Db::open(&crate::db::test_url(dir).await).await.unwrap();
         let (case_id, file_id) = (CaseId::generate(), FileId::generate());
         sqlx::query(
             "INSERT INTO cases (case_id, created_at, state, upload_expires_at)

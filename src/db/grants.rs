@@ -314,15 +314,18 @@ pub async fn settle(
     settle_where(tx, "lease_id = $1", &[], Some(lease)).await
 }
 
-/// Settles every lease left by an earlier run of this gateway (a crash or
-/// kill -9 mid-download) at its last recorded progress. Only for a gateway
-/// that is the database's sole user, at start.
-pub async fn settle_orphaned_leases(db: &Db) -> Result<u64, DbError> {
+/// Settles the leases left by an earlier run of this gateway (a crash or
+/// kill -9 mid-download) at their last recorded progress: all of them
+/// (`stale_before` unset) for a gateway that is the database's sole user,
+/// at start; else those whose heartbeat is older than `stale_before`.
+pub async fn settle_orphaned_leases(db: &Db, stale_before: Option<i64>) -> Result<u64, DbError> {
     let mut tx = db.begin().await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_leases")
+    let cutoff = stale_before.unwrap_or(i64::MAX);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_leases WHERE heartbeat_at < $1")
+        .bind(cutoff)
         .fetch_one(&mut *tx)
         .await?;
-    settle_where(&mut tx, "1 = 1", &[], None).await?;
+    settle_where(&mut tx, "heartbeat_at < $1", &[], Some(cutoff)).await?;
     tx.commit().await?;
     Ok(n.max(0) as u64)
 }

@@ -10,6 +10,7 @@ pub mod centres;
 pub mod disclosures;
 pub mod files;
 pub mod grants;
+pub mod leases;
 pub mod master_keys;
 pub mod tokens;
 pub mod uploads;
@@ -22,7 +23,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, Connection, Transaction};
 
-pub use backend::Backend;
+pub use backend::{Backend, WRITE_LOCK_KEY};
 
 pub type Tx<'a> = Transaction<'a, Any>;
 
@@ -222,6 +223,32 @@ pub(crate) fn placeholders(first: usize, rows: usize, width: usize) -> String {
         }
     }
     out
+}
+
+/// For unit tests: a fresh database — with `CASEGATE_TEST_POSTGRES` set
+/// (a PostgreSQL URL whose user may create databases) a new PostgreSQL
+/// database, else a SQLite file in `dir`.
+#[cfg(test)]
+pub(crate) async fn test_url(dir: &std::path::Path) -> String {
+    let Ok(admin) = std::env::var("CASEGATE_TEST_POSTGRES") else {
+        return format!("sqlite://{}", dir.join("test.db").display());
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "cg_unit_{}",
+        crate::hex::encode(&crate::random::array::<8>())
+    );
+    let mut conn = <sqlx::AnyConnection as Connection>::connect(&admin)
+        .await
+        .expect("CASEGATE_TEST_POSTGRES connects");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("a test database can be created");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
 }
 
 #[cfg(test)]

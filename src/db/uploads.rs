@@ -295,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn stalled_completions_page_through_all_of_them() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        let db = Db::open(&crate::db::test_url(dir.path()).await)
             .await
             .unwrap();
         case_with_uploads(&db).await;

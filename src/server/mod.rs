@@ -56,7 +56,10 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
 
 /// Opens the database for serving: migrated, download leases of an earlier
 /// run settled, the first start's operator tokens minted.
-async fn open_db(config: &Config) -> Result<(Db, Option<BootstrapTokens>), StartError> {
+async fn open_db(
+    config: &Config,
+    clock: &SharedClock,
+) -> Result<(Db, Option<BootstrapTokens>), StartError> {
     let db = bootstrap::open_db(config).await?;
     let db_error = |source| StartError::Db {
         url: crate::db::redacted_url(&config.database.url),
@@ -65,8 +68,16 @@ async fn open_db(config: &Config) -> Result<(Db, Option<BootstrapTokens>), Start
     // Downloads that were running when an earlier run of this gateway
     // died: their leases are settled at the progress they recorded, so
     // they can be continued. (Only `serve` does this: another command
-    // on the same database must not end a running gateway's leases.)
-    let settled = crate::db::grants::settle_orphaned_leases(&db)
+    // on the same database must not end a running gateway's leases.) On
+    // PostgreSQL other replicas may be serving downloads right now: only
+    // leases whose heartbeat stopped (their gateway died) are settled.
+    let stale_before = match db.backend() {
+        crate::db::Backend::Sqlite => None,
+        crate::db::Backend::Postgres => {
+            Some(clock.now().unix_timestamp() - crate::service::downloads::LEASE_TTL_SECS)
+        }
+    };
+    let settled = crate::db::grants::settle_orphaned_leases(&db, stale_before)
         .await
         .map_err(db_error)?;
     if settled > 0 {
@@ -109,7 +120,7 @@ impl Application {
         // serve must not consume the only printing of those tokens.
         let main = bind("server.listen", config.server.listen).await?;
         let centre = bind("server.centre_listen", config.server.centre_listen).await?;
-        let (db, bootstrap_tokens) = open_db(&config).await?;
+        let (db, bootstrap_tokens) = open_db(&config, &clock).await?;
         let limits = ListenerLimits::from_config(&config);
         let config = Arc::new(config);
         let uploads = Uploads {

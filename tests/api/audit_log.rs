@@ -152,11 +152,7 @@ async fn an_exported_log_verifies_offline_and_each_tampering_is_named() {
         "{out}"
     );
     let db = app.db().await;
-    exec(
-        &db,
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;",
-    )
-    .await;
+    app.lift_append_only_guards(&db).await;
 
     // A modified row.
     exec(
@@ -518,10 +514,11 @@ async fn a_case_export_proves_each_entry_on_its_own() {
     assert!(!ok && out.contains(&named), "{out}");
     // Changed in the database: the gateway's own export proves it no more.
     let db = app.db().await;
+    app.lift_append_only_guards(&db).await;
     exec(
         &db,
         &format!(
-            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET reason = 'x' WHERE seq = {}",
+            "UPDATE audit_log SET reason = 'x' WHERE seq = {}",
             seq["seq"]
         ),
     )
@@ -664,12 +661,15 @@ async fn a_truncated_log_is_caught_with_the_previous_checkpoint() {
     let keep = size - 5;
     let nodes = casegate::audit::merkle::stored_nodes(keep);
     let db = app.db().await;
-    exec(&db, &format!(
-        "DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_tree_no_delete; DROP TRIGGER audit_checkpoints_no_delete;
-         DELETE FROM audit_log WHERE seq > {keep};
+    app.lift_append_only_guards(&db).await;
+    exec(
+        &db,
+        &format!(
+            "DELETE FROM audit_log WHERE seq > {keep};
          DELETE FROM audit_tree WHERE pos >= {nodes};
          DELETE FROM audit_checkpoints WHERE tree_size > {keep};"
-    ))
+        ),
+    )
     .await;
     let after = export(&app, &f, "after.jsonl").await;
     let (ok, out) = verify(&f, &after, &[]).await;

@@ -208,10 +208,19 @@ async fn database_holds_no_token_or_reference_in_plaintext() {
         app.coordinator[4..].to_string(),
         marker.to_string(),
     ];
+    let values = app.database_values().await;
+    let on_postgres = app.on_postgres();
+    for secret in &secrets {
+        assert!(
+            !contains(&values, secret.as_bytes()),
+            "the database holds a secret in plaintext"
+        );
+    }
     let dir = app.stop().await;
     let dir = dir.path();
     let files = files_under(&dir.join("data"));
-    assert!(files.iter().any(|f| f.ends_with("casegate.db")));
+    assert!(on_postgres || files.iter().any(|f| f.ends_with("casegate.db")));
+    assert!(!on_postgres || values.len() > 1000, "the database was read");
     for file in files {
         let Ok(bytes) = std::fs::read(&file) else {
             continue;

@@ -72,6 +72,9 @@ pub fn test_config(dir: &Path) -> Config {
     config.database.url = format!("sqlite://{}", dir.join("data/casegate.db").display());
     config.keys.master_key_file = dir.join("data/master.key");
     config.limits.auth_failures_per_minute = 10_000;
+    // PostgreSQL: as long as SQLite's busy timeout, so a held lock is
+    // refused alike on both.
+    config.database.statement_timeout_secs = 10;
     config
 }
 
@@ -155,6 +158,69 @@ impl TestApp {
         sqlx::AnyPool::connect(&self.config.database.url)
             .await
             .unwrap()
+    }
+
+    /// Lifts the database's append-only guards on the audit tables, as
+    /// someone with write access to the database could, so a test can
+    /// tamper with them.
+    #[allow(dead_code)] // only the tampering tests
+    pub async fn lift_append_only_guards(&self, db: &sqlx::AnyPool) {
+        let tables = ["audit_log", "audit_tree", "audit_checkpoints"];
+        let sql: String = if self.on_postgres() {
+            tables
+                .iter()
+                .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER;"))
+                .collect()
+        } else {
+            tables
+                .iter()
+                .flat_map(|t| ["update", "delete"].map(|op| format!("DROP TRIGGER {t}_no_{op};")))
+                .collect()
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(db)
+            .await
+            .unwrap();
+    }
+
+    /// PostgreSQL: every value of every table, raw (text as UTF-8, bytea
+    /// as its bytes), one after another — what a copy of the database
+    /// holds, for tests that look for plaintext. SQLite tests read the
+    /// database file instead; this is empty there.
+    #[allow(dead_code)] // only the plaintext scans
+    pub async fn database_values(&self) -> Vec<u8> {
+        use sqlx::{Column, Row};
+        if !self.on_postgres() {
+            return Vec::new();
+        }
+        let db = self.db().await;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for table in tables {
+            let sql = format!("SELECT * FROM {table}");
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&db)
+                .await
+                .unwrap()
+            {
+                for col in row.columns() {
+                    let i = col.ordinal();
+                    if let Ok(Some(b)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                        out.extend_from_slice(&b);
+                    } else if let Ok(Some(t)) = row.try_get::<Option<String>, _>(i) {
+                        out.extend_from_slice(t.as_bytes());
+                    }
+                    out.push(0);
+                }
+            }
+        }
+        out
     }
 
     /// Whether this run's database is PostgreSQL (`CASEGATE_TEST_POSTGRES`).

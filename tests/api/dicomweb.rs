@@ -435,7 +435,8 @@ async fn files_indexed_before_dicomweb_are_read_once_on_first_use() {
 
     // A stored index that no longer opens is read again, not a failure of
     // every request of the grant.
-    sqlx::query("UPDATE files SET dicom_index_sealed = x'00' WHERE file_id = $1")
+    sqlx::query("UPDATE files SET dicom_index_sealed = $1 WHERE file_id = $2")
+        .bind(vec![0u8])
         .bind(&f.granted[1].file_id)
         .execute(&db)
         .await

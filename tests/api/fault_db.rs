@@ -1,9 +1,11 @@
 //! The database locked: another connection holds SQLite's write lock
 //! (`BEGIN IMMEDIATE`, as a backup tool or a `sqlite3` shell left in a
-//! transaction does). A short lock is waited out; a long one makes every
-//! audited action — writes and audited reads alike — fail closed with 503
-//! `audit_unavailable` once the busy timeout (10 s, not configurable)
-//! runs out, while what needs no audit entry keeps answering. Nothing is
+//! transaction does), or on PostgreSQL the gateway's write lock (the
+//! advisory lock every write transaction takes). A short lock is waited
+//! out; a long one makes every audited action — writes and audited reads
+//! alike — fail closed with 503 `audit_unavailable` once the busy timeout
+//! (SQLite: 10 s, not configurable; PostgreSQL: `database.
+//! statement_timeout_secs`, 10 s in the tests) runs out, while what needs no audit entry keeps answering. Nothing is
 //! committed half-way, and requests succeed again as soon as the lock is
 //! released.
 
@@ -16,18 +18,28 @@ use sqlx::Connection;
 use crate::common::{TestApp, spawn_app, spawn_app_with};
 use crate::tus::{meta, pattern, sha256_hex};
 
-/// SQLite's busy timeout in the gateway (src/db/mod.rs).
+/// SQLite's busy timeout in the gateway (src/db/backend.rs), and the
+/// statement timeout the tests give PostgreSQL.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection of its own to the gateway's database, holding the write
 /// lock until `release`.
-struct WriteLock(sqlx::SqliteConnection);
+struct WriteLock(sqlx::AnyConnection);
 
 impl WriteLock {
     async fn take(app: &TestApp) -> WriteLock {
-        let url = format!("sqlite://{}", app.data_dir().join("casegate.db").display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
+        let mut conn = sqlx::AnyConnection::connect(&app.config.database.url)
+            .await
+            .unwrap();
+        let begin = if app.on_postgres() {
+            format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({});",
+                casegate::db::WRITE_LOCK_KEY
+            )
+        } else {
+            "BEGIN IMMEDIATE".to_owned()
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(begin))
             .execute(&mut conn)
             .await
             .unwrap();

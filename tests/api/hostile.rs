@@ -86,10 +86,22 @@ async fn tokens_in_the_query_string_are_not_accepted() {
 async fn an_unwritable_audit_log_refuses_the_action() {
     let app = spawn_app().await;
     let pool = app.db().await;
-    sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let (break_log, mend_log) = if app.on_postgres() {
+        (
+            "CREATE FUNCTION audit_broken() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'disk full'; END; $$;
+             CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log
+             FOR EACH ROW EXECUTE FUNCTION audit_broken();",
+            "DROP TRIGGER audit_broken ON audit_log",
+        )
+    } else {
+        (
+            "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            "DROP TRIGGER audit_broken",
+        )
+    };
+    sqlx::raw_sql(break_log).execute(&pool).await.unwrap();
     let resp = app
         .request(Method::POST, "/api/v1/cases", Some(&app.coordinator), None)
         .await;
@@ -107,10 +119,7 @@ async fn an_unwritable_audit_log_refuses_the_action() {
     let resp = app.request(Method::GET, "/api/v1/cases", None, None).await;
     assert_eq!(resp.status(), 503);
 
-    sqlx::query("DROP TRIGGER audit_broken")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(mend_log).execute(&pool).await.unwrap();
     let resp = app
         .request(Method::POST, "/api/v1/cases", Some(&app.coordinator), None)
         .await;

@@ -882,6 +882,7 @@ async fn nothing_identifying_reaches_disk_in_plaintext() {
     let m = app.patient_manifest(&patient).await;
     assert_eq!(m["files"].as_array().unwrap().len(), 3);
 
+    let values = app.database_values().await;
     let dir = app.stop().await;
     let needles: Vec<&[u8]> = vec![
         marker,
@@ -916,6 +917,16 @@ async fn nothing_identifying_reaches_disk_in_plaintext() {
             }
         }
     }
+    // PostgreSQL's rows, read as values.
+    for needle in &needles {
+        assert!(
+            !values.windows(needle.len()).any(|w| w == *needle),
+            "the database holds {:?} in plaintext",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let saw_db = saw_db || values.len() > 1000;
+    scanned += values.len();
     // The objects alone are over 540 kB; the database was read too.
     assert!(scanned > 540_000 && saw_db, "scanned {scanned} bytes");
 }

@@ -76,6 +76,39 @@ pub async fn record(
     commit(db, tx, ctx, time, entry).await
 }
 
+/// The entry with every NUL character replaced by U+FFFD: PostgreSQL's
+/// text cannot hold NUL, and an entry must be stored (and hash) alike on
+/// either engine, whatever a stranger put in a header or a token.
+fn storable(mut row: AuditEntry) -> AuditEntry {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{fffd}");
+        }
+    }
+    for s in [
+        &mut row.action,
+        &mut row.actor,
+        &mut row.outcome,
+        &mut row.role,
+    ] {
+        clean(s);
+    }
+    let optional = [
+        &mut row.case_id,
+        &mut row.centre_id,
+        &mut row.client_addr,
+        &mut row.client_cert_sha256,
+        &mut row.file_id,
+        &mut row.grant_id,
+        &mut row.reason,
+        &mut row.request_id,
+    ];
+    for s in optional.into_iter().flatten() {
+        clean(s);
+    }
+    row
+}
+
 /// Inserts the entry with the next sequence number and its tree nodes.
 /// The transaction holds SQLite's write lock (`BEGIN IMMEDIATE`), so the
 /// sequence read here is gapless and cannot race.
@@ -101,7 +134,7 @@ async fn insert(
             .transpose()
             .map_err(|_| DbError::Corrupt("audit_tree (a hash is not 32 bytes)"))?,
     };
-    let row = AuditEntry {
+    let row = storable(AuditEntry {
         action: entry.action.to_owned(),
         actor: ctx.actor.clone(),
         case_id: entry.case_id.clone(),
@@ -116,7 +149,7 @@ async fn insert(
         role: ctx.role.clone(),
         seq,
         time: time.to_string(),
-    };
+    });
     sqlx::query(
         "INSERT INTO audit_log (seq, time, actor, role, action, case_id, file_id, centre_id, grant_id,
              outcome, reason, client_addr, client_cert_sha256, request_id)
@@ -149,13 +182,32 @@ mod tests {
     use crate::audit::Outcome;
     use crate::audit::merkle::{self, leaf_hash};
 
+    async fn exec(db: &Db, sql: &'static str) {
+        sqlx::raw_sql(sql).execute(db.pool()).await.unwrap();
+    }
+
+    /// Drops the guards that keep the tree append-only and its legacy mark
+    /// written once, as someone with the database could.
+    async fn lift_tree_guards(db: &Db) {
+        let sql = match db.backend() {
+            crate::db::Backend::Sqlite => {
+                "DROP TRIGGER audit_tree_no_delete; DROP TRIGGER audit_tree_legacy_no_update;"
+            }
+            crate::db::Backend::Postgres => {
+                "ALTER TABLE audit_tree DISABLE TRIGGER USER;
+                 ALTER TABLE audit_tree_legacy DISABLE TRIGGER USER;"
+            }
+        };
+        sqlx::raw_sql(sql).execute(db.pool()).await.unwrap();
+    }
+
     /// The leaf stored at append time is the hash of exactly the line the
     /// export reads back later, whatever the entry's text holds; and a
     /// tree that catches up from the rows alone gets the same nodes.
     #[tokio::test]
     async fn stored_leaves_hash_the_exported_lines_and_catch_up_agrees() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
+        let db = Db::open(&crate::db::test_url(dir.path()).await)
             .await
             .unwrap();
         let hostile =
@@ -175,6 +227,14 @@ mod tests {
         let rows = page(&db, &AuditFilter::default(), 0, 100).await.unwrap();
         let stored = tree::leaves(&db, 0, 100).await.unwrap();
         assert_eq!((rows.len(), stored.len()), (37, 37));
+        // NUL, which PostgreSQL's text cannot hold, is stored as U+FFFD
+        // on either engine; the rest as sent.
+        let kept = hostile.replace('\0', "\u{fffd}");
+        assert_eq!(rows[0].actor, kept);
+        assert_eq!(
+            rows[0].reason.as_deref(),
+            Some(format!("{kept} 0").as_str())
+        );
         for (row, leaf) in rows.iter().zip(&stored) {
             assert_eq!(
                 leaf_hash(row.to_json_line().as_bytes()),
@@ -192,27 +252,17 @@ mod tests {
 
         // Entries above the legacy mark (0 here: the log was empty when the
         // tree came) are never added from their rows alone.
-        sqlx::raw_sql("DROP TRIGGER audit_tree_no_delete; DELETE FROM audit_tree;")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        lift_tree_guards(&db).await;
+        exec(&db, "DELETE FROM audit_tree;").await;
         assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
         assert_eq!(tree::disagreement(&db).await.unwrap(), Some((37, 0)));
 
         // The same rows written before the tree existed: it is rebuilt from
         // them, up to the mark and no further.
-        sqlx::raw_sql(
-            "DROP TRIGGER audit_tree_legacy_no_update; UPDATE audit_tree_legacy SET last_seq = 36;",
-        )
-        .execute(db.pool())
-        .await
-        .unwrap();
+        exec(&db, "UPDATE audit_tree_legacy SET last_seq = 36;").await;
         assert_eq!(tree::catch_up(&db).await.unwrap(), 36);
         assert_eq!(tree::disagreement(&db).await.unwrap(), Some((37, 36)));
-        sqlx::raw_sql("UPDATE audit_tree_legacy SET last_seq = 37;")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        exec(&db, "UPDATE audit_tree_legacy SET last_seq = 37;").await;
         assert_eq!(tree::catch_up(&db).await.unwrap(), 1);
         assert_eq!(tree::root(&db, 37).await.unwrap(), root);
         assert_eq!(tree::catch_up(&db).await.unwrap(), 0);
@@ -226,7 +276,8 @@ mod tests {
     #[tokio::test]
     async fn appends_after_a_rollback_or_another_writer_keep_the_tree_right() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        // On PostgreSQL: two gateway replicas appending to one log.
+        let url = crate::db::test_url(dir.path()).await;
         let (db, other) = (Db::open(&url).await.unwrap(), Db::open(&url).await.unwrap());
         let ctx = RequestContext::default();
         let entry = |i: usize| NewEntry::new("case.read", Outcome::Allow).reason(format!("{i}"));

@@ -99,7 +99,13 @@ pub struct Checkpoints {
     /// rewritten history was last alerted against (one alert, not one per
     /// interval).
     making: Mutex<Option<u64>>,
+    /// This gateway's name for the periodic signing lease (random per
+    /// process): of several replicas, one signs checkpoints on schedule.
+    holder: String,
 }
+
+/// The lease of the replica that signs checkpoints on schedule.
+const SIGNING_LEASE: &str = "audit-checkpoint";
 
 impl Checkpoints {
     /// Checkpoints signed by `signer`, copied where the config says.
@@ -108,6 +114,7 @@ impl Checkpoints {
             signer,
             copy: CopyTarget::from_config(config),
             making: Mutex::new(None),
+            holder: crate::hex::encode(&crate::random::array::<8>()),
         }
     }
 
@@ -255,18 +262,35 @@ async fn make(svc: &Services, size: u64) -> Result<CheckpointRow, AuditError> {
 /// Makes a checkpoint every `audit.checkpoint_interval_secs` while the
 /// tree grows (one at once, for a log that grew while the gateway was
 /// down), until `stop` turns true. The server makes a last one with
-/// [`current`] once it has drained.
+/// [`current`] once it has drained. Of several replicas sharing the
+/// database, the one holding the signing lease does this (the lease lasts
+/// three intervals, so a replica that died is replaced); any replica still
+/// signs a checkpoint a request asks for.
 pub async fn run(svc: &Services, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(svc.config.audit.checkpoint_interval_secs);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let holder = &svc.checkpoints.holder;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
+        let now = svc.clock.now().unix_timestamp() * 1000;
+        let until = now + 3 * every.as_millis() as i64;
+        match db::leases::acquire(&svc.db, SIGNING_LEASE, holder, now, until).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "audit checkpoint lease could not be read");
+                continue;
+            }
+        }
         if let Err(e) = current(svc).await {
             tracing::error!(error = %e, "audit checkpoint could not be made");
         }
+    }
+    if let Err(e) = db::leases::release(&svc.db, SIGNING_LEASE, holder).await {
+        tracing::warn!(error = %e, "audit checkpoint lease not released");
     }
 }
