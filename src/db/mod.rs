@@ -130,7 +130,18 @@ impl Db {
             })
             .connect(&backend.connect_url(url))
             .await?;
-        backend.migrator().run(&pool).await?;
+        // Migrations run on a connection of their own without the
+        // statement timeout: an index built on a large table may take
+        // longer. (On PostgreSQL they hold an advisory lock, so replicas
+        // starting together apply each migration once.)
+        let mut conn = pool.acquire().await?.detach();
+        if backend == Backend::Postgres {
+            sqlx::raw_sql("SET statement_timeout = 0; SET lock_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+        }
+        backend.migrator().run(&mut conn).await?;
+        conn.close().await?;
         Ok(Db {
             pool,
             backend,
