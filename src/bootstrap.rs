@@ -37,6 +37,12 @@ pub enum StartError {
     Tls(#[from] TlsSetupError),
     #[error("database ({url}): {source}")]
     Db { url: String, source: DbError },
+    #[error(
+        "refusing to start: {0} was missing and would have been created, but the database \
+         was set up with keys already (copy the key file from the first gateway or the \
+         backup; a new key could not open what the database holds)"
+    )]
+    KeyMissing(PathBuf),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -224,6 +230,26 @@ async fn insert_operator_token(
         .await
         .map_err(|unavailable| unavailable.0)?;
     Ok(token)
+}
+
+/// The key files a start would create because they are missing: the
+/// master key file (unless the key is given in the config) and the audit
+/// signing key. Only a database's first start may create them.
+pub fn missing_key_files(config: &Config) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    if config.keys.master_key.is_none() && !config.keys.master_key_file.exists() {
+        missing.push(config.keys.master_key_file.clone());
+    }
+    let signing = config.audit_signing_key_file();
+    if !signing.exists() {
+        missing.push(signing);
+    }
+    missing
+}
+
+/// Whether the database has had its first start (its first tokens minted).
+pub async fn is_bootstrapped(db: &Db) -> Result<bool, DbError> {
+    Ok(db.meta_get(BOOTSTRAPPED).await?.is_some())
 }
 
 /// On the first start only: one coordinator and one compliance token.

@@ -68,11 +68,18 @@ impl Backend {
                 .to_owned(),
             // A statement (or a wait for the write lock) longer than this
             // is cancelled instead of holding a connection forever.
-            Backend::Postgres => format!(
-                "SET statement_timeout = {}; SET lock_timeout = {};",
-                options.statement_timeout.as_millis(),
-                options.statement_timeout.as_millis()
-            ),
+            // A transaction left idle (its gateway frozen or cut off)
+            // would hold the write lock every replica needs: the server
+            // ends it, and notices a dead client within ~2 minutes.
+            Backend::Postgres => {
+                let ms = options.statement_timeout.as_millis();
+                format!(
+                    "SET statement_timeout = {ms}; SET lock_timeout = {ms};
+                     SET idle_in_transaction_session_timeout = {ms};
+                     SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10;
+                     SET tcp_keepalives_count = 6;"
+                )
+            }
         };
         move |conn, _meta| {
             let sql = sql.clone();

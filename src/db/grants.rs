@@ -275,6 +275,10 @@ pub async fn heartbeat(
     (sent, delivered): (i64, i64),
     now: i64,
 ) -> Result<bool, DbError> {
+    // In a write transaction, so it never lands between the statements
+    // of a stale lease's settlement (which would keep the lease alive
+    // after its start was given back).
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE download_leases SET sent = CASE WHEN $1 < reserved THEN $1 ELSE reserved END, delivered = $2, heartbeat_at = $3
          WHERE lease_id = $4",
@@ -283,8 +287,9 @@ pub async fn heartbeat(
     .bind(delivered)
     .bind(now)
     .bind(lease)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -70,23 +70,7 @@ impl From<&crate::config::DatabaseConfig> for DbOptions {
     }
 }
 
-/// `url` with its password, if any, replaced by `***`: for messages.
-pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
+pub use crate::config::redacted_url;
 
 /// The database handle shared by all requests.
 #[derive(Clone, Debug)]

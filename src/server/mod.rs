@@ -59,12 +59,25 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
 async fn open_db(
     config: &Config,
     clock: &SharedClock,
+    created_keys: &[std::path::PathBuf],
 ) -> Result<(Db, Option<BootstrapTokens>), StartError> {
     let db = bootstrap::open_db(config).await?;
     let db_error = |source| StartError::Db {
         url: crate::db::redacted_url(&config.database.url),
         source,
     };
+    // A key file created by this start, for a database that was set up
+    // before (a replica or a restored host without its key file): the new
+    // key could open nothing the database holds, and cases created with it
+    // nothing the others could. Remove it and stop.
+    if let Some(created) = created_keys.first()
+        && bootstrap::is_bootstrapped(&db).await.map_err(db_error)?
+    {
+        for path in created_keys {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(StartError::KeyMissing(created.clone()));
+    }
     // Downloads that were running when an earlier run of this gateway
     // died: their leases are settled at the progress they recorded, so
     // they can be continued. (Only `serve` does this: another command
@@ -110,6 +123,7 @@ impl Application {
     ) -> Result<Application, StartError> {
         config.validate()?;
         bootstrap::prepare_dirs(&config)?;
+        let created_keys = bootstrap::missing_key_files(&config);
         let kek = bootstrap::master_keys(&config)?;
         let audit_signer = bootstrap::audit_signer(&config)?;
         let (identity, generated_ca) = bootstrap::tls_identity(&config)?;
@@ -120,7 +134,7 @@ impl Application {
         // serve must not consume the only printing of those tokens.
         let main = bind("server.listen", config.server.listen).await?;
         let centre = bind("server.centre_listen", config.server.centre_listen).await?;
-        let (db, bootstrap_tokens) = open_db(&config, &clock).await?;
+        let (db, bootstrap_tokens) = open_db(&config, &clock, &created_keys).await?;
         let limits = ListenerLimits::from_config(&config);
         let config = Arc::new(config);
         let uploads = Uploads {

@@ -266,3 +266,33 @@ fn serve_runs_with_its_allocator_settings_unless_the_operator_set_them() {
     assert!(!env.contains("MALLOC_MMAP_THRESHOLD_"), "{env}");
     assert!(stop(child).success());
 }
+
+/// A database that was set up with keys never gets new ones: a start whose
+/// key file is missing (a replica whose volume was not mounted, a host
+/// restored without it) is refused, leaves no new key behind, and the
+/// gateway starts again once the file is back.
+#[test]
+fn a_set_up_database_is_never_given_new_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = start(dir.path());
+    assert!(stop(child).success());
+    for name in ["master.key", "audit-signing.key"] {
+        let path = dir.path().join("data").join(name);
+        let kept = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let line = refusal(dir.path(), &[]);
+        assert!(
+            line.contains(name) && line.contains("set up with keys"),
+            "{line}"
+        );
+        assert!(!path.exists(), "no new {name} is left behind");
+        std::fs::write(&path, kept).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (child, lines) = start(dir.path());
+    assert!(
+        lines.iter().any(|l| l.starts_with("listening on ")),
+        "{lines:?}"
+    );
+    assert!(stop(child).success());
+}
