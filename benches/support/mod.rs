@@ -169,11 +169,17 @@ pub fn current_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_casegate"))
 }
 
+/// The gateway binary benchmarks start: `BENCH_GATEWAY_BIN` (a previous
+/// release, to compare run after run), else this build's.
+pub fn gateway_bin() -> std::path::PathBuf {
+    std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(|| current_bin().to_owned(), Into::into)
+}
+
 impl Gateway {
-    /// This build's gateway on a data directory in the system's temporary
-    /// directory.
+    /// This build's gateway (or `BENCH_GATEWAY_BIN`) on a data directory in
+    /// the system's temporary directory.
     pub fn start() -> Gateway {
-        Gateway::start_bin(current_bin(), &std::env::temp_dir())
+        Gateway::start_bin(&gateway_bin(), &std::env::temp_dir())
     }
 
     /// The gateway `bin` on a fresh data directory inside `parent` (a disk

@@ -210,6 +210,7 @@ impl FsStore {
             in_flight: None,
             written: progress.sealed_len,
             advised_to: progress.sealed_len,
+            in_page_cache: progress.sealed_len,
             path,
             abandoned: self.abandoned.clone(),
             dir,
@@ -264,6 +265,8 @@ pub struct FsWriter {
     written: u64,
     /// Where the last write-behind advice ended.
     advised_to: u64,
+    /// Bytes whose write finished (in the page cache, dirty or not).
+    in_page_cache: u64,
     dir: PathBuf,
     /// A new file's directory entry must be synced once too.
     sync_dir: bool,
@@ -330,6 +333,7 @@ impl FsWriter {
         };
         let (file, mut buf) = task.await.map_err(std::io::Error::other)??;
         self.file = Some(file);
+        self.in_page_cache += buf.len() as u64;
         buf.clear();
         Ok(buf)
     }
@@ -354,22 +358,26 @@ impl FsWriter {
     }
 
     /// Starts write-behind once enough was written since the last (and none
-    /// is running): `POSIX_FADV_DONTNEED` over what was written since, which
-    /// makes the kernel start writing those pages out without waiting for
-    /// them, and drops the ones already on the disk from the page cache (an
-    /// upload is not read back while it runs). Unlike an `fdatasync` it
-    /// commits no journal and flushes no device cache, so it can run often.
-    /// Not on the way to a `sync`, which writes everything anyway.
+    /// is running): `POSIX_FADV_DONTNEED` over the pages written since the
+    /// last advice, which makes the kernel start writing them out without
+    /// waiting for them. It would also drop clean pages from the page cache,
+    /// but these are dirty, so they stay cached (a download soon after the
+    /// upload reads them from memory, as before); earlier ranges are not
+    /// advised again. Unlike an `fdatasync` it commits no journal and
+    /// flushes no device cache, so it can run often. Not on the way to a
+    /// `sync`, which writes everything anyway.
     async fn maybe_write_behind(&mut self) -> Result<(), StoreError> {
         if self.unflushed >= WRITEBACK_EVERY
             && self.writeback.as_ref().is_none_or(|w| w.is_finished())
         {
             self.settle_writeback().await?;
             let flusher = self.flusher.clone();
-            // From a batch before the last advice: that batch may still have
-            // been on its way into the page cache then.
-            let from = self.advised_to.saturating_sub(WRITE_BATCH as u64);
-            let to = self.written;
+            // Only what finished its write: the batch in flight is advised
+            // next time.
+            let (from, to) = (self.advised_to, self.in_page_cache);
+            if to <= from {
+                return Ok(());
+            }
             self.writeback = Some(tokio::task::spawn_blocking(move || {
                 let len = std::num::NonZeroU64::new(to - from);
                 // Advice: a failure changes nothing the sync relies on.
