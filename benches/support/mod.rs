@@ -1,8 +1,13 @@
 //! Shared pieces of the benchmarks: the request body from memory, a
-//! client, the minimal TLS sink, and a casegate gateway in its own process.
+//! client, the minimal TLS sink, and a casegate gateway in its own process
+//! (the current build's, or any other binary given by path), with the CPU
+//! time and peak memory it used.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod nginx;
+
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -23,6 +28,8 @@ pub fn payload() -> Bytes {
 }
 
 /// A request body of `total` bytes, streamed from one in-memory piece.
+/// Send it with `Content-Length` ([`sized`]), as tus clients do: without
+/// it the client falls back to chunked encoding.
 pub fn body(total: u64) -> reqwest::Body {
     let piece = payload();
     let stream = futures_util::stream::unfold(total, move |left| {
@@ -36,6 +43,12 @@ pub fn body(total: u64) -> reqwest::Body {
         }
     });
     reqwest::Body::wrap_stream(stream)
+}
+
+/// `req` with a streamed body of `total` bytes and its `Content-Length`.
+pub fn sized(req: reqwest::RequestBuilder, total: u64) -> reqwest::RequestBuilder {
+    req.header(reqwest::header::CONTENT_LENGTH, total.to_string())
+        .body(body(total))
 }
 
 pub fn client(ca: &[u8]) -> reqwest::Client {
@@ -73,8 +86,14 @@ pub fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, Vec<u8>) {
     )
 }
 
-/// The minimal TLS sink: same TLS settings as casegate, body drained.
+/// The minimal TLS sink: same TLS settings as casegate, body drained — or,
+/// with `into`, written to a new file in that directory (and the file
+/// removed once the body ended), as a store would.
 pub async fn sink() -> (u16, Vec<u8>) {
+    sink_into(None).await
+}
+
+pub async fn sink_into(into: Option<std::path::PathBuf>) -> (u16, Vec<u8>) {
     let (acceptor, ca) = tls_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -82,24 +101,48 @@ pub async fn sink() -> (u16, Vec<u8>) {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
+            let into = into.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let mut body = req.into_body();
-                        while let Some(frame) = body.frame().await {
-                            if frame.is_err() {
-                                break;
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let into = into.clone();
+                        async move {
+                            use tokio::io::AsyncWriteExt;
+                            let mut file = match &into {
+                                Some(dir) => {
+                                    let path = dir.join({
+                                        static N: std::sync::atomic::AtomicU64 =
+                                            std::sync::atomic::AtomicU64::new(0);
+                                        let n =
+                                            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        format!("sink-{n}")
+                                    });
+                                    Some((tokio::fs::File::create(&path).await.unwrap(), path))
+                                }
+                                None => None,
+                            };
+                            let mut body = req.into_body();
+                            while let Some(frame) = body.frame().await {
+                                let Ok(frame) = frame else { break };
+                                if let (Some((f, _)), Ok(data)) = (file.as_mut(), frame.into_data())
+                                {
+                                    f.write_all(&data).await.unwrap();
+                                }
                             }
+                            if let Some((f, path)) = file {
+                                drop(f);
+                                let _ = std::fs::remove_file(path);
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(204)
+                                    .body(String::new())
+                                    .unwrap(),
+                            )
                         }
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(204)
-                                .body(String::new())
-                                .unwrap(),
-                        )
                     },
                 );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -121,10 +164,29 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// The gateway binary of this build.
+pub fn current_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_casegate"))
+}
+
+/// The gateway binary benchmarks start: `BENCH_GATEWAY_BIN` (a previous
+/// release, to compare run after run), else this build's.
+pub fn gateway_bin() -> std::path::PathBuf {
+    std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(|| current_bin().to_owned(), Into::into)
+}
+
 impl Gateway {
+    /// This build's gateway (or `BENCH_GATEWAY_BIN`) on a data directory in
+    /// the system's temporary directory.
     pub fn start() -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_casegate"))
+        Gateway::start_bin(&gateway_bin(), &std::env::temp_dir())
+    }
+
+    /// The gateway `bin` on a fresh data directory inside `parent` (a disk
+    /// or a tmpfs: where its objects and database go).
+    pub fn start_bin(bin: &Path, parent: &Path) -> Gateway {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let mut child = Command::new(bin)
             .arg("serve")
             .current_dir(dir.path())
             .env("CASEGATE_SERVER__LISTEN", "127.0.0.1:0")
@@ -178,7 +240,33 @@ impl Gateway {
         kib / 1024.0
     }
 
+    /// The gateway's data directory (its `certs/dev-ca.pem` is the CA).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// CPU seconds (user + system, all threads) the gateway used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+
     pub async fn patient(&self, c: &reqwest::Client) -> String {
+        self.patient_case(c).await.1
+    }
+
+    /// Deletes a case (crypto-shred): its objects leave the data directory.
+    pub async fn delete_case(&self, c: &reqwest::Client, case_id: &str) {
+        let resp = c
+            .delete(format!("{}/api/v1/cases/{case_id}", self.base))
+            .bearer_auth(&self.coordinator)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+
+    /// A new case: its id and its patient's upload token.
+    pub async fn patient_case(&self, c: &reqwest::Client) -> (String, String) {
         let v: serde_json::Value = c
             .post(format!("{}/api/v1/cases", self.base))
             .bearer_auth(&self.coordinator)
@@ -188,7 +276,10 @@ impl Gateway {
             .json()
             .await
             .unwrap();
-        v["upload_token"].as_str().unwrap().to_owned()
+        (
+            v["case_id"].as_str().unwrap().to_owned(),
+            v["upload_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn create(&self, c: &reqwest::Client, token: &str, len: u64) -> String {
@@ -215,16 +306,13 @@ impl Gateway {
         let mut offset = 0;
         while offset < len {
             let n = chunk.min(len - offset);
-            let resp = c
+            let req = c
                 .patch(&url)
                 .bearer_auth(token)
                 .header("Tus-Resumable", "1.0.0")
                 .header("Upload-Offset", offset.to_string())
-                .header("Content-Type", "application/offset+octet-stream")
-                .body(body(n))
-                .send()
-                .await
-                .unwrap();
+                .header("Content-Type", "application/offset+octet-stream");
+            let resp = sized(req, n).send().await.unwrap();
             assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
             offset += n;
         }
@@ -236,6 +324,18 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds (user + system, all threads) process `pid` used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces; utime and stime are fields 14 and 15 (clock ticks, 100/s
+    // on Linux).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
 }
 
 pub fn mib_s(bytes: u64, secs: f64) -> f64 {

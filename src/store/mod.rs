@@ -223,6 +223,27 @@ impl ObjectWriter {
         }
     }
 
+    /// The writer's own buffer with room for `n` more bytes, for a caller
+    /// that produces the object's next bytes in place (sealing straight into
+    /// it) instead of handing them over to be copied; it appends at most `n`
+    /// bytes, then calls [`ObjectWriter::appended`]. Bytes already in the
+    /// buffer must be left as they are.
+    pub async fn buffer(&mut self, n: usize) -> Result<&mut Vec<u8>, StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.buffer(n).await,
+            ObjectWriter::S3(w) => Ok(w.buffer(n)),
+        }
+    }
+
+    /// Takes what was appended to [`ObjectWriter::buffer`] as written (not
+    /// yet durable), as [`ObjectWriter::write`] of those bytes would.
+    pub async fn appended(&mut self) -> Result<(), StoreError> {
+        match self {
+            ObjectWriter::Fs(w) => w.appended().await,
+            ObjectWriter::S3(w) => w.appended().await,
+        }
+    }
+
     /// Makes everything written durable; returns the token to record.
     pub async fn sync(&mut self) -> Result<ResumeToken, StoreError> {
         let progress = match self {

@@ -196,9 +196,9 @@ impl Uploads {
             plain,
             sealed,
             // Fed at most a chunk at a time, the pipeline completes at most
-            // one chunk (and the header) per feed: `out` never grows past this.
+            // one chunk (and the header) per feed.
             feed_max: layout.chunk_size() as usize,
-            out: Vec::with_capacity(layout.sealed_chunk_len() as usize + HEADER_LEN),
+            out_max: layout.sealed_chunk_len() as usize + HEADER_LEN,
             committed: upload.offset,
             upload,
         })
@@ -250,8 +250,15 @@ impl Uploads {
             }
         }
         if append.upload.length == 0 {
-            append.pipeline.finish_empty(&mut append.out);
-            append.writer.write(&append.out).await?;
+            // The header and the one empty last chunk, into the digest too
+            // (the sealed download's ETag covers them, as for any file).
+            let out = append.writer.buffer(append.out_max).await?;
+            let before = out.len();
+            append.pipeline.finish_empty(out);
+            if let Some(sealed) = append.sealed.as_mut() {
+                sealed.update(&out[before..]);
+            }
+            append.writer.appended().await?;
         }
         Ok(end)
     }
@@ -367,24 +374,27 @@ struct Append {
     sealed: Option<ObjectDigest>,
     /// The most plaintext fed to the pipeline at once.
     feed_max: usize,
-    /// Sealed bytes on their way to the writer; reused, never reallocated.
-    out: Vec<u8>,
+    /// The most object bytes one feed produces (a sealed chunk and the
+    /// header).
+    out_max: usize,
     /// Plaintext offset of the last durable point.
     committed: u64,
 }
 
 impl Append {
-    /// Seals a frame of plaintext and hands the completed chunks to the
-    /// object writer.
+    /// Seals a frame of plaintext straight into the object writer's buffer:
+    /// the plaintext is copied once, into the place its ciphertext is
+    /// written from, and sealed there.
     async fn seal(&mut self, frame: Bytes) -> Result<(), StoreError> {
         for piece in frame.chunks(self.feed_max) {
-            self.pipeline.feed(piece, &mut self.out);
-            if !self.out.is_empty() {
+            let out = self.writer.buffer(self.out_max).await?;
+            let before = out.len();
+            self.pipeline.feed(piece, out);
+            if out.len() > before {
                 if let Some(sealed) = self.sealed.as_mut() {
-                    sealed.update(&self.out);
+                    sealed.update(&out[before..]);
                 }
-                self.writer.write(&self.out).await?;
-                self.out.clear();
+                self.writer.appended().await?;
             }
         }
         if let Some(plain) = self.plain.as_mut() {

@@ -2,7 +2,8 @@
 //! (header, then each chunk's nonce and tag), recomputed here apart from
 //! the gateway: whether the file arrived in one PATCH, in many of odd
 //! sizes, or across a restart that lost the running hashes (completion
-//! then re-reads the object). The grant lists the same value, and the same
+//! then re-reads the object), and for an empty file (its header and one
+//! empty last chunk, completed when it is created). The grant lists the same value, and the same
 //! plaintext uploaded twice has two different objects and validators.
 
 use crate::common::spawn_app;
@@ -21,6 +22,8 @@ async fn the_sealed_etag_is_the_object_digest_however_the_upload_ran() {
     app.upload(&patient, "pieces.pdf", None, &pieces, 65_537)
         .await;
     app.upload(&patient, "again.pdf", None, &once, 99_999).await;
+    let empty: Vec<u8> = Vec::new();
+    app.upload(&patient, "empty.pdf", None, &empty, 1).await;
     let path = app
         .tus_create(
             &patient,
@@ -41,7 +44,7 @@ async fn the_sealed_etag_is_the_object_digest_however_the_upload_ran() {
     let centre = Centre::with_grant(&app, &case, 5).await;
     let manifest = centre.manifest(&app).await;
     let mut etags = Vec::new();
-    for data in [&once, &pieces, &restarted] {
+    for data in [&once, &pieces, &restarted, &empty] {
         let entry = entry_for(&manifest, data);
         assert_eq!(entry["sha256"], sha256_hex(data));
         let (object, _) = centre

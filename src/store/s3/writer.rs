@@ -76,6 +76,17 @@ impl S3Writer {
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.buffer.extend_from_slice(bytes);
+        self.appended().await
+    }
+
+    /// The part buffer with room for `n` more bytes, appended in place.
+    pub(crate) fn buffer(&mut self, n: usize) -> &mut Vec<u8> {
+        self.buffer.reserve(n);
+        &mut self.buffer
+    }
+
+    /// Uploads every full part the buffer now holds.
+    pub(crate) async fn appended(&mut self) -> Result<(), StoreError> {
         let part = self.state.part_size as usize;
         while self.buffer.len() >= part {
             let rest = self.buffer.split_off(part);
