@@ -71,9 +71,9 @@ impl Uploads {
         upload_id: &UploadId,
     ) -> Result<(), UploadError> {
         let upload = self.load(case, upload_id).await?;
-        let _lock = self
-            .registry
-            .try_lock(upload_id.as_str())
+        let _held = self
+            .hold(upload_id.as_str())
+            .await?
             .ok_or(UploadError::Locked)?;
         if upload.state == UploadState::Complete {
             // A finished file is the case's record now; only a coordinator
@@ -112,7 +112,7 @@ impl Uploads {
             .flatten();
         self.registry.set_sweep_after(next);
         for upload in stalled {
-            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
+            let Some(_held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
             let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
@@ -126,7 +126,7 @@ impl Uploads {
             }
         }
         for upload in db::uploads::expired(&self.db, self.now(), 100).await? {
-            let Some(_lock) = self.registry.try_lock(upload.upload_id.as_str()) else {
+            let Some(_held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
             if self

@@ -10,6 +10,7 @@ pub mod complete;
 pub mod create;
 pub mod dicom;
 pub mod hasher;
+pub mod lease;
 pub mod lifecycle;
 pub mod metadata;
 pub mod owner;

@@ -77,9 +77,9 @@ impl Uploads {
         E: std::fmt::Display,
     {
         self.load(case, upload_id).await?;
-        let _lock = self
-            .registry
-            .try_lock(upload_id.as_str())
+        let _held = self
+            .hold(upload_id.as_str())
+            .await?
             .ok_or(UploadError::Locked)?;
         let upload = self.load(case, upload_id).await?;
         if let Some(answer) = self

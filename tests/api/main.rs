@@ -45,6 +45,7 @@ mod tus;
 mod upload_browser;
 mod upload_cli;
 mod upload_cli_harness;
+mod upload_leases;
 mod upload_page;
 
 #[path = "../support/mod.rs"]
