@@ -380,8 +380,7 @@ impl FsWriter {
             }
             self.writeback = Some(tokio::task::spawn_blocking(move || {
                 let len = std::num::NonZeroU64::new(to - from);
-                // Advice: a failure changes nothing the sync relies on.
-                let _ = rustix::fs::fadvise(&*flusher, from, len, rustix::fs::Advice::DontNeed);
+                write_behind(&flusher, from, len);
                 Ok(())
             }));
             self.advised_to = to;
@@ -412,6 +411,9 @@ impl FsWriter {
             .ok_or_else(|| StoreError::Backend("writer failed earlier".into()))?;
         let file = blocking(move || file.sync_data().map(|()| file)).await?;
         self.file = Some(file);
+        // Everything written is on the disk now and clean: advising it
+        // later would drop it from the page cache.
+        self.advised_to = self.in_page_cache;
         if self.sync_dir {
             sync_dir(&self.dir).await?;
             self.sync_dir = false;
@@ -425,4 +427,14 @@ impl FsWriter {
     pub async fn complete(mut self) -> Result<(), StoreError> {
         self.sync().await.map(|_| ())
     }
+}
+
+/// Asks the kernel to start writing `len` bytes from `from` out (advice:
+/// a failure changes nothing the sync relies on). Where the advice does
+/// not exist (macOS), the final `fdatasync` writes everything, as before.
+fn write_behind(file: &std::fs::File, from: u64, len: Option<std::num::NonZeroU64>) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let _ = rustix::fs::fadvise(file, from, len, rustix::fs::Advice::DontNeed);
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = (file, from, len);
 }
