@@ -17,6 +17,7 @@ mod crash;
 mod denial_floods;
 mod dicomweb;
 mod dicomweb_clients;
+mod dicomweb_frames;
 mod dicomweb_refusals;
 mod download_resume;
 mod fault_db;
