@@ -26,6 +26,7 @@ mod fault_kill;
 mod fault_s3;
 mod faults;
 mod fetch;
+mod fetch_adopt;
 mod fetch_harness;
 mod fetch_hostile;
 mod fetch_jobs;

@@ -352,7 +352,10 @@ mod tests {
         assert_eq!(leased.bytes, 120, "a piece asked twice is sent twice");
         assert!(pieces_within(&[], 1000).is_err());
         assert!(pieces_within(&[0..1, 5..5], 1000).is_err(), "empty piece");
-        assert!(pieces_within(&[0..1, 990..1001], 1000).is_err(), "past the end");
+        assert!(
+            pieces_within(&[0..1, 990..1001], 1000).is_err(),
+            "past the end"
+        );
         let huge = vec![0..u64::MAX; 3];
         assert!(pieces_within(&huge, u64::MAX).is_err(), "overflowing sum");
     }
