@@ -10,26 +10,13 @@
 
 use std::time::Instant;
 
-use futures_util::StreamExt;
-
 #[path = "support/mod.rs"]
 mod support;
+use support::centre::{Centre, drain};
 use support::*;
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.77";
 const SERIES: &str = "1.2.826.0.1.3680043.8.498.77.1";
-
-/// Downloads, discarding the bytes; returns the byte count.
-async fn drain(req: reqwest::RequestBuilder) -> u64 {
-    let resp = req.send().await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    let mut stream = resp.bytes_stream();
-    let mut n = 0u64;
-    while let Some(piece) = stream.next().await {
-        n += piece.unwrap().len() as u64;
-    }
-    n
-}
 
 /// Uploads one file's bytes over tus in PATCHes of 8 MiB.
 async fn upload(gw: &Gateway, c: &reqwest::Client, token: &str, bytes: Vec<u8>) {
@@ -80,91 +67,25 @@ async fn main() {
         upload(&gw, &c, &token, bytes).await;
     }
 
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["bench.centre".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (_, public) = casegate::crypto::sealed_key::generate_keypair();
-    use base64::Engine;
-    let centre: serde_json::Value = c
-        .post(format!("{}/api/v1/centres", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .json(
-            &serde_json::json!({ "name": "Bench", "country": "DE", "client_cert_pem": cert.pem(),
-            "x25519_public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public) }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cases: serde_json::Value = c
-        .get(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let case_id = cases["cases"][0]["case_id"].as_str().unwrap().to_owned();
-    let grant: serde_json::Value = c
-        .post(format!("{}/api/v1/cases/{case_id}/grants", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .json(&serde_json::json!({ "centre_id": centre["centre_id"], "expires_in_secs": 3600, "max_downloads": 10 }))
-        .send().await.unwrap().json().await.unwrap();
-    let grant_token = grant["grant_token"].as_str().unwrap().to_owned();
-    let centre_client = reqwest::Client::builder()
-        .http1_only()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca).unwrap())
-        .identity(
-            reqwest::Identity::from_pem(
-                format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
-            )
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", gw.centre_port);
-    let info: serde_json::Value = centre_client
-        .get(format!("{base}/api/v1/grant"))
-        .bearer_auth(&grant_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<String> = info["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_id"].as_str().unwrap().to_owned())
-        .collect();
+    let centre = Centre::with_grant(&gw, &c).await;
+    let ids = centre.file_ids().await;
 
     // (b) first: the files one after another, as a download manager would.
     let started = Instant::now();
     let mut plain_bytes = 0;
     for id in &ids {
-        plain_bytes += drain(
-            centre_client
-                .get(format!("{base}/api/v1/grant/files/{id}"))
-                .bearer_auth(&grant_token),
-        )
-        .await;
+        plain_bytes += drain(centre.get(&format!("/api/v1/grant/files/{id}")))
+            .await
+            .0;
     }
     let plain = mib_s(plain_bytes, started.elapsed().as_secs_f64());
 
     // (a) the series as one WADO-RS answer.
     let started = Instant::now();
-    let wado_bytes = drain(
-        centre_client
-            .get(format!("{base}/dicomweb/studies/{STUDY}/series/{SERIES}"))
-            .header("Accept", "multipart/related; type=\"application/dicom\"")
-            .bearer_auth(&grant_token),
+    let (wado_bytes, _) = drain(
+        centre
+            .get(&format!("/dicomweb/studies/{STUDY}/series/{SERIES}"))
+            .header("Accept", "multipart/related; type=\"application/dicom\""),
     )
     .await;
     let wado = mib_s(wado_bytes, started.elapsed().as_secs_f64());

@@ -10,13 +10,11 @@
 //! `cargo bench --bench download -- [MiB, default 2048]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Instant;
-
-use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[path = "support/mod.rs"]
 mod support;
+use support::centre::{Centre, drain};
 use support::*;
 
 /// A TLS server answering every request with `total` bytes from memory.
@@ -65,19 +63,6 @@ async fn source(total: u64) -> (u16, Vec<u8>) {
     (port, ca)
 }
 
-/// Downloads `url`, discarding the bytes; returns (bytes, MiB/s).
-async fn drain(req: reqwest::RequestBuilder) -> (u64, f64) {
-    let started = Instant::now();
-    let resp = req.send().await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    let mut stream = resp.bytes_stream();
-    let mut n = 0u64;
-    while let Some(piece) = stream.next().await {
-        n += piece.unwrap().len() as u64;
-    }
-    (n, mib_s(n, started.elapsed().as_secs_f64()))
-}
-
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -107,88 +92,17 @@ async fn main() {
     let token = gw.patient(&c).await;
     gw.upload(&c, &token, total, 64 * MIB).await;
 
-    // A centre: certificate, X25519 key, registration, grant.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["bench.centre".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (_, public) = casegate::crypto::sealed_key::generate_keypair();
-    use base64::Engine;
-    let centre: serde_json::Value = c
-        .post(format!("{}/api/v1/centres", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .json(
-            &serde_json::json!({ "name": "Bench", "country": "DE", "client_cert_pem": cert.pem(),
-            "x25519_public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public) }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let cases: serde_json::Value = c
-        .get(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let case_id = cases["cases"][0]["case_id"].as_str().unwrap().to_owned();
-    let grant: serde_json::Value = c
-        .post(format!("{}/api/v1/cases/{case_id}/grants", gw.base))
-        .bearer_auth(&gw.coordinator)
-        .json(&serde_json::json!({ "centre_id": centre["centre_id"], "expires_in_secs": 3600, "max_downloads": 10 }))
-        .send().await.unwrap().json().await.unwrap();
-    let grant_token = grant["grant_token"].as_str().unwrap().to_owned();
-    let centre_client = reqwest::Client::builder()
-        .http1_only()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca).unwrap())
-        .identity(
-            reqwest::Identity::from_pem(
-                format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes(),
-            )
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let centre_base = gw.base.replace(
-        &gw.base[gw.base.rfind(':').unwrap()..],
-        &format!(":{}", gw.centre_port),
-    );
-    let info: serde_json::Value = centre_client
-        .get(format!("{centre_base}/api/v1/grant"))
-        .bearer_auth(&grant_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let file_id = info["files"][0]["file_id"].as_str().unwrap().to_owned();
+    let centre = Centre::with_grant(&gw, &c).await;
+    let file_id = centre.file_ids().await.remove(0);
 
     let rss_before = rss_mib(gw.child.id());
-    let (n, plain) = drain(
-        centre_client
-            .get(format!("{centre_base}/api/v1/grant/files/{file_id}"))
-            .bearer_auth(&grant_token),
-    )
-    .await;
+    let (n, plain) = drain(centre.get(&format!("/api/v1/grant/files/{file_id}"))).await;
     assert_eq!(n, total);
     println!(
         "(b) casegate plaintext download               {plain:8.0} MiB/s  = {:.0}% of ceiling",
         100.0 * plain / ceiling
     );
-    let (_, sealed) = drain(
-        centre_client
-            .get(format!("{centre_base}/api/v1/grant/files/{file_id}/sealed"))
-            .bearer_auth(&grant_token),
-    )
-    .await;
+    let (_, sealed) = drain(centre.get(&format!("/api/v1/grant/files/{file_id}/sealed"))).await;
     println!(
         "(b) casegate sealed download                  {sealed:8.0} MiB/s  = {:.0}% of ceiling",
         100.0 * sealed / ceiling

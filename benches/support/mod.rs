@@ -1,9 +1,11 @@
 //! Shared pieces of the benchmarks: the request body from memory, a
-//! client, the minimal TLS sink, and a casegate gateway in its own process
+//! client, the minimal TLS sink, a casegate gateway in its own process
 //! (the current build's, or any other binary given by path), with the CPU
-//! time and peak memory it used.
+//! time and peak memory it used, and a centre with a grant on it
+//! ([`centre`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod centre;
 pub mod nginx;
 
 use std::io::{BufRead, BufReader};

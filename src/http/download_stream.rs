@@ -1,8 +1,12 @@
 //! The body of a running download: object windows read from the store,
 //! decrypted (plaintext route) or passed through (sealed route), with the
 //! grant re-checked every two seconds so a revocation or expiry cuts it,
-//! and an audit entry when it ends or is cut.
+//! and an audit entry when it ends or is cut. A body may send several
+//! pieces of the file with framing bytes between them ([`Piece`]: a
+//! DICOMweb frames answer), all under the download's one lease.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +39,11 @@ struct Streaming {
     grant: GrantRow,
     centre: CentreRow,
     file_id: FileId,
-    span: std::ops::Range<u64>,
+    /// The file piece being sent (`at` is how far it got).
+    span: Range<u64>,
     at: u64,
+    /// What comes after it.
+    pieces: VecDeque<Piece>,
     kind: Kind,
     /// The audit action of its end (or cut) entry.
     action: &'static str,
@@ -103,7 +110,7 @@ impl Streaming {
         Ok(self.lease.recheck(&self.state.services, self.sent).await?)
     }
 
-    fn read(&self, range: std::ops::Range<u64>) -> ReadAhead {
+    fn read(&self, range: Range<u64>) -> ReadAhead {
         let (state, kind, object) = (self.state.clone(), self.kind, self.object.clone());
         let key = object_key(&self.grant.case_id, &self.file_id);
         ReadAhead(tokio::spawn(async move {
@@ -176,7 +183,7 @@ impl Closing {
                 .file(&s.file_id),
             lease: s.lease.clone(),
             sent: s.sent,
-            complete: s.at >= s.span.end && s.pending.is_empty(),
+            complete: s.at >= s.span.end && s.pending.is_empty() && s.pieces.is_empty(),
         }
     }
 
@@ -212,7 +219,16 @@ impl Drop for Streaming {
     }
 }
 
-/// The body of a download the grant service started.
+/// What a download's body sends, in order.
+pub enum Piece {
+    /// Plaintext (or object) bytes of the file, charged to the lease.
+    File(Range<u64>),
+    /// Bytes around them that are not the file's (a multipart answer's
+    /// part heads and delimiters), not charged.
+    Framing(Bytes),
+}
+
+/// The body of a download the grant service started: its span.
 pub fn stream_body(
     state: AppState,
     ctx: RequestContext,
@@ -220,14 +236,28 @@ pub fn stream_body(
     centre: CentreRow,
     download: Download,
 ) -> Body {
+    let pieces = vec![Piece::File(download.span.clone())];
+    stream_pieces(state, ctx, (grant, centre), download, pieces)
+}
+
+/// The body of a download the grant service started: `pieces`, whose
+/// file bytes the download's lease covers.
+pub fn stream_pieces(
+    state: AppState,
+    ctx: RequestContext,
+    (grant, centre): (GrantRow, CentreRow),
+    download: Download,
+    pieces: Vec<Piece>,
+) -> Body {
     let s = Streaming {
         state,
         ctx,
         grant,
         centre,
         file_id: download.file_id,
-        at: download.span.start,
-        span: download.span,
+        at: 0,
+        span: 0..0,
+        pieces: pieces.into(),
         kind: download.kind,
         action: download.action,
         object: Arc::new(Decryptor::from_cipher(download.cipher, download.size)),
@@ -243,11 +273,23 @@ pub fn stream_body(
         if s.done {
             return None;
         }
-        if s.pending.is_empty() && s.at >= s.span.end {
-            let sent = s.sent;
-            s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
-                .await;
-            return None;
+        while s.pending.is_empty() && s.at >= s.span.end {
+            match s.pieces.pop_front() {
+                // An empty chunk would end a chunked HTTP/1.1 body early.
+                Some(Piece::Framing(bytes)) if bytes.is_empty() => {}
+                Some(Piece::Framing(bytes)) => return Some((Ok(bytes), s)),
+                Some(Piece::File(range)) => {
+                    s.at = range.start;
+                    s.span = range;
+                    s.ahead = None;
+                }
+                None => {
+                    let sent = s.sent;
+                    s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
+                        .await;
+                    return None;
+                }
+            }
         }
         let mut step = s.still_allowed().await;
         if step.is_ok() && s.pending.is_empty() {
@@ -292,7 +334,7 @@ async fn read_window(
     key: &str,
     kind: Kind,
     object: &Decryptor,
-    range: std::ops::Range<u64>,
+    range: Range<u64>,
 ) -> Result<Bytes, Cut> {
     let bytes = match kind {
         Kind::Sealed => state.services.store.get_range(key, range).await?,

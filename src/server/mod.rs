@@ -153,6 +153,7 @@ impl Application {
             store,
             uploads: uploads.clone(),
             checkpoints: Arc::new(Checkpoints::new(audit_signer, &config)),
+            fragments: Default::default(),
         };
         let limiter = FailureLimiter::new(config.limits.auth_failures_per_minute);
         let state = Arc::new(AppContext::new(services, limiter));

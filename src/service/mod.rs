@@ -60,6 +60,9 @@ pub struct Services {
     pub uploads: Uploads,
     /// Signs the audit log's checkpoints.
     pub checkpoints: Arc<audit::checkpoints::Checkpoints>,
+    /// Fragment lists of encapsulated pixel data walked recently
+    /// (DICOMweb frames), bounded.
+    pub fragments: dicomweb::FragmentCache,
 }
 
 /// A case key that does not unwrap: a wrong master key or a tampered row.

@@ -339,6 +339,16 @@ async fn wado_retrieves_series_and_instances_and_counts_each_file_once() {
         403,
         "metadata ends with the file's downloads"
     );
+    // Still found by a search, marked as no longer retrievable.
+    let instances = f
+        .json(&format!(
+            "/dicomweb/studies/{STUDY}/series/{SERIES_A}/instances"
+        ))
+        .await;
+    assert_eq!(instances.as_array().unwrap().len(), 2);
+    for instance in instances.as_array().unwrap() {
+        assert_eq!(value(instance, "00080056"), "UNAVAILABLE");
+    }
 
     // Audited under the DICOMweb action: a start and an end per file.
     let audit = f.app.audit().await;

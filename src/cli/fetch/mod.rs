@@ -5,11 +5,14 @@
 //! made safe (`names`), colliding ones kept apart by file id (`plan`).
 //! Every read is bounded by what the manifest promised (`bounded`,
 //! `download`); unfinished work waits in a hidden folder (`partial`) so an
-//! interrupted fetch resumes, and files already in place are skipped. A
+//! interrupted fetch resumes, files already in place are skipped, and
+//! files an earlier fetch left under another path are moved into place
+//! (`adopt`) rather than downloaded again. A
 //! file that fails is reported and the others go on; the exit status says
 //! whether all landed; `index.csv` lists what is in place (`index`).
 //! Nothing is written outside `--out`.
 
+mod adopt;
 mod decrypt;
 mod download;
 mod index;
@@ -31,6 +34,7 @@ use futures_util::StreamExt;
 use zeroize::Zeroizing;
 
 use super::CliError;
+use adopt::Earlier;
 use manifest::GrantedFile;
 use one::{Bars, Landed, Session, fetch_one};
 use partial::Partials;
@@ -103,6 +107,8 @@ fn x25519_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
 struct Tally {
     fetched: usize,
     already_there: usize,
+    /// Found under an earlier fetch's path and moved into place.
+    moved: usize,
     failed: usize,
 }
 
@@ -117,6 +123,9 @@ pub async fn run(args: FetchArgs) -> Result<(), CliError> {
     } = manifest::fetch(&client, base, &args.grant).await?;
     crate::fsutil::private_dir_all(&args.out)
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let mut tally = Tally::default();
+    let files = granted_files(&entries, &mut tally);
+    let destinations = plan(&args.out, &files);
     let session = Session {
         client,
         base,
@@ -125,11 +134,9 @@ pub async fn run(args: FetchArgs) -> Result<(), CliError> {
         grant_id,
         case_id,
         partials: Partials::new(&args.out),
+        earlier: std::sync::Arc::new(Earlier::read(&args.out, &destinations)),
         bars: Bars::new(),
     };
-    let mut tally = Tally::default();
-    let files = granted_files(&entries, &mut tally);
-    let destinations = plan(&args.out, &files);
     session
         .bars
         .total
@@ -174,8 +181,12 @@ fn report(
             std::fs::metadata(dest).is_ok_and(|m| m.is_file() && m.len() == file.size)
         })
         .count();
+    let moved = match tally.moved {
+        0 => String::new(),
+        n => format!(", {n} moved from an earlier fetch's place"),
+    };
     eprintln!(
-        "{on_disk} of {listed} files are in {}: {} fetched now, {} already there, {} failed",
+        "{on_disk} of {listed} files are in {}: {} fetched now, {} already there{moved}, {} failed",
         out.display(),
         tally.fetched,
         tally.already_there,
@@ -250,6 +261,7 @@ async fn fetch_all(
         match outcome {
             Outcome::Landed(Landed::Fetched) => tally.fetched += 1,
             Outcome::Landed(Landed::AlreadyThere) => tally.already_there += 1,
+            Outcome::Landed(Landed::Moved) => tally.moved += 1,
             Outcome::Failed | Outcome::NotTried => tally.failed += 1,
         }
     }

@@ -1,12 +1,15 @@
 //! One granted file, start to finish: skipped when it is already in place,
+//! moved into place when an earlier fetch left it elsewhere under `--out`,
 //! else downloaded sealed (or resumed), its key unsealed, decrypted,
 //! verified and moved into place.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
+use super::adopt::Earlier;
 use super::decrypt::{DecryptError, decrypt_to, open_file_key, sha256_file};
 use super::download::{Meter, download_sealed};
 use super::manifest::GrantedFile;
@@ -23,6 +26,8 @@ pub struct Session<'a> {
     pub grant_id: String,
     pub case_id: String,
     pub partials: Partials,
+    /// Where an earlier fetch may have left files.
+    pub earlier: Arc<Earlier>,
     pub bars: Bars,
 }
 
@@ -78,6 +83,8 @@ impl Bars {
 pub enum Landed {
     Fetched,
     AlreadyThere,
+    /// Found where an earlier fetch put it, moved to its place now.
+    Moved,
 }
 
 /// Whether `dest` already holds exactly this file.
@@ -115,6 +122,15 @@ pub async fn fetch_one(
     }
     if let Some(parent) = dest.parent() {
         crate::fsutil::private_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    if off_runtime({
+        let (earlier, file, dest) = (session.earlier.clone(), file.clone(), dest.to_owned());
+        move || earlier.adopt(&file, &dest)
+    })
+    .await?
+    {
+        session.bars.total.inc(file.sealed_size);
+        return Ok(Landed::Moved);
     }
     session.partials.ensure()?;
     let sealed = session.partials.sealed(&file.file_id);

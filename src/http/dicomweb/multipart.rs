@@ -1,15 +1,20 @@
-//! WADO-RS retrieval of a study, series or instance: one streamed
-//! `multipart/related; type="application/dicom"` answer whose parts are the
-//! instances' files, each sent as a plaintext download of its own
-//! (`service::downloads::start_as`, audited as `dicomweb.retrieve`): its
-//! use counted and its bytes leased when its part begins, its body the
-//! download stream that re-checks the grant every two seconds and settles
-//! the lease when it ends or is cut. Between parts the grant is checked
-//! again, so a revocation stops a long series at once. Nothing is held
-//! beyond the window each download streams.
+//! WADO-RS answers as streamed `multipart/related`.
+//!
+//! A retrieval of a study, series or instance: one part per instance, each
+//! its file sent as a plaintext download of its own (counted, leased and
+//! audited as `dicomweb.retrieve`; its body the download stream that
+//! re-checks the grant every two seconds and settles the lease when it
+//! ends or is cut). The files and case key are listed once per request;
+//! the next part's download is started while one streams, and a finished
+//! part's end is recorded beside the next one, so parts follow each other
+//! without a pause. Between parts the grant is checked again, so a
+//! revocation stops a long series at once.
+//!
+//! Frames: one download of the file's pieces with the part framing
+//! between them (`download_stream::Piece`), started before the answer, so
+//! a budget that cannot cover them is a 403 and not a cut body.
 
-use std::collections::VecDeque;
-use std::ops::Range;
+use std::sync::Arc;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
@@ -17,97 +22,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::task::JoinHandle;
 
-const DICOM: &str = "application/dicom";
-const OCTETS: &str = "application/octet-stream";
-
-use super::super::download_stream::stream_body;
+use super::super::download_stream::{Piece, stream_body, stream_pieces};
 use super::super::error::ApiError;
 use super::super::state::AppState;
 use super::{Params, accept, centre, scope};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::ids::FileId;
-use crate::service::dicomweb::{self, FRAMES, RETRIEVE};
-use crate::service::downloads::{self, Kind, RangeSpec};
+use crate::service::dicomweb::{self, Granted, RETRIEVE};
 use crate::service::grants::{self, GrantError};
 use crate::service::principal::{CentreRow, GrantRow, Principal};
 
-/// A piece of a multipart answer.
-enum Item {
-    /// Bytes of the framing (the closing boundary).
-    Bytes(Bytes),
-    /// Bytes of a file, sent as a download (`range` `None`: all of it),
-    /// after `head` once the download started, followed by CRLF when
-    /// `last` of its part.
-    File {
-        head: Bytes,
-        file_id: FileId,
-        range: Option<Range<u64>>,
-        action: &'static str,
-        last: bool,
-    },
-}
-
-/// A multipart answer under way: what is still to send and the download
-/// being sent.
-struct Sending {
-    state: AppState,
-    ctx: RequestContext,
-    grant: GrantRow,
-    centre: CentreRow,
-    items: VecDeque<Item>,
-    current: Option<(BodyDataStream, bool)>,
-    done: bool,
-}
-
-impl Sending {
-    /// Starts the next item: framing bytes, or a file's download (its head
-    /// and its body). Files whose downloads were used up meanwhile are
-    /// skipped with their part (the download service audited why).
-    async fn next_item(
-        &mut self,
-    ) -> Result<Option<(Bytes, Option<BodyDataStream>, bool)>, GrantError> {
-        while let Some(item) = self.items.pop_front() {
-            let (head, file_id, range, action, last) = match item {
-                Item::Bytes(bytes) => return Ok(Some((bytes, None, false))),
-                Item::File {
-                    head,
-                    file_id,
-                    range,
-                    action,
-                    last,
-                } => (head, file_id, range, action, last),
-            };
-            let svc = &self.state.services;
-            if let Err(why) = grants::still_live(svc, &self.grant.grant_id).await? {
-                let reason = format!("stopped before {file_id}: grant {why:?}");
-                let entry = NewEntry::new(action, Outcome::Deny)
-                    .case(&self.grant.case_id)
-                    .centre(&self.centre.centre_id)
-                    .grant(&self.grant.grant_id)
-                    .reason(reason);
-                crate::service::audit::record(svc, &self.ctx, entry).await?;
-                return Err(GrantError::Revoked);
-            }
-            let grant = (&self.grant, &self.centre);
-            let kind = (Kind::Plaintext, action);
-            let spec = range
-                .as_ref()
-                .map(|r| RangeSpec::FromTo(r.start, r.end.saturating_sub(1)));
-            let started = downloads::start_as(svc, &self.ctx, grant, &file_id, kind, Ok(spec));
-            let download = match started.await {
-                Ok(d) => d,
-                Err(GrantError::Exhausted) if range.is_none() => continue,
-                Err(e) => return Err(e),
-            };
-            let (state, ctx) = (self.state.clone(), self.ctx.clone());
-            let (g, c) = (self.grant.clone(), self.centre.clone());
-            let body = stream_body(state, ctx, g, c, download);
-            return Ok(Some((head, Some(body.into_data_stream()), last)));
-        }
-        Ok(None)
-    }
-}
+const DICOM: &str = "application/dicom";
+const OCTETS: &str = "application/octet-stream";
 
 /// A part's head: the boundary line and the part's headers.
 fn part_head(boundary: &str, media: &str, syntax: &str, size: u64) -> Bytes {
@@ -121,8 +48,148 @@ fn part_head(boundary: &str, media: &str, syntax: &str, size: u64) -> Bytes {
     ))
 }
 
+fn closing(boundary: &str) -> Bytes {
+    Bytes::from(format!("--{boundary}--\r\n"))
+}
+
 fn cut(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("retrieval cut: {e}"))
+}
+
+/// The request a retrieval's parts are started for.
+#[derive(Clone)]
+struct Request {
+    state: AppState,
+    ctx: RequestContext,
+    grant: GrantRow,
+    centre: CentreRow,
+    granted: Arc<Granted>,
+}
+
+/// A part whose download has started: which instance, and its body.
+struct Started {
+    at: usize,
+    body: Body,
+}
+
+impl Request {
+    /// Whether the grant is still live; if not, the stop is audited.
+    async fn live(&self, at: usize) -> Result<(), GrantError> {
+        let svc = &self.state.services;
+        let Err(why) = grants::still_live(svc, &self.grant.grant_id).await? else {
+            return Ok(());
+        };
+        let file = self.granted.instances.get(at).map(|i| &i.file.file_id);
+        let what = file.map_or("the end".to_owned(), |f| f.to_string());
+        let entry = NewEntry::new(RETRIEVE, Outcome::Deny)
+            .case(&self.grant.case_id)
+            .centre(&self.centre.centre_id)
+            .grant(&self.grant.grant_id)
+            .reason(format!("stopped before {what}: grant {why:?}"));
+        crate::service::audit::record(svc, &self.ctx, entry).await?;
+        Err(GrantError::Revoked)
+    }
+
+    /// Starts the first part at or after `from` whose file can still be
+    /// downloaded (one used up meanwhile is skipped; the download service
+    /// audited why); `None` when no part is left. The body exists as soon
+    /// as the lease does, so a part started but never sent (the client
+    /// went away) still settles its lease and gives its use back.
+    async fn start(self, from: usize) -> Result<Option<Started>, GrantError> {
+        let svc = &self.state.services;
+        let grant = (&self.grant, &self.centre);
+        for (at, instance) in self.granted.instances.iter().enumerate().skip(from) {
+            self.live(at).await?;
+            match dicomweb::start_part(svc, &self.ctx, grant, &self.granted, instance).await {
+                Ok(download) => {
+                    let (state, ctx) = (self.state.clone(), self.ctx.clone());
+                    let (g, c) = (self.grant.clone(), self.centre.clone());
+                    let body = stream_body(state, ctx, g, c, download);
+                    return Ok(Some(Started { at, body }));
+                }
+                Err(GrantError::Exhausted) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A part being sent: its body and the bytes it still owes.
+struct Current {
+    stream: BodyDataStream,
+    left: u64,
+}
+
+/// A retrieval under way.
+struct Sending {
+    request: Request,
+    boundary: String,
+    current: Option<Current>,
+    /// The next part's start, running while the current part streams.
+    next: Option<JoinHandle<Result<Option<Started>, GrantError>>>,
+    /// Finished parts whose download's end is still being recorded.
+    endings: Vec<JoinHandle<()>>,
+    done: bool,
+}
+
+impl Sending {
+    fn prepare(&mut self, from: usize) {
+        let request = self.request.clone();
+        self.next = Some(tokio::spawn(request.start(from)));
+    }
+
+    /// The next part: its head, once its download started (and the grant
+    /// was found live again); `None` after the last, once every part's end
+    /// is recorded.
+    async fn next_part(&mut self) -> Result<Option<Bytes>, GrantError> {
+        let started = match self.next.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| GrantError::Internal(format!("part start failed: {e}")))??,
+            None => self.request.clone().start(0).await?,
+        };
+        let Some(Started { at, body }) = started else {
+            for ending in self.endings.drain(..) {
+                let _ = ending.await;
+            }
+            return Ok(None);
+        };
+        if at > 0 {
+            // Started ahead, while the part before streamed: the grant
+            // may have stopped since.
+            self.request.live(at).await?;
+        }
+        let instance = &self.request.granted.instances[at];
+        let (size, syntax) = (instance.file.size, &instance.index.transfer_syntax_uid);
+        let head = part_head(&self.boundary, DICOM, syntax, size);
+        self.current = Some(Current {
+            stream: body.into_data_stream(),
+            left: size,
+        });
+        self.prepare(at + 1);
+        Ok(Some(head))
+    }
+
+    /// The current part's next bytes; its closing CRLF once all its bytes
+    /// came. Its download's end (an audited transaction) is then recorded
+    /// beside the next part; the answer ends after every part's end.
+    async fn part_bytes(&mut self, mut current: Current) -> Result<Bytes, std::io::Error> {
+        if current.left == 0 {
+            let ending = async move { while current.stream.next().await.is_some() {} };
+            self.endings.push(tokio::spawn(ending));
+            return Ok(Bytes::from_static(b"\r\n"));
+        }
+        match current.stream.next().await {
+            Some(Ok(bytes)) => {
+                current.left = current.left.saturating_sub(bytes.len() as u64);
+                self.current = Some(current);
+                Ok(bytes)
+            }
+            Some(Err(e)) => Err(cut(e)),
+            None => Err(cut("a part ended short")),
+        }
+    }
 }
 
 /// The multipart body: part heads, the downloads' streams, the closing
@@ -130,32 +197,20 @@ fn cut(e: impl std::fmt::Display) -> std::io::Error {
 /// a broken body, never a short part passed off as whole).
 fn body(sending: Sending) -> Body {
     let stream = futures_util::stream::unfold(sending, |mut s| async move {
-        if let Some((current, last)) = &mut s.current {
-            let last = *last;
-            match current.next().await {
-                Some(Ok(bytes)) => return Some((Ok(bytes), s)),
-                Some(Err(e)) => {
-                    s.done = true;
-                    s.current = None;
-                    return Some((Err(cut(e)), s));
-                }
-                None => {
-                    s.current = None;
-                    if last {
-                        return Some((Ok(Bytes::from_static(b"\r\n")), s));
-                    }
-                }
-            }
-        }
         if s.done {
             return None;
         }
-        match s.next_item().await {
-            Ok(Some((head, body, last))) => {
-                s.current = body.map(|b| (b, last));
-                Some((Ok(head), s))
+        if let Some(current) = s.current.take() {
+            let piece = s.part_bytes(current).await;
+            s.done = piece.is_err();
+            return Some((piece, s));
+        }
+        match s.next_part().await {
+            Ok(Some(head)) => Some((Ok(head), s)),
+            Ok(None) => {
+                s.done = true;
+                Some((Ok(closing(&s.boundary)), s))
             }
-            Ok(None) => None,
             Err(e) => {
                 s.done = true;
                 Some((Err(cut(e)), s))
@@ -169,97 +224,18 @@ fn body(sending: Sending) -> Body {
 }
 
 /// The answer: 200, the multipart type, the body.
-fn answer(sending: Sending, media: &str, boundary: &str) -> Response {
+fn answer(body: Body, media: &str, boundary: &str) -> Response {
     let content_type = format!("multipart/related; type=\"{media}\"; boundary={boundary}");
     let mut out = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         out.insert(header::CONTENT_TYPE, v);
     }
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    (StatusCode::OK, out, body(sending)).into_response()
+    (StatusCode::OK, out, body).into_response()
 }
 
 fn boundary() -> String {
     crate::hex::encode(&crate::random::array::<16>())
-}
-
-async fn retrieve(
-    state: AppState,
-    ctx: RequestContext,
-    principal: Principal,
-    params: Params,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    accept::dicom_multipart(&headers)?;
-    let scope = scope(params)?;
-    let (grant, centre) = centre(&principal)?;
-    let parts = dicomweb::retrieval(&state.services, &ctx, (grant, centre), &scope).await?;
-    let boundary = boundary();
-    let mut items: VecDeque<Item> = parts
-        .into_iter()
-        .map(|part| Item::File {
-            head: part_head(&boundary, DICOM, &part.transfer_syntax_uid, part.size),
-            file_id: part.file_id,
-            range: None,
-            action: RETRIEVE,
-            last: true,
-        })
-        .collect();
-    items.push_back(Item::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
-    let sending = Sending {
-        state,
-        ctx,
-        grant: grant.clone(),
-        centre: centre.clone(),
-        items,
-        current: None,
-        done: false,
-    };
-    Ok(answer(sending, DICOM, &boundary))
-}
-
-/// WADO-RS frames of an instance: one part per frame asked for, its bytes
-/// sent as ranges of the file (for encapsulated pixel data, its fragments'
-/// contents one after another), in the transfer syntax stored.
-pub async fn frames(
-    State(state): State<AppState>,
-    axum::Extension(ctx): axum::Extension<RequestContext>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    params: Params,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    accept::frames(&headers)?;
-    let asked = dicomweb::frame_list(params.0.get("frames").map_or("", |f| f.as_str()))?;
-    let scope = scope(params)?;
-    let (grant, centre) = centre(&principal)?;
-    let plan = dicomweb::frames(&state.services, &ctx, (grant, centre), &scope, &asked).await?;
-    let boundary = boundary();
-    let mut items = VecDeque::new();
-    for spans in plan.frames {
-        let size = spans.iter().map(|r| r.end - r.start).sum();
-        let head = part_head(&boundary, OCTETS, &plan.transfer_syntax_uid, size);
-        let count = spans.len();
-        for (n, range) in spans.into_iter().enumerate() {
-            items.push_back(Item::File {
-                head: if n == 0 { head.clone() } else { Bytes::new() },
-                file_id: plan.file_id.clone(),
-                range: Some(range),
-                action: FRAMES,
-                last: n + 1 == count,
-            });
-        }
-    }
-    items.push_back(Item::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
-    let sending = Sending {
-        state,
-        ctx,
-        grant: grant.clone(),
-        centre: centre.clone(),
-        items,
-        current: None,
-        done: false,
-    };
-    Ok(answer(sending, OCTETS, &boundary))
 }
 
 /// WADO-RS retrieval of a study, a series or an instance (the path says
@@ -271,5 +247,58 @@ pub async fn retrieve_instances(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    retrieve(state, ctx, principal, params, headers).await
+    accept::dicom_multipart(&headers)?;
+    let scope = scope(params)?;
+    let (grant, centre) = centre(&principal)?;
+    let granted = dicomweb::retrieval(&state.services, &ctx, (grant, centre), &scope).await?;
+    let boundary = boundary();
+    let request = Request {
+        state,
+        ctx,
+        grant: grant.clone(),
+        centre: centre.clone(),
+        granted: Arc::new(granted),
+    };
+    let sending = Sending {
+        request,
+        boundary: boundary.clone(),
+        current: None,
+        next: None,
+        endings: Vec::new(),
+        done: false,
+    };
+    Ok(answer(body(sending), DICOM, &boundary))
+}
+
+/// WADO-RS frames of an instance: one part per frame asked for, its bytes
+/// sent as pieces of the file (for encapsulated pixel data, its fragments'
+/// contents one after another), in the transfer syntax stored; all of
+/// them one download, leased and audited once.
+pub async fn frames(
+    State(state): State<AppState>,
+    axum::Extension(ctx): axum::Extension<RequestContext>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    accept::frames(&headers)?;
+    let asked = dicomweb::frame_list(params.0.get("frames").map_or("", |f| f.as_str()))?;
+    let scope = scope(params)?;
+    let (grant, centre) = centre(&principal)?;
+    let svc = &state.services;
+    let plan = dicomweb::frames(svc, &ctx, (grant, centre), &scope, &asked).await?;
+    let download = dicomweb::start_frames(svc, &ctx, (grant, centre), &plan).await?;
+    let boundary = boundary();
+    let mut pieces = Vec::new();
+    for spans in plan.frames {
+        let size = spans.iter().map(|r| r.end - r.start).sum();
+        let head = part_head(&boundary, OCTETS, &plan.transfer_syntax_uid, size);
+        pieces.push(Piece::Framing(head));
+        pieces.extend(spans.into_iter().map(Piece::File));
+        pieces.push(Piece::Framing(Bytes::from_static(b"\r\n")));
+    }
+    pieces.push(Piece::Framing(closing(&boundary)));
+    let grant = (grant.clone(), centre.clone());
+    let body = stream_pieces(state, ctx, grant, download, pieces);
+    Ok(answer(body, OCTETS, &boundary))
 }

@@ -154,14 +154,21 @@ pub(super) fn instance_matches(i: &Instance, query: &Query) -> bool {
 }
 
 /// An instance's attributes, with its series' and study's.
-pub(super) fn instance(i: &Instance) -> Value {
+/// An instance's QIDO-RS attributes; `used_up`: its file's downloads are
+/// used up, so it is listed as `UNAVAILABLE` (still found, never
+/// retrievable again under this grant).
+pub(super) fn instance(i: &Instance, used_up: bool) -> Value {
     let x = &i.index;
     let mut elements = study_elements(i);
     elements.extend(series_elements(i));
     elements.extend([
         text(tags::SOP_CLASS_UID, VR::UI, &i.fields.sop_class_uid),
         text(tags::SOP_INSTANCE_UID, VR::UI, &x.sop_instance_uid),
-        text(tags::INSTANCE_AVAILABILITY, VR::CS, "ONLINE"),
+        text(
+            tags::INSTANCE_AVAILABILITY,
+            VR::CS,
+            if used_up { "UNAVAILABLE" } else { "ONLINE" },
+        ),
         int(tags::INSTANCE_NUMBER, &x.instance_number),
         text(
             tags::AVAILABLE_TRANSFER_SYNTAX_UID,

@@ -1,30 +1,29 @@
 //! WADO-RS frames of one instance: which bytes of its file each asked
 //! frame is ([`super::pixels`] finds them from the header and, for
-//! encapsulated pixel data, the item headers read from the object). The
-//! bytes are then served as ranges of the file: never from byte 0, so a
-//! frame is not a new download of the file, but every byte is charged to
-//! the file's budget of `max_downloads × size` like a Range continuation.
+//! encapsulated pixel data, the fragment list [`super::fragments`] walks
+//! or remembers). The bytes are then served as one download of pieces of
+//! the file: never from byte 0, so frames are not a new download of the
+//! file, but every byte is charged to the file's budget of
+//! `max_downloads × size` like a Range continuation, leased and audited
+//! once per request.
 
 use std::ops::Range;
+use std::sync::Arc;
 
-use super::pixels::{self, Fragment, Geometry, ItemHeader, PixelData};
-use super::{FRAMES, Granted, GrantedFile, Instance, Scope, header, in_scope, record};
+use super::fragments::{self, Fragments};
+use super::pixels::{self, Geometry, PixelData};
+use super::{FRAMES, Granted, Instance, Scope, header, in_scope, record};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
 use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
 use crate::ids::FileId;
 use crate::service::Services;
-use crate::service::downloads;
+use crate::service::downloads::{self, Ask, Download, Kind, PlainReader};
 use crate::service::grants::GrantError;
 
 /// Most frames one request may ask for.
 pub const MAX_FRAMES: usize = 1000;
-/// Most fragments of encapsulated pixel data the gateway lists.
-const MAX_FRAGMENTS: usize = 10_000;
-/// The largest basic offset table read: four bytes per frame, and never
-/// more than this whatever a file claims.
-const MAX_OFFSET_TABLE: u64 = 4 * 1024 * 1024;
 
 /// The frames asked for, in the order asked: `1,2,3`.
 pub fn frame_list(raw: &str) -> Result<Vec<u32>, GrantError> {
@@ -44,12 +43,27 @@ pub fn frame_list(raw: &str) -> Result<Vec<u32>, GrantError> {
     Ok(list)
 }
 
-/// Frames to send: the file, its stored transfer syntax, and per frame
-/// the byte ranges of the file that make it up.
+/// Frames to send: the instance (with the case key that opens its file),
+/// its stored transfer syntax, and per frame the byte ranges of the file
+/// that make it up.
 pub struct FramePlan {
-    pub file_id: FileId,
+    pub granted: Granted,
     pub transfer_syntax_uid: String,
     pub frames: Vec<Vec<Range<u64>>>,
+}
+
+impl FramePlan {
+    fn instance(&self) -> Result<&Instance, GrantError> {
+        self.granted
+            .instances
+            .first()
+            .ok_or_else(|| GrantError::Internal("frame plan without its instance".into()))
+    }
+
+    /// The file the frames are bytes of.
+    pub fn file_id(&self) -> Result<&FileId, GrantError> {
+        Ok(&self.instance()?.file.file_id)
+    }
 }
 
 /// The bytes of each asked frame of the instance in `scope`. An instance
@@ -62,7 +76,7 @@ pub async fn frames(
     scope: &Scope,
     asked: &[u32],
 ) -> Result<FramePlan, GrantError> {
-    let granted: Granted = in_scope(svc, ctx, grant, scope, FRAMES).await?;
+    let mut granted: Granted = in_scope(svc, ctx, grant, scope, FRAMES).await?;
     let refuse = async |reason: String| -> GrantError {
         let entry = NewEntry::new(FRAMES, Outcome::Deny).reason(reason);
         match record(svc, ctx, grant, entry).await {
@@ -70,27 +84,22 @@ pub async fn frames(
             Err(e) => e,
         }
     };
+    granted.instances.truncate(1);
     let Some(instance) = granted.instances.first() else {
         return Err(refuse(format!("{} is not in the grant", scope.describe())).await);
     };
-    let key = &granted.case_key;
-    let (head, _) = header::read_head(svc, key, grant, &instance.file)
-        .await?
-        .ok_or_else(|| GrantError::Internal("header does not parse".into()))?;
-    let syntax = instance.index.transfer_syntax_uid.as_str();
-    let Some(pixel_data) = pixels::locate(&head, syntax) else {
-        let file = &instance.file.file_id;
-        return Err(refuse(format!("{file}: no pixel data found (syntax {syntax})")).await);
-    };
-    let all = match pixel_data.length {
-        Some(_) => native(instance, pixel_data, asked),
-        None => match fragments(svc, key, grant, &instance.file, pixel_data).await? {
-            Ok(found) => encapsulated(instance, &found, asked),
-            Err(why) => {
-                let file = &instance.file.file_id;
-                return Err(refuse(format!("{file}: encapsulated pixel data {why}")).await);
-            }
-        },
+    let file = &instance.file.file_id;
+    let syntax = instance.index.transfer_syntax_uid.clone();
+    let located = locate(svc, &granted.case_key, grant, instance, &syntax).await?;
+    let all = match located {
+        Located::Nowhere => {
+            return Err(refuse(format!("{file}: no pixel data found (syntax {syntax})")).await);
+        }
+        Located::Broken(why) => {
+            return Err(refuse(format!("{file}: encapsulated pixel data {why}")).await);
+        }
+        Located::Native(at) => native(instance, at, asked),
+        Located::Encapsulated(found) => encapsulated(instance, &found, asked),
     };
     // A frame is bytes of the file: a length the file claims past its end
     // is not a frame.
@@ -103,14 +112,75 @@ pub async fn frames(
     });
     match all {
         Ok(frames) => Ok(FramePlan {
-            file_id: instance.file.file_id.clone(),
-            transfer_syntax_uid: syntax.to_owned(),
+            granted,
+            transfer_syntax_uid: syntax,
             frames,
         }),
-        Err(n) => {
-            let file = &instance.file.file_id;
-            Err(refuse(format!("{file}: frame {n} is not one of its frames")).await)
+        Err(n) => Err(refuse(format!("{file}: frame {n} is not one of its frames")).await),
+    }
+}
+
+/// Starts the one download that sends a plan's frames: a continuation
+/// (never a new use of the file), its bytes leased and audited once for
+/// the request, refused before any byte goes out when the file's budget
+/// cannot cover them.
+pub async fn start_frames(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: (&GrantRow, &CentreRow),
+    plan: &FramePlan,
+) -> Result<Download, GrantError> {
+    let instance = plan.instance()?;
+    let pieces: Vec<Range<u64>> = plan.frames.iter().flatten().cloned().collect();
+    let what = (&plan.granted.case_key, &instance.file);
+    let kind = (Kind::Plaintext, FRAMES);
+    downloads::start_file(svc, ctx, grant, what, kind, Ask::Pieces(&pieces)).await
+}
+
+/// Where an instance's pixel data is.
+enum Located {
+    /// Not found (or a syntax the walker does not read).
+    Nowhere,
+    Native(PixelData),
+    Encapsulated(Arc<Fragments>),
+    /// Encapsulated, but its items do not fit the file: why.
+    Broken(&'static str),
+}
+
+/// Finds the pixel data: the header read through one opened reader, then
+/// for encapsulated pixel data its fragment list, from the cache when this
+/// object's was walked before.
+async fn locate(
+    svc: &Services,
+    key: &CaseKey,
+    grant: (&GrantRow, &CentreRow),
+    instance: &Instance,
+    syntax: &str,
+) -> Result<Located, GrantError> {
+    let file = &instance.file;
+    let digest = file.object_digest.as_deref();
+    let mut reader = PlainReader::open(svc, key, grant, file).await?;
+    let Some((head, _)) = header::read_head(&mut reader).await? else {
+        return Err(GrantError::Internal("header does not parse".into()));
+    };
+    let Some(pixel_data) = pixels::locate(&head, syntax) else {
+        return Ok(Located::Nowhere);
+    };
+    if pixel_data.length.is_some() {
+        return Ok(Located::Native(pixel_data));
+    }
+    if let Some(found) = digest.and_then(|d| svc.fragments.get(&file.file_id, d)) {
+        return Ok(Located::Encapsulated(found));
+    }
+    match fragments::walk(&mut reader, pixel_data).await? {
+        Ok(found) => {
+            let found = Arc::new(found);
+            if let Some(d) = digest {
+                svc.fragments.put(&file.file_id, d, found.clone());
+            }
+            Ok(Located::Encapsulated(found))
         }
+        Err(why) => Ok(Located::Broken(why)),
     }
 }
 
@@ -133,77 +203,12 @@ fn native(i: &Instance, at: PixelData, asked: &[u32]) -> Result<Vec<Vec<Range<u6
         .collect()
 }
 
-/// The basic offset table and fragments of encapsulated pixel data.
-struct Fragments {
-    table: Vec<u32>,
-    list: Vec<Fragment>,
-}
-
 fn encapsulated(i: &Instance, f: &Fragments, asked: &[u32]) -> Result<Vec<Vec<Range<u64>>>, u32> {
     let frames = i.index.number_of_frames.unwrap_or(1);
     asked
         .iter()
         .map(|n| pixels::encapsulated_frame(&f.list, &f.table, frames, *n).ok_or(*n))
         .collect()
-}
-
-/// Walks the items of encapsulated pixel data from the object (eight
-/// bytes per item header; only the offset table's contents are read).
-/// The inner error says why the items do not walk (the file's claims
-/// do not fit it).
-async fn fragments(
-    svc: &Services,
-    key: &CaseKey,
-    grant: (&GrantRow, &CentreRow),
-    file: &GrantedFile,
-    at: PixelData,
-) -> Result<Result<Fragments, &'static str>, GrantError> {
-    let item = async |at: u64| -> Result<Option<ItemHeader>, GrantError> {
-        let bytes = downloads::read_plain(svc, key, grant, file, at..at + 8).await?;
-        Ok(pixels::item_header(&bytes))
-    };
-    let mut pos = at.value_at;
-    let Some(ItemHeader::Item(table_len)) = item(pos).await? else {
-        return Ok(Err("has no offset table item"));
-    };
-    if u64::from(table_len) > MAX_OFFSET_TABLE || pos + 8 + u64::from(table_len) > file.size {
-        return Ok(Err("claims an offset table larger than it can hold"));
-    }
-    let table_at = pos + 8;
-    let table_bytes = downloads::read_plain(
-        svc,
-        key,
-        grant,
-        file,
-        table_at..table_at + u64::from(table_len),
-    )
-    .await?;
-    pos = table_at + u64::from(table_len);
-    let first = pos;
-    let mut list = Vec::new();
-    while pos < file.size && list.len() < MAX_FRAGMENTS {
-        match item(pos).await? {
-            Some(ItemHeader::Item(len)) => {
-                let bytes = pos + 8..pos + 8 + u64::from(len);
-                if bytes.end > file.size {
-                    return Ok(Err("has a fragment past the end of the file"));
-                }
-                if !bytes.is_empty() {
-                    list.push(Fragment {
-                        offset: pos - first,
-                        bytes: bytes.clone(),
-                    });
-                }
-                pos = bytes.end;
-            }
-            Some(ItemHeader::End) => break,
-            None => return Ok(Err("has an item that is not one")),
-        }
-    }
-    Ok(Ok(Fragments {
-        table: pixels::offset_table(&table_bytes),
-        list,
-    }))
 }
 
 #[cfg(test)]

@@ -5,14 +5,13 @@
 
 use dicom_object::DefaultDicomObject;
 
-use super::{
-    DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, downloads, pixels,
-};
+use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, pixels};
 use crate::crypto::CaseKey;
 use crate::db;
 use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
 use crate::service::Services;
+use crate::service::downloads::PlainReader;
 
 /// Plaintext read for a header at first, and the most it grows to.
 const FIRST_HEAD: u64 = 64 * 1024;
@@ -24,21 +23,19 @@ const FIRST_HEAD: u64 = 64 * 1024;
 /// Returns the bytes read and the parsed header; `None`: not a DICOM
 /// header.
 pub async fn read_head(
-    svc: &Services,
-    case_key: &CaseKey,
-    grant: (&GrantRow, &CentreRow),
-    file: &GrantedFile,
+    reader: &mut PlainReader<'_>,
 ) -> Result<Option<(Vec<u8>, DefaultDicomObject)>, GrantError> {
     let mut want = FIRST_HEAD;
     loop {
-        let head = downloads::read_plain(svc, case_key, grant, file, 0..want).await?;
+        let head = reader.read(0..want).await?;
         let whole = (head.len() as u64) < want;
         if let Some(object) = dicom::header(&head) {
             let syntax = object
                 .meta()
                 .transfer_syntax()
-                .trim_end_matches(['\0', ' ']);
-            if whole || want >= dicom::HEAD_BYTES || pixels::locate(&head, syntax).is_some() {
+                .trim_end_matches(['\0', ' '])
+                .to_owned();
+            if whole || want >= dicom::HEAD_BYTES || pixels::locate(&head, &syntax).is_some() {
                 return Ok(Some((head, object)));
             }
         } else if whole || want >= dicom::HEAD_BYTES {
@@ -49,7 +46,10 @@ pub async fn read_head(
 }
 
 /// A file's index: opened from its sealed copy, or read from its header
-/// and stored (files completed before the index existed).
+/// and stored (files completed before the index existed). The header is
+/// read as [`read_head`] reads it, to its end: an index taken from a
+/// header cut by the read window would lack its last attributes (the
+/// image geometry among them) and be stored so for good.
 pub(super) async fn index_of(
     svc: &Services,
     case_key: &CaseKey,
@@ -71,14 +71,12 @@ pub(super) async fn index_of(
         // DICOMweb request of the grant.
         tracing::error!(file = %id, "stored DICOM index does not open; reading the header again");
     }
-    let mut want = FIRST_HEAD;
-    let index = loop {
-        let head = downloads::read_plain(svc, case_key, grant, file, 0..want).await?;
-        match dicom::inspect(&head) {
-            Inspection::Dicom(_, index) => break *index,
-            _ if (head.len() as u64) < want || want >= dicom::HEAD_BYTES => return Ok(None),
-            _ => want = (want * 8).min(dicom::HEAD_BYTES),
-        }
+    let mut reader = PlainReader::open(svc, case_key, grant, file).await?;
+    let Some((head, _)) = read_head(&mut reader).await? else {
+        return Ok(None);
+    };
+    let Inspection::Dicom(_, index) = dicom::inspect(&head) else {
+        return Ok(None);
     };
     if let Ok(json) = serde_json::to_vec(&index) {
         let sealed = case_key.seal_field(case_id, DICOM_INDEX, id, &json);
@@ -90,5 +88,5 @@ pub(super) async fn index_of(
         )
         .await?;
     }
-    Ok(Some(index))
+    Ok(Some(*index))
 }

@@ -13,6 +13,7 @@
 //! use and the index stored then, so it is read once.
 
 mod attributes;
+mod fragments;
 mod frames;
 mod header;
 mod json;
@@ -32,10 +33,11 @@ use crate::db::grants::GrantRow;
 use crate::manifest::DicomFields;
 use crate::upload::dicom::{self, DICOM_INDEX, DicomIndex, Inspection};
 
-pub use frames::{FramePlan, frame_list, frames};
+pub use fragments::FragmentCache;
+pub use frames::{FramePlan, frame_list, frames, start_frames};
 pub use header::read_head;
 pub use query::Query;
-pub use retrieve::{Part, header_json, metadata, retrieval};
+pub use retrieve::{header_json, metadata, retrieval, start_part};
 pub use search::{Level, search};
 
 /// Audit action of QIDO-RS searches.

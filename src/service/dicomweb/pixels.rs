@@ -27,7 +27,6 @@ pub struct PixelData {
 
 struct Walker<'a> {
     buf: &'a [u8],
-    implicit: bool,
 }
 
 fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
@@ -38,43 +37,74 @@ fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// An element header: its tag, value length, where its value starts, and
+/// whether the value of undefined length it may announce is read as
+/// implicit VR (the file's syntax, or VR UN: PS3.5 §6.2.2 says such a
+/// sequence is encoded implicit VR little endian whatever the file's).
+struct Element {
+    tag: (u16, u16),
+    len: u32,
+    value: usize,
+    implicit_inside: bool,
+}
+
 impl Walker<'_> {
-    /// An element header at `at`: its tag, value length and where its
-    /// value starts. Item and delimiter tags have no VR in any syntax.
-    fn header(&self, at: usize) -> Option<((u16, u16), u32, usize)> {
+    /// An element header at `at`, read as implicit VR when `implicit`.
+    /// Item and delimiter tags have no VR in any syntax.
+    fn header(&self, at: usize, implicit: bool) -> Option<Element> {
         let tag = (u16_at(self.buf, at)?, u16_at(self.buf, at + 2)?);
-        if tag.0 == 0xFFFE || self.implicit {
-            return Some((tag, u32_at(self.buf, at + 4)?, at + 8));
+        if tag.0 == 0xFFFE || implicit {
+            let len = u32_at(self.buf, at + 4)?;
+            return Some(Element {
+                tag,
+                len,
+                value: at + 8,
+                implicit_inside: implicit,
+            });
         }
         let vr = self.buf.get(at + 4..at + 6)?;
         let long = matches!(
             vr,
             b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT"
         );
-        if long {
-            Some((tag, u32_at(self.buf, at + 8)?, at + 12))
+        let (len, value) = if long {
+            (u32_at(self.buf, at + 8)?, at + 12)
         } else {
-            Some((tag, u32::from(u16_at(self.buf, at + 6)?), at + 8))
-        }
+            (u32::from(u16_at(self.buf, at + 6)?), at + 8)
+        };
+        Some(Element {
+            tag,
+            len,
+            value,
+            implicit_inside: vr == b"UN",
+        })
     }
 
     /// Past the value of undefined length that starts at `at`: items up
     /// to the sequence delimiter (or elements up to the item delimiter
-    /// when `in_item`).
-    fn skip_undefined(&self, mut at: usize, in_item: bool, depth: usize) -> Option<usize> {
+    /// when `in_item`), their elements read as implicit VR when
+    /// `implicit`.
+    fn skip_undefined(
+        &self,
+        mut at: usize,
+        (in_item, implicit): (bool, bool),
+        depth: usize,
+    ) -> Option<usize> {
         if depth > MAX_DEPTH {
             return None;
         }
         let end = if in_item { ITEM_END } else { SEQUENCE_END };
         loop {
-            let (tag, len, value) = self.header(at)?;
-            if tag == end {
-                return Some(value);
+            let e = self.header(at, implicit)?;
+            if e.tag == end {
+                return Some(e.value);
             }
-            at = match (tag == ITEM, len == UNDEFINED) {
-                (true, true) => self.skip_undefined(value, true, depth + 1)?,
-                (false, true) => self.skip_undefined(value, false, depth + 1)?,
-                (_, false) => value.checked_add(len as usize)?,
+            at = match (e.tag == ITEM, e.len == UNDEFINED) {
+                (true, true) => self.skip_undefined(e.value, (true, implicit), depth + 1)?,
+                (false, true) => {
+                    self.skip_undefined(e.value, (false, e.implicit_inside), depth + 1)?
+                }
+                (_, false) => e.value.checked_add(e.len as usize)?,
             };
         }
     }
@@ -100,23 +130,20 @@ pub fn locate(head: &[u8], syntax: &str) -> Option<PixelData> {
         "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => return None,
         _ => false,
     };
-    let walker = Walker {
-        buf: head,
-        implicit,
-    };
+    let walker = Walker { buf: head };
     let mut at = data_set_start(head)?;
     loop {
-        let (tag, len, value) = walker.header(at)?;
-        if tag == PIXEL_DATA {
-            let length = (len != UNDEFINED).then_some(len);
+        let e = walker.header(at, implicit)?;
+        if e.tag == PIXEL_DATA {
+            let length = (e.len != UNDEFINED).then_some(e.len);
             return Some(PixelData {
-                value_at: value as u64,
+                value_at: e.value as u64,
                 length,
             });
         }
-        at = match len {
-            UNDEFINED => walker.skip_undefined(value, false, 0)?,
-            _ => value.checked_add(len as usize)?,
+        at = match e.len {
+            UNDEFINED => walker.skip_undefined(e.value, (false, e.implicit_inside), 0)?,
+            _ => e.value.checked_add(e.len as usize)?,
         };
     }
 }
@@ -261,6 +288,52 @@ mod tests {
             locate(&file[..200], "1.2.840.10008.1.2.1").is_none(),
             "cut short"
         );
+    }
+
+    /// A private sequence of undefined length in VR UN inside an explicit
+    /// VR file is implicit VR little endian inside (PS3.5 §6.2.2): read
+    /// as explicit, its elements' lengths are garbage and PixelData after
+    /// it is never found.
+    #[test]
+    fn walks_an_undefined_length_un_sequence_as_implicit_vr() {
+        let pixels: Vec<u8> = (0..8 * 8 * 2).map(|i| i as u8).collect();
+        let image = Image {
+            sop_instance_uid: "1.2.3",
+            instance_number: Some(1),
+            rows: Some((8, 8)),
+            frames: None,
+            pixels: pixels.clone(),
+        };
+        let native = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
+        let pixel_element = native.len() - pixels.len() - 12;
+        let implicit = |out: &mut Vec<u8>, (g, e): (u16, u16), v: &[u8]| {
+            out.extend_from_slice(&g.to_le_bytes());
+            out.extend_from_slice(&e.to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        };
+        let mut un = Vec::new();
+        // (0029,1010) UN, undefined length.
+        un.extend_from_slice(&[0x29, 0x00, 0x10, 0x10, b'U', b'N', 0, 0]);
+        un.extend_from_slice(&UNDEFINED.to_le_bytes());
+        un.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        implicit(&mut un, (0x0008, 0x0100), b"ABCD");
+        implicit(&mut un, (0x0008, 0x0104), b"a code meaning");
+        // A nested sequence inside, also of undefined length.
+        un.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, 0xFF, 0xFF, 0xFF, 0xFF]);
+        un.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        implicit(&mut un, (0x0008, 0x1150), b"1.2.840.10008.5.1.4.1.1.2\0");
+        un.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        un.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        un.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        un.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let mut file = native[..pixel_element].to_vec();
+        file.extend_from_slice(&un);
+        file.extend_from_slice(&native[pixel_element..]);
+        let at = locate(&file, "1.2.840.10008.1.2.1").expect("PixelData after the UN sequence");
+        assert_eq!(at.length, Some(pixels.len() as u32));
+        let v = at.value_at as usize;
+        assert_eq!(&file[v..], &pixels[..]);
     }
 
     #[test]

@@ -1,53 +1,36 @@
 //! WADO-RS over the grant's instances: which files a retrieval sends (each
-//! then a counted download), and metadata (headers, not counted, while the
-//! file can still be downloaded).
+//! then a counted download, started from what the retrieval already
+//! holds), and metadata (headers, not counted, while the file can still be
+//! downloaded).
 
 use super::{Granted, Instance, METADATA, RETRIEVE, Scope, attributes, header, in_scope, record};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
 use crate::db::centres::CentreRow;
 use crate::db::grants::GrantRow;
-use crate::ids::FileId;
 use crate::service::Services;
 use crate::service::audit;
+use crate::service::downloads::{self, Ask, Download, Kind, PlainReader};
 use crate::service::grants::GrantError;
 
-/// One instance a retrieval sends: its file and transfer syntax.
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub file_id: FileId,
-    /// Plaintext size of the file (the part's length).
-    pub size: u64,
-    pub transfer_syntax_uid: String,
-}
-
-/// The files a WADO-RS retrieval of `scope` sends, each once. Files whose
-/// downloads are used up are left out (the rest of a series stays
-/// viewable; one entry names them); if that leaves none, the retrieval is
-/// refused as exhausted.
+/// The instances a WADO-RS retrieval of `scope` sends, each once, in
+/// viewer order. Files whose downloads are used up are left out (the rest
+/// of a series stays viewable; one entry names them); if that leaves
+/// none, the retrieval is refused as exhausted. Each is then started with
+/// [`start_part`] as its part begins.
 pub async fn retrieval(
     svc: &Services,
     ctx: &RequestContext,
     grant: (&GrantRow, &CentreRow),
     scope: &Scope,
-) -> Result<Vec<Part>, GrantError> {
-    let granted = in_scope(svc, ctx, grant, scope, RETRIEVE).await?;
-    if granted.instances.is_empty() {
-        let reason = format!("{} is not in the grant", scope.describe());
-        record(
-            svc,
-            ctx,
-            grant,
-            NewEntry::new(RETRIEVE, Outcome::Deny).reason(reason),
-        )
-        .await?;
-        return Err(GrantError::NotFound);
-    }
+) -> Result<Granted, GrantError> {
+    let mut granted = held(svc, ctx, grant, scope, RETRIEVE).await?;
     let max = grant.0.max_downloads;
-    let (left, used_up): (Vec<&Instance>, Vec<&Instance>) = granted
+    let used_up: Vec<&Instance> = granted
         .instances
         .iter()
-        .partition(|i| i.file.downloads < max);
+        .filter(|i| i.file.downloads >= max)
+        .collect();
     if !used_up.is_empty() {
         let ids: Vec<&str> = used_up.iter().map(|i| i.file.file_id.as_str()).collect();
         let reason = format!(
@@ -60,18 +43,46 @@ pub async fn retrieval(
             entry = entry.file(&only.file.file_id);
         }
         record(svc, ctx, grant, entry).await?;
-        if left.is_empty() {
+        granted.instances.retain(|i| i.file.downloads < max);
+        if granted.instances.is_empty() {
             return Err(GrantError::Exhausted);
         }
     }
-    Ok(left
-        .into_iter()
-        .map(|i| Part {
-            file_id: i.file.file_id.clone(),
-            size: i.file.size,
-            transfer_syntax_uid: i.index.transfer_syntax_uid.clone(),
-        })
-        .collect())
+    Ok(granted)
+}
+
+/// Starts the download of one instance of a retrieval: a plaintext
+/// download of its whole file, counted and audited as `dicomweb.retrieve`,
+/// from the file and case key the retrieval already holds.
+pub async fn start_part(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: (&GrantRow, &CentreRow),
+    granted: &Granted,
+    instance: &Instance,
+) -> Result<Download, GrantError> {
+    let what = (&granted.case_key, &instance.file);
+    let kind = (Kind::Plaintext, RETRIEVE);
+    downloads::start_file(svc, ctx, grant, what, kind, Ask::Range(Ok(None))).await
+}
+
+/// The instances in `scope`, refused as not found (audited under
+/// `action`) when there are none.
+async fn held(
+    svc: &Services,
+    ctx: &RequestContext,
+    grant: (&GrantRow, &CentreRow),
+    scope: &Scope,
+    action: &'static str,
+) -> Result<Granted, GrantError> {
+    let granted = in_scope(svc, ctx, grant, scope, action).await?;
+    if granted.instances.is_empty() {
+        let reason = format!("{} is not in the grant", scope.describe());
+        let entry = NewEntry::new(action, Outcome::Deny).reason(reason);
+        record(svc, ctx, grant, entry).await?;
+        return Err(GrantError::NotFound);
+    }
+    Ok(granted)
 }
 
 /// The instances whose metadata a request asks for: those in `scope`
@@ -84,29 +95,13 @@ pub async fn metadata(
     grant: (&GrantRow, &CentreRow),
     scope: &Scope,
 ) -> Result<Granted, GrantError> {
-    let mut granted = in_scope(svc, ctx, grant, scope, METADATA).await?;
-    if granted.instances.is_empty() {
-        let reason = format!("{} is not in the grant", scope.describe());
-        record(
-            svc,
-            ctx,
-            grant,
-            NewEntry::new(METADATA, Outcome::Deny).reason(reason),
-        )
-        .await?;
-        return Err(GrantError::NotFound);
-    }
+    let mut granted = held(svc, ctx, grant, scope, METADATA).await?;
     let max = grant.0.max_downloads;
     granted.instances.retain(|i| i.file.downloads < max);
     if granted.instances.is_empty() {
         let reason = format!("{}: downloads used up", scope.describe());
-        record(
-            svc,
-            ctx,
-            grant,
-            NewEntry::new(METADATA, Outcome::Deny).reason(reason),
-        )
-        .await?;
+        let entry = NewEntry::new(METADATA, Outcome::Deny).reason(reason);
+        record(svc, ctx, grant, entry).await?;
         return Err(GrantError::Exhausted);
     }
     // One entry per file whose header (patient data) is disclosed, in one
@@ -140,11 +135,10 @@ pub async fn header_json(
     grant: (&GrantRow, &CentreRow),
     instance: &Instance,
 ) -> Result<serde_json::Value, GrantError> {
-    let (_, object) = header::read_head(svc, case_key, grant, &instance.file)
-        .await?
-        .ok_or_else(|| {
-            GrantError::Internal(format!("{}: header does not parse", instance.file.file_id))
-        })?;
+    let mut reader = PlainReader::open(svc, case_key, grant, &instance.file).await?;
+    let (_, object) = header::read_head(&mut reader).await?.ok_or_else(|| {
+        GrantError::Internal(format!("{}: header does not parse", instance.file.file_id))
+    })?;
     let mut json = super::json::data_set(&object.into_inner());
     if let Some(map) = json.as_object_mut() {
         attributes::add_retrieval_hints(map, instance);

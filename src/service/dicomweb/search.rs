@@ -47,10 +47,11 @@ pub async fn search(
             query.page(matching.collect())
         }
         Level::Instances => {
+            let max = grant.0.max_downloads;
             let matching = all
                 .iter()
                 .filter(|i| attributes::instance_matches(i, query))
-                .map(attributes::instance);
+                .map(|i| attributes::instance(i, i.file.downloads >= max));
             query.page(matching.collect())
         }
     };
