@@ -71,11 +71,19 @@ async fn frames_are_one_download_per_request_and_refused_whole_when_used_up() {
             .contains("(3000 bytes in pieces)")
     );
 
-    // The file's budget (one download: its size) cannot cover ten copies
-    // of a frame on top: refused as a whole, before any byte goes out.
-    let many = ["1"; 10].join(",");
+    // A frame asked twice in one list is refused (it would send its
+    // fragments twice).
     let resp = centre
-        .get(&format!("{base}/frames/{many}"), &token)
+        .get(&format!("{base}/frames/1,2,1"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // The file's budget (one download: its size) cannot cover the three
+    // frames once more: refused as a whole, before any byte goes out.
+    let resp = centre
+        .get(&format!("{base}/frames/1,2,3"), &token)
         .send()
         .await
         .unwrap();
@@ -158,5 +166,41 @@ async fn an_index_read_later_covers_the_whole_header() {
         .await
         .unwrap();
     assert_eq!(instances[0]["00280010"]["Value"][0], 16, "Rows");
+    app.stop().await;
+}
+
+/// Frames are the file's pixel data: once its downloads are used up (a
+/// retrieval of the instance under max_downloads = 1), no frame is sent
+/// either, as its metadata and retrieval are refused.
+#[tokio::test]
+async fn no_frame_of_a_used_up_instance() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let fragments: Vec<Vec<u8>> = (1..=2u8).map(|n| vec![n; 1000]).collect();
+    let refs: Vec<&[u8]> = fragments.iter().map(|f| f.as_slice()).collect();
+    let file = encapsulated_image(STUDY, SERIES, SOP, &refs);
+    app.upload(&patient, "cine.dcm", Some("imaging_dicom"), &file, 64_000)
+        .await;
+    let centre = register_centre(&app, "Echo Lab").await;
+    let body = json!({ "centre_id": centre.id, "expires_in_secs": 600, "max_downloads": 1 });
+    let (_, token) = grant(&app, &case, body).await;
+    let base = format!("/dicomweb/studies/{STUDY}/series/{SERIES}/instances/{SOP}");
+    let resp = centre.get(&base, &token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await.unwrap();
+    // As after a retrieval cut early: its one use is spent, but hardly
+    // any of the file's byte budget.
+    sqlx::query("UPDATE grant_files SET bytes_served = 0")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let resp = centre
+        .get(&format!("{base}/frames/1"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "grant_exhausted");
     app.stop().await;
 }

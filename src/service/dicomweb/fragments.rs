@@ -79,11 +79,15 @@ pub async fn walk(
                 }
                 pos = bytes.end;
             }
-            Some(ItemHeader::End) => break,
+            Some(ItemHeader::End) => return Ok(Ok(Fragments { table, list })),
             None => return Ok(Err("has an item that is not one")),
         }
     }
-    Ok(Ok(Fragments { table, list }))
+    // Out of fragments to walk, or at the end of the file, before the
+    // sequence ended: a list cut short is no frame to send (or cache).
+    Ok(Err(
+        "has more fragments than are walked, or no sequence end",
+    ))
 }
 
 async fn item(reader: &mut PlainReader<'_>, at: u64) -> Result<Option<ItemHeader>, GrantError> {

@@ -40,6 +40,15 @@ pub fn frame_list(raw: &str) -> Result<Vec<u32>, GrantError> {
     if list.is_empty() || list.len() > MAX_FRAMES {
         return Err(bad());
     }
+    // Each frame once: a frame's fragments are pieces of the answer, and
+    // a list repeating one frame would multiply them (one frame of a
+    // single-frame image can be every fragment of the file).
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    if !list.iter().all(|n| seen.insert(*n)) {
+        return Err(GrantError::BadRequest(
+            "frames must not repeat a frame number".into(),
+        ));
+    }
     Ok(list)
 }
 
@@ -131,6 +140,14 @@ pub async fn start_frames(
     plan: &FramePlan,
 ) -> Result<Download, GrantError> {
     let instance = plan.instance()?;
+    // Frames are pixel data of the file: once its downloads are used up,
+    // none is sent, as its retrieval and metadata are refused.
+    if instance.file.downloads >= grant.0.max_downloads {
+        let reason = format!("{}: downloads used up", instance.file.file_id);
+        let entry = NewEntry::new(FRAMES, Outcome::Deny).reason(reason);
+        record(svc, ctx, grant, entry.file(&instance.file.file_id)).await?;
+        return Err(GrantError::Exhausted);
+    }
     let pieces: Vec<Range<u64>> = plan.frames.iter().flatten().cloned().collect();
     let what = (&plan.granted.case_key, &instance.file);
     let kind = (Kind::Plaintext, FRAMES);
@@ -219,10 +236,16 @@ mod tests {
     fn frame_lists() {
         assert_eq!(frame_list("1").unwrap(), vec![1]);
         assert_eq!(frame_list("3,1, 2").unwrap(), vec![3, 1, 2]);
-        for bad in ["0", "", "1,,2", "-1", "a", "1.5", "99999999999"] {
+        for bad in ["0", "", "1,,2", "-1", "a", "1.5", "99999999999", "1,2,1"] {
             assert!(frame_list(bad).is_err(), "{bad:?}");
         }
         let many = vec!["1"; MAX_FRAMES + 1].join(",");
         assert!(frame_list(&many).is_err());
+        // A frame repeated would repeat its fragments: 1000 x "1" on a
+        // single-frame image of 10,000 fragments was 10 million pieces.
+        let repeated = vec!["1"; MAX_FRAMES].join(",");
+        assert!(frame_list(&repeated).is_err());
+        let distinct: Vec<String> = (1..=MAX_FRAMES).map(|n| n.to_string()).collect();
+        assert_eq!(frame_list(&distinct.join(",")).unwrap().len(), MAX_FRAMES);
     }
 }
