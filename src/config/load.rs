@@ -182,7 +182,7 @@ impl Config {
                 "must start with sqlite: or postgres:// (or postgresql://)",
             ));
         }
-        if db.url.starts_with("postgres") && !postgres_tls_or_local(&db.url) {
+        if db.url.starts_with("postgres") && !super::database::postgres_tls_or_local(&db.url) {
             return Err(invalid(
                 "database.url",
                 "a PostgreSQL server on another host needs sslmode=verify-full (or verify-ca) \
@@ -347,35 +347,6 @@ fn apply_env(
     Ok(typed)
 }
 
-/// Whether a PostgreSQL URL either verifies the server's certificate
-/// (`sslmode=verify-full` or `verify-ca`) or names this host (loopback or
-/// a UNIX socket), where TLS protects nothing.
-fn postgres_tls_or_local(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let verified = query.split('&').any(|pair| {
-        matches!(
-            pair.split_once('='),
-            Some(("sslmode", "verify-full" | "verify-ca"))
-        )
-    });
-    let host_port = before_query
-        .rsplit_once('@')
-        .map_or(before_query, |(_, h)| h);
-    let host_port = host_port.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    let socket = host.is_empty() || query.split('&').any(|pair| pair.starts_with("host=/"));
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    verified || socket || loopback
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,28 +445,6 @@ mod tests {
                 err.contains("limits.max_connections_per_address") && !err.contains('\n'),
                 "{bad}: {err}"
             );
-        }
-    }
-
-    #[test]
-    fn postgres_elsewhere_needs_a_verified_tls_connection() {
-        for ok in [
-            "postgres://gw:pw@127.0.0.1:5432/cg",
-            "postgres://gw@localhost/cg",
-            "postgresql://gw@[::1]:5432/cg",
-            "postgres:///cg?host=/run/postgresql",
-            "postgres://gw@db.internal/cg?sslmode=verify-full",
-            "postgres://gw@10.0.0.5:5432/cg?application_name=x&sslmode=verify-ca",
-        ] {
-            assert!(postgres_tls_or_local(ok), "{ok}");
-        }
-        for refused in [
-            "postgres://gw@db.internal/cg",
-            "postgres://gw@db.internal/cg?sslmode=require",
-            "postgres://gw@10.0.0.5/cg?sslmode=prefer",
-            "postgres://gw:p@ss@127.0.0.2.example.org/cg",
-        ] {
-            assert!(!postgres_tls_or_local(refused), "{refused}");
         }
     }
 

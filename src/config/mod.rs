@@ -48,21 +48,6 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `sqlite://PATH` (one gateway) or `postgres://USER@HOST/DB` (replicas
-    /// sharing one database; the password best in the environment).
-    pub url: String,
-    /// Connections each gateway keeps open at most.
-    pub max_connections: u32,
-    /// How long a request waits for a free connection.
-    pub acquire_timeout_secs: u64,
-    /// PostgreSQL: a statement, or a wait for a lock, that runs longer is
-    /// cancelled.
-    pub statement_timeout_secs: u64,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -352,61 +337,6 @@ impl Default for TlsConfig {
     }
 }
 
-impl std::fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &redacted_url(&self.url))
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
-            .field("statement_timeout_secs", &self.statement_timeout_secs)
-            .finish()
-    }
-}
-
-/// `url` with its password, if any, replaced by `***`: for messages.
-pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    // The user info ends at the last `@` before the query (a password may
-    // hold `/` or `@`).
-    let location = match before_query.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            format!("{user}:***@{host}")
-        }
-        None => before_query.to_owned(),
-    };
-    let query = query.map(|q| {
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        format!("?{}", pairs.join("&"))
-    });
-    format!("{scheme}://{location}{}", query.unwrap_or_default())
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: "sqlite://data/casegate.db".into(),
-            max_connections: 8,
-            acquire_timeout_secs: 10,
-            statement_timeout_secs: 30,
-        }
-    }
-}
-
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
@@ -455,9 +385,11 @@ impl Default for UploadsConfig {
     }
 }
 
+mod database;
 mod load;
 mod network;
 
+pub use database::{DatabaseConfig, redacted_url};
 pub use load::ConfigError;
 pub use network::IpNetwork;
 
