@@ -13,7 +13,8 @@
 #     the first run builds garage with cargo, several minutes), unless
 #     CASEGATE_TEST_S3_ENDPOINT already names one;
 #   - starts a throwaway PostgreSQL on loopback (scripts/postgres-dev.sh;
-#     Debian's postgresql, installed with apt when run as root);
+#     Debian's postgresql, installed with apt when run as root), and for the
+#     two-replica test installs Debian's haproxy the same way;
 #   - runs `cargo test --locked` with all of them required, so nothing is
 #     skipped, then the API suite once more with the gateway on PostgreSQL
 #     (each test its own database) instead of SQLite.
@@ -93,5 +94,15 @@ echo "== cargo test"
 cargo test --locked "$@"
 
 echo "== the database layer's unit tests and the API suite, on PostgreSQL"
+# The API suite's two-replica test also needs HAProxy (Debian's package).
+if ! command -v haproxy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+  else
+    echo "the two-replica test needs HAProxy: sudo apt-get install haproxy" >&2
+    exit 1
+  fi
+fi
 CASEGATE_TEST_POSTGRES=$postgres_url cargo test --locked --lib db:: "$@"
-CASEGATE_TEST_POSTGRES=$postgres_url cargo test --locked --test api "$@"
+CASEGATE_TEST_POSTGRES=$postgres_url CASEGATE_REQUIRE_REPLICAS=1 \
+  cargo test --locked --test api "$@"

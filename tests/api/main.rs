@@ -36,6 +36,8 @@ mod hostile;
 mod keys;
 mod proxy_protocol;
 mod races;
+mod replicas;
+mod replicas_harness;
 mod reply;
 mod reply_cli;
 mod reply_refusals;
