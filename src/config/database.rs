@@ -4,6 +4,9 @@
 
 use serde::Deserialize;
 
+use super::ConfigError;
+use super::load::invalid;
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
@@ -17,6 +20,41 @@ pub struct DatabaseConfig {
     /// PostgreSQL: a statement, or a wait for a lock, that runs longer is
     /// cancelled.
     pub statement_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// The URL names an engine (and a remote PostgreSQL verified TLS);
+    /// the pool's numbers are positive.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let engines = ["sqlite:", "postgres://", "postgresql://"];
+        if !engines.iter().any(|prefix| self.url.starts_with(prefix)) {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres:// (or postgresql://)",
+            ));
+        }
+        if self.url.starts_with("postgres") && !postgres_tls_or_local(&self.url) {
+            return Err(invalid(
+                "database.url",
+                "a PostgreSQL server on another host needs sslmode=verify-full (or verify-ca) \
+                     in the URL: the database holds wrapped keys and the audit log",
+            ));
+        }
+        let numbers = [
+            ("database.max_connections", u64::from(self.max_connections)),
+            ("database.acquire_timeout_secs", self.acquire_timeout_secs),
+            (
+                "database.statement_timeout_secs",
+                self.statement_timeout_secs,
+            ),
+        ];
+        for (key, value) in numbers {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for DatabaseConfig {

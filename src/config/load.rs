@@ -23,7 +23,7 @@ pub enum ConfigError {
 /// The longest token or upload lifetime the config accepts.
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -174,31 +174,7 @@ impl Config {
                 }
             }
         }
-        let db = &self.database;
-        let engines = ["sqlite:", "postgres://", "postgresql://"];
-        if !engines.iter().any(|prefix| db.url.starts_with(prefix)) {
-            return Err(invalid(
-                "database.url",
-                "must start with sqlite: or postgres:// (or postgresql://)",
-            ));
-        }
-        if db.url.starts_with("postgres") && !super::database::postgres_tls_or_local(&db.url) {
-            return Err(invalid(
-                "database.url",
-                "a PostgreSQL server on another host needs sslmode=verify-full (or verify-ca) \
-                 in the URL: the database holds wrapped keys and the audit log",
-            ));
-        }
-        let numbers = [
-            ("database.max_connections", u64::from(db.max_connections)),
-            ("database.acquire_timeout_secs", db.acquire_timeout_secs),
-            ("database.statement_timeout_secs", db.statement_timeout_secs),
-        ];
-        for (key, value) in numbers {
-            if value == 0 {
-                return Err(invalid(key, "must be greater than 0"));
-            }
-        }
+        self.database.validate()?;
         if self.storage.backend == StorageBackend::S3 && self.storage.s3.is_none() {
             return Err(invalid(
                 "storage.s3",

@@ -5,7 +5,6 @@
 //! has a balanced frontend for each listener and one per replica, so a
 //! test can choose where a request lands.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -151,25 +150,7 @@ pub fn start_replica(dir: &Path, config: &Path) -> (Child, Vec<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-        let done = line.starts_with("centre listener on ");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        lines.push(line);
-    }
+    let lines = crate::startup::start_lines(&mut child);
     assert!(
         lines.iter().any(|l| l.starts_with("centre listener on ")),
         "replica did not start: {lines:?}"

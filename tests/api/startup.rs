@@ -34,6 +34,14 @@ pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Child, Vec<String>) {
         cmd.env(k, v);
     }
     let mut child = cmd.arg("serve").stderr(Stdio::piped()).spawn().unwrap();
+    let lines = start_lines(&mut child);
+    (child, lines)
+}
+
+/// A started `serve`'s stderr lines up to the centre listener line plus
+/// whatever follows within half a second (where first-start tokens
+/// appear); the rest is drained in the background.
+pub fn start_lines(child: &mut Child) -> Vec<String> {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -55,7 +63,7 @@ pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Child, Vec<String>) {
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
         lines.push(line);
     }
-    (child, lines)
+    lines
 }
 
 fn stop(mut child: Child) -> std::process::ExitStatus {
