@@ -5,8 +5,17 @@
 //! while it works; a replica that dies stops renewing, and its lease
 //! expires after `TTL` so the upload can be resumed elsewhere. A single
 //! gateway on SQLite has no other writer, and takes none.
+//!
+//! The lease fences the store: a holder that lost it (another replica took
+//! it over) or could not renew it for `TTL - MARGIN` (database unreachable)
+//! stops writing before the next byte, so two replicas never write one
+//! object at once even when one of them is cut off from the database. The
+//! margin covers the clocks of replicas differing by up to a few seconds
+//! (keep them NTP-synchronised) and one store write in flight.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::db::{self, Backend, Db, DbError};
 
@@ -14,11 +23,57 @@ use crate::db::{self, Backend, Db, DbError};
 pub const TTL: Duration = Duration::from_secs(30);
 /// How often a holder renews it.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How long before the lease's expiry its holder stops writing.
+const MARGIN: Duration = Duration::from_secs(10);
 
 /// Held while a request writes an upload; released when dropped.
 pub struct UploadLease {
     /// The row and its renewal; none on SQLite.
     _row: Option<LeaseRow>,
+    fence: Fence,
+}
+
+/// Whether the request holding an upload may still write it.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<FenceState>>);
+
+struct FenceState {
+    origin: Instant,
+    lost: AtomicBool,
+    /// Milliseconds after `origin` until which writing is safe.
+    valid_until: AtomicU64,
+}
+
+impl FenceState {
+    fn new() -> FenceState {
+        FenceState {
+            origin: Instant::now(),
+            lost: AtomicBool::new(false),
+            valid_until: AtomicU64::new(0),
+        }
+    }
+
+    /// The lease was taken or renewed by a query sent at `sent`.
+    fn extend(&self, sent: Instant) {
+        let until = sent.saturating_duration_since(self.origin) + TTL - MARGIN;
+        self.valid_until
+            .fetch_max(until.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Fence {
+    /// `Err` once the lease was lost or went unrenewed too long: nothing
+    /// more may be written to the upload's object by this request.
+    pub fn check(&self) -> Result<(), super::UploadError> {
+        let Some(state) = &self.0 else {
+            return Ok(());
+        };
+        let now = state.origin.elapsed().as_millis() as u64;
+        if state.lost.load(Ordering::Relaxed) || now >= state.valid_until.load(Ordering::Relaxed) {
+            return Err(super::UploadError::LeaseLost);
+        }
+        Ok(())
+    }
 }
 
 struct LeaseRow {
@@ -42,26 +97,35 @@ impl UploadLease {
         upload_id: &str,
     ) -> Result<Option<UploadLease>, DbError> {
         if db.backend() == Backend::Sqlite {
-            return Ok(Some(UploadLease { _row: None }));
+            return Ok(Some(UploadLease {
+                _row: None,
+                fence: Fence::default(),
+            }));
         }
         let name = format!("upload:{upload_id}");
         let holder = crate::hex::encode(&crate::random::array::<12>());
         let now = millis(clock);
         let ttl = TTL.as_millis() as i64;
+        let state = Arc::new(FenceState::new());
+        let sent = Instant::now();
         if !db::leases::acquire(db, &name, &holder, now, now + ttl).await? {
             return Ok(None);
         }
+        state.extend(sent);
         let renewer = {
             let (db, name, holder, clock) =
                 (db.clone(), name.clone(), holder.clone(), clock.clone());
+            let state = state.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
+                    let sent = Instant::now();
                     let until = millis(&clock) + ttl;
                     match db::leases::renew(&db, &name, &holder, until).await {
-                        Ok(true) => {}
+                        Ok(true) => state.extend(sent),
                         Ok(false) => {
                             tracing::error!(lease = %name, "upload lease lost to another holder");
+                            state.lost.store(true, Ordering::Relaxed);
                             break;
                         }
                         Err(e) => {
@@ -78,6 +142,7 @@ impl UploadLease {
                 holder,
                 renewer,
             }),
+            fence: Fence(Some(state)),
         }))
     }
 }
@@ -100,7 +165,14 @@ impl Drop for LeaseRow {
 /// replica's.
 pub struct Held {
     _lock: super::registry::UploadLock,
-    _lease: UploadLease,
+    lease: UploadLease,
+}
+
+impl Held {
+    /// What tells the request when it must stop writing.
+    pub fn fence(&self) -> Fence {
+        self.lease.fence.clone()
+    }
 }
 
 impl super::Uploads {
@@ -113,9 +185,29 @@ impl super::Uploads {
         let Some(lease) = UploadLease::take(&self.db, &self.clock, upload_id).await? else {
             return Ok(None);
         };
-        Ok(Some(Held {
-            _lock: lock,
-            _lease: lease,
-        }))
+        Ok(Some(Held { _lock: lock, lease }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_closes_when_lost_or_unrenewed() {
+        assert!(Fence::default().check().is_ok(), "no lease, no fence");
+        let state = Arc::new(FenceState::new());
+        let fence = Fence(Some(state.clone()));
+        assert!(fence.check().is_err(), "never taken");
+        state.extend(state.origin);
+        assert!(fence.check().is_ok(), "taken just now");
+        // Renewed by a query sent before the one that took it: no shorter.
+        state.extend(state.origin - Duration::from_secs(5));
+        assert!(fence.check().is_ok());
+        state.valid_until.store(0, Ordering::Relaxed);
+        assert!(fence.check().is_err(), "TTL - MARGIN without renewal");
+        state.extend(state.origin);
+        state.lost.store(true, Ordering::Relaxed);
+        assert!(fence.check().is_err(), "taken over");
     }
 }

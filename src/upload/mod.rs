@@ -39,6 +39,8 @@ pub enum UploadError {
     Gone,
     #[error("another request is writing this upload")]
     Locked,
+    #[error("this gateway lost the upload's lease; resume from the stored offset")]
+    LeaseLost,
     #[error("Upload-Offset {sent} does not match the stored offset {stored}")]
     OffsetMismatch { sent: u64, stored: u64 },
     #[error("more bytes than Upload-Length")]

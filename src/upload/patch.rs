@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use super::audit_unavailable;
 use super::checksum::ExpectedChecksum;
 use super::hasher::PlainHasher;
+use super::lease::Fence;
 use super::pipeline::ChunkPipeline;
 use super::registry::RunningHashes;
 use super::{UploadError, Uploads};
@@ -77,7 +78,7 @@ impl Uploads {
         E: std::fmt::Display,
     {
         self.load(case, upload_id).await?;
-        let _held = self
+        let held = self
             .hold(upload_id.as_str())
             .await?
             .ok_or(UploadError::Locked)?;
@@ -95,7 +96,7 @@ impl Uploads {
                 self.config.uploads.max_concurrent_uploads,
             )
             .ok_or(UploadError::TooManyRunning)?;
-        let mut append = self.open_append(case, upload).await?;
+        let mut append = self.open_append(case, upload, held.fence()).await?;
         let end = self
             .receive(ctx, &mut append, &mut body, checksum.as_mut())
             .await?;
@@ -157,7 +158,12 @@ impl Uploads {
     /// Picks the upload up where it was left: the sealing pipeline from the
     /// stored tail, the object writer from the store's resume token, the
     /// running hashes from the registry.
-    async fn open_append(&self, case: &CaseRow, upload: UploadRow) -> Result<Append, UploadError> {
+    async fn open_append(
+        &self,
+        case: &CaseRow,
+        upload: UploadRow,
+        fence: Fence,
+    ) -> Result<Append, UploadError> {
         let case_key = self.case_key(case)?;
         let cipher = self.cipher(&case_key, &upload).await?;
         let layout = Layout::new(cipher.header().chunk_size);
@@ -201,6 +207,7 @@ impl Uploads {
             out_max: layout.sealed_chunk_len() as usize + HEADER_LEN,
             committed: upload.offset,
             upload,
+            fence,
         })
     }
 
@@ -240,6 +247,7 @@ impl Uploads {
             if let Some(c) = checksum.as_deref_mut() {
                 c.update(&frame);
             }
+            append.fence.check()?;
             append.seal(frame).await?;
             if checksum.is_none()
                 && append.pipeline.offset() - append.committed
@@ -281,6 +289,7 @@ impl Uploads {
 
     /// Commits a durable point: store sync, then row and audit entry.
     async fn commit(&self, ctx: &RequestContext, append: &mut Append) -> Result<(), UploadError> {
+        append.fence.check()?;
         let resume = append.writer.sync().await?;
         let upload = &append.upload;
         let tail = append.pipeline.tail_record();
@@ -379,6 +388,8 @@ struct Append {
     out_max: usize,
     /// Plaintext offset of the last durable point.
     committed: u64,
+    /// Stops the writing once another replica may own the upload.
+    fence: Fence,
 }
 
 impl Append {

@@ -65,3 +65,90 @@ async fn an_upload_another_replica_writes_is_locked_until_its_lease_ends() {
     }
     panic!("the upload's lease outlived its request");
 }
+
+/// A request whose lease another replica took over (this one was cut off
+/// from the database long enough for it to expire) stops writing at its
+/// next body frame: 423, nothing acknowledged, the other holder's lease
+/// left alone.
+#[tokio::test]
+async fn a_request_that_lost_its_lease_stops_writing() {
+    use bytes::Bytes;
+    use reqwest::Method;
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app().await;
+    if !app.on_postgres() {
+        return;
+    }
+    let (_case, patient) = app.create_case(None).await;
+    let path = app
+        .tus_create(&patient, 10_000_000, &meta("scan.pdf", None))
+        .await;
+    let upload_id = path.rsplit('/').next().unwrap().to_owned();
+    let lease = format!("upload:{upload_id}");
+    let db = app.db().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let request = app
+        .tus(Method::PATCH, &path, &patient)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )));
+    let running = tokio::spawn(request.send());
+    tx.send(Ok(Bytes::from(pattern(64 * 1024, 1))))
+        .await
+        .unwrap();
+    // The request holds the lease; another replica takes it over.
+    let since = Instant::now();
+    loop {
+        let taken =
+            sqlx::query("UPDATE leases SET holder = 'replica-b', expires_at = $1 WHERE name = $2")
+                .bind(time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 120_000)
+                .bind(&lease)
+                .execute(&db)
+                .await
+                .unwrap();
+        if taken.rows_affected() == 1 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the request never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The body goes on; the holder notices at its next renewal (10 s).
+    let mut sent = 64 * 1024;
+    while !running.is_finished() && since.elapsed() < Duration::from_secs(30) {
+        if tx
+            .send(Ok(Bytes::from(pattern(16 * 1024, 2))))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 16 * 1024;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        since.elapsed() < Duration::from_secs(30),
+        "the request went on writing 30 s after losing its lease"
+    );
+    drop(tx);
+    let resp = running.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 423, "{:?}", resp.text().await);
+    assert!(sent < 10_000_000);
+    assert_eq!(
+        app.tus_offset(&patient, &path).await,
+        0,
+        "nothing acknowledged"
+    );
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+        .bind(&lease)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(holder, "replica-b");
+}
