@@ -191,14 +191,20 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let id = RequestId::generate();
     req.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
+    // A load balancer asks every second or two; a healthy answer is noise.
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(req).await;
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "response"
+        let (status, elapsed_ms) = (
+            response.status().as_u16(),
+            started.elapsed().as_millis() as u64,
         );
+        if probe && response.status().is_success() {
+            tracing::debug!(status, elapsed_ms, "response");
+        } else {
+            tracing::info!(status, elapsed_ms, "response");
+        }
         if let Ok(value) = HeaderValue::from_str(&id.0) {
             response.headers_mut().insert("x-request-id", value);
         }

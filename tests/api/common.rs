@@ -108,6 +108,49 @@ pub async fn postgres_database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// A test's PostgreSQL database goes with it (each holds ~8 MB; a few
+/// suite runs against a long-lived server filled a disk).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Ok(admin) = std::env::var("CASEGATE_TEST_POSTGRES") else {
+            return;
+        };
+        let Some((_, name)) = self.config.database.url.rsplit_once('/') else {
+            return;
+        };
+        if !name.starts_with("cg_test_")
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return;
+        }
+        let name = name.to_owned();
+        // Drop cannot await, and the test's runtime may be single-threaded:
+        // a thread of its own with a runtime of its own. FORCE ends the
+        // gateway's pooled connections.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("test database not dropped");
+        }
+    }
+}
+
 fn hex_id() -> String {
     casegate::random::array::<8>()
         .iter()
@@ -338,7 +381,10 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.dir
+        // The caller may still read the database (on PostgreSQL it outlives
+        // this app, left for the run's server to discard).
+        self.config.database.url.clear();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 }
 
