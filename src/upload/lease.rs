@@ -26,10 +26,11 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How long before the lease's expiry its holder stops writing.
 const MARGIN: Duration = Duration::from_secs(10);
 
-/// Held while a request writes an upload; released when dropped.
+/// Held while a request writes an upload; released by [`Held::release`]
+/// at the end of the request, or (a request cut short) when dropped.
 pub struct UploadLease {
     /// The row and its renewal; none on SQLite.
-    _row: Option<LeaseRow>,
+    row: Option<LeaseRow>,
     fence: Fence,
 }
 
@@ -98,7 +99,7 @@ impl UploadLease {
     ) -> Result<Option<UploadLease>, DbError> {
         if db.backend() == Backend::Sqlite {
             return Ok(Some(UploadLease {
-                _row: None,
+                row: None,
                 fence: Fence::default(),
             }));
         }
@@ -136,7 +137,7 @@ impl UploadLease {
             })
         };
         Ok(Some(UploadLease {
-            _row: Some(LeaseRow {
+            row: Some(LeaseRow {
                 db: db.clone(),
                 name,
                 holder,
@@ -147,9 +148,25 @@ impl UploadLease {
     }
 }
 
+impl LeaseRow {
+    /// Gives the lease back before the request's answer goes out, so the
+    /// client's next request (on any replica) finds it free.
+    async fn release(mut self) {
+        self.renewer.abort();
+        if let Err(e) = db::leases::release(&self.db, &self.name, &self.holder).await {
+            tracing::warn!(lease = %self.name, error = %e, "upload lease not released");
+        }
+        // Released: nothing left for Drop to do.
+        self.holder.clear();
+    }
+}
+
 impl Drop for LeaseRow {
     fn drop(&mut self) {
         self.renewer.abort();
+        if self.holder.is_empty() {
+            return;
+        }
         let (db, name, holder) = (self.db.clone(), self.name.clone(), self.holder.clone());
         // Released at once so the next request (on any replica) need not
         // wait for the expiry; if this fails the lease simply expires.
@@ -172,6 +189,15 @@ impl Held {
     /// What tells the request when it must stop writing.
     pub fn fence(&self) -> Fence {
         self.lease.fence.clone()
+    }
+
+    /// Ends the hold at once (the database lease too): call it before
+    /// answering, or a client's next PATCH may meet its own last one's
+    /// lease still there (423).
+    pub async fn release(mut self) {
+        if let Some(row) = self.lease.row.take() {
+            row.release().await;
+        }
     }
 }
 

@@ -71,10 +71,20 @@ impl Uploads {
         upload_id: &UploadId,
     ) -> Result<(), UploadError> {
         let upload = self.load(case, upload_id).await?;
-        let _held = self
+        let held = self
             .hold(upload_id.as_str())
             .await?
             .ok_or(UploadError::Locked)?;
+        let done = self.terminate_held(ctx, &upload).await;
+        held.release().await;
+        done
+    }
+
+    async fn terminate_held(
+        &self,
+        ctx: &RequestContext,
+        upload: &UploadRow,
+    ) -> Result<(), UploadError> {
         if upload.state == UploadState::Complete {
             // A finished file is the case's record now; only a coordinator
             // (case deletion) removes it.
@@ -85,7 +95,7 @@ impl Uploads {
         if !self
             .end(
                 ctx,
-                &upload,
+                upload,
                 UploadState::Terminated,
                 "upload.terminate",
                 "terminated by its uploader",

@@ -70,8 +70,8 @@ impl Uploads {
         case: &CaseRow,
         upload_id: &UploadId,
         sent_offset: u64,
-        mut checksum: Option<ExpectedChecksum>,
-        mut body: S,
+        checksum: Option<ExpectedChecksum>,
+        body: S,
     ) -> Result<UploadRow, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -82,6 +82,37 @@ impl Uploads {
             .hold(upload_id.as_str())
             .await?
             .ok_or(UploadError::Locked)?;
+        let done = self
+            .patch_held(
+                ctx,
+                case,
+                upload_id,
+                sent_offset,
+                checksum,
+                body,
+                held.fence(),
+            )
+            .await;
+        held.release().await;
+        done
+    }
+
+    /// [`Self::patch`] once the upload is held.
+    #[allow(clippy::too_many_arguments)]
+    async fn patch_held<S, E>(
+        &self,
+        ctx: &RequestContext,
+        case: &CaseRow,
+        upload_id: &UploadId,
+        sent_offset: u64,
+        mut checksum: Option<ExpectedChecksum>,
+        mut body: S,
+        fence: Fence,
+    ) -> Result<UploadRow, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         let upload = self.load(case, upload_id).await?;
         if let Some(answer) = self
             .answer_without_writing(ctx, case, &upload, sent_offset, &mut body)
@@ -96,7 +127,7 @@ impl Uploads {
                 self.config.uploads.max_concurrent_uploads,
             )
             .ok_or(UploadError::TooManyRunning)?;
-        let mut append = self.open_append(case, upload, held.fence()).await?;
+        let mut append = self.open_append(case, upload, fence).await?;
         let end = self
             .receive(ctx, &mut append, &mut body, checksum.as_mut())
             .await?;
