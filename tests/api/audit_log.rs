@@ -32,8 +32,8 @@ pub async fn make_entries(app: &TestApp) {
         .await;
 }
 
-struct Files {
-    dir: PathBuf,
+pub struct Files {
+    pub dir: PathBuf,
     ca: PathBuf,
     vkey: PathBuf,
 }
@@ -59,7 +59,7 @@ fn text(out: &Output) -> String {
 
 /// The verifier key, as `casegate audit public-key` prints it on the
 /// gateway's host (the key file the config names).
-async fn files(app: &TestApp) -> Files {
+pub async fn files(app: &TestApp) -> Files {
     let dir = app.dir.path().join("compliance");
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
@@ -82,7 +82,7 @@ async fn files(app: &TestApp) -> Files {
     }
 }
 
-async fn export(app: &TestApp, f: &Files, name: &str) -> PathBuf {
+pub async fn export(app: &TestApp, f: &Files, name: &str) -> PathBuf {
     export_with(app, f, name, &[]).await
 }
 
@@ -111,7 +111,7 @@ fn with_suffix(p: &Path, suffix: &str) -> String {
     format!("{}{suffix}", p.display())
 }
 
-async fn verify(f: &Files, log: &Path, extra: &[&str]) -> (bool, String) {
+pub async fn verify(f: &Files, log: &Path, extra: &[&str]) -> (bool, String) {
     let checkpoint = with_suffix(log, ".checkpoint");
     let mut args = vec![
         "audit",

@@ -41,6 +41,7 @@ mod replicas_harness;
 mod reply;
 mod reply_cli;
 mod reply_refusals;
+mod restore;
 mod role_matrix;
 mod s3;
 mod sealed_etag;
