@@ -41,6 +41,31 @@ pub async fn renew(db: &Db, name: &str, holder: &str, expires_at: i64) -> Result
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether `holder` still has the lease at `now`, inside a write
+/// transaction; on PostgreSQL the row stays locked until the transaction
+/// ends, so nobody takes the lease over before what it guards is
+/// committed. (SQLite has one gateway and holds its write lock already.)
+pub async fn held_in(
+    tx: &mut super::Tx<'_>,
+    backend: super::Backend,
+    name: &str,
+    holder: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let sql = match backend {
+        super::Backend::Postgres => {
+            "SELECT expires_at FROM leases WHERE name = $1 AND holder = $2 FOR UPDATE"
+        }
+        super::Backend::Sqlite => "SELECT expires_at FROM leases WHERE name = $1 AND holder = $2",
+    };
+    let expires: Option<i64> = sqlx::query_scalar(sql)
+        .bind(name)
+        .bind(holder)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(expires.is_some_and(|e| e > now))
+}
+
 /// Gives the lease up, if `holder` still has it.
 pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
@@ -54,6 +79,31 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_commit_confirms_its_lease_in_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&crate::db::test_url(dir.path()).await)
+            .await
+            .unwrap();
+        assert!(acquire(&db, "upload:u1", "a", 1_000, 31_000).await.unwrap());
+        let b = db.backend();
+        let mut tx = db.begin().await.unwrap();
+        assert!(held_in(&mut tx, b, "upload:u1", "a", 30_999).await.unwrap());
+        assert!(
+            !held_in(&mut tx, b, "upload:u1", "a", 31_000).await.unwrap(),
+            "expired"
+        );
+        assert!(
+            !held_in(&mut tx, b, "upload:u1", "b", 2_000).await.unwrap(),
+            "not b's"
+        );
+        assert!(
+            !held_in(&mut tx, b, "upload:u2", "a", 2_000).await.unwrap(),
+            "no such lease"
+        );
+        tx.commit().await.unwrap();
+    }
 
     #[tokio::test]
     async fn one_holder_until_release_or_expiry() {

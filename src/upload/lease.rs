@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::clock::SharedClock;
 use crate::db::{self, Backend, Db, DbError};
 
 /// How long a lease lasts unless renewed.
@@ -43,14 +44,23 @@ struct FenceState {
     lost: AtomicBool,
     /// Milliseconds after `origin` until which writing is safe.
     valid_until: AtomicU64,
+    /// The lease row, to confirm it in a commit's transaction.
+    name: String,
+    holder: String,
+    db: Db,
+    clock: SharedClock,
 }
 
 impl FenceState {
-    fn new() -> FenceState {
+    fn new(db: Db, clock: SharedClock, name: String, holder: String) -> FenceState {
         FenceState {
             origin: Instant::now(),
             lost: AtomicBool::new(false),
             valid_until: AtomicU64::new(0),
+            name,
+            holder,
+            db,
+            clock,
         }
     }
 
@@ -75,6 +85,24 @@ impl Fence {
         }
         Ok(())
     }
+
+    /// Inside the transaction that commits a durable point: the lease is
+    /// still this request's by the database, and its row stays locked until
+    /// the commit, so no replica takes the upload over between this check
+    /// and the recorded offset.
+    pub async fn confirm(&self, tx: &mut db::Tx<'_>) -> Result<(), super::UploadError> {
+        self.check()?;
+        let Some(state) = &self.0 else {
+            return Ok(());
+        };
+        let now = millis(&state.clock);
+        let backend = state.db.backend();
+        if !db::leases::held_in(tx, backend, &state.name, &state.holder, now).await? {
+            state.lost.store(true, Ordering::Relaxed);
+            return Err(super::UploadError::LeaseLost);
+        }
+        Ok(())
+    }
 }
 
 struct LeaseRow {
@@ -84,7 +112,7 @@ struct LeaseRow {
     renewer: tokio::task::JoinHandle<()>,
 }
 
-fn millis(clock: &crate::clock::SharedClock) -> i64 {
+fn millis(clock: &SharedClock) -> i64 {
     let now = clock.now();
     now.unix_timestamp() * 1000 + i64::from(now.millisecond())
 }
@@ -107,7 +135,12 @@ impl UploadLease {
         let holder = crate::hex::encode(&crate::random::array::<12>());
         let now = millis(clock);
         let ttl = TTL.as_millis() as i64;
-        let state = Arc::new(FenceState::new());
+        let state = Arc::new(FenceState::new(
+            db.clone(),
+            clock.clone(),
+            name.clone(),
+            holder.clone(),
+        ));
         let sent = Instant::now();
         if !db::leases::acquire(db, &name, &holder, now, now + ttl).await? {
             return Ok(None);
@@ -219,10 +252,17 @@ impl super::Uploads {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_fence_closes_when_lost_or_unrenewed() {
+    #[tokio::test]
+    async fn the_fence_closes_when_lost_or_unrenewed() {
         assert!(Fence::default().check().is_ok(), "no lease, no fence");
-        let state = Arc::new(FenceState::new());
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&db::test_url(dir.path()).await).await.unwrap();
+        let state = Arc::new(FenceState::new(
+            db,
+            Arc::new(crate::clock::SystemClock),
+            "upload:u".into(),
+            "h".into(),
+        ));
         let fence = Fence(Some(state.clone()));
         assert!(fence.check().is_err(), "never taken");
         state.extend(state.origin);

@@ -122,24 +122,18 @@ impl Uploads {
             .flatten();
         self.registry.set_sweep_after(next);
         for upload in stalled {
-            let Some(_held) = self.hold(upload.upload_id.as_str()).await? else {
+            let Some(held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
-            let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
-                continue;
-            };
-            match self.finalize(&ctx, &case, &upload).await {
-                Ok(()) => changed += 1,
-                Err(e) => {
-                    tracing::warn!(upload_id = %upload.upload_id, error = %e, "completion retry failed")
-                }
-            }
+            let finished = self.finish_stalled(&ctx, &upload).await;
+            held.release().await;
+            changed += usize::from(finished?);
         }
         for upload in db::uploads::expired(&self.db, self.now(), 100).await? {
-            let Some(_held) = self.hold(upload.upload_id.as_str()).await? else {
+            let Some(held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
-            if self
+            let ended = self
                 .end(
                     &ctx,
                     &upload,
@@ -147,12 +141,32 @@ impl Uploads {
                     "upload.expire",
                     "no activity within the upload expiry",
                 )
-                .await?
-            {
-                changed += 1;
-            }
+                .await;
+            // Given back before the next one, not when a task gets to it: a
+            // client's next PATCH (on any replica) finds the upload free.
+            held.release().await;
+            changed += usize::from(ended?);
         }
         Ok(changed)
+    }
+
+    /// Retries the completion of an upload whose bytes are all stored;
+    /// whether it completed.
+    async fn finish_stalled(
+        &self,
+        ctx: &RequestContext,
+        upload: &UploadRow,
+    ) -> Result<bool, UploadError> {
+        let Some(case) = db::cases::get(&self.db, &upload.case_id).await? else {
+            return Ok(false);
+        };
+        match self.finalize(ctx, &case, upload).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::warn!(upload_id = %upload.upload_id, error = %e, "completion retry failed");
+                Ok(false)
+            }
+        }
     }
 
     /// After a case was shredded: abort its unfinished uploads' stored parts

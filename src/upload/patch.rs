@@ -303,8 +303,9 @@ impl Uploads {
     }
 
     /// Removes the stored parts of an upload that ended while a request was
-    /// writing it, if it really ended (never another writer's progress).
-    async fn forget_late_parts(&self, upload: &UploadRow, resume: &ResumeToken) {
+    /// writing it, if it really ended (never another writer's progress);
+    /// whether it ended.
+    async fn forget_late_parts(&self, upload: &UploadRow, resume: &ResumeToken) -> bool {
         let ended = match db::uploads::get(&self.db, &upload.case_id, &upload.upload_id).await {
             Ok(Some(now)) => now.state != UploadState::Active,
             Ok(None) => true,
@@ -316,6 +317,7 @@ impl Uploads {
                 tracing::error!(upload_id = %upload.upload_id, error = %e, "stored parts of an ended upload not removed");
             }
         }
+        ended
     }
 
     /// Commits a durable point: store sync, then row and audit entry.
@@ -328,6 +330,9 @@ impl Uploads {
         // The action and its audit entry share this transaction: if it cannot
         // be opened or committed, the audit log cannot be written.
         let mut tx = self.db.begin().await.map_err(audit_unavailable)?;
+        // Still ours now that the write lock is held (waiting for it may
+        // have outlasted the lease), and kept ours until the commit.
+        append.fence.confirm(&mut tx).await?;
         let advanced = db::uploads::advance(
             &mut tx,
             &upload.upload_id,
@@ -344,8 +349,13 @@ impl Uploads {
             // remove what this request stored after the case's parts were
             // removed, which nobody else knows of.
             drop(tx);
-            self.forget_late_parts(upload, &resume).await;
-            return Err(UploadError::Gone);
+            return Err(if self.forget_late_parts(upload, &resume).await {
+                UploadError::Gone
+            } else {
+                // Still active: another request moved the offset on (a
+                // replica that took over); the client asks HEAD and resumes.
+                UploadError::LeaseLost
+            });
         }
         let entry = NewEntry::new("upload.patch", Outcome::Allow)
             .case(&upload.case_id)

@@ -51,19 +51,13 @@ async fn an_upload_another_replica_writes_is_locked_until_its_lease_ends() {
         204,
         "the lease was released after the last PATCH"
     );
-    // Released when the request ended, not left to expire.
-    for _ in 0..40 {
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name = $1")
-            .bind(format!("upload:{upload_id}"))
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        if held == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the upload's lease outlived its request");
+    // Given back before the answer, not left to expire or to a task.
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name = $1")
+        .bind(format!("upload:{upload_id}"))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "the upload's lease outlived its request");
 }
 
 /// A request whose lease another replica took over (this one was cut off
@@ -145,6 +139,70 @@ async fn a_request_that_lost_its_lease_stops_writing() {
         0,
         "nothing acknowledged"
     );
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+        .bind(&lease)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(holder, "replica-b");
+}
+
+/// The lease is confirmed in the transaction that records the offset: a
+/// request whose lease another replica took between two renewals records
+/// nothing when its body ends (423), and the new holder's lease stands.
+#[tokio::test]
+async fn a_durable_point_is_recorded_only_under_the_lease() {
+    use bytes::Bytes;
+    use reqwest::Method;
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app().await;
+    if !app.on_postgres() {
+        return;
+    }
+    let (_case, patient) = app.create_case(None).await;
+    let path = app
+        .tus_create(&patient, 1_000_000, &meta("scan.pdf", None))
+        .await;
+    let upload_id = path.rsplit('/').next().unwrap().to_owned();
+    let lease = format!("upload:{upload_id}");
+    let db = app.db().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let request = app
+        .tus(Method::PATCH, &path, &patient)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )));
+    let running = tokio::spawn(request.send());
+    tx.send(Ok(Bytes::from(pattern(64 * 1024, 1))))
+        .await
+        .unwrap();
+    let since = Instant::now();
+    loop {
+        let taken =
+            sqlx::query("UPDATE leases SET holder = 'replica-b', expires_at = $1 WHERE name = $2")
+                .bind(time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 120_000)
+                .bind(&lease)
+                .execute(&db)
+                .await
+                .unwrap();
+        if taken.rows_affected() == 1 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the request never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The body ends at once, long before the holder's next renewal.
+    drop(tx);
+    let resp = running.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 423, "{:?}", resp.text().await);
+    assert_eq!(app.tus_offset(&patient, &path).await, 0, "nothing recorded");
     let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
         .bind(&lease)
         .fetch_one(&db)
