@@ -256,7 +256,8 @@ async fn two_replicas_behind_haproxy_act_as_one_gateway() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             match resp.chunk().await {
                 Ok(Some(chunk)) => got += chunk.len(),
-                _ => return got,
+                Ok(None) => return (got, false),
+                Err(_) => return (got, true),
             }
         }
     });
@@ -297,11 +298,14 @@ async fn two_replicas_behind_haproxy_act_as_one_gateway() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // (The reader still gets what the balancer and the sockets held.)
-    let got = tokio::time::timeout(Duration::from_secs(120), reader)
+    let (got, broke) = tokio::time::timeout(Duration::from_secs(120), reader)
         .await
         .unwrap()
         .unwrap();
     assert!(got < big.len(), "{got} of {} bytes", big.len());
+    // Through the balancer too, the client is told the body was cut short
+    // (a transport error), never handed a clean end.
+    assert!(broke, "a cut download ended cleanly after {got} bytes");
 
     // Ten downloads at once over both replicas, three allowed.
     let (_, token) = grant(3).await;
