@@ -69,12 +69,12 @@ async fn leases(db: &Db, secs: u64) -> f64 {
     while Instant::now() < until {
         let name = format!("upload:bench{}", n % 64);
         assert!(
-            casegate::db::leases::acquire(db, &name, "bench", n, n + 30_000)
+            casegate::db::leases::acquire(db, &name, "bench", 30_000)
                 .await
                 .unwrap()
         );
         assert!(
-            casegate::db::leases::renew(db, &name, "bench", n + 60_000)
+            casegate::db::leases::renew(db, &name, "bench", 30_000)
                 .await
                 .unwrap()
         );

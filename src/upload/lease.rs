@@ -8,16 +8,17 @@
 //!
 //! The lease fences the store: a holder that lost it (another replica took
 //! it over) or could not renew it for `TTL - MARGIN` (database unreachable)
-//! stops writing before the next byte, so two replicas never write one
-//! object at once even when one of them is cut off from the database. The
-//! margin covers the clocks of replicas differing by up to a few seconds
-//! (keep them NTP-synchronised) and one store write in flight.
+//! stops writing before the next byte, and records a durable point only
+//! in a transaction that finds the lease still its own (and locks it until
+//! the commit). Expiry is by the database's clock, so replicas' clocks do
+//! not matter; the holder's own deadline is by its monotonic clock from
+//! before each renewal was sent, which is earlier than the database's, and
+//! the margin covers one store write in flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::clock::SharedClock;
 use crate::db::{self, Backend, Db, DbError};
 
 /// How long a lease lasts unless renewed.
@@ -48,11 +49,10 @@ struct FenceState {
     name: String,
     holder: String,
     db: Db,
-    clock: SharedClock,
 }
 
 impl FenceState {
-    fn new(db: Db, clock: SharedClock, name: String, holder: String) -> FenceState {
+    fn new(db: Db, name: String, holder: String) -> FenceState {
         FenceState {
             origin: Instant::now(),
             lost: AtomicBool::new(false),
@@ -60,7 +60,6 @@ impl FenceState {
             name,
             holder,
             db,
-            clock,
         }
     }
 
@@ -95,9 +94,8 @@ impl Fence {
         let Some(state) = &self.0 else {
             return Ok(());
         };
-        let now = millis(&state.clock);
         let backend = state.db.backend();
-        if !db::leases::held_in(tx, backend, &state.name, &state.holder, now).await? {
+        if !db::leases::held_in(tx, backend, &state.name, &state.holder).await? {
             state.lost.store(true, Ordering::Relaxed);
             return Err(super::UploadError::LeaseLost);
         }
@@ -112,19 +110,10 @@ struct LeaseRow {
     renewer: tokio::task::JoinHandle<()>,
 }
 
-fn millis(clock: &SharedClock) -> i64 {
-    let now = clock.now();
-    now.unix_timestamp() * 1000 + i64::from(now.millisecond())
-}
-
 impl UploadLease {
     /// Takes the upload's lease: `Ok(None)` when another replica holds
     /// it; on SQLite (one gateway) a lease that is no row at all.
-    pub async fn take(
-        db: &Db,
-        clock: &crate::clock::SharedClock,
-        upload_id: &str,
-    ) -> Result<Option<UploadLease>, DbError> {
+    pub async fn take(db: &Db, upload_id: &str) -> Result<Option<UploadLease>, DbError> {
         if db.backend() == Backend::Sqlite {
             return Ok(Some(UploadLease {
                 row: None,
@@ -133,29 +122,21 @@ impl UploadLease {
         }
         let name = format!("upload:{upload_id}");
         let holder = crate::hex::encode(&crate::random::array::<12>());
-        let now = millis(clock);
         let ttl = TTL.as_millis() as i64;
-        let state = Arc::new(FenceState::new(
-            db.clone(),
-            clock.clone(),
-            name.clone(),
-            holder.clone(),
-        ));
+        let state = Arc::new(FenceState::new(db.clone(), name.clone(), holder.clone()));
         let sent = Instant::now();
-        if !db::leases::acquire(db, &name, &holder, now, now + ttl).await? {
+        if !db::leases::acquire(db, &name, &holder, ttl).await? {
             return Ok(None);
         }
         state.extend(sent);
         let renewer = {
-            let (db, name, holder, clock) =
-                (db.clone(), name.clone(), holder.clone(), clock.clone());
+            let (db, name, holder) = (db.clone(), name.clone(), holder.clone());
             let state = state.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
                     let sent = Instant::now();
-                    let until = millis(&clock) + ttl;
-                    match db::leases::renew(&db, &name, &holder, until).await {
+                    match db::leases::renew(&db, &name, &holder, ttl).await {
                         Ok(true) => state.extend(sent),
                         Ok(false) => {
                             tracing::error!(lease = %name, "upload lease lost to another holder");
@@ -241,7 +222,7 @@ impl super::Uploads {
         let Some(lock) = self.registry.try_lock(upload_id) else {
             return Ok(None);
         };
-        let Some(lease) = UploadLease::take(&self.db, &self.clock, upload_id).await? else {
+        let Some(lease) = UploadLease::take(&self.db, upload_id).await? else {
             return Ok(None);
         };
         Ok(Some(Held { _lock: lock, lease }))
@@ -257,12 +238,7 @@ mod tests {
         assert!(Fence::default().check().is_ok(), "no lease, no fence");
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&db::test_url(dir.path()).await).await.unwrap();
-        let state = Arc::new(FenceState::new(
-            db,
-            Arc::new(crate::clock::SystemClock),
-            "upload:u".into(),
-            "h".into(),
-        ));
+        let state = Arc::new(FenceState::new(db, "upload:u".into(), "h".into()));
         let fence = Fence(Some(state.clone()));
         assert!(fence.check().is_err(), "never taken");
         state.extend(state.origin);

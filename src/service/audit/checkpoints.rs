@@ -276,9 +276,8 @@ pub async fn run(svc: &Services, mut stop: watch::Receiver<bool>) {
             _ = ticks.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
-        let now = svc.clock.now().unix_timestamp() * 1000;
-        let until = now + 3 * every.as_millis() as i64;
-        match db::leases::acquire(&svc.db, SIGNING_LEASE, holder, now, until).await {
+        let ttl = 3 * every.as_millis() as i64;
+        match db::leases::acquire(&svc.db, SIGNING_LEASE, holder, ttl).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
