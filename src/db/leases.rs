@@ -28,7 +28,7 @@ pub async fn acquire(db: &Db, name: &str, holder: &str, ttl_ms: i64) -> Result<b
         .bind(name)
         .bind(holder)
         .bind(ttl_ms)
-        .execute(db.pool())
+        .execute(db.lease_pool())
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -42,7 +42,7 @@ pub async fn renew(db: &Db, name: &str, holder: &str, ttl_ms: i64) -> Result<boo
         .bind(ttl_ms)
         .bind(name)
         .bind(holder)
-        .execute(db.pool())
+        .execute(db.lease_pool())
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -79,7 +79,7 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
         .bind(name)
         .bind(holder)
-        .execute(db.pool())
+        .execute(db.lease_pool())
         .await?;
     Ok(())
 }

@@ -40,6 +40,10 @@ pub enum DbError {
 }
 
 /// How the gateway connects to its database (`[database]` in the config).
+/// Connections each gateway keeps for lease statements on PostgreSQL, on
+/// top of `max_connections`.
+pub const LEASE_CONNECTIONS: u32 = 2;
+
 #[derive(Clone, Debug)]
 pub struct DbOptions {
     /// Connections kept open at most.
@@ -76,6 +80,10 @@ pub use crate::config::redacted_url;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// PostgreSQL: two connections of their own for lease statements, so a
+    /// pool busy with requests waiting for the write lock never keeps a
+    /// running upload from renewing its lease (it would stop writing).
+    lease_pool: Option<AnyPool>,
     backend: Backend,
     /// The audit tree's right edge as this process last appended it.
     tree_edge: std::sync::Arc<audit::tree::EdgeCache>,
@@ -126,8 +134,20 @@ impl Db {
         }
         backend.migrator().run(&mut conn).await?;
         conn.close().await?;
+        let lease_pool = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                AnyPoolOptions::new()
+                    .max_connections(LEASE_CONNECTIONS)
+                    .acquire_timeout(options.acquire_timeout)
+                    .after_connect(backend.session_setup(options))
+                    .connect(&backend.connect_url(url))
+                    .await?,
+            ),
+        };
         Ok(Db {
             pool,
+            lease_pool,
             backend,
             tree_edge: Default::default(),
         })
@@ -139,6 +159,11 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Where lease statements run (outside any transaction).
+    pub(crate) fn lease_pool(&self) -> &AnyPool {
+        self.lease_pool.as_ref().unwrap_or(&self.pool)
     }
 
     pub(crate) fn tree_edge(&self) -> &audit::tree::EdgeCache {
