@@ -1,7 +1,9 @@
 //! Where unfinished work lives while a fetch runs: one hidden folder under
 //! `--out`, `.casegate-partial/`, holding `<file_id>.sealed` (the sealed
 //! download, kept across runs so an interrupted fetch resumes) and
-//! `<file_id>.plain` (plaintext being written, removed on any failure).
+//! `<file_id>.plain` (plaintext being written, removed on any failure) and
+//! `<file_id>.adopting` (a file an earlier fetch left elsewhere, held here
+//! while it is checked, see `adopt`).
 //!
 //! Temporary paths are derived from validated file ids, never from stored
 //! names, and every sanitised name component starts with something other
@@ -38,6 +40,16 @@ impl Partials {
     /// Plaintext of `file_id` before it is verified and moved into place.
     pub fn plain(&self, file_id: &FileId) -> PathBuf {
         self.dir.join(format!("{file_id}.plain"))
+    }
+
+    /// The folder itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file found at an earlier fetch's path, while it is checked.
+    pub fn adopting(&self, file_id: &FileId) -> PathBuf {
+        self.dir.join(format!("{file_id}.adopting"))
     }
 
     /// Removes the folder when nothing is left to resume.
