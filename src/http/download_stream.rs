@@ -183,7 +183,7 @@ impl Closing {
                 .file(&s.file_id),
             lease: s.lease.clone(),
             sent: s.sent,
-            complete: s.at >= s.span.end && s.pending.is_empty() && s.pieces.is_empty(),
+            complete: all_file_bytes_sent(s.at..s.span.end, &s.pending, &s.pieces),
         }
     }
 
@@ -202,6 +202,19 @@ impl Closing {
     }
 }
 
+/// Whether every byte of the file the download was to send went out: the
+/// current piece's rest (`left`) and its window (`pending`) are empty and
+/// no file piece is still to come. Framing still owed (a multipart
+/// answer's closing delimiter) does not make it a cut: the lease was for
+/// file bytes, and all of them were delivered.
+fn all_file_bytes_sent(left: Range<u64>, pending: &Bytes, rest: &VecDeque<Piece>) -> bool {
+    left.is_empty()
+        && pending.is_empty()
+        && !rest
+            .iter()
+            .any(|p| matches!(p, Piece::File(r) if !r.is_empty()))
+}
+
 impl Drop for Streaming {
     /// A body dropped before its end (the client went away, the connection
     /// broke, the server shut down) still settles its lease and gets its
@@ -212,9 +225,20 @@ impl Drop for Streaming {
         }
         self.done = true;
         let closing = Closing::of(self);
-        let reason = format!("cut after {} bytes: the client went away", self.sent);
+        // Every file byte went out before the body was dropped (the client
+        // closed right after a part's last byte): an end, not a cut.
+        let (outcome, reason) = if closing.complete {
+            let reason = format!(
+                "end: {} bytes sent (the connection closed before the answer's end)",
+                self.sent
+            );
+            (Outcome::Allow, reason)
+        } else {
+            let reason = format!("cut after {} bytes: the client went away", self.sent);
+            (Outcome::Deny, reason)
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(closing.run(Outcome::Deny, reason));
+            rt.spawn(closing.run(outcome, reason));
         }
     }
 }
@@ -345,4 +369,33 @@ async fn read_window(
         }
     };
     Ok(Bytes::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(text: &'static str) -> Piece {
+        Piece::Framing(Bytes::from_static(text.as_bytes()))
+    }
+
+    #[test]
+    fn a_body_cut_after_its_file_bytes_but_before_its_framing_is_complete() {
+        // A frames answer whose last frame went out whole; only the part's
+        // CRLF and the closing delimiter were still owed.
+        let owed: VecDeque<Piece> = vec![framing("\r\n"), framing("--b--\r\n")].into();
+        assert!(all_file_bytes_sent(100..100, &Bytes::new(), &owed));
+        assert!(all_file_bytes_sent(
+            100..100,
+            &Bytes::new(),
+            &VecDeque::new()
+        ));
+        // File bytes still owed: in the current piece, its window, or a
+        // piece to come.
+        assert!(!all_file_bytes_sent(90..100, &Bytes::new(), &owed));
+        let window = Bytes::from_static(b"rest");
+        assert!(!all_file_bytes_sent(100..100, &window, &owed));
+        let more: VecDeque<Piece> = vec![framing("\r\n"), Piece::File(200..300)].into();
+        assert!(!all_file_bytes_sent(100..100, &Bytes::new(), &more));
+    }
 }
