@@ -5,7 +5,8 @@
 //! audited as `dicomweb.retrieve`; its body the download stream that
 //! re-checks the grant every two seconds and settles the lease when it
 //! ends or is cut). The files and case key are listed once per request;
-//! the next part's download is started while one streams, and a finished
+//! the next part's download is started while one streams (its lease
+//! beaten while it waits, however long the part before it takes), and a finished
 //! part's end is recorded beside the next one, so parts follow each other
 //! without a pause. Between parts the grant is checked again, so a
 //! revocation stops a long series at once.
@@ -15,6 +16,7 @@
 //! a budget that cannot cover them is a 403 and not a cut body.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
@@ -30,6 +32,7 @@ use super::super::state::AppState;
 use super::{Params, accept, centre, scope};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::service::dicomweb::{self, Granted, RETRIEVE};
+use crate::service::downloads::Lease;
 use crate::service::grants::{self, GrantError};
 use crate::service::principal::{CentreRow, GrantRow, Principal};
 
@@ -66,10 +69,43 @@ struct Request {
     granted: Arc<Granted>,
 }
 
-/// A part whose download has started: which instance, and its body.
+/// A part whose download has started: which instance, its body, and
+/// the heartbeat of its lease while it waits for its turn.
 struct Started {
     at: usize,
     body: Body,
+    /// Dropped when the part's body starts streaming (its own re-checks
+    /// then beat) or is dropped unsent (its lease is then settled).
+    _waiting: Waiting,
+}
+
+/// How often a part started ahead beats its lease while it waits: as
+/// often as a streaming download re-checks, far inside the lease's TTL.
+const WAITING_BEAT: Duration = Duration::from_secs(2);
+
+/// Beats a waiting part's lease until dropped: the part before it may
+/// stream for longer than a lease lives without a heartbeat, and another
+/// request for the file would then settle this one as a dead gateway's,
+/// cutting the part when its turn comes.
+struct Waiting(JoinHandle<()>);
+
+impl Waiting {
+    fn start(state: AppState, lease: Lease) -> Waiting {
+        Waiting(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WAITING_BEAT).await;
+                if !lease.keep_alive(&state.services).await {
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Request {
@@ -103,9 +139,14 @@ impl Request {
             match dicomweb::start_part(svc, &self.ctx, grant, &self.granted, instance).await {
                 Ok(download) => {
                     let (state, ctx) = (self.state.clone(), self.ctx.clone());
+                    let waiting = Waiting::start(state.clone(), download.lease.clone());
                     let (g, c) = (self.grant.clone(), self.centre.clone());
                     let body = stream_body(state, ctx, g, c, download);
-                    return Ok(Some(Started { at, body }));
+                    return Ok(Some(Started {
+                        at,
+                        body,
+                        _waiting: waiting,
+                    }));
                 }
                 Err(GrantError::Exhausted) => continue,
                 Err(e) => return Err(e),
@@ -149,7 +190,7 @@ impl Sending {
                 .map_err(|e| GrantError::Internal(format!("part start failed: {e}")))??,
             None => self.request.clone().start(0).await?,
         };
-        let Some(Started { at, body }) = started else {
+        let Some(Started { at, body, .. }) = started else {
             for ending in self.endings.drain(..) {
                 let _ = ending.await;
             }

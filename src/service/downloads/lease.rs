@@ -61,6 +61,21 @@ impl Lease {
             })
     }
 
+    /// Records that a download started ahead of its turn (the next part of
+    /// a WADO-RS retrieval, waiting while the part before it streams) is
+    /// still wanted, before any byte of it is sent, so no other request
+    /// settles it as a dead gateway's. `false` once the lease is gone.
+    pub async fn keep_alive(&self, svc: &Services) -> bool {
+        let now = svc.timestamp().unix_seconds();
+        match db::grants::heartbeat(&svc.db, self.id, (0, 0), now).await {
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting download's heartbeat not recorded");
+                true
+            }
+        }
+    }
+
     /// Ends the download: settles the lease at the bytes sent and writes
     /// the end (or cut) entry, in one transaction. A failure is logged; the
     /// lease is then settled later from its last heartbeat.
