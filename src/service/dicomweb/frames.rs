@@ -108,7 +108,16 @@ pub async fn frames(
         return Err(GrantError::Exhausted);
     }
     let syntax = instance.index.transfer_syntax_uid.clone();
-    let located = locate(svc, &granted.case_key, grant, instance, &syntax).await?;
+    let located = match locate(svc, &granted.case_key, grant, instance, &syntax).await {
+        Ok(located) => located,
+        Err(e) => {
+            // Refused like the rest: the audit log says why, precisely.
+            let reason = format!("{file}: pixel data not located: {e}");
+            let entry = NewEntry::new(FRAMES, Outcome::Deny).reason(reason);
+            record(svc, ctx, grant, entry.file(file)).await?;
+            return Err(e);
+        }
+    };
     let all = match located {
         Located::Nowhere => {
             return Err(refuse(format!("{file}: no pixel data found (syntax {syntax})")).await);
