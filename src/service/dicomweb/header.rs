@@ -45,11 +45,39 @@ pub async fn read_head(
     }
 }
 
+/// The last group holding an attribute of the index (image geometry,
+/// 0028): the header is whole for the index once a later group starts.
+const LAST_INDEXED_GROUP: u16 = 0x0028;
+
+/// A file's first bytes as far as its index needs them: up to the first
+/// top-level element after group 0028, once that starts within the bytes
+/// read (grown as [`read_head`] grows them); else what `read_head` would
+/// read. A file without pixel data (a structured report, an encapsulated
+/// PDF) is so indexed from its first window, not read up to
+/// `dicom::HEAD_BYTES` for the PixelData it does not have.
+async fn read_index_head(reader: &mut PlainReader<'_>) -> Result<Vec<u8>, GrantError> {
+    let mut want = FIRST_HEAD;
+    loop {
+        let mut head = reader.read(0..want).await?;
+        let whole = (head.len() as u64) < want;
+        let end = pixels::meta_syntax(&head)
+            .and_then(|syntax| pixels::after_group(&head, &syntax, LAST_INDEXED_GROUP));
+        if let Some(end) = end {
+            head.truncate(end);
+            return Ok(head);
+        }
+        if whole || want >= dicom::HEAD_BYTES {
+            return Ok(head);
+        }
+        want = (want * 8).min(dicom::HEAD_BYTES);
+    }
+}
+
 /// A file's index: opened from its sealed copy, or read from its header
 /// and stored (files completed before the index existed). The header is
-/// read as [`read_head`] reads it, to its end: an index taken from a
-/// header cut by the read window would lack its last attributes (the
-/// image geometry among them) and be stored so for good.
+/// read through its last indexed attribute ([`read_index_head`]): an index
+/// taken from a header cut by the read window would lack its last
+/// attributes (the image geometry among them) and be stored so for good.
 pub(super) async fn index_of(
     svc: &Services,
     case_key: &CaseKey,
@@ -72,9 +100,7 @@ pub(super) async fn index_of(
         tracing::error!(file = %id, "stored DICOM index does not open; reading the header again");
     }
     let mut reader = PlainReader::open(svc, case_key, grant, file).await?;
-    let Some((head, _)) = read_head(&mut reader).await? else {
-        return Ok(None);
-    };
+    let head = read_index_head(&mut reader).await?;
     let Inspection::Dicom(_, index) = dicom::inspect(&head) else {
         return Ok(None);
     };

@@ -125,6 +125,43 @@ fn data_set_start(head: &[u8]) -> Option<usize> {
 /// `syntax`; `None` for syntaxes this walker does not read (big endian,
 /// deflated) or a header it cannot follow.
 pub fn locate(head: &[u8], syntax: &str) -> Option<PixelData> {
+    let (_, e) = first_top_level(head, syntax, |tag| tag == PIXEL_DATA)?;
+    Some(PixelData {
+        value_at: e.value as u64,
+        length: (e.len != UNDEFINED).then_some(e.len),
+    })
+}
+
+/// Where the first top-level element of a group after `group` starts in
+/// `head`: everything before it is every element of the groups up to
+/// `group` (a data set's elements come in ascending tag order). `None`
+/// when no such element starts within `head` (or as for [`locate`]).
+pub fn after_group(head: &[u8], syntax: &str, group: u16) -> Option<usize> {
+    first_top_level(head, syntax, |tag| tag.0 > group).map(|(at, _)| at)
+}
+
+/// The transfer syntax UID in the file meta group of `head`.
+pub fn meta_syntax(head: &[u8]) -> Option<String> {
+    let (walker, end) = (Walker { buf: head }, data_set_start(head)?);
+    let mut at = 132;
+    while at < end {
+        let e = walker.header(at, false)?;
+        let value_end = e.value.checked_add(e.len as usize)?;
+        if e.tag == (0x0002, 0x0010) {
+            let value = std::str::from_utf8(head.get(e.value..value_end)?).ok()?;
+            return Some(value.trim_end_matches(['\0', ' ']).to_owned());
+        }
+        at = value_end;
+    }
+    None
+}
+
+/// The first top-level element whose tag `wanted`, and where it starts.
+fn first_top_level(
+    head: &[u8],
+    syntax: &str,
+    wanted: impl Fn((u16, u16)) -> bool,
+) -> Option<(usize, Element)> {
     let implicit = match syntax {
         "1.2.840.10008.1.2" => true,
         "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => return None,
@@ -134,12 +171,8 @@ pub fn locate(head: &[u8], syntax: &str) -> Option<PixelData> {
     let mut at = data_set_start(head)?;
     loop {
         let e = walker.header(at, implicit)?;
-        if e.tag == PIXEL_DATA {
-            let length = (e.len != UNDEFINED).then_some(e.len);
-            return Some(PixelData {
-                value_at: e.value as u64,
-                length,
-            });
+        if wanted(e.tag) {
+            return Some((at, e));
         }
         at = match e.len {
             UNDEFINED => walker.skip_undefined(e.value, (false, e.implicit_inside), 0)?,
@@ -248,6 +281,46 @@ mod tests {
     use super::*;
     use crate::upload::dicom::Inspection;
     use crate::upload::dicom::testdata::{Image, ct_image};
+
+    #[test]
+    fn the_index_needs_the_header_only_through_group_0028() {
+        let image = Image {
+            sop_instance_uid: "1.2.3",
+            instance_number: Some(7),
+            rows: Some((4, 3)),
+            frames: None,
+            pixels: vec![1; 24],
+        };
+        let file = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
+        let syntax = meta_syntax(&file).unwrap();
+        assert_eq!(syntax, "1.2.840.10008.1.2.1");
+        let pixel_data = file.len() - 24 - 12;
+        assert_eq!(after_group(&file, &syntax, 0x0028), Some(pixel_data));
+        // A document instead of pixel data (an encapsulated PDF): its
+        // first bytes, cut inside EncapsulatedDocument (0042,0011), are
+        // enough, and index as the whole header does.
+        let mut pdf = file[..pixel_data].to_vec();
+        pdf.extend_from_slice(&[0x42, 0x00, 0x11, 0x00, b'O', b'B', 0, 0]);
+        pdf.extend_from_slice(&(8u32 << 20).to_le_bytes());
+        pdf.extend_from_slice(b"%PDF-1.7 and a few megabytes more");
+        assert_eq!(after_group(&pdf, &syntax, 0x0028), Some(pixel_data));
+        let Inspection::Dicom(_, from_head) = crate::upload::dicom::inspect(&pdf[..pixel_data])
+        else {
+            panic!("the head before the document parses");
+        };
+        let Inspection::Dicom(_, whole) = crate::upload::dicom::inspect(&file) else {
+            panic!("the image parses");
+        };
+        assert_eq!(from_head, whole);
+        assert_eq!(from_head.rows, Some(4));
+        // Cut before group 0028 ends: not yet enough.
+        let geometry = file
+            .windows(4)
+            .position(|w| w == [0x28, 0x00, 0x11, 0x00])
+            .unwrap();
+        assert_eq!(after_group(&file[..geometry + 4], &syntax, 0x0028), None);
+        assert_eq!(meta_syntax(&file[..140]), None);
+    }
 
     #[test]
     fn finds_native_frames() {
