@@ -293,6 +293,21 @@ pub async fn heartbeat(
     Ok(done.rows_affected() == 1)
 }
 
+/// Records that a lease is alive while it has no progress to record (a
+/// download started ahead of its turn); its `sent` is left as it is.
+/// `false`: the lease is gone (settled as stale).
+pub async fn touch(db: &Db, lease: i64, now: i64) -> Result<bool, DbError> {
+    // In a write transaction, as `heartbeat`.
+    let mut tx = db.begin().await?;
+    let done = sqlx::query("UPDATE download_leases SET heartbeat_at = $1 WHERE lease_id = $2")
+        .bind(now)
+        .bind(lease)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Ends a lease: the file's budget is charged the bytes actually sent
 /// (never more than were leased) and the rest is given back; a download
 /// that did not complete adds to the in-flight allowance. The outcome

@@ -67,7 +67,7 @@ impl Lease {
     /// settles it as a dead gateway's. `false` once the lease is gone.
     pub async fn keep_alive(&self, svc: &Services) -> bool {
         let now = svc.timestamp().unix_seconds();
-        match db::grants::heartbeat(&svc.db, self.id, (0, 0), now).await {
+        match db::grants::touch(&svc.db, self.id, now).await {
             Ok(alive) => alive,
             Err(e) => {
                 tracing::warn!(error = %e, "waiting download's heartbeat not recorded");
