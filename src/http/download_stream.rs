@@ -153,10 +153,20 @@ impl Streaming {
         Ok(bytes)
     }
 
-    async fn finish(&mut self, outcome: Outcome, reason: String) {
+    /// The body reached its end, every byte of it handed to hyper: the
+    /// lease is settled as complete and the end entry written.
+    async fn end(&mut self) {
         self.done = true;
-        let closing = Closing::of(self);
-        closing.run(outcome, reason).await;
+        let reason = format!("end: {} bytes sent", self.sent);
+        Closing::of(self, true).run(Outcome::Allow, reason).await;
+    }
+
+    /// The body stops short (`why`): the lease is settled as cut and the
+    /// cut entry written.
+    async fn cut(&mut self, why: &Cut) {
+        self.done = true;
+        let reason = format!("cut after {} bytes: {why}", self.sent);
+        Closing::of(self, false).run(Outcome::Deny, reason).await;
     }
 }
 
@@ -172,7 +182,7 @@ struct Closing {
 }
 
 impl Closing {
-    fn of(s: &Streaming) -> Closing {
+    fn of(s: &Streaming, complete: bool) -> Closing {
         Closing {
             state: s.state.clone(),
             ctx: s.ctx.clone(),
@@ -183,7 +193,7 @@ impl Closing {
                 .file(&s.file_id),
             lease: s.lease.clone(),
             sent: s.sent,
-            complete: all_file_bytes_sent(s.at..s.span.end, &s.pending, &s.pieces),
+            complete,
         }
     }
 
@@ -202,43 +212,61 @@ impl Closing {
     }
 }
 
-/// Whether every byte of the file the download was to send went out: the
-/// current piece's rest (`left`) and its window (`pending`) are empty and
-/// no file piece is still to come. Framing still owed (a multipart
-/// answer's closing delimiter) does not make it a cut: the lease was for
-/// file bytes, and all of them were delivered.
-fn all_file_bytes_sent(left: Range<u64>, pending: &Bytes, rest: &VecDeque<Piece>) -> bool {
-    left.is_empty()
-        && pending.is_empty()
-        && !rest
-            .iter()
-            .any(|p| matches!(p, Piece::File(r) if !r.is_empty()))
-}
-
 impl Drop for Streaming {
     /// A body dropped before its end (the client went away, the connection
     /// broke, the server shut down) still settles its lease and gets its
-    /// audit entry.
+    /// audit entry. Dropped owing nothing at all, it ended: hyper drops a
+    /// body with a `Content-Length` (HTTP/1.1) as soon as its last byte is
+    /// written, without polling it to its end.
     fn drop(&mut self) {
         if self.done {
             return;
         }
         self.done = true;
-        let closing = Closing::of(self);
-        // Every file byte went out before the body was dropped (the client
-        // closed right after a part's last byte): an end, not a cut.
-        let (outcome, reason) = if closing.complete {
-            let reason = format!(
-                "end: {} bytes sent (the connection closed before the answer's end)",
-                self.sent
-            );
-            (Outcome::Allow, reason)
-        } else {
-            let reason = format!("cut after {} bytes: the client went away", self.sent);
-            (Outcome::Deny, reason)
+        let owed = Owed::of(self.at..self.span.end, &self.pending, &self.pieces);
+        let (outcome, reason) = match owed {
+            Owed::Nothing => (Outcome::Allow, format!("end: {} bytes sent", self.sent)),
+            Owed::Framing => (
+                Outcome::Deny,
+                format!(
+                    "cut after {} bytes: all file bytes handed to the connection, delivery unconfirmed",
+                    self.sent
+                ),
+            ),
+            Owed::FileBytes => (
+                Outcome::Deny,
+                format!("cut after {} bytes: the client went away", self.sent),
+            ),
         };
+        let closing = Closing::of(self, owed == Owed::Nothing);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(closing.run(outcome, reason));
+        }
+    }
+}
+
+/// What a dropped body still owed. Only a body that owed nothing is
+/// complete. One dropped after its last file byte but before its framing
+/// (a multipart answer's closing delimiter; such answers are chunked, so
+/// hyper polls them to their end) is a cut: that happens only when the
+/// connection was back-pressured (HTTP/2: no WINDOW_UPDATE, then
+/// RST_STREAM), so its last frames may never have been delivered.
+#[derive(Debug, PartialEq, Eq)]
+enum Owed {
+    Nothing,
+    Framing,
+    FileBytes,
+}
+
+impl Owed {
+    fn of(left: Range<u64>, pending: &Bytes, rest: &VecDeque<Piece>) -> Owed {
+        let file = |p: &Piece| matches!(p, Piece::File(r) if !r.is_empty());
+        if !left.is_empty() || !pending.is_empty() || rest.iter().any(file) {
+            Owed::FileBytes
+        } else if rest.is_empty() {
+            Owed::Nothing
+        } else {
+            Owed::Framing
         }
     }
 }
@@ -308,9 +336,7 @@ pub fn stream_pieces(
                     s.ahead = None;
                 }
                 None => {
-                    let sent = s.sent;
-                    s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
-                        .await;
+                    s.end().await;
                     return None;
                 }
             }
@@ -326,9 +352,7 @@ pub fn stream_pieces(
                 Some((Ok(frame), s))
             }
             Err(why) => {
-                let sent = s.sent;
-                s.finish(Outcome::Deny, format!("cut after {sent} bytes: {why}"))
-                    .await;
+                s.cut(&why).await;
                 Some((Err(std::io::Error::other(why)), s))
             }
         }
@@ -380,22 +404,21 @@ mod tests {
     }
 
     #[test]
-    fn a_body_cut_after_its_file_bytes_but_before_its_framing_is_complete() {
-        // A frames answer whose last frame went out whole; only the part's
-        // CRLF and the closing delimiter were still owed.
+    fn only_a_body_dropped_owing_nothing_is_complete() {
+        // A frames answer whose last frame was handed to hyper; only the
+        // part's CRLF and the closing delimiter were still owed: a cut.
         let owed: VecDeque<Piece> = vec![framing("\r\n"), framing("--b--\r\n")].into();
-        assert!(all_file_bytes_sent(100..100, &Bytes::new(), &owed));
-        assert!(all_file_bytes_sent(
-            100..100,
-            &Bytes::new(),
-            &VecDeque::new()
-        ));
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &owed), Owed::Framing);
+        // A plain download whose last byte was written (hyper drops a
+        // Content-Length body then): complete.
+        let empty: VecDeque<Piece> = VecDeque::new();
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &empty), Owed::Nothing);
         // File bytes still owed: in the current piece, its window, or a
         // piece to come.
-        assert!(!all_file_bytes_sent(90..100, &Bytes::new(), &owed));
+        assert_eq!(Owed::of(90..100, &Bytes::new(), &owed), Owed::FileBytes);
         let window = Bytes::from_static(b"rest");
-        assert!(!all_file_bytes_sent(100..100, &window, &owed));
+        assert_eq!(Owed::of(100..100, &window, &empty), Owed::FileBytes);
         let more: VecDeque<Piece> = vec![framing("\r\n"), Piece::File(200..300)].into();
-        assert!(!all_file_bytes_sent(100..100, &Bytes::new(), &more));
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &more), Owed::FileBytes);
     }
 }
