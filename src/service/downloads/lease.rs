@@ -34,7 +34,7 @@ pub enum Stop {
 /// A running download's lease on its file's budget.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub(super) id: i64,
+    pub(super) id: db::grants::LeaseKey,
     pub(super) grant_id: GrantId,
     pub(super) budget: Budget,
 }
