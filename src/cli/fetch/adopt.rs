@@ -6,26 +6,29 @@
 //! size and SHA-256 is moved to its place now, costing none of the grant's
 //! downloads. Never a path that is some file's destination in this run.
 //!
-//! What is found is not trusted until it is ours alone: the candidate is
-//! first renamed into the fetch's private partial folder, and only there
-//! checked (a regular file with one link, owned by this user, of the
-//! expected size) and hashed, then moved into place — so the bytes hashed
-//! are the bytes that land, whatever happens at the old path meanwhile. A
-//! path with a symbolic link anywhere below `--out` is not looked at (it
-//! could lead outside), a hard-linked file is not taken (its other name
-//! would change with it), and a file that fails the checks is put back
-//! where it was. Emptied folders are removed only while every folder up
-//! to `--out` is a real folder, never through a link.
+//! What is found is checked where it lies, through one handle opened
+//! without following a link: a regular file with one name, owned by this
+//! user, writable by nobody else (so only this user can change it while it
+//! is hashed), of the expected size; hashed from that handle. Only a
+//! matching file is moved (renamed) into place, and the file that landed
+//! must be the one opened and hashed (same device and inode) — a swap at
+//! the old path between the two is refused and said so. Nothing is moved
+//! before it matched, so a failed check strands nothing, and parallel jobs
+//! never move each other's files aside. A path with a symbolic link
+//! anywhere below `--out` is not looked at (it could lead outside). A file
+//! found but not taken for a reason other than "another file" is named on
+//! stderr. Emptied folders are removed only while every folder up to
+//! `--out` is a real folder, never through a link.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::decrypt::sha256_file;
+use super::decrypt::sha256_read;
 use super::index;
 use super::manifest::GrantedFile;
 use super::names::relative;
-use super::partial::Partials;
 
 /// Where an earlier fetch may have left this grant's files.
 pub struct Earlier {
@@ -34,8 +37,6 @@ pub struct Earlier {
     listed: HashMap<String, PathBuf>,
     /// Every destination of this run (another file's place is not taken).
     destinations: HashSet<PathBuf>,
-    /// Where a candidate is held while it is checked.
-    partials: Partials,
 }
 
 impl Earlier {
@@ -55,7 +56,6 @@ impl Earlier {
             out: out.to_path_buf(),
             listed,
             destinations: destinations.iter().cloned().collect(),
-            partials: Partials::new(out),
         }
     }
 
@@ -84,38 +84,28 @@ impl Earlier {
     /// whether one was found. Reads a candidate whole to check its
     /// SHA-256: run it off the async runtime.
     pub fn adopt(&self, file: &GrantedFile, dest: &Path) -> bool {
-        if self.partials.ensure().is_err() || !real_dirs(&self.out, self.partials.dir()) {
-            return false;
-        }
-        let held = self.partials.adopting(&file.file_id);
-        // Held by a run that stopped between the two moves: ours already.
-        if take(&held, file, dest) {
-            return true;
-        }
         self.candidates(file)
             .iter()
-            .any(|candidate| self.adopt_from(candidate, &held, file, dest))
+            .any(|candidate| self.adopt_from(candidate, file, dest))
     }
 
-    /// Moves `candidate` into the partial folder (`held`), checks it there
-    /// and moves it to `dest`; puts it back when it is not the file.
-    fn adopt_from(&self, candidate: &Path, held: &Path, file: &GrantedFile, dest: &Path) -> bool {
-        // A cheap look first, so files that cannot be it are not moved.
-        let looks_right = no_links(&self.out, candidate)
-            && std::fs::symlink_metadata(candidate).is_ok_and(|m| sole_own_file(&m, file.size));
-        if !looks_right || held.exists() || std::fs::rename(candidate, held).is_err() {
-            return false;
+    /// Moves `candidate` to `dest` if it is `file`; says why when a file
+    /// found there is refused for another reason than being another file.
+    fn adopt_from(&self, candidate: &Path, file: &GrantedFile, dest: &Path) -> bool {
+        match take(&self.out, candidate, file, dest) {
+            Ok(true) => {
+                self.tidy(candidate);
+                true
+            }
+            Ok(false) => false,
+            Err(why) => {
+                eprintln!(
+                    "fetch: {} not reused ({why}); downloading it instead",
+                    candidate.display()
+                );
+                false
+            }
         }
-        if take(held, file, dest) {
-            self.tidy(candidate);
-            return true;
-        }
-        // Not it after all: back where it was, unless something took that
-        // place meanwhile (then it stays in the partial folder).
-        if std::fs::hard_link(held, candidate).is_ok() {
-            let _ = std::fs::remove_file(held);
-        }
-        false
     }
 
     /// Removes the folders a moved file leaves empty, up to `--out`, only
@@ -131,21 +121,74 @@ impl Earlier {
     }
 }
 
-/// Checks the file at `held` (in the private partial folder, so nobody
-/// else can change it now) and moves it to `dest` if it is `file`.
-fn take(held: &Path, file: &GrantedFile, dest: &Path) -> bool {
-    std::fs::symlink_metadata(held).is_ok_and(|m| sole_own_file(&m, file.size))
-        && sha256_file(held).is_ok_and(|sha| sha == file.sha256)
-        && std::fs::rename(held, dest).is_ok()
+/// Checks the file at `candidate` through one handle and, if it is `file`,
+/// moves it to `dest`. `Ok(false)`: nothing there, or another file (its
+/// size or SHA-256 differ). `Err`: a file there that is not taken, and why.
+fn take(out: &Path, candidate: &Path, file: &GrantedFile, dest: &Path) -> Result<bool, String> {
+    if !no_links(out, candidate) {
+        return match std::fs::symlink_metadata(candidate) {
+            Ok(_) => Err("a folder on its path is a symbolic link".into()),
+            Err(_) => Ok(false),
+        };
+    }
+    let Some(mut handle) = open_no_follow(candidate)? else {
+        return Ok(false);
+    };
+    let opened = handle.metadata().map_err(|e| e.to_string())?;
+    if opened.file_type().is_file() && opened.len() != file.size {
+        return Ok(false);
+    }
+    sole_own_file(&opened)?;
+    if sha256_read(&mut handle)? != file.sha256 {
+        return Ok(false);
+    }
+    std::fs::rename(candidate, dest).map_err(|e| format!("cannot move it: {e}"))?;
+    let landed = std::fs::symlink_metadata(dest).map_err(|e| e.to_string())?;
+    if (landed.dev(), landed.ino()) != (opened.dev(), opened.ino()) {
+        // Swapped at the old path after it was hashed: not the file
+        // checked. Back where it came from if that place is still free.
+        if std::fs::hard_link(dest, candidate).is_ok() {
+            let _ = std::fs::remove_file(dest);
+        }
+        return Err("replaced while it was checked".into());
+    }
+    Ok(true)
 }
 
-/// A regular file (not a link) of `size` bytes, with no other name, owned
-/// by the user running the fetch.
-fn sole_own_file(m: &std::fs::Metadata, size: u64) -> bool {
-    m.file_type().is_file()
-        && m.len() == size
-        && m.nlink() == 1
-        && m.uid() == rustix::process::geteuid().as_raw()
+/// Opens `path` for reading without following a symbolic link at its end
+/// and without blocking on a FIFO; `None` when nothing is there.
+fn open_no_follow(path: &Path) -> Result<Option<File>, String> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path);
+    match opened {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            Err("it is a symbolic link".into())
+        }
+        Err(e) => Err(format!("cannot open it: {e}")),
+    }
+}
+
+/// A regular file with no other name, owned by the user running the fetch
+/// and writable by nobody else: nobody but this user can change it.
+fn sole_own_file(m: &std::fs::Metadata) -> Result<(), String> {
+    if !m.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if m.nlink() != 1 {
+        return Err(format!("it has {} names (hard links)", m.nlink()));
+    }
+    if m.uid() != rustix::process::geteuid().as_raw() {
+        return Err("owned by another user".into());
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err("writable by other users".into());
+    }
+    Ok(())
 }
 
 /// Whether every folder from `out` (exclusive) down to `path` (inclusive)
@@ -283,17 +326,49 @@ mod tests {
             !out.join("imaging_dicom").exists(),
             "emptied folders tidied"
         );
-        assert!(!earlier.partials.adopting(&file.file_id).exists());
+        assert!(!out.join(super::super::partial::DIR).exists());
     }
 
     #[test]
-    fn a_file_left_held_by_an_interrupted_run_is_taken_from_there() {
+    fn a_file_others_may_write_or_owned_by_nobody_here_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
         let (_root, out, dest) = setup();
-        let (file, _) = earlier_dicom(&out);
+        let (file, old) = earlier_dicom(&out);
+        put(&old);
         let earlier = Earlier::read(&out, std::slice::from_ref(&dest));
-        put(&earlier.partials.adopting(&file.file_id));
-        assert!(earlier.adopt(&file, &dest));
-        assert_eq!(std::fs::read(&dest).unwrap(), BYTES);
+        for mode in [0o620, 0o602, 0o666] {
+            std::fs::set_permissions(&old, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(!earlier.adopt(&file, &dest), "{mode:o}");
+            assert_eq!(std::fs::read(&old).unwrap(), BYTES, "left where it was");
+            assert!(!dest.exists());
+        }
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Another user's file (only root can make one to test with).
+        if std::os::unix::fs::chown(&old, Some(65534), None).is_ok() {
+            assert!(!earlier.adopt(&file, &dest), "another user's");
+            assert!(old.exists() && !dest.exists());
+            std::os::unix::fs::chown(&old, Some(rustix::process::geteuid().as_raw()), None)
+                .unwrap();
+        }
+        assert!(earlier.adopt(&file, &dest), "read-only for others is fine");
+    }
+
+    #[test]
+    fn a_fifo_at_the_old_place_is_not_waited_on() {
+        let (_root, out, dest) = setup();
+        let (file, old) = earlier_dicom(&out);
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &old,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let earlier = Earlier::read(&out, std::slice::from_ref(&dest));
+        assert!(!earlier.adopt(&file, &dest));
+        assert!(!dest.exists());
     }
 
     #[test]
@@ -341,14 +416,20 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_fails_the_check_is_put_back() {
+    fn a_file_that_fails_the_check_is_never_moved() {
         let (_root, out, dest) = setup();
         let (mut file, old) = earlier_dicom(&out);
         put(&old);
+        let inode = std::fs::metadata(&old).unwrap().ino();
         file.sha256 = "0".repeat(64);
         let earlier = Earlier::read(&out, std::slice::from_ref(&dest));
         assert!(!earlier.adopt(&file, &dest));
-        assert_eq!(std::fs::read(&old).unwrap(), BYTES, "back where it was");
-        assert!(!earlier.partials.adopting(&file.file_id).exists());
+        assert_eq!(std::fs::metadata(&old).unwrap().ino(), inode, "never moved");
+        assert_eq!(std::fs::read(&old).unwrap(), BYTES);
+        assert!(!dest.exists());
+        assert!(
+            !out.join(super::super::partial::DIR).exists(),
+            "nothing held anywhere"
+        );
     }
 }
