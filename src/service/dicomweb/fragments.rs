@@ -13,7 +13,7 @@
 //! listed, and every item must lie inside the file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pixels::{self, Fragment, ItemHeader, PixelData};
 use crate::ids::FileId;
@@ -197,22 +197,35 @@ impl FragmentCache {
         }
     }
 
+    /// The cache under its lock. A lock poisoned by a panic while it was
+    /// held (its entries possibly half-updated) is recovered emptied, with
+    /// one warning, instead of leaving the cache off for good.
+    fn lock(&self) -> MutexGuard<'_, Cached> {
+        match self.inner.lock() {
+            Ok(inner) => inner,
+            Err(poisoned) => {
+                tracing::warn!("fragment cache lock poisoned by a panic; the cache starts empty");
+                let mut inner = poisoned.into_inner();
+                *inner = Cached::default();
+                self.inner.clear_poison();
+                inner
+            }
+        }
+    }
+
     /// The list walked for `file` at `version`, if still cached.
     pub fn get(&self, file: &FileId, version: &str) -> Option<Arc<Fragments>> {
-        let mut inner = self.inner.lock().ok()?;
-        inner.touch(&(file.clone(), version.to_owned()))
+        self.lock().touch(&(file.clone(), version.to_owned()))
     }
 
     /// Keeps a walked list (one heavier than the whole cache is not kept).
     pub fn put(&self, file: &FileId, version: &str, list: Arc<Fragments>) {
         let key = (file.clone(), version.to_owned());
         let weight = entry_weight(&key, &list);
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
         if weight > self.limit {
             return;
         }
+        let mut inner = self.lock();
         inner.remove(&key);
         while inner.weight + weight > self.limit {
             let Some((_, oldest)) = inner.order.pop_first() else {
@@ -279,6 +292,27 @@ mod tests {
         assert!(held < files.len(), "bounded: {held}");
         assert!(cache.get(&files[0], "d").is_none(), "the oldest went");
         assert!(cache.get(&files[99], "d").is_some(), "the newest stays");
+    }
+
+    #[test]
+    fn a_poisoned_cache_starts_again_empty() {
+        let cache = FragmentCache::default();
+        let a = FileId::generate();
+        cache.put(&a, "d", list(3));
+        // A panic while the lock is held poisons it.
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = cache.inner.lock().unwrap();
+                panic!("while the cache is held");
+            })
+            .join()
+        });
+        assert!(cache.inner.is_poisoned());
+        assert!(cache.get(&a, "d").is_none(), "emptied, not trusted");
+        assert!(!cache.inner.is_poisoned());
+        cache.put(&a, "d", list(3));
+        assert_eq!(cache.get(&a, "d").unwrap().list.len(), 3, "caching again");
+        assert_eq!(consistent(&cache), 1);
     }
 
     #[test]

@@ -158,8 +158,10 @@ pub async fn start_frames(
     plan: &FramePlan,
 ) -> Result<Download, GrantError> {
     let instance = plan.instance()?;
-    // Its downloads were found not used up before the plan was made; the
-    // lease below checks the uses and the byte budget again, atomically.
+    // Its downloads were found not used up before the plan was made. The
+    // lease below is a continuation (no new use): it checks the byte
+    // budget again, atomically, but not the uses — a file whose last use
+    // was taken since is still served within its bytes.
     let pieces: Vec<Range<u64>> = plan.frames.iter().flatten().cloned().collect();
     let what = (&plan.granted.case_key, &instance.file);
     let kind = (Kind::Plaintext, FRAMES);
