@@ -11,7 +11,7 @@
 
 use sqlx::Row;
 
-use super::grants::GrantRow;
+use super::grants::{GrantRow, LeaseKey};
 use super::{Backend, Db, DbError, Tx};
 use crate::clock::Timestamp;
 use crate::ids::{CaseId, FileId};
@@ -207,7 +207,7 @@ pub async fn read(db: &Db, case_id: &CaseId) -> Result<Snapshot, DbError> {
 pub struct DownloadEvent<'a> {
     pub grant: &'a GrantRow,
     pub file_id: &'a FileId,
-    pub lease: i64,
+    pub lease: LeaseKey,
     pub at: Timestamp,
     pub kind: &'a str,
     pub range_start: i64,
@@ -235,9 +235,10 @@ pub async fn record_download(tx: &mut Tx<'_>, e: &DownloadEvent<'_>) -> Result<i
     .bind(e.total)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("UPDATE download_leases SET event_id = $1 WHERE lease_id = $2")
+    sqlx::query("UPDATE download_leases SET event_id = $1 WHERE lease_id = $2 AND token = $3")
         .bind(event)
-        .bind(e.lease)
+        .bind(e.lease.id)
+        .bind(e.lease.token)
         .execute(&mut **tx)
         .await?;
     Ok(event)
@@ -255,13 +256,15 @@ pub async fn set_start_entry(tx: &mut Tx<'_>, event: i64, seq: i64) -> Result<()
 
 /// Names the audit entry that recorded the end (or cut) of the request a
 /// lease belongs to; before the lease is settled.
-pub async fn set_end_entry(tx: &mut Tx<'_>, lease: i64, seq: i64) -> Result<(), DbError> {
+pub async fn set_end_entry(tx: &mut Tx<'_>, lease: LeaseKey, seq: i64) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE download_events SET end_seq = $1
-         WHERE event_id = (SELECT event_id FROM download_leases WHERE lease_id = $2)",
+         WHERE event_id = (SELECT event_id FROM download_leases
+                           WHERE lease_id = $2 AND token = $3)",
     )
     .bind(seq)
-    .bind(lease)
+    .bind(lease.id)
+    .bind(lease.token)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -185,6 +185,17 @@ pub async fn revoke_where(
 pub const IN_FLIGHT_PER_CUT: i64 = 16 * 1024 * 1024;
 pub const IN_FLIGHT_CAP: i64 = 64 * 1024 * 1024;
 
+/// A download lease as its holder names it: the row's id and the random
+/// token it was given when reserved. Ids alone can be handed out again
+/// (SQLite reuses a deleted row's id), so every statement on a held lease
+/// matches both: the holder of a lease settled as stale can never touch
+/// the lease that took its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseKey {
+    pub id: i64,
+    pub token: i64,
+}
+
 /// Counts the start of a download (a request from byte 0) and leases
 /// `bytes` of the file's budget, atomically against the limits: at most
 /// `max_downloads` starts, and at most `max_downloads × size` bytes (plus
@@ -205,7 +216,7 @@ pub async fn reserve(
     size: i64,
     now: i64,
     stale_before: i64,
-) -> Result<Option<i64>, DbError> {
+) -> Result<Option<LeaseKey>, DbError> {
     settle_where(
         tx,
         "grant_id = $1 AND file_id = $2 AND heartbeat_at < $3",
@@ -236,18 +247,21 @@ pub async fn reserve(
     if done.rows_affected() != 1 {
         return Ok(None);
     }
-    let lease: i64 = sqlx::query_scalar(
-        "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at, starts)
-         VALUES ($1, $2, $3, 0, $4, $5) RETURNING lease_id",
+    // Never 0, the token of leases from before tokens.
+    let token = i64::from_le_bytes(crate::random::array::<8>()) | 1;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO download_leases (grant_id, file_id, reserved, sent, heartbeat_at, starts, token)
+         VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING lease_id",
     )
     .bind(grant_id.as_str())
     .bind(file_id.as_str())
     .bind(bytes)
     .bind(now)
     .bind(i64::from(starts_download))
+    .bind(token)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(Some(lease))
+    Ok(Some(LeaseKey { id, token }))
 }
 
 /// Bytes of a file charged to a grant so far: served by ended downloads
@@ -271,7 +285,7 @@ pub async fn charged(db: &Db, grant_id: &GrantId, file_id: &FileId) -> Result<i6
 /// representation served.
 pub async fn heartbeat(
     db: &Db,
-    lease: i64,
+    lease: LeaseKey,
     (sent, delivered): (i64, i64),
     now: i64,
 ) -> Result<bool, DbError> {
@@ -281,12 +295,31 @@ pub async fn heartbeat(
     let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE download_leases SET sent = CASE WHEN $1 < reserved THEN $1 ELSE reserved END, delivered = $2, heartbeat_at = $3
-         WHERE lease_id = $4",
+         WHERE lease_id = $4 AND token = $5",
     )
     .bind(sent)
     .bind(delivered)
     .bind(now)
-    .bind(lease)
+    .bind(lease.id)
+    .bind(lease.token)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that a lease is alive while it has no progress to record (a
+/// download started ahead of its turn); its `sent` is left as it is.
+/// `false`: the lease is gone (settled as stale).
+pub async fn touch(db: &Db, lease: LeaseKey, now: i64) -> Result<bool, DbError> {
+    // In a write transaction, as `heartbeat`.
+    let mut tx = db.begin().await?;
+    let done = sqlx::query(
+        "UPDATE download_leases SET heartbeat_at = $1 WHERE lease_id = $2 AND token = $3",
+    )
+    .bind(now)
+    .bind(lease.id)
+    .bind(lease.token)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -297,26 +330,31 @@ pub async fn heartbeat(
 /// (never more than were leased) and the rest is given back; a download
 /// that did not complete adds to the in-flight allowance. The outcome
 /// (`delivered` bytes of the representation, cut or not, ended `now`) is
-/// kept on the lease's download event.
+/// kept on the lease's download event. A lease that is gone (settled as
+/// stale meanwhile) is left alone: its bytes were settled then.
 pub async fn settle(
     tx: &mut Tx<'_>,
-    lease: i64,
+    lease: LeaseKey,
     (sent, delivered): (i64, i64),
     cut: bool,
     now: i64,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE download_leases SET sent = CASE WHEN $1 < reserved THEN $1 ELSE reserved END, delivered = $2, cut = $3, heartbeat_at = $4
-         WHERE lease_id = $5",
+         WHERE lease_id = $5 AND token = $6",
     )
     .bind(sent)
     .bind(delivered)
     .bind(i64::from(cut))
     .bind(now)
-    .bind(lease)
+    .bind(lease.id)
+    .bind(lease.token)
     .execute(&mut **tx)
     .await?;
-    settle_where(tx, "lease_id = $1", &[], Some(lease)).await
+    if done.rows_affected() != 1 {
+        return Ok(());
+    }
+    settle_where(tx, "lease_id = $1", &[], Some(lease.id)).await
 }
 
 /// Settles the leases left by an earlier run of this gateway (a crash or
@@ -387,3 +425,7 @@ async fn settle_where(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "tests/lease_tokens.rs"]
+mod lease_tokens;

@@ -153,10 +153,20 @@ impl Streaming {
         Ok(bytes)
     }
 
-    async fn finish(&mut self, outcome: Outcome, reason: String) {
+    /// The body reached its end, every byte of it handed to hyper: the
+    /// lease is settled as complete and the end entry written.
+    async fn end(&mut self) {
         self.done = true;
-        let closing = Closing::of(self);
-        closing.run(outcome, reason).await;
+        let reason = format!("end: {} bytes sent", self.sent);
+        Closing::of(self, true).run(Outcome::Allow, reason).await;
+    }
+
+    /// The body stops short (`why`): the lease is settled as cut and the
+    /// cut entry written.
+    async fn cut(&mut self, why: &Cut) {
+        self.done = true;
+        let reason = format!("cut after {} bytes: {why}", self.sent);
+        Closing::of(self, false).run(Outcome::Deny, reason).await;
     }
 }
 
@@ -172,7 +182,7 @@ struct Closing {
 }
 
 impl Closing {
-    fn of(s: &Streaming) -> Closing {
+    fn of(s: &Streaming, complete: bool) -> Closing {
         Closing {
             state: s.state.clone(),
             ctx: s.ctx.clone(),
@@ -183,7 +193,7 @@ impl Closing {
                 .file(&s.file_id),
             lease: s.lease.clone(),
             sent: s.sent,
-            complete: s.at >= s.span.end && s.pending.is_empty() && s.pieces.is_empty(),
+            complete,
         }
     }
 
@@ -205,16 +215,58 @@ impl Closing {
 impl Drop for Streaming {
     /// A body dropped before its end (the client went away, the connection
     /// broke, the server shut down) still settles its lease and gets its
-    /// audit entry.
+    /// audit entry. Dropped owing nothing at all, it ended: hyper drops a
+    /// body with a `Content-Length` (HTTP/1.1) as soon as its last byte is
+    /// written, without polling it to its end.
     fn drop(&mut self) {
         if self.done {
             return;
         }
         self.done = true;
-        let closing = Closing::of(self);
-        let reason = format!("cut after {} bytes: the client went away", self.sent);
+        let owed = Owed::of(self.at..self.span.end, &self.pending, &self.pieces);
+        let (outcome, reason) = match owed {
+            Owed::Nothing => (Outcome::Allow, format!("end: {} bytes sent", self.sent)),
+            Owed::Framing => (
+                Outcome::Deny,
+                format!(
+                    "cut after {} bytes: all file bytes handed to the connection, delivery unconfirmed",
+                    self.sent
+                ),
+            ),
+            Owed::FileBytes => (
+                Outcome::Deny,
+                format!("cut after {} bytes: the client went away", self.sent),
+            ),
+        };
+        let closing = Closing::of(self, owed == Owed::Nothing);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(closing.run(Outcome::Deny, reason));
+            rt.spawn(closing.run(outcome, reason));
+        }
+    }
+}
+
+/// What a dropped body still owed. Only a body that owed nothing is
+/// complete. One dropped after its last file byte but before its framing
+/// (a multipart answer's closing delimiter; such answers are chunked, so
+/// hyper polls them to their end) is a cut: that happens only when the
+/// connection was back-pressured (HTTP/2: no WINDOW_UPDATE, then
+/// RST_STREAM), so its last frames may never have been delivered.
+#[derive(Debug, PartialEq, Eq)]
+enum Owed {
+    Nothing,
+    Framing,
+    FileBytes,
+}
+
+impl Owed {
+    fn of(left: Range<u64>, pending: &Bytes, rest: &VecDeque<Piece>) -> Owed {
+        let file = |p: &Piece| matches!(p, Piece::File(r) if !r.is_empty());
+        if !left.is_empty() || !pending.is_empty() || rest.iter().any(file) {
+            Owed::FileBytes
+        } else if rest.is_empty() {
+            Owed::Nothing
+        } else {
+            Owed::Framing
         }
     }
 }
@@ -284,9 +336,7 @@ pub fn stream_pieces(
                     s.ahead = None;
                 }
                 None => {
-                    let sent = s.sent;
-                    s.finish(Outcome::Allow, format!("end: {sent} bytes sent"))
-                        .await;
+                    s.end().await;
                     return None;
                 }
             }
@@ -302,9 +352,7 @@ pub fn stream_pieces(
                 Some((Ok(frame), s))
             }
             Err(why) => {
-                let sent = s.sent;
-                s.finish(Outcome::Deny, format!("cut after {sent} bytes: {why}"))
-                    .await;
+                s.cut(&why).await;
                 Some((Err(std::io::Error::other(why)), s))
             }
         }
@@ -345,4 +393,32 @@ async fn read_window(
         }
     };
     Ok(Bytes::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(text: &'static str) -> Piece {
+        Piece::Framing(Bytes::from_static(text.as_bytes()))
+    }
+
+    #[test]
+    fn only_a_body_dropped_owing_nothing_is_complete() {
+        // A frames answer whose last frame was handed to hyper; only the
+        // part's CRLF and the closing delimiter were still owed: a cut.
+        let owed: VecDeque<Piece> = vec![framing("\r\n"), framing("--b--\r\n")].into();
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &owed), Owed::Framing);
+        // A plain download whose last byte was written (hyper drops a
+        // Content-Length body then): complete.
+        let empty: VecDeque<Piece> = VecDeque::new();
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &empty), Owed::Nothing);
+        // File bytes still owed: in the current piece, its window, or a
+        // piece to come.
+        assert_eq!(Owed::of(90..100, &Bytes::new(), &owed), Owed::FileBytes);
+        let window = Bytes::from_static(b"rest");
+        assert_eq!(Owed::of(100..100, &window, &empty), Owed::FileBytes);
+        let more: VecDeque<Piece> = vec![framing("\r\n"), Piece::File(200..300)].into();
+        assert_eq!(Owed::of(100..100, &Bytes::new(), &more), Owed::FileBytes);
+    }
 }

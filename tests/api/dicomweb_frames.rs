@@ -194,13 +194,78 @@ async fn no_frame_of_a_used_up_instance() {
         .execute(&app.db().await)
         .await
         .unwrap();
+    // A file recorded before object digests were (its fragments are
+    // walked from the object, and cached by its plaintext SHA-256).
+    sqlx::query("UPDATE files SET object_sha256 = NULL")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    // Refused before the instance's pixel data is even looked at: a frame
+    // it does not have is "used up" too, not "not found".
+    for frames in ["1", "99"] {
+        let resp = centre
+            .get(&format!("{base}/frames/{frames}"), &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "frames {frames}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "grant_exhausted");
+    }
+    app.stop().await;
+}
+
+/// An instance whose pixel data cannot be located because its stored
+/// object does not decrypt (a bit flipped at rest) is refused, and the
+/// audit log says so: every refusal of a frames request has its entry.
+#[tokio::test]
+async fn a_frames_request_that_fails_to_read_its_object_is_audited() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let fragments: Vec<Vec<u8>> = (1..=2u8).map(|n| vec![n; 1000]).collect();
+    let refs: Vec<&[u8]> = fragments.iter().map(|f| f.as_slice()).collect();
+    let file = encapsulated_image(STUDY, SERIES, SOP, &refs);
+    app.upload(&patient, "cine.dcm", Some("imaging_dicom"), &file, 64_000)
+        .await;
+    let file_id = app.patient_manifest(&patient).await["files"][0]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let object = app.config.fs_root().join(casegate::store::object_key(
+        &casegate::ids::CaseId::parse(&case).unwrap(),
+        &casegate::ids::FileId::parse(&file_id).unwrap(),
+    ));
+    let mut stored = std::fs::read(&object).unwrap();
+    let last = stored.len() - 1;
+    stored[last] ^= 1;
+    std::fs::write(&object, stored).unwrap();
+    let centre = register_centre(&app, "Echo Lab").await;
+    let body = json!({ "centre_id": centre.id, "expires_in_secs": 600, "max_downloads": 1 });
+    let (_, token) = grant(&app, &case, body).await;
+    let base = format!("/dicomweb/studies/{STUDY}/series/{SERIES}/instances/{SOP}");
     let resp = centre
         .get(&format!("{base}/frames/1"), &token)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 403);
-    let problem: Value = resp.json().await.unwrap();
-    assert_eq!(problem["code"], "grant_exhausted");
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let audit = app.audit().await;
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|e| {
+            e["action"] == "dicomweb.frames"
+                && e["outcome"] == "deny"
+                && e["file_id"] == file_id.as_str()
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit:#?}");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pixel data not located"),
+        "{}",
+        refused[0]
+    );
     app.stop().await;
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use casegate::upload::dicom::testdata::{Image, ct_image};
 
 use crate::common::spawn_app;
-use crate::fetch_harness::{Centre, files_under};
+use crate::fetch_harness::{Centre, entry_for, files_under};
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.21";
 const SERIES: &str = "1.2.826.0.1.3680043.8.498.21.1";
@@ -135,5 +135,75 @@ async fn a_different_file_at_an_old_path_is_not_taken() {
     let new = out.join(format!("DICOM/{STUDY}/{SERIES}/{sop1}.dcm"));
     assert_eq!(std::fs::read(new).unwrap(), ct1);
     assert_eq!(std::fs::read(&old).unwrap(), impostor, "left as it was");
+    app.stop().await;
+}
+
+/// What an earlier fetch's place holds is taken only when it is a plain
+/// file of this user's under `--out`: a category folder that is a link
+/// to a folder elsewhere is not followed (what it leads to stays as it
+/// was), and a file with a second name (a hard link) is not moved away
+/// from it. Both files are downloaded instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_folders_and_hard_linked_files_are_not_adopted() {
+    use std::os::unix::fs::MetadataExt;
+
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let (sop1, ct1) = instance(1);
+    let (sop2, ct2) = instance(2);
+    for (name, bytes) in [("IM0001", &ct1), ("IM0002", &ct2)] {
+        app.upload(&patient, name, Some("imaging_dicom"), bytes, 64_000)
+            .await;
+    }
+    let centre = Centre::with_grant(&app, &case, 1).await;
+    let out = app.dir.path().join("fetched");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // imaging_dicom/ is a link to a folder outside --out that holds the
+    // first instance at its old-layout place.
+    let outside = app.dir.path().join("outside");
+    let outside_file = outside.join(format!("{STUDY}/{SERIES}/IM0001"));
+    std::fs::create_dir_all(outside_file.parent().unwrap()).unwrap();
+    std::fs::write(&outside_file, &ct1).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("imaging_dicom")).unwrap();
+    // The second instance, listed by an earlier index.csv, has a second
+    // name outside --out.
+    let kept = app.dir.path().join("kept.dcm");
+    std::fs::write(&kept, &ct2).unwrap();
+    std::fs::create_dir_all(out.join("elsewhere")).unwrap();
+    std::fs::hard_link(&kept, out.join("elsewhere/second.dcm")).unwrap();
+    let manifest = centre.manifest(&app).await;
+    let file2 = entry_for(&manifest, &ct2)["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        out.join("index.csv"),
+        format!("path,file_id\nelsewhere/second.dcm,{file2}\n"),
+    )
+    .unwrap();
+
+    let fetched = centre.fetch(&app, app.centre_addr.port(), &out);
+    assert!(fetched.ok, "{}", fetched.stderr);
+    assert!(
+        fetched.stderr.contains("2 fetched now") && !fetched.stderr.contains("moved"),
+        "{}",
+        fetched.stderr
+    );
+    let new1 = out.join(format!("DICOM/{STUDY}/{SERIES}/{sop1}.dcm"));
+    let new2 = out.join(format!("DICOM/{STUDY}/{SERIES}/{sop2}.dcm"));
+    assert_eq!(std::fs::read(new1).unwrap(), ct1);
+    assert_eq!(std::fs::read(new2).unwrap(), ct2);
+    assert_eq!(std::fs::read(&outside_file).unwrap(), ct1, "left as it was");
+    assert!(out.join("imaging_dicom").is_symlink());
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().nlink(),
+        2,
+        "both names stay"
+    );
+    assert_eq!(
+        std::fs::read(out.join("elsewhere/second.dcm")).unwrap(),
+        ct2
+    );
     app.stop().await;
 }

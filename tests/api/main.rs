@@ -18,6 +18,7 @@ mod denial_floods;
 mod dicomweb;
 mod dicomweb_clients;
 mod dicomweb_frames;
+mod dicomweb_leases;
 mod dicomweb_refusals;
 mod download_resume;
 mod fault_db;

@@ -33,6 +33,11 @@ fn local(path: &Path) -> impl Fn(std::io::Error) -> DecryptError + '_ {
 
 pub fn sha256_file(path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    sha256_read(&mut f)
+}
+
+/// SHA-256 (lowercase hex) of everything `f` still has to give.
+pub fn sha256_read(f: &mut impl Read) -> Result<String, String> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -5,7 +5,10 @@
 //! audited as `dicomweb.retrieve`; its body the download stream that
 //! re-checks the grant every two seconds and settles the lease when it
 //! ends or is cut). The files and case key are listed once per request;
-//! the next part's download is started while one streams, and a finished
+//! the next part's download is started while one streams (its lease
+//! beaten while it waits, as long as the part before it makes progress:
+//! a client that stopped reading does not hold the next file's budget for
+//! good), and a finished
 //! part's end is recorded beside the next one, so parts follow each other
 //! without a pause. Between parts the grant is checked again, so a
 //! revocation stops a long series at once.
@@ -15,6 +18,8 @@
 //! a budget that cannot cover them is a 403 and not a cut body.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
@@ -29,7 +34,9 @@ use super::super::error::ApiError;
 use super::super::state::AppState;
 use super::{Params, accept, centre, scope};
 use crate::audit::{NewEntry, Outcome, RequestContext};
+use crate::service::Services;
 use crate::service::dicomweb::{self, Granted, RETRIEVE};
+use crate::service::downloads::{LEASE_TTL_SECS, Lease};
 use crate::service::grants::{self, GrantError};
 use crate::service::principal::{CentreRow, GrantRow, Principal};
 
@@ -64,12 +71,72 @@ struct Request {
     grant: GrantRow,
     centre: CentreRow,
     granted: Arc<Granted>,
+    progress: Progress,
 }
 
-/// A part whose download has started: which instance, and its body.
+/// When the part being sent last handed bytes on (the service clock's
+/// seconds), shared with the heartbeat of the part waiting behind it.
+#[derive(Clone, Default)]
+struct Progress(Arc<AtomicI64>);
+
+impl Progress {
+    fn mark(&self, svc: &Services) {
+        let now = svc.timestamp().unix_seconds();
+        self.0.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether the part being sent moved within a lease's lifetime.
+    fn recent(&self, svc: &Services) -> bool {
+        let now = svc.timestamp().unix_seconds();
+        now - self.0.load(Ordering::Relaxed) <= LEASE_TTL_SECS
+    }
+}
+
+/// A part whose download has started: which instance, its body, and
+/// the heartbeat of its lease while it waits for its turn.
 struct Started {
     at: usize,
     body: Body,
+    /// Dropped when the part's body starts streaming (its own re-checks
+    /// then beat) or is dropped unsent (its lease is then settled).
+    _waiting: Waiting,
+}
+
+/// How often a part started ahead beats its lease while it waits: as
+/// often as a streaming download re-checks, far inside the lease's TTL.
+const WAITING_BEAT: Duration = Duration::from_secs(2);
+
+/// Beats a waiting part's lease until dropped: the part before it may
+/// stream for longer than a lease lives without a heartbeat, and another
+/// request for the file would then settle this one as a dead gateway's,
+/// cutting the part when its turn comes. It beats only while the part
+/// before it makes progress: a client that stopped reading (response
+/// bodies have no write timeout) would otherwise hold this file's budget
+/// for good, and cost a write every beat. After a lease's lifetime
+/// without progress the lease is left to go stale; if the client reads
+/// on and nobody settled it meanwhile, the beats resume.
+struct Waiting(JoinHandle<()>);
+
+impl Waiting {
+    fn start(state: AppState, lease: Lease, progress: Progress) -> Waiting {
+        Waiting(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WAITING_BEAT).await;
+                if !progress.recent(&state.services) {
+                    continue;
+                }
+                if !lease.keep_alive(&state.services).await {
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Request {
@@ -103,9 +170,15 @@ impl Request {
             match dicomweb::start_part(svc, &self.ctx, grant, &self.granted, instance).await {
                 Ok(download) => {
                     let (state, ctx) = (self.state.clone(), self.ctx.clone());
+                    let lease = download.lease.clone();
+                    let waiting = Waiting::start(state.clone(), lease, self.progress.clone());
                     let (g, c) = (self.grant.clone(), self.centre.clone());
                     let body = stream_body(state, ctx, g, c, download);
-                    return Ok(Some(Started { at, body }));
+                    return Ok(Some(Started {
+                        at,
+                        body,
+                        _waiting: waiting,
+                    }));
                 }
                 Err(GrantError::Exhausted) => continue,
                 Err(e) => return Err(e),
@@ -149,7 +222,7 @@ impl Sending {
                 .map_err(|e| GrantError::Internal(format!("part start failed: {e}")))??,
             None => self.request.clone().start(0).await?,
         };
-        let Some(Started { at, body }) = started else {
+        let Some(Started { at, body, .. }) = started else {
             for ending in self.endings.drain(..) {
                 let _ = ending.await;
             }
@@ -163,6 +236,7 @@ impl Sending {
         let instance = &self.request.granted.instances[at];
         let (size, syntax) = (instance.file.size, &instance.index.transfer_syntax_uid);
         let head = part_head(&self.boundary, DICOM, syntax, size);
+        self.request.progress.mark(&self.request.state.services);
         self.current = Some(Current {
             stream: body.into_data_stream(),
             left: size,
@@ -182,6 +256,7 @@ impl Sending {
         }
         match current.stream.next().await {
             Some(Ok(bytes)) => {
+                self.request.progress.mark(&self.request.state.services);
                 current.left = current.left.saturating_sub(bytes.len() as u64);
                 self.current = Some(current);
                 Ok(bytes)
@@ -258,6 +333,7 @@ pub async fn retrieve_instances(
         grant: grant.clone(),
         centre: centre.clone(),
         granted: Arc::new(granted),
+        progress: Progress::default(),
     };
     let sending = Sending {
         request,

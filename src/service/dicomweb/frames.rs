@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::fragments::{self, Fragments};
+use super::fragments::{self, FragmentCache, Fragments};
 use super::pixels::{self, Geometry, PixelData};
 use super::{FRAMES, Granted, Instance, Scope, header, in_scope, record};
 use crate::audit::{NewEntry, Outcome, RequestContext};
@@ -98,8 +98,26 @@ pub async fn frames(
         return Err(refuse(format!("{} is not in the grant", scope.describe())).await);
     };
     let file = &instance.file.file_id;
+    // Frames are pixel data of the file: once its downloads are used up,
+    // none is sent, as its retrieval and metadata are refused — decided
+    // before its object is opened or its fragments walked.
+    if instance.file.downloads >= grant.0.max_downloads {
+        let entry =
+            NewEntry::new(FRAMES, Outcome::Deny).reason(format!("{file}: downloads used up"));
+        record(svc, ctx, grant, entry.file(file)).await?;
+        return Err(GrantError::Exhausted);
+    }
     let syntax = instance.index.transfer_syntax_uid.clone();
-    let located = locate(svc, &granted.case_key, grant, instance, &syntax).await?;
+    let located = match locate(svc, &granted.case_key, grant, instance, &syntax).await {
+        Ok(located) => located,
+        Err(e) => {
+            // Refused like the rest: the audit log says why, precisely.
+            let reason = format!("{file}: pixel data not located: {e}");
+            let entry = NewEntry::new(FRAMES, Outcome::Deny).reason(reason);
+            record(svc, ctx, grant, entry.file(file)).await?;
+            return Err(e);
+        }
+    };
     let all = match located {
         Located::Nowhere => {
             return Err(refuse(format!("{file}: no pixel data found (syntax {syntax})")).await);
@@ -140,14 +158,10 @@ pub async fn start_frames(
     plan: &FramePlan,
 ) -> Result<Download, GrantError> {
     let instance = plan.instance()?;
-    // Frames are pixel data of the file: once its downloads are used up,
-    // none is sent, as its retrieval and metadata are refused.
-    if instance.file.downloads >= grant.0.max_downloads {
-        let reason = format!("{}: downloads used up", instance.file.file_id);
-        let entry = NewEntry::new(FRAMES, Outcome::Deny).reason(reason);
-        record(svc, ctx, grant, entry.file(&instance.file.file_id)).await?;
-        return Err(GrantError::Exhausted);
-    }
+    // Its downloads were found not used up before the plan was made. The
+    // lease below is a continuation (no new use): it checks the byte
+    // budget again, atomically, but not the uses — a file whose last use
+    // was taken since is still served within its bytes.
     let pieces: Vec<Range<u64>> = plan.frames.iter().flatten().cloned().collect();
     let what = (&plan.granted.case_key, &instance.file);
     let kind = (Kind::Plaintext, FRAMES);
@@ -175,7 +189,12 @@ async fn locate(
     syntax: &str,
 ) -> Result<Located, GrantError> {
     let file = &instance.file;
-    let digest = file.object_digest.as_deref();
+    let version = FragmentCache::version(
+        file.object_digest.as_deref(),
+        file.meta.sha256.as_deref(),
+        file.size,
+    );
+    let version = version.as_deref();
     let mut reader = PlainReader::open(svc, key, grant, file).await?;
     let Some((head, _)) = header::read_head(&mut reader).await? else {
         return Err(GrantError::Internal("header does not parse".into()));
@@ -186,14 +205,14 @@ async fn locate(
     if pixel_data.length.is_some() {
         return Ok(Located::Native(pixel_data));
     }
-    if let Some(found) = digest.and_then(|d| svc.fragments.get(&file.file_id, d)) {
+    if let Some(found) = version.and_then(|v| svc.fragments.get(&file.file_id, v)) {
         return Ok(Located::Encapsulated(found));
     }
     match fragments::walk(&mut reader, pixel_data).await? {
         Ok(found) => {
             let found = Arc::new(found);
-            if let Some(d) = digest {
-                svc.fragments.put(&file.file_id, d, found.clone());
+            if let Some(v) = version {
+                svc.fragments.put(&file.file_id, v, found.clone());
             }
             Ok(Located::Encapsulated(found))
         }

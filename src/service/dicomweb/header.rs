@@ -5,6 +5,7 @@
 
 use dicom_object::DefaultDicomObject;
 
+use super::pixels::IndexCut;
 use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, pixels};
 use crate::crypto::CaseKey;
 use crate::db;
@@ -45,11 +46,64 @@ pub async fn read_head(
     }
 }
 
+/// The last group holding an attribute of the index (image geometry,
+/// 0028): the header is whole for the index once a later group starts.
+const LAST_INDEXED_GROUP: u16 = 0x0028;
+
+/// A file's first bytes as far as its index needs them: up to the first
+/// top-level element after group 0028, once that starts within the bytes
+/// read (grown as [`read_head`] grows them) and nothing of an indexed
+/// group follows it there; else what `read_head` would read. A file
+/// without pixel data (a structured report, an encapsulated PDF) is so
+/// indexed from its first window, not read up to `dicom::HEAD_BYTES` for
+/// the PixelData it does not have. `None`: the header is not in order (or
+/// not walkable), so the caller reads it whole.
+async fn read_index_head(reader: &mut PlainReader<'_>) -> Result<Option<Vec<u8>>, GrantError> {
+    let mut want = FIRST_HEAD;
+    loop {
+        let mut head = reader.read(0..want).await?;
+        let whole = (head.len() as u64) < want;
+        let Some(syntax) = pixels::meta_syntax(&head) else {
+            return Ok(None);
+        };
+        match pixels::index_cut(&head, &syntax, LAST_INDEXED_GROUP) {
+            IndexCut::At(end) => {
+                head.truncate(end);
+                return Ok(Some(head));
+            }
+            IndexCut::Unsure => return Ok(None),
+            IndexCut::NotYet if whole || want >= dicom::HEAD_BYTES => return Ok(Some(head)),
+            IndexCut::NotYet => want = (want * 8).min(dicom::HEAD_BYTES),
+        }
+    }
+}
+
+/// The index of the header in `head`, if it is DICOM; else the index of
+/// the whole header as [`read_head`] reads it (a cut header that does not
+/// inspect as DICOM must not make a DICOM file lose its index).
+async fn inspect_index(
+    reader: &mut PlainReader<'_>,
+    head: Option<Vec<u8>>,
+) -> Result<Option<DicomIndex>, GrantError> {
+    if let Some(head) = head
+        && let Inspection::Dicom(_, index) = dicom::inspect(&head)
+    {
+        return Ok(Some(*index));
+    }
+    let Some((head, _)) = read_head(reader).await? else {
+        return Ok(None);
+    };
+    Ok(match dicom::inspect(&head) {
+        Inspection::Dicom(_, index) => Some(*index),
+        _ => None,
+    })
+}
+
 /// A file's index: opened from its sealed copy, or read from its header
 /// and stored (files completed before the index existed). The header is
-/// read as [`read_head`] reads it, to its end: an index taken from a
-/// header cut by the read window would lack its last attributes (the
-/// image geometry among them) and be stored so for good.
+/// read through its last indexed attribute ([`read_index_head`]): an index
+/// taken from a header cut by the read window would lack its last
+/// attributes (the image geometry among them) and be stored so for good.
 pub(super) async fn index_of(
     svc: &Services,
     case_key: &CaseKey,
@@ -72,10 +126,8 @@ pub(super) async fn index_of(
         tracing::error!(file = %id, "stored DICOM index does not open; reading the header again");
     }
     let mut reader = PlainReader::open(svc, case_key, grant, file).await?;
-    let Some((head, _)) = read_head(&mut reader).await? else {
-        return Ok(None);
-    };
-    let Inspection::Dicom(_, index) = dicom::inspect(&head) else {
+    let head = read_index_head(&mut reader).await?;
+    let Some(index) = inspect_index(&mut reader, head).await? else {
         return Ok(None);
     };
     if let Ok(json) = serde_json::to_vec(&index) {
@@ -88,5 +140,5 @@ pub(super) async fn index_of(
         )
         .await?;
     }
-    Ok(Some(*index))
+    Ok(Some(index))
 }

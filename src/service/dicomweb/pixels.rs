@@ -7,6 +7,7 @@
 //! all in one frame, or by the basic offset table. Only byte positions are
 //! computed; the bytes themselves are served as ranges of the file.
 
+use std::cell::Cell;
 use std::ops::Range;
 
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
@@ -27,6 +28,9 @@ pub struct PixelData {
 
 struct Walker<'a> {
     buf: &'a [u8],
+    /// Set when an element header ran past the end of `buf`: the walk
+    /// stopped at the end of the bytes read, not at a broken header.
+    short: Cell<bool>,
 }
 
 fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
@@ -48,10 +52,20 @@ struct Element {
     implicit_inside: bool,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(buf: &'a [u8]) -> Walker<'a> {
+        Walker {
+            buf,
+            short: Cell::new(false),
+        }
+    }
+
     /// An element header at `at`, read as implicit VR when `implicit`.
     /// Item and delimiter tags have no VR in any syntax.
     fn header(&self, at: usize, implicit: bool) -> Option<Element> {
+        if at.checked_add(12).is_none_or(|end| end > self.buf.len()) {
+            self.short.set(true);
+        }
         let tag = (u16_at(self.buf, at)?, u16_at(self.buf, at + 2)?);
         if tag.0 == 0xFFFE || implicit {
             let len = u32_at(self.buf, at + 4)?;
@@ -65,7 +79,19 @@ impl Walker<'_> {
         let vr = self.buf.get(at + 4..at + 6)?;
         let long = matches!(
             vr,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT"
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"SV"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"UV"
         );
         let (len, value) = if long {
             (u32_at(self.buf, at + 8)?, at + 12)
@@ -125,21 +151,105 @@ fn data_set_start(head: &[u8]) -> Option<usize> {
 /// `syntax`; `None` for syntaxes this walker does not read (big endian,
 /// deflated) or a header it cannot follow.
 pub fn locate(head: &[u8], syntax: &str) -> Option<PixelData> {
-    let implicit = match syntax {
-        "1.2.840.10008.1.2" => true,
-        "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => return None,
-        _ => false,
+    let (_, e) = first_top_level(head, syntax, |tag| tag == PIXEL_DATA)?;
+    Some(PixelData {
+        value_at: e.value as u64,
+        length: (e.len != UNDEFINED).then_some(e.len),
+    })
+}
+
+/// How much of a file's first bytes the index needs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IndexCut {
+    /// Everything before this offset: every element of the groups up to
+    /// the last indexed one, and none of them follows it in the bytes read.
+    At(usize),
+    /// No element after those groups starts within the bytes read yet.
+    NotYet,
+    /// The header cannot be trusted to be in order (an element of an
+    /// indexed group after a later one, a broken header, a syntax the
+    /// walker does not read): read it whole instead.
+    Unsure,
+}
+
+/// Where the first top-level element of a group after `group` starts in
+/// `head` (a data set's elements come in ascending tag order). The walk
+/// goes on to the end of `head`: a non-conformant file with an element
+/// of group `group` or lower after that point would lose attributes if
+/// cut there, so it is [`IndexCut::Unsure`], as is a walk that breaks
+/// before the end of the bytes read.
+pub fn index_cut(head: &[u8], syntax: &str, group: u16) -> IndexCut {
+    let (Some(implicit), Some(mut at)) = (implicit_vr(syntax), data_set_start(head)) else {
+        return IndexCut::Unsure;
     };
-    let walker = Walker { buf: head };
+    let walker = Walker::new(head);
+    let mut cut = None;
+    while at < head.len() {
+        walker.short.set(false);
+        let Some(e) = walker.header(at, implicit) else {
+            break;
+        };
+        match cut {
+            None if e.tag.0 > group => cut = Some(at),
+            Some(_) if e.tag.0 <= group => return IndexCut::Unsure,
+            _ => {}
+        }
+        let next = match e.len {
+            UNDEFINED => walker.skip_undefined(e.value, (false, e.implicit_inside), 0),
+            _ => e.value.checked_add(e.len as usize),
+        };
+        let Some(next) = next else {
+            break;
+        };
+        at = next;
+    }
+    let ended = at >= head.len() || walker.short.get();
+    match (cut, ended) {
+        (Some(at), true) => IndexCut::At(at),
+        (None, true) => IndexCut::NotYet,
+        (_, false) => IndexCut::Unsure,
+    }
+}
+
+/// Whether `syntax` is read as implicit VR; `None` for syntaxes this
+/// walker does not read (big endian, deflated).
+fn implicit_vr(syntax: &str) -> Option<bool> {
+    match syntax {
+        "1.2.840.10008.1.2" => Some(true),
+        "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => None,
+        _ => Some(false),
+    }
+}
+
+/// The transfer syntax UID in the file meta group of `head`.
+pub fn meta_syntax(head: &[u8]) -> Option<String> {
+    let (walker, end) = (Walker::new(head), data_set_start(head)?);
+    let mut at = 132;
+    while at < end {
+        let e = walker.header(at, false)?;
+        let value_end = e.value.checked_add(e.len as usize)?;
+        if e.tag == (0x0002, 0x0010) {
+            let value = std::str::from_utf8(head.get(e.value..value_end)?).ok()?;
+            return Some(value.trim_end_matches(['\0', ' ']).to_owned());
+        }
+        at = value_end;
+    }
+    None
+}
+
+/// The first top-level element whose tag `wanted`, and where it starts.
+fn first_top_level(
+    head: &[u8],
+    syntax: &str,
+    wanted: impl Fn((u16, u16)) -> bool,
+) -> Option<(usize, Element)> {
+    let implicit = implicit_vr(syntax)?;
+    let walker = Walker::new(head);
     let mut at = data_set_start(head)?;
     loop {
         let e = walker.header(at, implicit)?;
-        if e.tag == PIXEL_DATA {
-            let length = (e.len != UNDEFINED).then_some(e.len);
-            return Some(PixelData {
-                value_at: e.value as u64,
-                length,
-            });
+        if wanted(e.tag) {
+            return Some((at, e));
         }
         at = match e.len {
             UNDEFINED => walker.skip_undefined(e.value, (false, e.implicit_inside), 0)?,
@@ -248,6 +358,101 @@ mod tests {
     use super::*;
     use crate::upload::dicom::Inspection;
     use crate::upload::dicom::testdata::{Image, ct_image};
+
+    #[test]
+    fn the_index_needs_the_header_only_through_group_0028() {
+        let image = Image {
+            sop_instance_uid: "1.2.3",
+            instance_number: Some(7),
+            rows: Some((4, 3)),
+            frames: None,
+            pixels: vec![1; 24],
+        };
+        let file = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
+        let syntax = meta_syntax(&file).unwrap();
+        assert_eq!(syntax, "1.2.840.10008.1.2.1");
+        let pixel_data = file.len() - 24 - 12;
+        assert_eq!(index_cut(&file, &syntax, 0x0028), IndexCut::At(pixel_data));
+        // A document instead of pixel data (an encapsulated PDF): its
+        // first bytes, cut inside EncapsulatedDocument (0042,0011), are
+        // enough, and index as the whole header does.
+        let mut pdf = file[..pixel_data].to_vec();
+        pdf.extend_from_slice(&[0x42, 0x00, 0x11, 0x00, b'O', b'B', 0, 0]);
+        pdf.extend_from_slice(&(8u32 << 20).to_le_bytes());
+        pdf.extend_from_slice(b"%PDF-1.7 and a few megabytes more");
+        assert_eq!(index_cut(&pdf, &syntax, 0x0028), IndexCut::At(pixel_data));
+        let Inspection::Dicom(_, from_head) = crate::upload::dicom::inspect(&pdf[..pixel_data])
+        else {
+            panic!("the head before the document parses");
+        };
+        let Inspection::Dicom(_, whole) = crate::upload::dicom::inspect(&file) else {
+            panic!("the image parses");
+        };
+        assert_eq!(from_head, whole);
+        assert_eq!(from_head.rows, Some(4));
+        // Cut before group 0028 ends: not yet enough.
+        let geometry = file
+            .windows(4)
+            .position(|w| w == [0x28, 0x00, 0x11, 0x00])
+            .unwrap();
+        let early = &file[..geometry + 4];
+        assert_eq!(index_cut(early, &syntax, 0x0028), IndexCut::NotYet);
+        assert_eq!(meta_syntax(&file[..140]), None);
+    }
+
+    /// A small CT image and where its first group 0028 element starts.
+    fn image_and_geometry() -> (Vec<u8>, String, usize) {
+        let image = Image {
+            sop_instance_uid: "1.2.3",
+            instance_number: Some(7),
+            rows: Some((4, 3)),
+            frames: None,
+            pixels: vec![1; 24],
+        };
+        let file = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
+        let syntax = meta_syntax(&file).unwrap();
+        let geometry = (144..file.len())
+            .find(|&i| file[i..i + 2] == [0x28, 0] && &file[i + 4..i + 6] == b"US")
+            .unwrap();
+        (file, syntax, geometry)
+    }
+
+    #[test]
+    fn an_indexed_element_after_a_later_group_means_reading_the_whole_header() {
+        let (file, syntax, geometry) = image_and_geometry();
+        // Not conformant: (0032,1060) before the image geometry.
+        let mut odd = file[..geometry].to_vec();
+        odd.extend_from_slice(&[0x32, 0x00, 0x60, 0x10, b'L', b'O', 2, 0, b'x', b' ']);
+        odd.extend_from_slice(&file[geometry..]);
+        assert_eq!(index_cut(&odd, &syntax, 0x0028), IndexCut::Unsure);
+        // A walk that breaks inside the bytes read (items nested deeper
+        // than the walker follows): not trusted either.
+        let mut broken = file[..geometry].to_vec();
+        broken.extend_from_slice(&[0x40, 0x00, 0x01, 0x00, b'S', b'Q', 0, 0]);
+        broken.extend_from_slice(&u32::MAX.to_le_bytes());
+        for _ in 0..MAX_DEPTH + 4 {
+            broken.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        broken.extend_from_slice(&[0u8; 64]);
+        assert_eq!(index_cut(&broken, &syntax, 0x0028), IndexCut::Unsure);
+    }
+
+    #[test]
+    fn sv_and_uv_values_have_four_byte_lengths() {
+        let (file, syntax, geometry) = image_and_geometry();
+        let pixel_data = file.len() - 24 - 12;
+        for vr in [b"SV", b"UV"] {
+            // (0020,9999) with an 8-byte value: a 12-byte element header.
+            let mut with = file[..geometry].to_vec();
+            with.extend_from_slice(&[0x20, 0x00, 0x99, 0x99, vr[0], vr[1], 0, 0, 8, 0, 0, 0]);
+            with.extend_from_slice(&[0xAB; 8]);
+            with.extend_from_slice(&file[geometry..]);
+            let cut = index_cut(&with, &syntax, 0x0028);
+            assert_eq!(cut, IndexCut::At(pixel_data + 20), "{vr:?}");
+            let found = locate(&with, &syntax).map(|p| p.value_at);
+            assert_eq!(found, Some(pixel_data as u64 + 20 + 12), "{vr:?}");
+        }
+    }
 
     #[test]
     fn finds_native_frames() {

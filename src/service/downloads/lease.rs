@@ -34,7 +34,7 @@ pub enum Stop {
 /// A running download's lease on its file's budget.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub(super) id: i64,
+    pub(super) id: db::grants::LeaseKey,
     pub(super) grant_id: GrantId,
     pub(super) budget: Budget,
 }
@@ -59,6 +59,21 @@ impl Lease {
                 NotLive::Expired => Stop::Expired,
                 NotLive::CaseDeleted => Stop::CaseDeleted,
             })
+    }
+
+    /// Records that a download started ahead of its turn (the next part of
+    /// a WADO-RS retrieval, waiting while the part before it streams) is
+    /// still wanted, before any byte of it is sent, so no other request
+    /// settles it as a dead gateway's. `false` once the lease is gone.
+    pub async fn keep_alive(&self, svc: &Services) -> bool {
+        let now = svc.timestamp().unix_seconds();
+        match db::grants::touch(&svc.db, self.id, now).await {
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting download's heartbeat not recorded");
+                true
+            }
+        }
     }
 
     /// Ends the download: settles the lease at the bytes sent and writes
