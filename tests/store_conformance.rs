@@ -5,7 +5,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use casegate::store::{FsStore, ObjectStore, ResumeToken, S3Store, StoreError};
+use casegate::store::{FsStore, ObjectStore, ObjectWriter, ResumeToken, S3Store, StoreError};
 
 /// Keys unique to this run, so a shared Garage bucket never mixes runs.
 fn k(key: &str) -> String {
@@ -191,6 +191,111 @@ async fn abort_discards(store: &ObjectStore) {
     assert!(matches!(store.len(key).await, Err(StoreError::NotFound)));
 }
 
+/// Appends `bytes` the way the upload pipeline does: into the writer's own
+/// buffer, a sealed chunk's worth at a time, then `appended`.
+async fn lend(writer: &mut ObjectWriter, bytes: &[u8]) -> Result<(), StoreError> {
+    for piece in bytes.chunks(64 * 1024 + 28) {
+        let out = writer.buffer(piece.len()).await?;
+        out.extend_from_slice(piece);
+        writer.appended().await?;
+    }
+    Ok(())
+}
+
+/// The lent-buffer path (what production uses) across part boundaries,
+/// durable points in the middle of a part and on a part boundary, and a
+/// reopen: the object is exactly the bytes lent, in order.
+async fn lent_buffers(store: &ObjectStore) {
+    let key = &k("cases/c7/upload");
+    let part = 8 * 1024 * 1024;
+    let pieces = [
+        pattern(part + 3, 11),
+        pattern(part - 3, 12),
+        pattern(2 * part + 100_000, 13),
+        pattern(777, 14),
+    ];
+    let total: usize = pieces.iter().map(Vec::len).sum();
+    let mut token = ResumeToken::start();
+    for (i, piece) in pieces.iter().enumerate() {
+        let mut writer = store.open_writer(key, &token, total as u64).await.unwrap();
+        lend(&mut writer, piece).await.unwrap();
+        token = writer.sync().await.unwrap();
+        let durable: usize = pieces[..=i].iter().map(Vec::len).sum();
+        assert_eq!(token.durable_len().unwrap(), durable as u64, "after {i}");
+        if i == pieces.len() - 1 {
+            writer.complete().await.unwrap();
+        }
+    }
+    let whole = pieces.concat();
+    assert_eq!(store.len(key).await.unwrap(), whole.len() as u64);
+    assert!(
+        store.get_range(key, 0..whole.len() as u64).await.unwrap() == whole,
+        "object differs from the bytes lent"
+    );
+    store.delete(key).await.unwrap();
+}
+
+/// An open writer with `durable` bytes synced; returns it, its key, the
+/// recorded token and the bytes.
+async fn durable_start(
+    store: &ObjectStore,
+    name: &str,
+) -> (String, ObjectWriter, ResumeToken, Vec<u8>) {
+    let key = k(&format!("cases/c8/{name}"));
+    let durable = pattern(1024 * 1024 + 5, 21);
+    let mut writer = store
+        .open_writer(&key, &ResumeToken::start(), 64 * 1024 * 1024)
+        .await
+        .unwrap();
+    lend(&mut writer, &durable).await.unwrap();
+    let token = writer.sync().await.unwrap();
+    (key, writer, token, durable)
+}
+
+/// Lends bytes to a writer whose store is failing until a call fails
+/// (`appended`, or at the latest the `sync` that must not claim them).
+async fn lend_until_failure(writer: &mut ObjectWriter) {
+    let failed = match lend(writer, &pattern(18 * 1024 * 1024, 22)).await {
+        Err(_) => true,
+        Ok(()) => writer.sync().await.is_err(),
+    };
+    assert!(failed, "a failing store's writer claimed durability");
+}
+
+/// After the failure (the store works again): the writer refuses to go on
+/// (fail closed), and a writer reopened at the last durable point
+/// completes an object holding exactly the durable bytes and what follows.
+async fn after_failure(
+    store: &ObjectStore,
+    key: &str,
+    mut failed: ObjectWriter,
+    token: &ResumeToken,
+    durable: Vec<u8>,
+) {
+    assert!(
+        failed.write(&pattern(9 * 1024 * 1024, 23)).await.is_err(),
+        "a failed writer took more bytes"
+    );
+    assert!(
+        failed.sync().await.is_err(),
+        "a failed writer made a durable point"
+    );
+    drop(failed);
+    let rest = pattern(9 * 1024 * 1024 + 1, 24);
+    let total = (durable.len() + rest.len()) as u64;
+    let mut writer = store.open_writer(key, token, total).await.unwrap();
+    lend(&mut writer, &rest).await.unwrap();
+    writer.sync().await.unwrap();
+    writer.complete().await.unwrap();
+    let whole = [durable, rest].concat();
+    assert_eq!(store.len(key).await.unwrap(), total);
+    assert!(
+        store.get_range(key, 0..total).await.unwrap() == whole,
+        "object holds bytes of the failed writer"
+    );
+    store.delete(key).await.unwrap();
+}
+
 async fn conformance(store: ObjectStore) {
     store.check().await.unwrap();
     whole_objects(&store).await;
@@ -198,6 +303,7 @@ async fn conformance(store: ObjectStore) {
     dropped_writer_leaves_nothing(&store).await;
     completing_twice_keeps_the_object(&store).await;
     abort_discards(&store).await;
+    lent_buffers(&store).await;
 }
 
 #[tokio::test]
@@ -219,6 +325,33 @@ async fn s3_backend_on_s3s_fs() {
 async fn s3_backend_on_garage() {
     let Some(s3) = support::garage() else { return };
     conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
+}
+
+/// A failing `appended` on fs: the disk fills up under the writer.
+#[tokio::test]
+async fn fs_writer_fails_closed_when_the_disk_fills() {
+    let Some(disk) = support::tmpfs::Tmpfs::mount("16m") else {
+        return;
+    };
+    let store = ObjectStore::Fs(FsStore::open(&disk.path.join("objects")).unwrap());
+    let (key, mut writer, token, durable) = durable_start(&store, "full").await;
+    let filler = disk.path.join("filler");
+    support::tmpfs::fill(&filler);
+    lend_until_failure(&mut writer).await;
+    std::fs::remove_file(&filler).unwrap();
+    after_failure(&store, &key, writer, &token, durable).await;
+}
+
+/// A failing `appended` on S3: the store goes away while parts go up.
+#[tokio::test]
+async fn s3_writer_fails_closed_when_the_store_goes_away() {
+    let mut s3 = support::s3s_fs().await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let (key, mut writer, token, durable) = durable_start(&store, "outage").await;
+    s3.stop().await;
+    lend_until_failure(&mut writer).await;
+    s3.start().await;
+    after_failure(&store, &key, writer, &token, durable).await;
 }
 
 /// The unfinished multipart uploads under `prefix`, asked of the store

@@ -290,7 +290,21 @@ impl Drop for FsWriter {
 }
 
 impl FsWriter {
+    /// Refuses a writer whose write failed (fail closed): the file is only
+    /// away while a write is in flight, and a failed write does not give
+    /// it back, so what the pending batch holds may not follow what the
+    /// disk has. The caller reopens at the last durable point.
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.file.is_none() && self.in_flight.is_none() {
+            return Err(StoreError::Backend(
+                "an earlier write failed; resume from the last durable point".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
+        self.usable()?;
         // Batches are filled exactly, so buffers never grow past their size.
         while !bytes.is_empty() {
             let take = (WRITE_BATCH - self.pending.len()).min(bytes.len());
@@ -307,6 +321,7 @@ impl FsWriter {
     /// The pending batch with room for `n` more bytes (the batch goes to
     /// the disk first if they would not fit).
     pub(crate) async fn buffer(&mut self, n: usize) -> Result<&mut Vec<u8>, StoreError> {
+        self.usable()?;
         if self.pending.len() + n > self.pending.capacity() && !self.pending.is_empty() {
             self.start_write().await?;
             self.maybe_write_behind().await?;
@@ -319,6 +334,7 @@ impl FsWriter {
 
     /// Hands a full batch to the disk once bytes appended in place fill it.
     pub(crate) async fn appended(&mut self) -> Result<(), StoreError> {
+        self.usable()?;
         if self.pending.len() >= WRITE_BATCH {
             self.start_write().await?;
             self.maybe_write_behind().await?;
@@ -398,6 +414,7 @@ impl FsWriter {
     }
 
     pub(crate) async fn sync(&mut self) -> Result<WriteProgress, StoreError> {
+        self.usable()?;
         if !self.pending.is_empty() {
             self.start_write().await?;
         }

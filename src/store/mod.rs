@@ -231,7 +231,7 @@ impl ObjectWriter {
     pub async fn buffer(&mut self, n: usize) -> Result<&mut Vec<u8>, StoreError> {
         match self {
             ObjectWriter::Fs(w) => w.buffer(n).await,
-            ObjectWriter::S3(w) => Ok(w.buffer(n)),
+            ObjectWriter::S3(w) => w.buffer(n),
         }
     }
 

@@ -9,6 +9,8 @@
 //! started the same way.
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
