@@ -150,6 +150,48 @@ async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
 /// store finished and before the database said so) is completed again from
 /// the same recorded progress, and the object stays whole. Once with a
 /// tail smaller than a part (staged), once ending on a part boundary.
+/// Writers dropped with a whole part sent on (an S3 part in flight, an fs
+/// batch being written): the next writer of the object waits for it, sends
+/// its own part under the same number, and the object holds only the last
+/// writer's bytes. (That a late part would otherwise replace the new one
+/// needs a store slow enough to reorder them; this checks the outcome.)
+async fn dropped_writers_with_parts_in_flight(store: &ObjectStore) {
+    let key = &k("cases/c9/upload");
+    let mib = 1024 * 1024;
+    let expected_len = 64 * mib as u64;
+    let mut writer = store
+        .open_writer(key, &ResumeToken::start(), expected_len)
+        .await
+        .unwrap();
+    let durable = pattern(100_000, 9);
+    writer.write(&durable).await.unwrap();
+    let progress = writer.sync().await.unwrap();
+    drop(writer);
+    for round in 0..4u8 {
+        let mut writer = store
+            .open_writer(key, &progress, expected_len)
+            .await
+            .unwrap();
+        writer.write(&pattern(9 * mib, 50 + round)).await.unwrap();
+        drop(writer);
+    }
+    let mut writer = store
+        .open_writer(key, &progress, expected_len)
+        .await
+        .unwrap();
+    let last = pattern(17 * mib + 3, 77);
+    writer.write(&last).await.unwrap();
+    writer.sync().await.unwrap();
+    writer.complete().await.unwrap();
+    let whole: Vec<u8> = [durable, last].concat();
+    assert_eq!(store.len(key).await.unwrap(), whole.len() as u64);
+    assert!(
+        store.get_range(key, 0..whole.len() as u64).await.unwrap() == whole,
+        "object holds bytes of a dropped writer"
+    );
+    store.delete(key).await.unwrap();
+}
+
 async fn completing_twice_keeps_the_object(store: &ObjectStore) {
     for (name, len) in [("tail", 9 * 1024 * 1024 + 11), ("parts", 8 * 1024 * 1024)] {
         let key = &k(&format!("cases/c6/{name}"));
@@ -301,6 +343,7 @@ async fn conformance(store: ObjectStore) {
     whole_objects(&store).await;
     append_sync_reopen(&store).await;
     dropped_writer_leaves_nothing(&store).await;
+    dropped_writers_with_parts_in_flight(&store).await;
     completing_twice_keeps_the_object(&store).await;
     abort_discards(&store).await;
     lent_buffers(&store).await;

@@ -19,6 +19,26 @@ pub struct FsStore {
     abandoned: Abandoned,
 }
 
+impl FsStore {
+    /// Waits until no write of a dropped writer of `key` is still running.
+    pub(crate) async fn settle_abandoned(&self, key: &str) {
+        if let Ok(path) = self.path(key) {
+            self.settle_path(&path).await;
+        }
+    }
+
+    async fn settle_path(&self, path: &Path) {
+        let late = match self.abandoned.lock() {
+            Ok(mut map) => map.remove(path),
+            Err(_) => None,
+        };
+        if let Some(task) = late {
+            // Its outcome does not matter, only that it is over.
+            let _ = task.await;
+        }
+    }
+}
+
 impl std::fmt::Debug for FsStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FsStore").field("root", &self.root).finish()
@@ -164,14 +184,7 @@ impl FsStore {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
         private_dir(&dir).await?;
-        let late = match self.abandoned.lock() {
-            Ok(mut map) => map.remove(&path),
-            Err(_) => None,
-        };
-        if let Some(task) = late {
-            // Its outcome does not matter, only that it is over.
-            let _ = task.await;
-        }
+        self.settle_path(&path).await;
         let sealed_len = progress.sealed_len;
         let file_path = path.clone();
         let file = blocking(move || {

@@ -178,9 +178,22 @@ impl ObjectStore {
     }
 
     /// Deletes an unfinished object and everything kept for it.
+    /// Waits until nothing a dropped writer of `key` started is still
+    /// being written (a request that ended with an error leaves its last
+    /// write or part to finish rather than cut it off half-way).
+    pub async fn settle_abandoned(&self, key: &str) {
+        match self {
+            ObjectStore::Fs(s) => s.settle_abandoned(key).await,
+            ObjectStore::S3(s) => s.settle_abandoned(key).await,
+        }
+    }
+
     pub async fn abort_write(&self, key: &str, resume: &ResumeToken) -> Result<(), StoreError> {
         match self {
-            ObjectStore::Fs(s) => s.delete(key).await,
+            ObjectStore::Fs(s) => {
+                s.settle_abandoned(key).await;
+                s.delete(key).await
+            }
             ObjectStore::S3(s) => {
                 s.abort_write(checked(key)?, &WriteProgress::from_token(resume)?)
                     .await

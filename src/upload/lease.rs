@@ -12,8 +12,11 @@
 //! in a transaction that finds the lease still its own (and locks it until
 //! the commit). Expiry is by the database's clock, so replicas' clocks do
 //! not matter; the holder's own deadline is by its monotonic clock from
-//! before each renewal was sent, which is earlier than the database's, and
-//! the margin covers one store write in flight.
+//! before each renewal was sent, which is earlier than the database's. A
+//! store write already in flight when the lease lapses (an S3 part, with
+//! its retries) may still land later than the margin; it is never
+//! recorded, and a part it replaces fails that upload's completion on its
+//! ETag rather than corrupting the file.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -77,7 +77,7 @@ impl Uploads {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.load(case, upload_id).await?;
+        let found = self.load(case, upload_id).await?;
         let held = self
             .hold(upload_id.as_str())
             .await?
@@ -92,6 +92,12 @@ impl Uploads {
                 body,
                 held.fence(),
             )
+            .await;
+        // A request that failed may have left a write or part in flight:
+        // it lands before anyone else (here or on another replica) may
+        // write the upload.
+        self.store
+            .settle_abandoned(&object_key(&found.case_id, &found.file_id))
             .await;
         held.release().await;
         done

@@ -45,9 +45,22 @@ pub(crate) struct MultipartProgress {
     pub staging_len: u64,
 }
 
+/// Parts still uploading for writers that were dropped (a request that
+/// ended with an error while a part was in flight), by object key. The
+/// next writer of that object, its termination, and the request's release
+/// of the upload wait for them: a part landing late would replace the part
+/// a later writer sent under the same number, and completion would then
+/// fail on its ETag.
+type Abandoned = Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<String, tokio::task::JoinHandle<Result<String, StoreError>>>,
+    >,
+>;
+
 #[derive(Clone)]
 pub struct S3Store {
     bucket: Arc<Bucket>,
+    abandoned: Abandoned,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -133,7 +146,39 @@ impl S3Store {
         };
         Ok(S3Store {
             bucket: Arc::from(bucket),
+            abandoned: Abandoned::default(),
         })
+    }
+
+    /// Leaves behind a part a dropped writer had in flight.
+    pub(super) fn abandon(
+        &self,
+        key: &str,
+        task: tokio::task::JoinHandle<Result<String, StoreError>>,
+    ) {
+        match self.abandoned.lock() {
+            Ok(mut map) => {
+                if let Some(older) = map.insert(key.to_owned(), task) {
+                    // Cannot happen (every writer waits for its object's
+                    // first); if it did, the older one is stopped.
+                    older.abort();
+                }
+            }
+            Err(_) => task.abort(),
+        }
+    }
+
+    /// Waits until no part of a dropped writer of `key` is still uploading.
+    pub(crate) async fn settle_abandoned(&self, key: &str) {
+        let late = match self.abandoned.lock() {
+            Ok(mut map) => map.remove(key),
+            Err(_) => None,
+        };
+        if let Some(task) = late {
+            // Its outcome does not matter (it is never recorded), only that
+            // it is over.
+            let _ = task.await;
+        }
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {
@@ -200,6 +245,7 @@ impl S3Store {
         progress: &WriteProgress,
         expected_len: u64,
     ) -> Result<S3Writer, StoreError> {
+        self.settle_abandoned(key).await;
         let state = progress.multipart.clone().unwrap_or(MultipartProgress {
             part_size: part_size(expected_len),
             ..Default::default()
@@ -303,6 +349,7 @@ impl S3Store {
         key: &str,
         progress: &WriteProgress,
     ) -> Result<(), StoreError> {
+        self.settle_abandoned(key).await;
         if let Some(upload_id) = progress
             .multipart
             .as_ref()

@@ -8,7 +8,9 @@
 //! sent). A part counts only once its upload answered and this writer
 //! recorded it; `sync` waits for the part in flight first, so a durable
 //! point never names a part that is not stored. A writer dropped with a
-//! part in flight aborts it and records nothing. After any failure the
+//! part in flight records nothing, and leaves the part to finish: the
+//! store makes the object's next writer (and the request's release of the
+//! upload) wait for it. After any failure the
 //! writer refuses further use: the caller reopens it from the last durable
 //! point.
 
@@ -55,9 +57,10 @@ impl std::fmt::Debug for S3Writer {
 impl Drop for S3Writer {
     fn drop(&mut self) {
         // Never recorded: the next writer starts from the last durable
-        // point and sends this part again.
+        // point and sends this part again — after this one is over (an
+        // aborted request may still land once its body is sent).
         if let Some(part) = self.in_flight.take() {
-            part.task.abort();
+            self.store.abandon(&self.key, part.task);
         }
     }
 }
