@@ -484,3 +484,26 @@ async fn unrecorded_multipart_uploads_are_not_left_behind_on_garage() {
         Err(StoreError::NotFound)
     ));
 }
+
+/// A writer whose guard says no (its upload's lease was lost to another
+/// replica) starts no part, staging object or retry: it fails closed with
+/// `Fenced`, and the object's durable bytes stay as they were.
+#[tokio::test]
+async fn a_fenced_s3_writer_starts_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let s3 = support::s3s_fs().await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let (key, mut writer, token, durable) = durable_start(&store, "fenced").await;
+    let allowed = Arc::new(AtomicBool::new(true));
+    let flag = allowed.clone();
+    writer.guard(Arc::new(move || flag.load(Ordering::Relaxed)));
+    allowed.store(false, Ordering::Relaxed);
+    let sent = lend(&mut writer, &pattern(9 * 1024 * 1024, 22)).await;
+    assert!(
+        matches!(sent, Err(StoreError::Fenced)),
+        "a full part was started: {sent:?}"
+    );
+    after_failure(&store, &key, writer, &token, durable).await;
+}

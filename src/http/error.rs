@@ -228,7 +228,9 @@ impl From<UploadError> for ApiError {
         match e {
             UploadError::NotFound => ApiError::NotFound,
             UploadError::Gone => ApiError::UploadGone,
-            UploadError::Locked | UploadError::LeaseLost => ApiError::UploadLocked,
+            UploadError::Locked
+            | UploadError::LeaseLost
+            | UploadError::Store(crate::store::StoreError::Fenced) => ApiError::UploadLocked,
             UploadError::OffsetMismatch { .. } => ApiError::OffsetMismatch(e.to_string()),
             UploadError::BeyondLength | UploadError::OverMaxSize => {
                 ApiError::UploadTooLarge(e.to_string())

@@ -37,7 +37,14 @@ pub enum StoreError {
     Backend(String),
     #[error("object store: a stored resume token does not parse")]
     BadResumeToken,
+    #[error("the writer may no longer write this object (its upload's lease was lost)")]
+    Fenced,
 }
+
+/// Whether a writer may still write its object: set by the upload layer
+/// from the upload's lease, so a writer whose gateway lost the upload to
+/// another replica starts nothing more on a shared store.
+pub type WriteGuard = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Object keys are built from validated ids; anything else is refused, so a
 /// key can never escape the fs root or address another S3 prefix.
@@ -228,6 +235,15 @@ impl ObjectStore {
 }
 
 impl ObjectWriter {
+    /// Checked before every part, staging object and retry the writer
+    /// starts. The fs store is one host's disk, never shared by replicas:
+    /// its writer needs none.
+    pub fn guard(&mut self, guard: WriteGuard) {
+        if let ObjectWriter::S3(w) = self {
+            w.guard(guard);
+        }
+    }
+
     /// Appends bytes (not yet durable).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         match self {

@@ -88,6 +88,15 @@ impl Fence {
         Ok(())
     }
 
+    /// The same check for the object writer, asked before every part,
+    /// staging object and retry it starts (an S3 part can outlive many
+    /// body frames); none without a lease.
+    pub fn write_guard(&self) -> Option<crate::store::WriteGuard> {
+        self.0.as_ref()?;
+        let fence = self.clone();
+        Some(Arc::new(move || fence.check().is_ok()))
+    }
+
     /// Inside the transaction that commits a durable point: the lease is
     /// still this request's by the database, and its row stays locked until
     /// the commit, so no replica takes the upload over between this check

@@ -217,10 +217,13 @@ impl Uploads {
             ))
         })?;
         let key = object_key(&upload.case_id, &upload.file_id);
-        let writer = self
+        let mut writer = self
             .store
             .open_writer(&key, &upload.resume, layout.object_len(upload.length))
             .await?;
+        if let Some(guard) = fence.write_guard() {
+            writer.guard(guard);
+        }
         // Both hashes run as the bytes are sealed; an upload that stored
         // nothing yet starts them, one that lost them (a restart) is
         // re-hashed at completion.

@@ -94,13 +94,29 @@ fn transient(e: &S3Error) -> bool {
     }
 }
 
-async fn retry<T, F, Fut>(op: &str, mut call: F) -> Result<T, StoreError>
+async fn retry<T, F, Fut>(op: &str, call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S3Error>>,
+{
+    retry_guarded(op, None, call).await
+}
+
+/// [`retry`], asking `guard` before every attempt.
+async fn retry_guarded<T, F, Fut>(
+    op: &str,
+    guard: Option<&super::WriteGuard>,
+    mut call: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, S3Error>>,
 {
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
+        if guard.is_some_and(|may_write| !may_write()) {
+            return Err(StoreError::Fenced);
+        }
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < 4 && transient(&e) => {

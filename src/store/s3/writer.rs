@@ -21,8 +21,8 @@ use s3::request::tokio_backend::ReqwestRequest;
 use s3::serde_types::Part;
 use tokio::task::JoinHandle;
 
-use super::{CONTENT_TYPE, MultipartProgress, S3Store, backend, retry, staging_key};
-use crate::store::{StoreError, WriteProgress};
+use super::{CONTENT_TYPE, MultipartProgress, S3Store, backend, retry_guarded, staging_key};
+use crate::store::{StoreError, WriteGuard, WriteProgress};
 
 /// Appends to one object through a multipart upload.
 pub struct S3Writer {
@@ -36,6 +36,9 @@ pub struct S3Writer {
     in_flight: Option<InFlight>,
     /// Set by the first failure; every later call is refused.
     failed: bool,
+    /// Asked before each part, staging object and retry (the upload's
+    /// lease); none: always allowed.
+    guard: Option<WriteGuard>,
 }
 
 /// A part uploading on a task of its own.
@@ -72,9 +75,10 @@ async fn upload_part(
     upload_id: String,
     number: u32,
     bytes: Bytes,
+    guard: Option<WriteGuard>,
 ) -> Result<String, StoreError> {
     let bucket = &*store.bucket;
-    retry("upload part", || {
+    retry_guarded("upload part", guard.as_ref(), || {
         let (key, upload_id, bytes) = (&key, &upload_id, &bytes);
         async move {
             // `Bucket::put_multipart_chunk` with the part borrowed instead of
@@ -108,6 +112,19 @@ impl S3Writer {
             buffer,
             in_flight: None,
             failed: false,
+            guard: None,
+        }
+    }
+
+    pub(crate) fn guard(&mut self, guard: WriteGuard) {
+        self.guard = Some(guard);
+    }
+
+    /// Refuses to start a write once the guard says no.
+    fn may_write(&self) -> Result<(), StoreError> {
+        match &self.guard {
+            Some(may_write) if !may_write() => Err(StoreError::Fenced),
+            _ => Ok(()),
         }
     }
 
@@ -183,6 +200,7 @@ impl S3Writer {
     /// stored.
     async fn send_part(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.settle().await?;
+        self.may_write()?;
         let upload_id = self.upload_id().await?;
         let number = self.state.parts.len() as u32 + 1;
         let len = bytes.len() as u64;
@@ -192,6 +210,7 @@ impl S3Writer {
             upload_id.clone(),
             number,
             Bytes::from(bytes),
+            self.guard.clone(),
         ));
         self.in_flight = Some(InFlight {
             number,
@@ -233,6 +252,8 @@ impl S3Writer {
         self.usable()?;
         let stored = self.settle().await;
         self.failing(stored)?;
+        let allowed = self.may_write();
+        self.failing(allowed)?;
         let staged = self.stage().await;
         self.failing(staged)?;
         Ok(self.progress())
@@ -274,6 +295,7 @@ impl S3Writer {
                 upload_id,
                 number,
                 Bytes::from(rest),
+                self.guard.clone(),
             )
             .await?;
             self.state.parts.push(etag);
@@ -290,7 +312,7 @@ impl S3Writer {
             .collect();
         let upload_id = self.state.upload_id.clone().unwrap_or_default();
         let bucket = &self.store.bucket;
-        retry("complete multipart", || {
+        retry_guarded("complete multipart", self.guard.as_ref(), || {
             bucket.complete_multipart_upload(&self.key, &upload_id, parts.clone())
         })
         .await
