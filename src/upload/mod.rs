@@ -5,6 +5,7 @@
 //! synced.
 //! The HTTP mapping lives in `http::tus`.
 
+mod append;
 pub mod checksum;
 pub mod complete;
 pub mod create;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::append::{Append, BodyEnd};
 use super::audit_unavailable;
 use super::checksum::ExpectedChecksum;
 use super::hasher::PlainHasher;
@@ -19,10 +20,10 @@ use super::pipeline::ChunkPipeline;
 use super::registry::RunningHashes;
 use super::{UploadError, Uploads};
 use crate::audit::{NewEntry, Outcome, RequestContext};
-use crate::crypto::format::{HEADER_LEN, Layout, ObjectDigest};
+use crate::crypto::format::{HEADER_LEN, Layout};
 use crate::db::{self, cases::CaseRow, uploads::UploadRow, uploads::UploadState};
 use crate::ids::UploadId;
-use crate::store::{ObjectWriter, ResumeToken, StoreError, object_key};
+use crate::store::{ResumeToken, object_key};
 
 impl Uploads {
     /// Loads an upload of `case`, answering as tus does for missing,
@@ -417,84 +418,5 @@ impl Uploads {
             return self.load(case, upload_id).await;
         }
         Ok(stored)
-    }
-}
-
-/// One PATCH between opening the object and its last durable point.
-struct Append {
-    upload: UploadRow,
-    pipeline: ChunkPipeline,
-    writer: ObjectWriter,
-    /// The registry's hashes as this request found them.
-    hash_at_start: Option<RunningHashes>,
-    /// The plaintext's hash and the object's digest, running (`None`:
-    /// lost in a restart, completion re-hashes).
-    plain: Option<PlainHasher>,
-    sealed: Option<ObjectDigest>,
-    /// The most plaintext fed to the pipeline at once.
-    feed_max: usize,
-    /// The most object bytes one feed produces (a sealed chunk and the
-    /// header).
-    out_max: usize,
-    /// Plaintext offset of the last durable point.
-    committed: u64,
-    /// Stops the writing once another replica may own the upload.
-    fence: Fence,
-}
-
-impl Append {
-    /// Seals a frame of plaintext straight into the object writer's buffer:
-    /// the plaintext is copied once, into the place its ciphertext is
-    /// written from, and sealed there.
-    async fn seal(&mut self, frame: Bytes) -> Result<(), StoreError> {
-        for piece in frame.chunks(self.feed_max) {
-            let out = self.writer.buffer(self.out_max).await?;
-            let before = out.len();
-            self.pipeline.feed(piece, out);
-            if out.len() > before {
-                if let Some(sealed) = self.sealed.as_mut() {
-                    sealed.update(&out[before..]);
-                }
-                self.writer.appended().await?;
-            }
-        }
-        if let Some(plain) = self.plain.as_mut() {
-            plain.update(frame).await;
-        }
-        Ok(())
-    }
-}
-
-/// How a request body ended.
-#[derive(Debug, Default)]
-struct BodyEnd {
-    /// Why it stopped before its end (a stall or a transport error).
-    broke_off: Option<String>,
-    /// It carried more bytes than the upload has left.
-    beyond_length: bool,
-}
-
-impl BodyEnd {
-    /// Whether the whole request must be discarded — bytes beyond
-    /// Upload-Length, a checksum that does not match or that could not be
-    /// verified — with the error to answer and the reason to audit.
-    fn discard(&self, checksum: Option<ExpectedChecksum>) -> Option<(UploadError, String)> {
-        if self.beyond_length {
-            return Some((
-                UploadError::BeyondLength,
-                "more bytes than Upload-Length".to_string(),
-            ));
-        }
-        match (&self.broke_off, checksum?.matches()) {
-            (Some(why), _) => Some((
-                UploadError::BadRequest(why.clone()),
-                format!("{why}; checksum unverifiable, bytes discarded"),
-            )),
-            (None, false) => Some((
-                UploadError::ChecksumMismatch,
-                "checksum mismatch, bytes discarded".to_string(),
-            )),
-            (None, true) => None,
-        }
     }
 }
