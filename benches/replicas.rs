@@ -251,7 +251,7 @@ async fn uploads(c: &reqwest::Client, replicas: &[&Replica], token: &str, mib: u
             token.to_owned(),
         );
         tasks.push(tokio::spawn(async move {
-            upload_to(&c, &base, &token, mib * MIB, 8 * MIB).await;
+            upload_at(&c, &base, &token, mib * MIB, 8 * MIB).await;
         }));
     }
     for t in tasks {
@@ -273,46 +273,9 @@ async fn uploads(c: &reqwest::Client, replicas: &[&Replica], token: &str, mib: u
     }
 }
 
-async fn upload_to(c: &reqwest::Client, base: &str, token: &str, len: u64, chunk: u64) {
-    let resp = c
-        .post(format!("{base}/tus/"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", len.to_string())
-        .header("Upload-Metadata", "filename YmVuY2guYmlu")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let url = format!("{base}{}", resp.headers()["location"].to_str().unwrap());
-    let mut offset = 0;
-    while offset < len {
-        let n = chunk.min(len - offset);
-        let req = c
-            .patch(&url)
-            .bearer_auth(token)
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Offset", offset.to_string())
-            .header("Content-Type", "application/offset+octet-stream");
-        let resp = sized(req, n).send().await.unwrap();
-        assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
-        offset += n;
-    }
-}
-
 /// `HEAD /tus/{id}` per second from 16 clients for `secs`.
 async fn heads(c: &reqwest::Client, base: &str, token: &str, secs: u64) -> f64 {
-    let resp = c
-        .post(format!("{base}/tus/"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", "1000000")
-        .header("Upload-Metadata", "filename aGVhZC5iaW4=")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let url = format!("{base}{}", resp.headers()["location"].to_str().unwrap());
+    let url = create_at(c, base, token, 1_000_000).await;
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();

@@ -285,39 +285,45 @@ impl Gateway {
     }
 
     pub async fn create(&self, c: &reqwest::Client, token: &str, len: u64) -> String {
-        let resp = c
-            .post(format!("{}/tus/", self.base))
-            .bearer_auth(token)
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Length", len.to_string())
-            .header("Upload-Metadata", "filename YmVuY2guYmlu")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        format!(
-            "{}{}",
-            self.base,
-            resp.headers()["location"].to_str().unwrap()
-        )
+        create_at(c, &self.base, token, len).await
     }
 
     /// Uploads `len` bytes in PATCHes of `chunk` bytes.
     pub async fn upload(&self, c: &reqwest::Client, token: &str, len: u64, chunk: u64) {
-        let url = self.create(c, token, len).await;
-        let mut offset = 0;
-        while offset < len {
-            let n = chunk.min(len - offset);
-            let req = c
-                .patch(&url)
-                .bearer_auth(token)
-                .header("Tus-Resumable", "1.0.0")
-                .header("Upload-Offset", offset.to_string())
-                .header("Content-Type", "application/offset+octet-stream");
-            let resp = sized(req, n).send().await.unwrap();
-            assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
-            offset += n;
-        }
+        upload_at(c, &self.base, token, len, chunk).await
+    }
+}
+
+/// Creates a `len`-byte upload at the gateway `base`; its URL.
+pub async fn create_at(c: &reqwest::Client, base: &str, token: &str, len: u64) -> String {
+    let resp = c
+        .post(format!("{base}/tus/"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", len.to_string())
+        .header("Upload-Metadata", "filename YmVuY2guYmlu")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    format!("{base}{}", resp.headers()["location"].to_str().unwrap())
+}
+
+/// Uploads `len` bytes to the gateway `base` in PATCHes of `chunk` bytes.
+pub async fn upload_at(c: &reqwest::Client, base: &str, token: &str, len: u64, chunk: u64) {
+    let url = create_at(c, base, token, len).await;
+    let mut offset = 0;
+    while offset < len {
+        let n = chunk.min(len - offset);
+        let req = c
+            .patch(&url)
+            .bearer_auth(token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream");
+        let resp = sized(req, n).send().await.unwrap();
+        assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
+        offset += n;
     }
 }
 
