@@ -150,7 +150,7 @@ async fn dropped_writer_leaves_nothing(store: &ObjectStore) {
 /// store finished and before the database said so) is completed again from
 /// the same recorded progress, and the object stays whole. Once with a
 /// tail smaller than a part (staged), once ending on a part boundary.
-/// Writers dropped with a whole part sent on (an S3 part in flight, an fs
+/// Writers dropped with whole parts sent on (S3 parts in flight, an fs
 /// batch being written): the next writer of the object waits for it, sends
 /// its own part under the same number, and the object holds only the last
 /// writer's bytes. (That a late part would otherwise replace the new one
@@ -172,7 +172,9 @@ async fn dropped_writers_with_parts_in_flight(store: &ObjectStore) {
             .open_writer(key, &progress, expected_len)
             .await
             .unwrap();
-        writer.write(&pattern(9 * mib, 50 + round)).await.unwrap();
+        // One part in flight, then two (an S3 writer sends two at once).
+        let len = if round % 2 == 0 { 9 * mib } else { 17 * mib };
+        writer.write(&pattern(len, 50 + round)).await.unwrap();
         drop(writer);
     }
     let mut writer = store

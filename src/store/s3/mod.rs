@@ -20,6 +20,7 @@ use s3::error::S3Error;
 use s3::{Bucket, Region};
 use serde::{Deserialize, Serialize};
 
+mod part;
 mod writer;
 
 pub use writer::S3Writer;
@@ -51,11 +52,10 @@ pub(crate) struct MultipartProgress {
 /// of the upload wait for them: a part landing late would replace the part
 /// a later writer sent under the same number, and completion would then
 /// fail on its ETag.
-type Abandoned = Arc<
-    std::sync::Mutex<
-        std::collections::HashMap<String, tokio::task::JoinHandle<Result<String, StoreError>>>,
-    >,
->;
+type Abandoned = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<PartTask>>>>;
+
+/// A part uploading on a task of its own; answers its ETag.
+type PartTask = tokio::task::JoinHandle<Result<String, StoreError>>;
 
 #[derive(Clone)]
 pub struct S3Store {
@@ -155,6 +155,10 @@ impl S3Store {
         .map_err(|e| StoreError::Backend(format!("S3 credentials: {e}")))?;
         let bucket =
             Bucket::new(&config.bucket, region, credentials).map_err(|e| backend("bucket", &e))?;
+        // Every call is retried here ([`retry`]); rust-s3's own retry inside
+        // it would multiply the attempts and let a request land long after
+        // the upload's lease asked it to stop.
+        s3::set_retries(0);
         let bucket = if config.path_style {
             bucket.with_path_style()
         } else {
@@ -166,20 +170,10 @@ impl S3Store {
         })
     }
 
-    /// Leaves behind a part a dropped writer had in flight.
-    pub(super) fn abandon(
-        &self,
-        key: &str,
-        task: tokio::task::JoinHandle<Result<String, StoreError>>,
-    ) {
+    /// Leaves behind a part a dropped or failed writer had in flight.
+    pub(super) fn abandon(&self, key: &str, task: PartTask) {
         match self.abandoned.lock() {
-            Ok(mut map) => {
-                if let Some(older) = map.insert(key.to_owned(), task) {
-                    // Cannot happen (every writer waits for its object's
-                    // first); if it did, the older one is stopped.
-                    older.abort();
-                }
-            }
+            Ok(mut map) => map.entry(key.to_owned()).or_default().push(task),
             Err(_) => task.abort(),
         }
     }
@@ -190,7 +184,7 @@ impl S3Store {
             Ok(mut map) => map.remove(key),
             Err(_) => None,
         };
-        if let Some(task) = late {
+        for task in late.into_iter().flatten() {
             // Its outcome does not matter (it is never recorded), only that
             // it is over.
             let _ = task.await;

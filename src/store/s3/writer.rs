@@ -3,26 +3,31 @@
 //! each durable point, and completion assembles the multipart upload (or
 //! one PUT when smaller than a part).
 //!
-//! At most one part is in flight while the next one fills, so an upload
-//! holds at most two parts (plus the copy rust-s3 makes of the one being
-//! sent). A part counts only once its upload answered and this writer
-//! recorded it; `sync` waits for the part in flight first, so a durable
-//! point never names a part that is not stored. A writer dropped with a
-//! part in flight records nothing, and leaves the part to finish: the
-//! store makes the object's next writer (and the request's release of the
-//! upload) wait for it. After any failure the
+//! At most [`PARTS_IN_FLIGHT`] parts are in flight while the next one
+//! fills, so an upload holds at most three parts' worth of memory (the
+//! parts are sent from their buffers, never copied). Parts are recorded in
+//! order, each only once its upload answered; `sync` waits for every part
+//! in flight first, so a durable point never names a part that is not
+//! stored. A writer dropped with parts in flight records nothing, and
+//! leaves them to finish: the store makes the object's next writer (and
+//! the request's release of the upload) wait for them. After any failure the
 //! writer refuses further use: the caller reopens it from the last durable
 //! point.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use s3::command::{Command, Multipart};
-use s3::request::Request;
-use s3::request::tokio_backend::ReqwestRequest;
 use s3::serde_types::Part;
 use tokio::task::JoinHandle;
 
+use super::part::upload_part;
 use super::{CONTENT_TYPE, MultipartProgress, S3Store, backend, retry_guarded, staging_key};
 use crate::store::{StoreError, WriteGuard, WriteProgress};
+
+/// Parts uploading at once per upload while the next one fills: the
+/// store works on one while the other crosses the network (one alone left
+/// the request waiting on each part's round trip).
+pub(super) const PARTS_IN_FLIGHT: usize = 2;
 
 /// Appends to one object through a multipart upload.
 pub struct S3Writer {
@@ -32,8 +37,8 @@ pub struct S3Writer {
     /// Bytes after the last part handed to an upload (< part size after
     /// each write).
     buffer: Vec<u8>,
-    /// The part being uploaded, not yet in `state.parts`.
-    in_flight: Option<InFlight>,
+    /// Parts being uploaded, oldest first, not yet in `state.parts`.
+    in_flight: VecDeque<InFlight>,
     /// Set by the first failure; every later call is refused.
     failed: bool,
     /// Asked before each part, staging object and retry (the upload's
@@ -60,41 +65,12 @@ impl std::fmt::Debug for S3Writer {
 impl Drop for S3Writer {
     fn drop(&mut self) {
         // Never recorded: the next writer starts from the last durable
-        // point and sends this part again — after this one is over (an
+        // point and sends these parts again — after these are over (an
         // aborted request may still land once its body is sent).
-        if let Some(part) = self.in_flight.take() {
+        for part in self.in_flight.drain(..) {
             self.store.abandon(&self.key, part.task);
         }
     }
-}
-
-/// Uploads one part; the bytes are shared, never copied per retry.
-async fn upload_part(
-    store: S3Store,
-    key: String,
-    upload_id: String,
-    number: u32,
-    bytes: Bytes,
-    guard: Option<WriteGuard>,
-) -> Result<String, StoreError> {
-    let bucket = &*store.bucket;
-    retry_guarded("upload part", guard.as_ref(), || {
-        let (key, upload_id, bytes) = (&key, &upload_id, &bytes);
-        async move {
-            // `Bucket::put_multipart_chunk` with the part borrowed instead of
-            // owned, so a retry needs no copy of it.
-            let command = Command::PutObject {
-                content: bytes,
-                multipart: Some(Multipart::new(number, upload_id)),
-                custom_headers: None,
-                content_type: CONTENT_TYPE,
-            };
-            let request = ReqwestRequest::new(bucket, key, command).await?;
-            let answer = request.response_data(true).await?;
-            Ok(answer.as_str()?.to_owned())
-        }
-    })
-    .await
 }
 
 impl S3Writer {
@@ -110,7 +86,7 @@ impl S3Writer {
             key: key.to_owned(),
             state,
             buffer,
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(PARTS_IN_FLIGHT),
             failed: false,
             guard: None,
         }
@@ -152,8 +128,10 @@ impl S3Writer {
     fn failing<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.failed = true;
-            if let Some(part) = self.in_flight.take() {
-                part.task.abort();
+            // Left to finish, like a dropped writer's: the next writer
+            // of this object waits for them before sending its own.
+            for part in self.in_flight.drain(..) {
+                self.store.abandon(&self.key, part.task);
             }
         }
         result
@@ -173,13 +151,23 @@ impl S3Writer {
         Ok(created.upload_id)
     }
 
-    /// Waits for the part in flight and records it.
+    /// Waits for every part in flight and records them.
     async fn settle(&mut self) -> Result<(), StoreError> {
-        let Some(part) = self.in_flight.as_mut() else {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight and records it.
+    async fn settle_oldest(&mut self) -> Result<(), StoreError> {
+        let Some(part) = self.in_flight.front_mut() else {
             return Ok(());
         };
+        // Awaited in place: if this future is dropped, the part stays in
+        // flight and the writer's drop leaves it to the store.
         let answer = (&mut part.task).await;
-        let Some(part) = self.in_flight.take() else {
+        let Some(part) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let etag = answer.map_err(|e| StoreError::Backend(format!("upload part: {e}")))??;
@@ -196,13 +184,15 @@ impl S3Writer {
         Ok(())
     }
 
-    /// Sends a full part in the background, once the one before it is
-    /// stored.
+    /// Sends a full part in the background, once fewer than
+    /// [`PARTS_IN_FLIGHT`] are.
     async fn send_part(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.settle().await?;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
         self.may_write()?;
         let upload_id = self.upload_id().await?;
-        let number = self.state.parts.len() as u32 + 1;
+        let number = (self.state.parts.len() + self.in_flight.len()) as u32 + 1;
         let len = bytes.len() as u64;
         let task = tokio::spawn(upload_part(
             self.store.clone(),
@@ -212,7 +202,7 @@ impl S3Writer {
             Bytes::from(bytes),
             self.guard.clone(),
         ));
-        self.in_flight = Some(InFlight {
+        self.in_flight.push_back(InFlight {
             number,
             upload_id,
             len,
@@ -230,7 +220,8 @@ impl S3Writer {
     /// The part buffer with room for `n` more bytes, appended in place.
     pub(crate) fn buffer(&mut self, n: usize) -> Result<&mut Vec<u8>, StoreError> {
         self.usable()?;
-        self.buffer.reserve(n);
+        // Exact: amortized growth would double a nearly full part buffer.
+        self.buffer.reserve_exact(n);
         Ok(&mut self.buffer)
     }
 
@@ -241,7 +232,7 @@ impl S3Writer {
         while self.buffer.len() >= part {
             let rest = self.buffer.split_off(part);
             let full = std::mem::replace(&mut self.buffer, rest);
-            self.buffer.reserve(part);
+            self.buffer.reserve_exact(part);
             let sent = self.send_part(full).await;
             self.failing(sent)?;
         }
@@ -322,7 +313,7 @@ impl S3Writer {
     pub async fn complete(mut self) -> Result<(), StoreError> {
         self.usable()?;
         let expected = self.state.parts.len() as u64 * self.state.part_size
-            + self.in_flight.as_ref().map_or(0, |p| p.len)
+            + self.in_flight.iter().map(|p| p.len).sum::<u64>()
             + self.buffer.len() as u64;
         let result = if self.state.upload_id.is_none() {
             // Smaller than one part: a single PUT.
