@@ -340,6 +340,43 @@ async fn after_failure(
     store.delete(key).await.unwrap();
 }
 
+/// Two writers opened from the same durable point — a replica whose
+/// lease lapsed with a request still on its way, and the one that took
+/// the upload over: the old one's staging object landing after the new
+/// one recorded its own must not replace it (S3 stores the bytes after
+/// the last part in a staging object).
+async fn a_late_writer_leaves_the_recorded_staging_alone(store: &ObjectStore) {
+    let key = &k("cases/c10/upload");
+    let total = 64 * 1024 * 1024;
+    let durable = pattern(100_000, 31);
+    let mut writer = store
+        .open_writer(key, &ResumeToken::start(), total)
+        .await
+        .unwrap();
+    writer.write(&durable).await.unwrap();
+    let start = writer.sync().await.unwrap();
+    drop(writer);
+    let mut old = store.open_writer(key, &start, total).await.unwrap();
+    let mut new = store.open_writer(key, &start, total).await.unwrap();
+    let taken_over = pattern(200_000, 32);
+    new.write(&taken_over).await.unwrap();
+    let recorded = new.sync().await.unwrap();
+    drop(new);
+    old.write(&pattern(200_000, 33)).await.unwrap();
+    old.sync().await.unwrap();
+    drop(old);
+    let whole = [durable, taken_over].concat();
+    store
+        .complete_write(key, &recorded, whole.len() as u64)
+        .await
+        .unwrap();
+    assert!(
+        store.get_range(key, 0..whole.len() as u64).await.unwrap() == whole,
+        "the late writer's staging object replaced the recorded one"
+    );
+    store.delete(key).await.unwrap();
+}
+
 async fn conformance(store: ObjectStore) {
     store.check().await.unwrap();
     whole_objects(&store).await;
@@ -363,13 +400,17 @@ async fn fs_backend() {
 #[tokio::test]
 async fn s3_backend_on_s3s_fs() {
     let s3 = support::s3s_fs().await;
-    conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    a_late_writer_leaves_the_recorded_staging_alone(&store).await;
+    conformance(store).await;
 }
 
 #[tokio::test]
 async fn s3_backend_on_garage() {
     let Some(s3) = support::garage() else { return };
-    conformance(ObjectStore::S3(S3Store::open(&s3.config).unwrap())).await;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    a_late_writer_leaves_the_recorded_staging_alone(&store).await;
+    conformance(store).await;
 }
 
 /// A failing `appended` on fs: the disk fills up under the writer.

@@ -4,10 +4,14 @@
 //! Objects being uploaded become multipart uploads. Parts are
 //! max(8 MiB, ⌈object length / 9000⌉) — at least 5 MiB and at most 10,000
 //! per object. Durable bytes that do not yet fill a part are kept in a
-//! staging object `staging/<key>/<generation>` (ciphertext: the bytes are
-//! sealed chunks already); a new generation is written at each durable
-//! point and the progress recorded in the database names the one that
-//! counts, so a crash between the two never points at half-written data.
+//! staging object `staging/<key>/<generation>-<writer>` (ciphertext: the
+//! bytes are sealed chunks already); a new generation is written at each
+//! durable point and the progress recorded in the database names the one
+//! that counts, so a crash between the two never points at half-written
+//! data. `<writer>` is drawn at random by each writer, so a request still
+//! in flight from a writer that lost the upload (another replica took its
+//! lease) lands under a name nothing records instead of replacing the
+//! staging object the new writer recorded.
 //! Staging objects and unfinished multipart uploads are removed on
 //! completion, termination, expiry and case deletion.
 
@@ -44,6 +48,19 @@ pub(crate) struct MultipartProgress {
     /// part (0: none).
     pub staging_generation: u64,
     pub staging_len: u64,
+    /// The writer that wrote that staging object (none: recorded before
+    /// staging names carried one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_writer: Option<String>,
+}
+
+impl MultipartProgress {
+    /// The staging object this progress records (none when it has no
+    /// staged bytes).
+    fn staging_key(&self, key: &str) -> Option<String> {
+        (self.staging_len > 0)
+            .then(|| staging_key(key, self.staging_generation, self.staging_writer.as_deref()))
+    }
 }
 
 /// Parts still uploading for writers that were dropped (a request that
@@ -130,8 +147,11 @@ where
     unreachable!("the loop returns")
 }
 
-fn staging_key(key: &str, generation: u64) -> String {
-    format!("staging/{key}/{generation:010}")
+fn staging_key(key: &str, generation: u64, writer: Option<&str>) -> String {
+    match writer {
+        Some(writer) => format!("staging/{key}/{generation:010}-{writer}"),
+        None => format!("staging/{key}/{generation:010}"),
+    }
 }
 
 /// Part size for an object of `len` bytes.
@@ -261,20 +281,15 @@ impl S3Store {
             ..Default::default()
         });
         let mut buffer = Vec::new();
-        if state.staging_len > 0 {
-            buffer = self
-                .get_range(
-                    &staging_key(key, state.staging_generation),
-                    0..state.staging_len,
-                )
-                .await?;
+        if let Some(staged) = state.staging_key(key) {
+            buffer = self.get_range(&staged, 0..state.staging_len).await?;
             if buffer.len() as u64 != state.staging_len {
                 return Err(StoreError::Backend(format!(
                     "{key}: staging object shorter than recorded"
                 )));
             }
         }
-        buffer.reserve(state.part_size as usize);
+        buffer.reserve_exact(state.part_size as usize);
         Ok(S3Writer::new(self.clone(), key, state, buffer))
     }
 

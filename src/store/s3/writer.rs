@@ -44,6 +44,12 @@ pub struct S3Writer {
     /// Asked before each part, staging object and retry (the upload's
     /// lease); none: always allowed.
     guard: Option<WriteGuard>,
+    /// Names this writer's staging objects (random).
+    id: String,
+    /// Staging objects that were or are recorded, oldest first: the one
+    /// this writer opened from and the ones it wrote since. Only the last
+    /// two can still be the database's.
+    staged: VecDeque<String>,
 }
 
 /// A part uploading on a task of its own.
@@ -81,6 +87,7 @@ impl S3Writer {
         state: MultipartProgress,
         buffer: Vec<u8>,
     ) -> S3Writer {
+        let staged = state.staging_key(key).into_iter().collect();
         S3Writer {
             store,
             key: key.to_owned(),
@@ -89,6 +96,8 @@ impl S3Writer {
             in_flight: VecDeque::with_capacity(PARTS_IN_FLIGHT),
             failed: false,
             guard: None,
+            id: crate::hex::encode(&crate::random::array::<8>()),
+            staged,
         }
     }
 
@@ -252,23 +261,22 @@ impl S3Writer {
 
     /// Writes the bytes after the last part to a new staging generation.
     async fn stage(&mut self) -> Result<(), StoreError> {
-        let previous = self.state.staging_generation;
         if self.buffer.is_empty() {
             self.state.staging_len = 0;
-        } else {
-            let generation = previous + 1;
-            self.store
-                .put(&staging_key(&self.key, generation), &self.buffer)
-                .await?;
-            self.state.staging_generation = generation;
-            self.state.staging_len = self.buffer.len() as u64;
-            if generation > 2 {
-                // Two generations back is never recorded any more.
-                let _ = self
-                    .store
-                    .delete(&staging_key(&self.key, generation - 2))
-                    .await;
-            }
+            return Ok(());
+        }
+        let generation = self.state.staging_generation + 1;
+        let staged = staging_key(&self.key, generation, Some(&self.id));
+        self.store.put(&staged, &self.buffer).await?;
+        self.state.staging_generation = generation;
+        self.state.staging_len = self.buffer.len() as u64;
+        self.state.staging_writer = Some(self.id.clone());
+        self.staged.push_back(staged);
+        if self.staged.len() > 2
+            && let Some(old) = self.staged.pop_front()
+        {
+            // Recorded before the previous durable point: never again.
+            let _ = self.store.delete(&old).await;
         }
         Ok(())
     }
