@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::pixels::{self, Fragment, ItemHeader, PixelData};
+use super::pixels::{self, Fragment, ItemHeader};
+use super::walk::PixelData;
 use crate::ids::FileId;
 use crate::service::downloads::PlainReader;
 use crate::service::grants::GrantError;

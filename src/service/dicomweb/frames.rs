@@ -1,5 +1,6 @@
 //! WADO-RS frames of one instance: which bytes of its file each asked
-//! frame is ([`super::pixels`] finds them from the header and, for
+//! frame is ([`super::walk`] finds PixelData in the header, and
+//! [`super::pixels`] the frames in it from the geometry or, for
 //! encapsulated pixel data, the fragment list [`super::fragments`] walks
 //! or remembers). The bytes are then served as one download of pieces of
 //! the file: never from byte 0, so frames are not a new download of the
@@ -11,7 +12,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::fragments::{self, FragmentCache, Fragments};
-use super::pixels::{self, Geometry, PixelData};
+use super::pixels::{self, Geometry};
+use super::walk::{self, PixelData};
 use super::{FRAMES, Granted, Instance, Scope, header, in_scope, record};
 use crate::audit::{NewEntry, Outcome, RequestContext};
 use crate::crypto::CaseKey;
@@ -199,7 +201,7 @@ async fn locate(
     let Some((head, _)) = header::read_head(&mut reader).await? else {
         return Err(GrantError::Internal("header does not parse".into()));
     };
-    let Some(pixel_data) = pixels::locate(&head, syntax) else {
+    let Some(pixel_data) = walk::locate(&head, syntax) else {
         return Ok(Located::Nowhere);
     };
     if pixel_data.length.is_some() {

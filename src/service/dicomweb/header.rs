@@ -5,8 +5,8 @@
 
 use dicom_object::DefaultDicomObject;
 
-use super::pixels::IndexCut;
-use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom, pixels};
+use super::walk::{self, IndexCut};
+use super::{DICOM_INDEX, DicomIndex, GrantError, GrantedFile, Inspection, dicom};
 use crate::crypto::CaseKey;
 use crate::db;
 use crate::db::centres::CentreRow;
@@ -36,7 +36,7 @@ pub async fn read_head(
                 .transfer_syntax()
                 .trim_end_matches(['\0', ' '])
                 .to_owned();
-            if whole || want >= dicom::HEAD_BYTES || pixels::locate(&head, &syntax).is_some() {
+            if whole || want >= dicom::HEAD_BYTES || walk::locate(&head, &syntax).is_some() {
                 return Ok(Some((head, object)));
             }
         } else if whole || want >= dicom::HEAD_BYTES {
@@ -63,10 +63,10 @@ async fn read_index_head(reader: &mut PlainReader<'_>) -> Result<Option<Vec<u8>>
     loop {
         let mut head = reader.read(0..want).await?;
         let whole = (head.len() as u64) < want;
-        let Some(syntax) = pixels::meta_syntax(&head) else {
+        let Some(syntax) = walk::meta_syntax(&head) else {
             return Ok(None);
         };
-        match pixels::index_cut(&head, &syntax, LAST_INDEXED_GROUP) {
+        match walk::index_cut(&head, &syntax, LAST_INDEXED_GROUP) {
             IndexCut::At(end) => {
                 head.truncate(end);
                 return Ok(Some(head));

@@ -21,6 +21,7 @@ pub mod pixels;
 pub mod query;
 mod retrieve;
 mod search;
+pub mod walk;
 
 use super::Services;
 use super::audit;
