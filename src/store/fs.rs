@@ -1,7 +1,9 @@
 //! The `fs` object store: one file per object under a root directory
 //! (mode 0700). Whole objects are written to a temporary name, synced and
 //! renamed. Objects being uploaded are appended in place and synced once
-//! per durable point; reopening truncates to the recorded length.
+//! per durable point; reopening truncates to the recorded length. A
+//! write a dropped writer left running is waited for before the file is
+//! touched again (`abandoned.rs`).
 
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,29 +14,21 @@ use tokio::io::AsyncWriteExt;
 use super::buffers::BufferPool;
 use super::{StoreError, WriteProgress, valid_key};
 
+mod abandoned;
+use abandoned::AbandonedWrites;
+
 #[derive(Clone)]
 pub struct FsStore {
     root: PathBuf,
     buffers: BufferPool,
-    abandoned: Abandoned,
+    abandoned: AbandonedWrites,
 }
 
 impl FsStore {
     /// Waits until no write of a dropped writer of `key` is still running.
     pub(crate) async fn settle_abandoned(&self, key: &str) {
         if let Ok(path) = self.path(key) {
-            self.settle_path(&path).await;
-        }
-    }
-
-    async fn settle_path(&self, path: &Path) {
-        let late = match self.abandoned.lock() {
-            Ok(mut map) => map.remove(path),
-            Err(_) => None,
-        };
-        if let Some(task) = late {
-            // Its outcome does not matter, only that it is over.
-            let _ = task.await;
+            self.abandoned.settle(&path).await;
         }
     }
 }
@@ -44,14 +38,6 @@ impl std::fmt::Debug for FsStore {
         f.debug_struct("FsStore").field("root", &self.root).finish()
     }
 }
-
-/// Writes still running for writers that were dropped (a request that
-/// failed mid-way), by file. Opening a writer on the same file waits for
-/// them first: a late write landing after the reopen's truncation would
-/// put unacknowledged bytes inside the object.
-type Abandoned = std::sync::Arc<
-    std::sync::Mutex<std::collections::HashMap<PathBuf, tokio::task::JoinHandle<WriteDone>>>,
->;
 
 fn not_found(e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
@@ -88,7 +74,7 @@ impl FsStore {
         Ok(FsStore {
             root: path.to_owned(),
             buffers: BufferPool::new(BATCH_CAPACITY, KEEP_BATCHES),
-            abandoned: Abandoned::default(),
+            abandoned: AbandonedWrites::default(),
         })
     }
 
@@ -184,7 +170,7 @@ impl FsStore {
         let path = self.path(key)?;
         let dir = path.parent().ok_or(StoreError::BadKey)?.to_owned();
         private_dir(&dir).await?;
-        self.settle_path(&path).await;
+        self.abandoned.settle(&path).await;
         let sealed_len = progress.sealed_len;
         let file_path = path.clone();
         let file = blocking(move || {
@@ -274,7 +260,7 @@ pub struct FsWriter {
     buffers: BufferPool,
     in_flight: Option<tokio::task::JoinHandle<WriteDone>>,
     path: PathBuf,
-    abandoned: Abandoned,
+    abandoned: AbandonedWrites,
     written: u64,
     /// Where the last write-behind advice ended.
     advised_to: u64,
@@ -294,10 +280,8 @@ impl std::fmt::Debug for FsWriter {
 impl Drop for FsWriter {
     fn drop(&mut self) {
         self.buffers.give(std::mem::take(&mut self.pending));
-        if let Some(task) = self.in_flight.take()
-            && let Ok(mut map) = self.abandoned.lock()
-        {
-            map.insert(std::mem::take(&mut self.path), task);
+        if let Some(task) = self.in_flight.take() {
+            self.abandoned.adopt(std::mem::take(&mut self.path), task);
         }
     }
 }

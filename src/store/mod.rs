@@ -184,7 +184,6 @@ impl ObjectStore {
         }
     }
 
-    /// Deletes an unfinished object and everything kept for it.
     /// Waits until nothing a dropped writer of `key` started is still
     /// being written (a request that ended with an error leaves its last
     /// write or part to finish rather than cut it off half-way).
@@ -195,6 +194,7 @@ impl ObjectStore {
         }
     }
 
+    /// Deletes an unfinished object and everything kept for it.
     pub async fn abort_write(&self, key: &str, resume: &ResumeToken) -> Result<(), StoreError> {
         match self {
             ObjectStore::Fs(s) => {
