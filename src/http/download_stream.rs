@@ -57,6 +57,8 @@ struct Streaming {
     /// so a gateway that dies early leaves a lease that says bytes went out
     /// (a lease that sent nothing gives its download start back).
     beaten: bool,
+    /// Whether the lease's settling started (at the end, a cut or the
+    /// drop): it starts once.
     done: bool,
     /// The rest of the current window, handed out in small frames so the
     /// grant is re-checked even while a slow client drains a window.
@@ -156,17 +158,31 @@ impl Streaming {
     /// The body reached its end, every byte of it handed to hyper: the
     /// lease is settled as complete and the end entry written.
     async fn end(&mut self) {
-        self.done = true;
         let reason = format!("end: {} bytes sent", self.sent);
-        Closing::of(self, true).run(Outcome::Allow, reason).await;
+        self.close(true, Outcome::Allow, reason).await;
     }
 
     /// The body stops short (`why`): the lease is settled as cut and the
     /// cut entry written.
     async fn cut(&mut self, why: &Cut) {
-        self.done = true;
         let reason = format!("cut after {} bytes: {why}", self.sent);
-        Closing::of(self, false).run(Outcome::Deny, reason).await;
+        self.close(false, Outcome::Deny, reason).await;
+    }
+
+    /// Settles the lease and writes the entry, once: `done` keeps the drop
+    /// from settling again, and the settling runs on a task of its own,
+    /// so a body dropped while it waits for it (the client went away, the
+    /// connection was cut, the database was slow) does not stop it half
+    /// way and leave the lease, and the file's budget with it, to the
+    /// stale sweep. Waited for, so the body ends only once its end is
+    /// recorded.
+    async fn close(&mut self, complete: bool, outcome: Outcome, reason: String) {
+        self.done = true;
+        if let Some(task) = Closing::of(self, complete).spawn(outcome, reason)
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "download end task failed");
+        }
     }
 }
 
@@ -195,6 +211,13 @@ impl Closing {
             sent: s.sent,
             complete,
         }
+    }
+
+    /// Runs [`Closing::run`] on a task of its own; `None` outside a
+    /// runtime (nothing is settled then; the stale sweep will).
+    fn spawn(self, outcome: Outcome, reason: String) -> Option<tokio::task::JoinHandle<()>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        Some(rt.spawn(self.run(outcome, reason)))
     }
 
     async fn run(self, outcome: Outcome, reason: String) {
@@ -238,10 +261,8 @@ impl Drop for Streaming {
                 format!("cut after {} bytes: the client went away", self.sent),
             ),
         };
-        let closing = Closing::of(self, owed == Owed::Nothing);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(closing.run(outcome, reason));
-        }
+        // A drop cannot wait: the task finishes on its own.
+        let _ = Closing::of(self, owed == Owed::Nothing).spawn(outcome, reason);
     }
 }
 

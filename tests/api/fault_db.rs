@@ -7,15 +7,18 @@
 //! (SQLite: 10 s, not configurable; PostgreSQL: `database.
 //! statement_timeout_secs`, 10 s in the tests) runs out, while what needs no audit entry keeps answering. Nothing is
 //! committed half-way, and requests succeed again as soon as the lock is
-//! released.
+//! released. A download whose end waits for the lock is recorded once it
+//! is released, also when its client went away meanwhile.
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::common::{TestApp, spawn_app, spawn_app_with};
+use crate::grants::{grant, register_centre};
 use crate::tus::{meta, pattern, sha256_hex};
 
 /// SQLite's busy timeout in the gateway (src/db/backend.rs), and the
@@ -276,5 +279,96 @@ async fn a_patch_refused_by_a_locked_database_says_audit_unavailable() {
     let refused = outcome(resp).await;
     lock.release().await;
     assert_eq!(refused, (503, "audit_unavailable".to_owned()));
+    app.stop().await;
+}
+
+/// A download whose end meets the lock, and whose client goes away while
+/// the end waits: the end is still recorded once the lock is released
+/// (lease settled, end entry written), not left to the stale sweep with
+/// the file's budget held for minutes. HTTP/2 with the smallest flow
+/// control windows holds the body back: hyper polls a body one frame
+/// ahead of what the window lets out, so of a file of two 64 KiB frames
+/// the second (whose poll records the download's first progress) waits
+/// for the client to read, and the end comes only after it, when the
+/// test holds the lock. The waits after that only order the steps: too
+/// short, the test passes without testing anything, it never fails for
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_ended_under_the_lock_is_recorded_though_its_client_left() {
+    let app = spawn_app().await;
+    let (case, patient) = app.create_case(None).await;
+    let data = pattern(128 * 1024, 11);
+    app.upload(&patient, "ct.bin", None, &data, 128 * 1024)
+        .await;
+    let centre = register_centre(&app, "Centre L").await;
+    let (_, token) = grant(
+        &app,
+        &case,
+        json!({ "centre_id": centre.id, "expires_in_secs": 3600, "max_downloads": 1 }),
+    )
+    .await;
+    let (_, file_id) = centre.grant_listing(&token).await;
+    let (cert, key) = &centre.identity;
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&app.ca_pem).unwrap())
+        .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+        .http2_initial_stream_window_size(65_535)
+        .http2_initial_connection_window_size(65_535)
+        .http2_adaptive_window(false)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}/api/v1/grant/files/{file_id}", centre.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let db = app.db().await;
+    let lease = |query: &'static str| {
+        let db = db.clone();
+        async move {
+            let rows: Vec<i64> = sqlx::query_scalar(query).fetch_all(&db).await.unwrap();
+            rows
+        }
+    };
+    // The second frame is polled (its progress recorded), and waits.
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    while lease("SELECT sent FROM download_leases").await != [65_536] {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let lock = WriteLock::take(&app).await;
+    let mut got = Vec::new();
+    let mut body = resp.bytes_stream();
+    while got.len() < data.len() {
+        got.extend_from_slice(&body.next().await.expect("body ended early").unwrap());
+    }
+    assert_eq!(got, data);
+    // The body's end now waits for the lock; then the client goes away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop((body, client));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.release().await;
+
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    while lease("SELECT COUNT(*) FROM download_leases").await != [0] {
+        assert!(
+            Instant::now() < deadline,
+            "the download's lease is still held after its end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ends: Vec<Value> = app
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "download.plaintext" && e["reason"] == "end: 131072 bytes sent")
+        .collect();
+    assert_eq!(ends.len(), 1, "one end entry: {ends:#?}");
+    assert_eq!(ends[0]["outcome"], "allow");
     app.stop().await;
 }
