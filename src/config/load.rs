@@ -100,6 +100,7 @@ impl Config {
         self.validate_locations()?;
         self.validate_connection_share()?;
         self.validate_positive()?;
+        self.validate_storage()?;
         self.validate_lifetimes()?;
         self.validate_audit()
     }
@@ -257,6 +258,18 @@ impl Config {
         Ok(())
     }
 
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        if let Some(s3) = &self.storage.s3
+            && !(1..=super::MAX_PARTS_IN_FLIGHT).contains(&s3.parts_in_flight)
+        {
+            return Err(invalid(
+                "storage.s3.parts_in_flight",
+                format!("must be 1 to {}", super::MAX_PARTS_IN_FLIGHT),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_lifetimes(&self) -> Result<(), ConfigError> {
         // Added to "now" to make expiry times: bounded, so no value can
         // overflow a date.
@@ -394,6 +407,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn s3_parts_in_flight_are_bounded() {
+        let s3 = |parts: &str| {
+            let mut vars = env(&[
+                ("CASEGATE_STORAGE__BACKEND", "s3"),
+                ("CASEGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:3900"),
+                ("CASEGATE_STORAGE__S3__REGION", "garage"),
+                ("CASEGATE_STORAGE__S3__BUCKET", "b"),
+                ("CASEGATE_STORAGE__S3__ACCESS_KEY", "k"),
+                ("CASEGATE_STORAGE__S3__SECRET_KEY", "s"),
+            ]);
+            if !parts.is_empty() {
+                vars.push(("CASEGATE_STORAGE__S3__PARTS_IN_FLIGHT".into(), parts.into()));
+            }
+            Config::load(None, vars)
+        };
+        let parts = |c: Config| c.storage.s3.map(|s3| s3.parts_in_flight);
+        assert_eq!(parts(s3("").unwrap()), Some(2));
+        assert_eq!(parts(s3("16").unwrap()), Some(16));
+        for bad in ["0", "17", "-1", "two"] {
+            let err = s3(bad).unwrap_err().to_string();
+            assert!(err.contains("parts_in_flight"), "{bad}: {err}");
+        }
     }
 
     #[test]

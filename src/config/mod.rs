@@ -74,6 +74,17 @@ pub struct S3Config {
     pub secret_key: Secret,
     #[serde(default = "default_true")]
     pub path_style: bool,
+    /// Parts of one upload sent at once while the next fills (1 to
+    /// [`MAX_PARTS_IN_FLIGHT`]); each holds a part's bytes in memory.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
+}
+
+/// The most `storage.s3.parts_in_flight` accepts.
+pub const MAX_PARTS_IN_FLIGHT: usize = 16;
+
+fn default_parts_in_flight() -> usize {
+    2
 }
 
 impl std::fmt::Debug for S3Config {
@@ -85,6 +96,7 @@ impl std::fmt::Debug for S3Config {
             .field("access_key", &"<redacted>")
             .field("secret_key", &"<redacted>")
             .field("path_style", &self.path_style)
+            .field("parts_in_flight", &self.parts_in_flight)
             .finish()
     }
 }

@@ -78,6 +78,8 @@ type PartTask = tokio::task::JoinHandle<Result<String, StoreError>>;
 pub struct S3Store {
     bucket: Arc<Bucket>,
     abandoned: Abandoned,
+    /// Parts one writer sends at once (`storage.s3.parts_in_flight`).
+    parts_in_flight: usize,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -187,6 +189,7 @@ impl S3Store {
         Ok(S3Store {
             bucket: Arc::from(bucket),
             abandoned: Abandoned::default(),
+            parts_in_flight: config.parts_in_flight.max(1),
         })
     }
 

@@ -3,9 +3,10 @@
 //! each durable point, and completion assembles the multipart upload (or
 //! one PUT when smaller than a part).
 //!
-//! At most [`PARTS_IN_FLIGHT`] parts are in flight while the next one
-//! fills, so an upload holds at most three parts' worth of memory (the
-//! parts are sent from their buffers, never copied). Parts are recorded in
+//! At most `storage.s3.parts_in_flight` parts (2 by default) are in
+//! flight while the next one fills, so an upload holds at most that many
+//! parts and one more in memory (the parts are sent from their buffers,
+//! never copied). Parts are recorded in
 //! order, each only once its upload answered; `sync` waits for every part
 //! in flight first, so a durable point never names a part that is not
 //! stored. A writer dropped with parts in flight records nothing, and
@@ -23,11 +24,6 @@ use tokio::task::JoinHandle;
 use super::part::upload_part;
 use super::{CONTENT_TYPE, MultipartProgress, S3Store, backend, retry_guarded, staging_key};
 use crate::store::{StoreError, WriteGuard, WriteProgress};
-
-/// Parts uploading at once per upload while the next one fills: the
-/// store works on one while the other crosses the network (one alone left
-/// the request waiting on each part's round trip).
-pub(super) const PARTS_IN_FLIGHT: usize = 2;
 
 /// Appends to one object through a multipart upload.
 pub struct S3Writer {
@@ -93,7 +89,7 @@ impl S3Writer {
             key: key.to_owned(),
             state,
             buffer,
-            in_flight: VecDeque::with_capacity(PARTS_IN_FLIGHT),
+            in_flight: VecDeque::new(),
             failed: false,
             guard: None,
             id: crate::hex::encode(&crate::random::array::<8>()),
@@ -193,10 +189,10 @@ impl S3Writer {
         Ok(())
     }
 
-    /// Sends a full part in the background, once fewer than
-    /// [`PARTS_IN_FLIGHT`] are.
+    /// Sends a full part in the background, once fewer than the store's
+    /// `parts_in_flight` are.
     async fn send_part(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+        while self.in_flight.len() >= self.store.parts_in_flight {
             self.settle_oldest().await?;
         }
         self.may_write()?;
