@@ -402,6 +402,7 @@ async fn s3_backend_on_s3s_fs() {
     let s3 = support::s3s_fs().await;
     let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
     a_late_writer_leaves_the_recorded_staging_alone(&store).await;
+    staging_objects_of_earlier_writers_are_swept(&store, &s3.config).await;
     conformance(store).await;
 }
 
@@ -410,6 +411,7 @@ async fn s3_backend_on_garage() {
     let Some(s3) = support::garage() else { return };
     let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
     a_late_writer_leaves_the_recorded_staging_alone(&store).await;
+    staging_objects_of_earlier_writers_are_swept(&store, &s3.config).await;
     conformance(store).await;
 }
 
@@ -440,9 +442,62 @@ async fn s3_writer_fails_closed_when_the_store_goes_away() {
     after_failure(&store, &key, writer, &token, durable).await;
 }
 
-/// The unfinished multipart uploads under `prefix`, asked of the store
-/// directly.
-async fn multiparts(config: &casegate::config::S3Config, prefix: &str) -> Vec<String> {
+/// A store that stops answering part uploads (a hung disk behind it):
+/// each attempt gives up after `storage.s3.request_timeout_secs`, the
+/// writer fails closed after its retries instead of holding the upload
+/// forever, and its abandoned parts end once the store answers again.
+#[tokio::test]
+async fn s3_writer_gives_up_on_parts_the_store_never_answers() {
+    let mut s3 = support::s3s_fs().await;
+    s3.config.request_timeout_secs = 1;
+    let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
+    let (key, mut writer, token, durable) = durable_start(&store, "stalled").await;
+    s3.stall_parts(true);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        lend_until_failure(&mut writer),
+    )
+    .await
+    .expect("the writer waits forever for a part the store never answers");
+    s3.stall_parts(false);
+    after_failure(&store, &key, writer, &token, durable).await;
+}
+
+/// One durable point per writer, as with a tus client's PATCHes: the
+/// staging objects earlier writers recorded are swept when the next one
+/// opens, not kept until the upload completes.
+async fn staging_objects_of_earlier_writers_are_swept(
+    store: &ObjectStore,
+    config: &casegate::config::S3Config,
+) {
+    let key = &k("cases/c11/upload");
+    let mut token = ResumeToken::start();
+    for round in 0..6u8 {
+        let mut writer = store
+            .open_writer(key, &token, 64 * 1024 * 1024)
+            .await
+            .unwrap();
+        writer.write(&pattern(50_000, 40 + round)).await.unwrap();
+        token = writer.sync().await.unwrap();
+        drop(writer);
+    }
+    let prefix = format!("staging/{key}/");
+    let mut left = Vec::new();
+    // The sweep runs beside the writer: give it a moment.
+    for _ in 0..50 {
+        left = objects(config, &prefix).await;
+        if left.len() <= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(left.len() <= 2, "staging objects left behind: {left:?}");
+    store.abort_write(key, &token).await.unwrap();
+    assert_eq!(objects(config, &prefix).await, Vec::<String>::new());
+}
+
+/// A client of the store's own, for looking behind the gateway.
+fn bucket(config: &casegate::config::S3Config) -> Box<s3::Bucket> {
     let credentials = s3::creds::Credentials::new(
         Some(&config.access_key),
         Some(config.secret_key.expose()),
@@ -455,10 +510,25 @@ async fn multiparts(config: &casegate::config::S3Config, prefix: &str) -> Vec<St
         region: config.region.clone(),
         endpoint: config.endpoint.clone(),
     };
-    let bucket = s3::Bucket::new(&config.bucket, region, credentials)
+    s3::Bucket::new(&config.bucket, region, credentials)
         .unwrap()
-        .with_path_style();
-    let pages = bucket
+        .with_path_style()
+}
+
+/// The objects under `prefix`, asked of the store directly.
+async fn objects(config: &casegate::config::S3Config, prefix: &str) -> Vec<String> {
+    let pages = bucket(config).list(prefix.to_owned(), None).await.unwrap();
+    pages
+        .into_iter()
+        .flat_map(|p| p.contents)
+        .map(|o| o.key)
+        .collect()
+}
+
+/// The unfinished multipart uploads under `prefix`, asked of the store
+/// directly.
+async fn multiparts(config: &casegate::config::S3Config, prefix: &str) -> Vec<String> {
+    let pages = bucket(config)
         .list_multiparts_uploads(Some(prefix), None)
         .await
         .unwrap();

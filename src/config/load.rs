@@ -267,6 +267,14 @@ impl Config {
                 format!("must be 1 to {}", super::MAX_PARTS_IN_FLIGHT),
             ));
         }
+        if let Some(s3) = &self.storage.s3
+            && s3.request_timeout_secs == 0
+        {
+            return Err(invalid(
+                "storage.s3.request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
         Ok(())
     }
 
@@ -432,6 +440,8 @@ mod tests {
             let err = s3(bad).unwrap_err().to_string();
             assert!(err.contains("parts_in_flight"), "{bad}: {err}");
         }
+        let c = s3("").unwrap();
+        assert_eq!(c.storage.s3.map(|s3| s3.request_timeout_secs), Some(60));
     }
 
     #[test]

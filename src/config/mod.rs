@@ -78,6 +78,14 @@ pub struct S3Config {
     /// [`MAX_PARTS_IN_FLIGHT`]); each holds a part's bytes in memory.
     #[serde(default = "default_parts_in_flight")]
     pub parts_in_flight: usize,
+    /// How long one request to the store may take before it is given up
+    /// (and retried, like any transport failure).
+    #[serde(default = "default_s3_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_s3_request_timeout_secs() -> u64 {
+    60
 }
 
 /// The most `storage.s3.parts_in_flight` accepts.
@@ -97,6 +105,7 @@ impl std::fmt::Debug for S3Config {
             .field("secret_key", &"<redacted>")
             .field("path_style", &self.path_style)
             .field("parts_in_flight", &self.parts_in_flight)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish()
     }
 }

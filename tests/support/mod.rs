@@ -6,13 +6,17 @@
 //! open connection is cut) and started again on the same port and
 //! directory; Garage, shared by every test running at once, is instead
 //! reached through a forwarder on its own port that can be stopped and
-//! started the same way.
+//! started the same way. An s3s-fs server can also stop answering part
+//! uploads (`stall_parts`): they are read and never answered, as by a
+//! store whose disk hangs.
 #![allow(dead_code)]
 
 pub mod tmpfs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use casegate::config::{S3Config, Secret};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,8 +36,9 @@ pub struct TestS3 {
 /// What a restartable server serves.
 #[derive(Clone)]
 enum Serve {
-    /// s3s-fs on this directory.
-    Fs(PathBuf),
+    /// s3s-fs on this directory; part uploads left unanswered while the
+    /// flag is set.
+    Fs(PathBuf, Arc<AtomicBool>),
     /// A plain TCP forwarder to this address (Garage).
     Forward(SocketAddr),
 }
@@ -47,6 +52,15 @@ impl Drop for TestS3 {
 }
 
 impl TestS3 {
+    /// From now on (`true`) part uploads are never answered, or again
+    /// answered (`false`). s3s-fs only.
+    pub fn stall_parts(&self, stall: bool) {
+        match &self.restartable {
+            Some((_, Serve::Fs(_, flag))) => flag.store(stall, Ordering::SeqCst),
+            _ => panic!("only an s3s-fs server can stall parts"),
+        }
+    }
+
     /// The store goes away: the listener closes and every open connection
     /// is cut, as when the S3 server's process dies.
     pub async fn stop(&mut self) {
@@ -74,7 +88,7 @@ impl TestS3 {
 /// (they live in a `JoinSet` owned by the accepting task).
 fn spawn_server(listener: TcpListener, serve: Serve) -> tokio::task::JoinHandle<()> {
     let service = match &serve {
-        Serve::Fs(root) => {
+        Serve::Fs(root, _) => {
             let fs = s3s_fs::FileSystem::new(root).unwrap();
             let mut builder = s3s::service::S3ServiceBuilder::new(fs);
             builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
@@ -93,8 +107,20 @@ fn spawn_server(listener: TcpListener, serve: Serve) -> tokio::task::JoinHandle<
                 Some(_) = connections.join_next() => continue,
             };
             match (&serve, &service) {
-                (Serve::Fs(_), Some(service)) => {
+                (Serve::Fs(_, stall), Some(service)) => {
                     let service = service.clone();
+                    let stall = stall.clone();
+                    let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let service = service.clone();
+                        let stalled = stall.load(Ordering::SeqCst)
+                            && req.uri().query().is_some_and(|q| q.contains("partNumber"));
+                        async move {
+                            if stalled {
+                                std::future::pending::<()>().await;
+                            }
+                            hyper::service::Service::call(&service, req).await
+                        }
+                    });
                     connections.spawn(async move {
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), service)
@@ -133,7 +159,7 @@ pub async fn s3s_fs() -> TestS3 {
     std::fs::create_dir(dir.path().join(bucket)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let serve = Serve::Fs(dir.path().to_path_buf());
+    let serve = Serve::Fs(dir.path().to_path_buf(), Arc::default());
     let task = spawn_server(listener, serve.clone());
     TestS3 {
         config: config(

@@ -95,21 +95,36 @@ fn status(e: &S3Error) -> Option<u16> {
     }
 }
 
+/// A failure found on this side of the wire (a header that cannot be
+/// built, an answer that cannot be used): never worth another attempt.
+/// Carried as a status below 100 so [`transient`] refuses it.
+fn local(message: impl Into<String>) -> S3Error {
+    S3Error::HttpFailWithBody(0, message.into())
+}
+
 fn backend(op: &str, e: &S3Error) -> StoreError {
-    match status(e) {
-        Some(404) => StoreError::NotFound,
-        Some(code) => StoreError::Backend(format!("{op}: HTTP {code}")),
-        None => StoreError::Backend(format!("{op}: {e}")),
+    match (status(e), e) {
+        (Some(404), _) => StoreError::NotFound,
+        // Not an HTTP error: the message says what went wrong.
+        (Some(code), S3Error::HttpFailWithBody(_, message)) if code < 400 => {
+            StoreError::Backend(format!("{op}: {message}"))
+        }
+        (Some(code), _) => StoreError::Backend(format!("{op}: HTTP {code}")),
+        (None, _) => StoreError::Backend(format!("{op}: {e}")),
     }
 }
 
-/// Transport failures, throttling and server errors are worth retrying;
-/// everything here is idempotent (puts overwrite, parts are re-uploadable).
+/// Transport failures (timeouts included), throttling, server errors and
+/// a store that timed out reading the body are worth retrying; everything
+/// here is idempotent (puts overwrite, parts are re-uploadable).
 fn transient(e: &S3Error) -> bool {
-    match status(e) {
+    match (status(e), e) {
         // 501: the store does not implement the call; asking again is no use.
-        Some(code) => code == 429 || (code >= 500 && code != 501),
-        None => !matches!(e, S3Error::HttpFail),
+        (Some(code), _) if code == 408 || code == 429 || (code >= 500 && code != 501) => true,
+        // AWS answers a body that arrived too slowly with 400 RequestTimeout.
+        (Some(400), S3Error::HttpFailWithBody(_, body)) => body.contains("RequestTimeout"),
+        (Some(_), _) => false,
+        (None, _) => !matches!(e, S3Error::HttpFail),
     }
 }
 
@@ -156,6 +171,13 @@ fn staging_key(key: &str, generation: u64, writer: Option<&str>) -> String {
     }
 }
 
+/// The generation a staging object's name carries (`None`: not one of
+/// ours).
+fn staging_generation(key: &str, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(&format!("staging/{key}/"))?;
+    rest.get(..10)?.parse().ok()
+}
+
 /// Part size for an object of `len` bytes.
 pub fn part_size(len: u64) -> u64 {
     MIN_PART.max(len.div_ceil(MAX_PARTS))
@@ -175,12 +197,9 @@ impl S3Store {
             None,
         )
         .map_err(|e| StoreError::Backend(format!("S3 credentials: {e}")))?;
-        let bucket =
-            Bucket::new(&config.bucket, region, credentials).map_err(|e| backend("bucket", &e))?;
-        // Every call is retried here ([`retry`]); rust-s3's own retry inside
-        // it would multiply the attempts and let a request land long after
-        // the upload's lease asked it to stop.
-        s3::set_retries(0);
+        let bucket = Bucket::new(&config.bucket, region, credentials)
+            .and_then(|b| b.with_request_timeout(Duration::from_secs(config.request_timeout_secs)))
+            .map_err(|e| backend("bucket", &e))?;
         let bucket = if config.path_style {
             bucket.with_path_style()
         } else {
@@ -283,6 +302,9 @@ impl S3Store {
             part_size: part_size(expected_len),
             ..Default::default()
         });
+        if state.staging_generation > 0 {
+            self.sweep_staging(key, &state);
+        }
         let mut buffer = Vec::new();
         if let Some(staged) = state.staging_key(key) {
             buffer = self.get_range(&staged, 0..state.staging_len).await?;
@@ -294,6 +316,37 @@ impl S3Store {
         }
         buffer.reserve_exact(state.part_size as usize);
         Ok(S3Writer::new(self.clone(), key, state, buffer))
+    }
+
+    /// Deletes, in the background, the staging objects of `key` that no
+    /// record can name any more: every one of an older generation than
+    /// `recorded`'s, and every other one of the same generation (a writer
+    /// that lost the upload, a durable point whose commit failed). Writers
+    /// only ever write newer generations than the record they opened from,
+    /// so whatever they write meanwhile is never touched — wherever the
+    /// lease is by then.
+    fn sweep_staging(&self, key: &str, recorded: &MultipartProgress) {
+        let store = self.clone();
+        let key = key.to_owned();
+        let generation = recorded.staging_generation;
+        let keep = recorded.staging_key(&key);
+        tokio::spawn(async move {
+            let pages = match store.bucket.list(format!("staging/{key}/"), None).await {
+                Ok(pages) => pages,
+                Err(e) => {
+                    tracing::debug!(error = %e, "staging objects not listed");
+                    return;
+                }
+            };
+            for object in pages.iter().flat_map(|p| &p.contents) {
+                let stale = staging_generation(&key, &object.key).is_some_and(|g| {
+                    g < generation || (g == generation && keep.as_ref() != Some(&object.key))
+                });
+                if stale && let Err(e) = store.delete(&object.key).await {
+                    tracing::debug!(error = %e, "stale staging object not deleted");
+                }
+            }
+        });
     }
 
     /// Completes the object written up to `progress`. An earlier

@@ -19,7 +19,7 @@ use s3::request::Request;
 use s3::request::tokio_backend::ReqwestRequest;
 use s3::signing;
 
-use super::{CONTENT_TYPE, S3Store, retry_guarded};
+use super::{CONTENT_TYPE, S3Store, local, retry_guarded};
 use crate::store::{StoreError, WriteGuard};
 
 const CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
@@ -67,14 +67,21 @@ async fn send(
         custom_headers: None,
         content_type: CONTENT_TYPE,
     };
-    let request = ReqwestRequest::new(bucket, key, command).await?;
-    let url = request.url()?;
-    let headers = signed_headers(bucket, &request, &url, sha256).await?;
+    let request = ReqwestRequest::new(bucket, key, command)
+        .await
+        .map_err(|e| local(format!("request: {e}")))?;
+    let url = request.url().map_err(|e| local(format!("URL: {e}")))?;
+    let headers = signed_headers(bucket, &request, &url, sha256)
+        .await
+        .map_err(|e| local(format!("signing: {e}")))?;
+    // rust-s3 sets its timeout per request, not on the client.
+    let timeout = bucket.request_timeout().unwrap_or(DEFAULT_TIMEOUT);
     let response = bucket
         .http_client()
         .put(url)
         .headers(headers)
         .body(bytes.clone())
+        .timeout(timeout)
         .send()
         .await?;
     let status = response.status();
@@ -82,19 +89,23 @@ async fn send(
         let body = response.text().await.unwrap_or_default();
         return Err(S3Error::HttpFailWithBody(status.as_u16(), body));
     }
-    let etag = match response.headers().get(ETAG) {
-        Some(etag) => etag.to_str()?.to_owned(),
-        None => String::new(),
-    };
+    let etag = response
+        .headers()
+        .get(ETAG)
+        .and_then(|etag| etag.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    // Read to its end, so the connection can carry the next part.
+    let _ = response.bytes().await;
     if etag.is_empty() {
         // A part without an ETag cannot be named at completion.
-        return Err(S3Error::HttpFailWithBody(
-            status.as_u16(),
-            "part stored without an ETag".into(),
-        ));
+        return Err(local("the store answered without an ETag"));
     }
     Ok(etag)
 }
+
+/// rust-s3's default request timeout, for a bucket that has none.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The headers of a SigV4-signed PUT of a payload whose SHA-256 is
 /// `sha256` (hex).
@@ -124,7 +135,7 @@ async fn signed_headers(
     let (Some(access_key), Some(secret_key)) =
         (bucket.access_key().await?, bucket.secret_key().await?)
     else {
-        return Err(S3Error::HttpFailWithBody(0, "no S3 credentials".into()));
+        return Err(local("no S3 credentials"));
     };
     let signing_key = signing::signing_key(&now, &secret_key, &region, "s3")?;
     let tag = hmac::sign(

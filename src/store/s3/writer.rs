@@ -42,6 +42,9 @@ pub struct S3Writer {
     guard: Option<WriteGuard>,
     /// Names this writer's staging objects (random).
     id: String,
+    /// The most bytes lent at once through [`S3Writer::buffer`]: room kept
+    /// past a part, so a nearly full part is never moved to grow.
+    most_lent: usize,
     /// Staging objects that were or are recorded, oldest first: the one
     /// this writer opened from and the ones it wrote since. Only the last
     /// two can still be the database's.
@@ -93,6 +96,7 @@ impl S3Writer {
             failed: false,
             guard: None,
             id: crate::hex::encode(&crate::random::array::<8>()),
+            most_lent: 0,
             staged,
         }
     }
@@ -225,6 +229,7 @@ impl S3Writer {
     /// The part buffer with room for `n` more bytes, appended in place.
     pub(crate) fn buffer(&mut self, n: usize) -> Result<&mut Vec<u8>, StoreError> {
         self.usable()?;
+        self.most_lent = self.most_lent.max(n);
         // Exact: amortized growth would double a nearly full part buffer.
         self.buffer.reserve_exact(n);
         Ok(&mut self.buffer)
@@ -237,7 +242,7 @@ impl S3Writer {
         while self.buffer.len() >= part {
             let rest = self.buffer.split_off(part);
             let full = std::mem::replace(&mut self.buffer, rest);
-            self.buffer.reserve_exact(part);
+            self.buffer.reserve_exact(part + self.most_lent);
             let sent = self.send_part(full).await;
             self.failing(sent)?;
         }
