@@ -159,9 +159,20 @@ fn hex_id() -> String {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(postgres_database().await, adjust).await
+}
+
+/// A gateway whose first start is on the database at `url` (it migrates
+/// it and mints the bootstrap tokens), e.g. one reached as a role the
+/// test set up. A `cg_test_` database goes with the app, like any other.
+pub async fn spawn_app_on(url: String) -> TestApp {
+    spawn_app_at(Some(url), |_| {}).await
+}
+
+async fn spawn_app_at(database: Option<String>, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    if let Some(url) = postgres_database().await {
+    if let Some(url) = database {
         config.database.url = url;
     }
     adjust(&mut config);

@@ -35,6 +35,7 @@ mod fetch_names;
 mod grants;
 mod hostile;
 mod keys;
+mod pg_role;
 mod proxy_protocol;
 mod races;
 mod replicas;
