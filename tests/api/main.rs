@@ -36,6 +36,7 @@ mod grants;
 mod hostile;
 mod keys;
 mod pg_role;
+mod pg_role_restore;
 mod proxy_protocol;
 mod races;
 mod replicas;

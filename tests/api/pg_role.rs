@@ -8,7 +8,8 @@
 //! checkpoint that verifies offline. The append-only triggers refuse the
 //! role's changes to the audit tables; and, as the doc warns, the role can
 //! drop them, after which the signed checkpoint still names the changed
-//! entry. Runs in the PostgreSQL pass of the suite.
+//! entry. The backup and restore of section 6 as the same role:
+//! `pg_role_restore.rs`. Runs in the PostgreSQL pass of the suite.
 
 use reqwest::Method;
 use sqlx::{AnyPool, Connection};
@@ -73,14 +74,58 @@ async fn run_all(url: &str, statements: &[Statement]) {
     conn.close().await.unwrap();
 }
 
-/// Drops the test's database and then its role, also when the test fails
-/// (a role cannot be dropped while it owns a database).
-struct Teardown {
-    admin: String,
-    name: String,
+/// The doc's role and its database, made by the doc's SQL as the
+/// superuser; both are dropped with this (also when the test fails), the
+/// database first: a role cannot be dropped while it owns one.
+pub struct DocumentedRole {
+    /// The superuser's URL (`CASEGATE_TEST_POSTGRES`).
+    pub admin: String,
+    /// The role's and its database's name.
+    pub name: String,
+    /// The database as the role reaches it: the gateways' `database.url`.
+    pub url: String,
 }
 
-impl Drop for Teardown {
+impl DocumentedRole {
+    /// `None` without `CASEGATE_TEST_POSTGRES`.
+    pub async fn create() -> Option<DocumentedRole> {
+        let admin = std::env::var("CASEGATE_TEST_POSTGRES").ok()?;
+        sqlx::any::install_default_drivers();
+        // `cg_test_`: a database the suite's own clean-up recognises too.
+        let name = format!(
+            "cg_test_{}",
+            casegate::hex::encode(&casegate::random::array::<8>())
+        );
+        let password = casegate::hex::encode(&casegate::random::array::<24>());
+        let mut url = reqwest::Url::parse(&admin).unwrap();
+        let mut role = DocumentedRole {
+            admin,
+            name,
+            url: String::new(),
+        };
+        let [on_server, on_database] = deploy_sql(&role.name, &password);
+        run_all(&role.admin, &on_server).await;
+        url.set_path(&role.name);
+        run_all(url.as_str(), &on_database).await;
+        url.set_username(&role.name).unwrap();
+        url.set_password(Some(&password)).unwrap();
+        role.url = url.to_string();
+        Some(role)
+    }
+
+    /// The role's database is lost (as the superuser, ending every
+    /// connection to it).
+    pub async fn drop_database(&self) {
+        let mut conn = sqlx::AnyConnection::connect(&self.admin).await.unwrap();
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for DocumentedRole {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
@@ -109,7 +154,7 @@ impl Drop for Teardown {
     }
 }
 
-async fn scalar_i64(db: &AnyPool, sql: &'static str) -> i64 {
+pub async fn scalar_i64(db: &AnyPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.unwrap()
 }
 
@@ -124,31 +169,12 @@ async fn refusal(db: &AnyPool, sql: String) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_role_runs_a_gateway_without_superuser_rights() {
-    let Ok(admin) = std::env::var("CASEGATE_TEST_POSTGRES") else {
+    let Some(role) = DocumentedRole::create().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    // `cg_test_`: a database the suite's own clean-up recognises too.
-    let name = format!(
-        "cg_test_{}",
-        casegate::hex::encode(&casegate::random::array::<8>())
-    );
-    let password = casegate::hex::encode(&casegate::random::array::<24>());
-    let teardown = Teardown {
-        admin: admin.clone(),
-        name: name.clone(),
-    };
-    let [on_server, on_database] = deploy_sql(&name, &password);
-    let mut url = reqwest::Url::parse(&admin).unwrap();
-    run_all(&admin, &on_server).await;
-    url.set_path(&name);
-    run_all(url.as_str(), &on_database).await;
-    url.set_username(&name).unwrap();
-    url.set_password(Some(&password)).unwrap();
-
-    let mut app = spawn_app_on(url.to_string()).await;
+    let mut app = spawn_app_on(role.url.clone()).await;
     let db = app.db().await;
-    the_role_is_no_superuser_and_owns_the_schema(&db, &name).await;
+    the_role_is_no_superuser_and_owns_the_schema(&db, &role.name).await;
     uploads_with_a_lease(&app, &db).await;
     app.restart().await;
     an_operator_token_is_minted_as_the_role(&app).await;
@@ -156,7 +182,7 @@ async fn the_documented_role_runs_a_gateway_without_superuser_rights() {
 
     db.close().await;
     app.stop().await;
-    drop(teardown);
+    drop(role);
 }
 
 /// What the doc's SQL made, seen from the gateway's own login: the role

@@ -33,7 +33,8 @@ fn pg_tool(name: &str) -> String {
         .map_or_else(|| name.to_owned(), |p| p.display().to_string())
 }
 
-fn run(tool: &str, args: &[&str]) {
+/// Runs one of PostgreSQL's client tools, which must succeed.
+pub fn run(tool: &str, args: &[&str]) {
     let out = Command::new(pg_tool(tool)).args(args).output().unwrap();
     assert!(
         out.status.success(),
