@@ -449,7 +449,9 @@ async fn s3_writer_fails_closed_when_the_store_goes_away() {
 #[tokio::test]
 async fn s3_writer_gives_up_on_parts_the_store_never_answers() {
     let mut s3 = support::s3s_fs().await;
-    s3.config.request_timeout_secs = 1;
+    // Short, but long enough for s3s-fs to take a 9 MiB part on a busy
+    // machine once it answers again.
+    s3.config.request_timeout_secs = 3;
     let store = ObjectStore::S3(S3Store::open(&s3.config).unwrap());
     let (key, mut writer, token, durable) = durable_start(&store, "stalled").await;
     s3.stall_parts(true);
@@ -465,25 +467,32 @@ async fn s3_writer_gives_up_on_parts_the_store_never_answers() {
 
 /// One durable point per writer, as with a tus client's PATCHes: the
 /// staging objects earlier writers recorded are swept when the next one
-/// opens, not kept until the upload completes.
+/// opens, not kept until the upload completes — and never the recorded
+/// one, not even by a writer opened from an older record.
 async fn staging_objects_of_earlier_writers_are_swept(
     store: &ObjectStore,
     config: &casegate::config::S3Config,
 ) {
     let key = &k("cases/c11/upload");
-    let mut token = ResumeToken::start();
+    let total = 64 * 1024 * 1024;
+    let mut tokens = vec![ResumeToken::start()];
+    let mut written = Vec::new();
     for round in 0..6u8 {
-        let mut writer = store
-            .open_writer(key, &token, 64 * 1024 * 1024)
-            .await
-            .unwrap();
-        writer.write(&pattern(50_000, 40 + round)).await.unwrap();
-        token = writer.sync().await.unwrap();
+        let last = tokens.last().unwrap();
+        let mut writer = store.open_writer(key, last, total).await.unwrap();
+        let bytes = pattern(50_000, 40 + round);
+        writer.write(&bytes).await.unwrap();
+        written.extend_from_slice(&bytes);
+        tokens.push(writer.sync().await.unwrap());
         drop(writer);
     }
+    // A writer opened from the record before the last (its staging object
+    // is still there; its sweep must spare the newer generation).
+    let before_last = &tokens[tokens.len() - 2];
+    drop(store.open_writer(key, before_last, total).await.unwrap());
     let prefix = format!("staging/{key}/");
     let mut left = Vec::new();
-    // The sweep runs beside the writer: give it a moment.
+    // The sweeps run beside the writers: give them a moment.
     for _ in 0..50 {
         left = objects(config, &prefix).await;
         if left.len() <= 2 {
@@ -492,8 +501,17 @@ async fn staging_objects_of_earlier_writers_are_swept(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(left.len() <= 2, "staging objects left behind: {left:?}");
-    store.abort_write(key, &token).await.unwrap();
+    let recorded = tokens.last().unwrap();
+    store
+        .complete_write(key, recorded, written.len() as u64)
+        .await
+        .expect("the recorded staging object was swept");
+    assert!(
+        store.get_range(key, 0..written.len() as u64).await.unwrap() == written,
+        "the object is not what the writers recorded"
+    );
     assert_eq!(objects(config, &prefix).await, Vec::<String>::new());
+    store.delete(key).await.unwrap();
 }
 
 /// A client of the store's own, for looking behind the gateway.

@@ -442,6 +442,20 @@ mod tests {
         }
         let c = s3("").unwrap();
         assert_eq!(c.storage.s3.map(|s3| s3.request_timeout_secs), Some(60));
+        let mut zero = env(&[
+            ("CASEGATE_STORAGE__BACKEND", "s3"),
+            ("CASEGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:3900"),
+            ("CASEGATE_STORAGE__S3__REGION", "garage"),
+            ("CASEGATE_STORAGE__S3__BUCKET", "b"),
+            ("CASEGATE_STORAGE__S3__ACCESS_KEY", "k"),
+            ("CASEGATE_STORAGE__S3__SECRET_KEY", "s"),
+        ]);
+        zero.push((
+            "CASEGATE_STORAGE__S3__REQUEST_TIMEOUT_SECS".into(),
+            "0".into(),
+        ));
+        let err = Config::load(None, zero).unwrap_err().to_string();
+        assert!(err.contains("request_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ use crate::config::S3Config;
 const MIN_PART: u64 = 8 * 1024 * 1024;
 const MAX_PARTS: u64 = 9000;
 const CONTENT_TYPE: &str = "application/octet-stream";
+/// More than the most one lend through `S3Writer::buffer` asks for (a
+/// sealed chunk and a header).
+const LEND_SLACK: usize = 128 * 1024;
 
 /// Multipart state of an object being uploaded, kept in its resume token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +108,8 @@ fn local(message: impl Into<String>) -> S3Error {
 fn backend(op: &str, e: &S3Error) -> StoreError {
     match (status(e), e) {
         (Some(404), _) => StoreError::NotFound,
-        // Not an HTTP error: the message says what went wrong.
-        (Some(code), S3Error::HttpFailWithBody(_, message)) if code < 400 => {
+        // Not an HTTP error ([`local`]): the message says what went wrong.
+        (Some(0), S3Error::HttpFailWithBody(_, message)) => {
             StoreError::Backend(format!("{op}: {message}"))
         }
         (Some(code), _) => StoreError::Backend(format!("{op}: HTTP {code}")),
@@ -122,7 +125,9 @@ fn transient(e: &S3Error) -> bool {
         // 501: the store does not implement the call; asking again is no use.
         (Some(code), _) if code == 408 || code == 429 || (code >= 500 && code != 501) => true,
         // AWS answers a body that arrived too slowly with 400 RequestTimeout.
-        (Some(400), S3Error::HttpFailWithBody(_, body)) => body.contains("RequestTimeout"),
+        (Some(400), S3Error::HttpFailWithBody(_, body)) => {
+            body.contains("<Code>RequestTimeout</Code>")
+        }
         (Some(_), _) => false,
         (None, _) => !matches!(e, S3Error::HttpFail),
     }
@@ -175,7 +180,12 @@ fn staging_key(key: &str, generation: u64, writer: Option<&str>) -> String {
 /// ours).
 fn staging_generation(key: &str, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(&format!("staging/{key}/"))?;
-    rest.get(..10)?.parse().ok()
+    // `<generation>-<writer>`, or `<generation>` alone (older names).
+    let generation = rest.split('-').next()?;
+    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    generation.parse().ok()
 }
 
 /// Part size for an object of `len` bytes.
@@ -241,7 +251,17 @@ impl S3Store {
     }
 
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        retry("put", || self.bucket.put_object(key, bytes))
+        self.put_guarded(key, bytes, None).await
+    }
+
+    /// [`S3Store::put`], asking `guard` before every attempt.
+    pub(super) async fn put_guarded(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        guard: Option<&super::WriteGuard>,
+    ) -> Result<(), StoreError> {
+        retry_guarded("put", guard, || self.bucket.put_object(key, bytes))
             .await
             .map(|_| ())
     }
@@ -297,12 +317,24 @@ impl S3Store {
         progress: &WriteProgress,
         expected_len: u64,
     ) -> Result<S3Writer, StoreError> {
+        self.reopen(key, progress, expected_len, true).await
+    }
+
+    /// A writer continuing `progress`; `sweep`: also sweep stale staging
+    /// objects (not worth a listing when the writer only completes).
+    async fn reopen(
+        &self,
+        key: &str,
+        progress: &WriteProgress,
+        expected_len: u64,
+        sweep: bool,
+    ) -> Result<S3Writer, StoreError> {
         self.settle_abandoned(key).await;
         let state = progress.multipart.clone().unwrap_or(MultipartProgress {
             part_size: part_size(expected_len),
             ..Default::default()
         });
-        if state.staging_generation > 0 {
+        if sweep && state.staging_generation > 0 {
             self.sweep_staging(key, &state);
         }
         let mut buffer = Vec::new();
@@ -314,7 +346,9 @@ impl S3Store {
                 )));
             }
         }
-        buffer.reserve_exact(state.part_size as usize);
+        // Room for a part and one more lend past it, so the part being
+        // filled is never moved to grow.
+        buffer.reserve_exact(state.part_size as usize + LEND_SLACK);
         Ok(S3Writer::new(self.clone(), key, state, buffer))
     }
 
@@ -360,7 +394,7 @@ impl S3Store {
         progress: &WriteProgress,
         expected_len: u64,
     ) -> Result<(), StoreError> {
-        match self.open_writer(key, progress, expected_len).await {
+        match self.reopen(key, progress, expected_len, false).await {
             Ok(writer) => writer.complete().await?,
             Err(StoreError::NotFound) => match self.len(key).await {
                 Ok(len) if len == expected_len => {
@@ -456,6 +490,61 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_retried() {
+        let http = |code: u16, body: &str| S3Error::HttpFailWithBody(code, body.into());
+        for (e, again) in [
+            (http(500, ""), true),
+            (http(503, "SlowDown"), true),
+            (http(429, ""), true),
+            (http(408, ""), true),
+            (
+                http(400, "<Error><Code>RequestTimeout</Code></Error>"),
+                true,
+            ),
+            (http(400, "<Error><Code>BadDigest</Code></Error>"), false),
+            (http(403, ""), false),
+            (http(404, ""), false),
+            (http(501, ""), false),
+            (local("the store answered without an ETag"), false),
+            (S3Error::HttpFail, false),
+            (
+                S3Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "stalled")),
+                true,
+            ),
+        ] {
+            assert_eq!(transient(&e), again, "{e:?}");
+        }
+        let said = |e: StoreError| e.to_string();
+        assert!(said(backend("upload part", &local("no ETag"))).contains("no ETag"));
+        assert!(said(backend("get", &http(301, "<Key>cases/c1/f1</Key>"))).contains("HTTP 301"));
+        assert!(!said(backend("get", &http(301, "<Key>cases/c1/f1</Key>"))).contains("cases/"));
+        assert!(matches!(
+            backend("get", &http(404, "")),
+            StoreError::NotFound
+        ));
+    }
+
+    #[test]
+    fn staging_names_carry_their_generation() {
+        let key = "cases/c1/f1";
+        assert_eq!(
+            staging_generation(key, &staging_key(key, 7, Some("ab12"))),
+            Some(7)
+        );
+        assert_eq!(staging_generation(key, &staging_key(key, 7, None)), Some(7));
+        let big = 12_345_678_901;
+        assert_eq!(
+            staging_generation(key, &staging_key(key, big, Some("ab12"))),
+            Some(big)
+        );
+        assert_eq!(
+            staging_generation(key, "staging/cases/c1/f10/0000000001-ab"),
+            None
+        );
+        assert_eq!(staging_generation(key, "staging/cases/c1/f1/x-1"), None);
+    }
 
     #[test]
     fn part_sizes_keep_s3_limits() {

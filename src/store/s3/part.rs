@@ -8,9 +8,22 @@
 //! rust-s3 still builds the part's URL and provides the SigV4 steps
 //! (canonical request, string to sign, signing key, header); the payload
 //! hash is ring's and the HMAC is ring's.
+//!
+//! A part is given up when it stops moving, not after a fixed time: it is
+//! sent in slices, and once no slice has been taken for the bucket's
+//! request timeout (or no answer came that long after the last), the
+//! attempt fails as a transport error and is retried. A fixed deadline
+//! would fail every part at once on a link shared by many uploads, and
+//! their retries would fail the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, ETAG, HOST, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, ETAG, HOST, HeaderMap, HeaderName, HeaderValue,
+};
 use ring::{digest, hmac};
 use s3::Bucket;
 use s3::command::{Command, Multipart};
@@ -74,16 +87,24 @@ async fn send(
     let headers = signed_headers(bucket, &request, &url, sha256)
         .await
         .map_err(|e| local(format!("signing: {e}")))?;
-    // rust-s3 sets its timeout per request, not on the client.
-    let timeout = bucket.request_timeout().unwrap_or(DEFAULT_TIMEOUT);
-    let response = bucket
+    let stall = bucket.request_timeout().unwrap_or(DEFAULT_TIMEOUT);
+    let moved = Progress::new();
+    let request = bucket
         .http_client()
         .put(url)
         .headers(headers)
-        .body(bytes.clone())
-        .timeout(timeout)
-        .send()
-        .await?;
+        .header(CONTENT_LENGTH, bytes.len())
+        .body(reqwest::Body::wrap_stream(moved.slices(bytes.clone())))
+        .send();
+    let response = tokio::select! {
+        response = request => response?,
+        () = moved.stalled(stall) => {
+            return Err(S3Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("part stalled: nothing sent or answered for {} s", stall.as_secs()),
+            )));
+        }
+    };
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -105,7 +126,60 @@ async fn send(
 }
 
 /// rust-s3's default request timeout, for a bucket that has none.
-const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Slices a part is sent in: how finely its progress is seen.
+const SLICE: usize = 256 * 1024;
+
+/// When a part's upload last moved (milliseconds since `origin`).
+#[derive(Clone)]
+struct Progress {
+    origin: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            origin: Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    fn mark(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// `bytes` as a stream of slices (shared, not copied), marking
+    /// progress as each is taken.
+    fn slices(
+        &self,
+        bytes: Bytes,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<> {
+        let moved = self.clone();
+        let count = bytes.len().div_ceil(SLICE);
+        futures_util::stream::iter((0..count).map(move |i| {
+            moved.mark();
+            let end = ((i + 1) * SLICE).min(bytes.len());
+            Ok(bytes.slice(i * SLICE..end))
+        }))
+    }
+
+    /// Ends once nothing has moved for `stall`.
+    async fn stalled(&self, stall: Duration) {
+        self.mark();
+        loop {
+            let quiet = (self.origin.elapsed().as_millis() as u64)
+                .saturating_sub(self.last.load(Ordering::Relaxed));
+            let left = (stall.as_millis() as u64).saturating_sub(quiet);
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(left)).await;
+        }
+    }
+}
 
 /// The headers of a SigV4-signed PUT of a payload whose SHA-256 is
 /// `sha256` (hex).

@@ -268,7 +268,9 @@ impl S3Writer {
         }
         let generation = self.state.staging_generation + 1;
         let staged = staging_key(&self.key, generation, Some(&self.id));
-        self.store.put(&staged, &self.buffer).await?;
+        self.store
+            .put_guarded(&staged, &self.buffer, self.guard.as_ref())
+            .await?;
         self.state.staging_generation = generation;
         self.state.staging_len = self.buffer.len() as u64;
         self.state.staging_writer = Some(self.id.clone());
