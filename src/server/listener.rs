@@ -21,6 +21,8 @@ const IDLE_CHECK: Duration = Duration::from_millis(500);
 /// the number of connections closed), so a flood of connections does not
 /// become a flood of log lines.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// How long connections told to close at shutdown get to be gone.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -54,6 +56,10 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let mut admission = Admission::new(name, limits);
+    // Turned true when the grace is over: connections still open are
+    // dropped, which ends their requests' bodies (a PATCH then takes its
+    // last durable point).
+    let (close, closing) = watch::channel(false);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -85,7 +91,7 @@ pub async fn serve(
             },
             app: app.clone(),
         };
-        let (acceptor, stop) = (acceptor.clone(), shutdown.clone());
+        let (acceptor, stop, closing) = (acceptor.clone(), shutdown.clone(), closing.clone());
         let shares = admission.shares.clone();
         tokio::spawn(async move {
             let mut connection = connection;
@@ -102,11 +108,14 @@ pub async fn serve(
                 place._share = Some(share);
                 connection.info.remote_addr = client;
             }
-            connection.run(acceptor, tcp, stop).await;
+            connection.run(acceptor, tcp, stop, closing).await;
         });
     }
     drop(listener);
-    admission.drain().await;
+    if !admission.drain().await {
+        let _ = close.send(true);
+        admission.closed().await;
+    }
 }
 
 /// Which new connections get in: each client address up to its share,
@@ -183,16 +192,33 @@ impl Admission {
         })
     }
 
-    /// Waits, up to the grace period, for every admitted connection to end.
-    async fn drain(self) {
+    /// Waits, up to the grace period, for every admitted connection to
+    /// end; false if some are still open.
+    async fn drain(&self) -> bool {
         // Every connection task holds a permit until it ends: all permits
         // back means drained.
         let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
         tokio::select! {
-            _ = self.permits.acquire_many(all) => tracing::info!(listener = self.name, "drained"),
+            _ = self.permits.acquire_many(all) => {
+                tracing::info!(listener = self.name, "drained");
+                true
+            }
             _ = tokio::time::sleep(self.limits.shutdown_grace) => {
                 tracing::warn!(listener = self.name, "grace period over; closing remaining connections");
+                false
             }
+        }
+    }
+
+    /// Waits a moment for the connections told to close to be gone.
+    async fn closed(&self) {
+        let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        let gone = tokio::time::timeout(CLOSE_WAIT, self.permits.acquire_many(all)).await;
+        if gone.is_err() {
+            tracing::warn!(
+                listener = self.name,
+                "connections still closing at shutdown"
+            );
         }
     }
 }
@@ -250,12 +276,14 @@ impl Connection {
         }
     }
 
-    /// Serves one connection to its end.
+    /// Serves one connection to its end: asked to finish gracefully once
+    /// `stop` turns true, dropped once `close` does.
     async fn run(
         mut self,
         acceptor: TlsAcceptor,
         tcp: tokio::net::TcpStream,
         stop: watch::Receiver<bool>,
+        mut close: watch::Receiver<bool>,
     ) {
         let name = self.name;
         let Some(tls) = self.handshake(acceptor, tcp).await else {
@@ -301,6 +329,7 @@ impl Connection {
                     }
                     break;
                 }
+                _ = close.wait_for(|close| *close) => break,
                 _ = stop.wait_for(|stop| *stop), if !closing => {
                     // hyper defers a graceful HTTP/2 close until the
                     // client's preface, which may never come; with no

@@ -33,6 +33,9 @@ use listener::ListenerLimits;
 /// The longest the server waits for its last checkpoint at shutdown (the
 /// copy alone may take `checkpoints::COPY_TIMEOUT`).
 const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long shutdown waits for cut uploads to take their last durable
+/// point.
+const UPLOADS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Application {
     main: TcpListener,
@@ -241,6 +244,21 @@ impl Application {
             stop_rx,
         );
         tokio::join!(main, centre);
+        // PATCHes cut by the closing connections run on as tasks of their
+        // own: their last durable point (and its audit entry) and the
+        // release of their lease must come before the last checkpoint and
+        // the end of the process, or the bytes they received are lost and
+        // other replicas see the upload locked until its lease expires.
+        if !self
+            .uploads
+            .registry
+            .idle_within(UPLOADS_SETTLE_TIMEOUT)
+            .await
+        {
+            tracing::warn!(
+                "uploads still writing at shutdown; they resume from their last durable point"
+            );
+        }
         let _ = summaries.await;
         limiter_summaries::flush(&self.state).await;
         let _ = checkpointer.await;

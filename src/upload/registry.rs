@@ -104,6 +104,24 @@ impl UploadRegistry {
             .map(|g| UploadLock { _guard: g })
     }
 
+    /// Waits up to `bound` until no request holds any upload — at
+    /// shutdown, for the PATCHes whose connections were closed to take
+    /// their last durable point and give their lease back. False if some
+    /// still hold one after `bound`.
+    pub async fn idle_within(&self, bound: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let busy = guard(&self.locks).values().any(|l| l.try_lock().is_err());
+            if !busy {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A slot for one more running PATCH in `case_id`, unless `max` run.
     pub fn enter_case(&self, case_id: &str, max: u64) -> Option<CaseSlot> {
         let mut running = guard(&self.running);

@@ -224,3 +224,88 @@ async fn kill_9_mid_upload_loses_nothing_acknowledged(env: &[(String, String)]) 
     assert_eq!(manifest["files"][0]["state"], "complete");
     gw.kill9();
 }
+
+/// SIGTERM while a PATCH streams (S3, where its last durable point takes
+/// longest: parts in flight and a staging object): when the grace runs out
+/// the connection is closed, which ends the PATCH's body, and the process
+/// waits for its last durable point instead of ending under it — every
+/// byte the gateway received is kept. (Without the close the PATCH waited
+/// for more body until the process ended; without the wait it ended
+/// mid-point.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_patch_keeps_what_arrived_s3s_fs() {
+    let s3 = crate::support::s3s_fs().await;
+    let mut env = s3_env(&s3.config);
+    for (k, v) in [
+        // No durable point inside the PATCH: only the one at its cut.
+        ("CASEGATE_UPLOADS__SYNC_EVERY_BYTES", "1073741824"),
+        ("CASEGATE_SERVER__SHUTDOWN_GRACE_SECS", "1"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, lines) = boot(dir.path(), &env);
+    let coordinator = value(&lines, "coordinator token: ").unwrap().to_owned();
+    let created: Value = gw
+        .client
+        .post(format!("{}/api/v1/cases", gw.base))
+        .bearer_auth(&coordinator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patient = created["upload_token"].as_str().unwrap().to_owned();
+    let data = pattern(40 * 1024 * 1024, 7);
+    let resp = gw
+        .tus(Method::POST, "/tus/", &patient)
+        .header("Upload-Length", data.len().to_string())
+        .header("Upload-Metadata", meta("MR-series.zip", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let path = resp.headers()["location"].to_str().unwrap().to_owned();
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let req = gw
+        .tus(Method::PATCH, &path, &patient)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(body);
+    let inflight = tokio::spawn(async move { req.send().await });
+    let sent = 20 * 1024 * 1024 + 12_345;
+    for piece in data[..sent].chunks(256 * 1024) {
+        tx.send(Ok(piece.to_vec())).await.unwrap();
+    }
+    // Let the gateway read it all, then stop it with the body still open.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut child = gw.child;
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut stopped = None;
+    for _ in 0..600 {
+        stopped = child.try_wait().unwrap();
+        if stopped.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped.is_some_and(|s| s.success()), "stopped: {stopped:?}");
+    drop(tx);
+    let _ = inflight.await;
+
+    let (gw, _) = boot(dir.path(), &env);
+    assert_eq!(
+        gw.offset(&patient, &path).await,
+        sent as u64,
+        "bytes received before the stop were lost"
+    );
+    gw.kill9();
+}
