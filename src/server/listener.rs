@@ -276,6 +276,22 @@ impl Connection {
         }
     }
 
+    /// Records the client certificate's hash; true if ALPN chose HTTP/2.
+    /// Serve the protocol ALPN chose. Never sniff: sniffing waits for
+    /// bytes before any timeout runs, so an idle client would hold the
+    /// connection forever. No ALPN means HTTP/1.1 (RFC 9113 §3.2).
+    fn note_session(
+        &mut self,
+        tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    ) -> bool {
+        let session = tls.get_ref().1;
+        self.info.client_cert_sha256 = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(cert_sha256);
+        session.alpn_protocol() == Some(b"h2")
+    }
+
     /// Serves one connection to its end: asked to finish gracefully once
     /// `stop` turns true, dropped once `close` does.
     async fn run(
@@ -289,16 +305,11 @@ impl Connection {
         let Some(tls) = self.handshake(acceptor, tcp).await else {
             return;
         };
-        self.info.client_cert_sha256 = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(cert_sha256);
-        // Serve the protocol ALPN chose. Never sniff: sniffing waits for
-        // bytes before any timeout runs, so an idle client would hold
-        // the connection forever. No ALPN means HTTP/1.1 (RFC 9113 §3.2).
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        if *close.borrow() {
+            // Shutdown closed the listener's connections meanwhile.
+            return;
+        }
+        let h2 = self.note_session(&tls);
         let activity = Activity::default();
         let seen = activity.clone();
         let (info, app) = (self.info.clone(), self.app.clone());
@@ -323,13 +334,16 @@ impl Connection {
         let mut tick = tokio::time::interval(IDLE_CHECK);
         loop {
             tokio::select! {
+                // Closing first: a connection told to close serves nothing
+                // more, even if its client has a request ready.
+                biased;
+                _ = close.wait_for(|close| *close) => break,
                 result = connection.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(listener = name, error = %e, "connection ended with error");
                     }
                     break;
                 }
-                _ = close.wait_for(|close| *close) => break,
                 _ = stop.wait_for(|stop| *stop), if !closing => {
                     // hyper defers a graceful HTTP/2 close until the
                     // client's preface, which may never come; with no
