@@ -419,7 +419,8 @@ mod tests {
 
     #[test]
     fn s3_parts_in_flight_are_bounded() {
-        let s3 = |parts: &str| {
+        // An S3 store, with `storage.s3` keys added.
+        let s3_with = |extra: &[(&str, &str)]| {
             let mut vars = env(&[
                 ("CASEGATE_STORAGE__BACKEND", "s3"),
                 ("CASEGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:3900"),
@@ -428,10 +429,14 @@ mod tests {
                 ("CASEGATE_STORAGE__S3__ACCESS_KEY", "k"),
                 ("CASEGATE_STORAGE__S3__SECRET_KEY", "s"),
             ]);
-            if !parts.is_empty() {
-                vars.push(("CASEGATE_STORAGE__S3__PARTS_IN_FLIGHT".into(), parts.into()));
+            for (k, v) in extra {
+                vars.push((format!("CASEGATE_STORAGE__S3__{k}"), v.to_string()));
             }
             Config::load(None, vars)
+        };
+        let s3 = |parts: &str| match parts {
+            "" => s3_with(&[]),
+            parts => s3_with(&[("PARTS_IN_FLIGHT", parts)]),
         };
         let parts = |c: Config| c.storage.s3.map(|s3| s3.parts_in_flight);
         assert_eq!(parts(s3("").unwrap()), Some(2));
@@ -442,19 +447,9 @@ mod tests {
         }
         let c = s3("").unwrap();
         assert_eq!(c.storage.s3.map(|s3| s3.request_timeout_secs), Some(60));
-        let mut zero = env(&[
-            ("CASEGATE_STORAGE__BACKEND", "s3"),
-            ("CASEGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:3900"),
-            ("CASEGATE_STORAGE__S3__REGION", "garage"),
-            ("CASEGATE_STORAGE__S3__BUCKET", "b"),
-            ("CASEGATE_STORAGE__S3__ACCESS_KEY", "k"),
-            ("CASEGATE_STORAGE__S3__SECRET_KEY", "s"),
-        ]);
-        zero.push((
-            "CASEGATE_STORAGE__S3__REQUEST_TIMEOUT_SECS".into(),
-            "0".into(),
-        ));
-        let err = Config::load(None, zero).unwrap_err().to_string();
+        let err = s3_with(&[("REQUEST_TIMEOUT_SECS", "0")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("request_timeout_secs"), "{err}");
     }
 

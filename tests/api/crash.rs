@@ -62,6 +62,56 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A new case and an upload of `len` bytes in it: (patient token,
+    /// upload path).
+    async fn new_upload(&self, coordinator: &str, len: usize) -> (String, String) {
+        let created: Value = self
+            .client
+            .post(format!("{}/api/v1/cases", self.base))
+            .bearer_auth(coordinator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let patient = created["upload_token"].as_str().unwrap().to_owned();
+        let resp = self
+            .tus(Method::POST, "/tus/", &patient)
+            .header("Upload-Length", len.to_string())
+            .header("Upload-Metadata", meta("CT-series.zip", None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let path = resp.headers()["location"].to_str().unwrap().to_owned();
+        (patient, path)
+    }
+
+    /// A PATCH from `offset` whose body is what is sent into the channel,
+    /// open until the sender is dropped.
+    fn streaming_patch(
+        &self,
+        token: &str,
+        path: &str,
+        offset: u64,
+    ) -> (
+        tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+        tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let req = self
+            .tus(Method::PATCH, path, token)
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body);
+        (tx, tokio::spawn(async move { req.send().await }))
+    }
+
     async fn patch(&self, token: &str, path: &str, offset: u64, body: Vec<u8>) -> u64 {
         let resp = self
             .tus(Method::PATCH, path, token)
@@ -136,27 +186,8 @@ async fn kill_9_mid_upload_loses_nothing_acknowledged(env: &[(String, String)]) 
     let dir = tempfile::tempdir().unwrap();
     let (gw, lines) = boot(dir.path(), env);
     let coordinator = value(&lines, "coordinator token: ").unwrap().to_owned();
-    let created: Value = gw
-        .client
-        .post(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let patient = created["upload_token"].as_str().unwrap().to_owned();
     let data = pattern(18 * 1024 * 1024 + 12_345, 99);
-    let resp = gw
-        .tus(Method::POST, "/tus/", &patient)
-        .header("Upload-Length", data.len().to_string())
-        .header("Upload-Metadata", meta("CT-series.zip", None))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let path = resp.headers()["location"].to_str().unwrap().to_owned();
+    let (patient, path) = gw.new_upload(&coordinator, data.len()).await;
 
     // 1. An acknowledged PATCH, then kill -9 at once.
     let acked = gw
@@ -173,16 +204,7 @@ async fn kill_9_mid_upload_loses_nothing_acknowledged(env: &[(String, String)]) 
 
     // 2. A PATCH still streaming when the gateway dies: its durable points
     //    survive, nothing else is claimed.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let req = gw
-        .tus(Method::PATCH, &path, &patient)
-        .header("Upload-Offset", acked.to_string())
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(body);
-    let inflight = tokio::spawn(async move { req.send().await });
+    let (tx, inflight) = gw.streaming_patch(&patient, &path, acked);
     let sent_end = acked as usize + 10 * 1024 * 1024;
     for piece in data[acked as usize..sent_end].chunks(256 * 1024) {
         tx.send(Ok(piece.to_vec())).await.unwrap();
@@ -267,38 +289,9 @@ async fn sigterm_mid_patch_keeps_what_arrived(h1: bool) {
             .unwrap();
     }
     let coordinator = value(&lines, "coordinator token: ").unwrap().to_owned();
-    let created: Value = gw
-        .client
-        .post(format!("{}/api/v1/cases", gw.base))
-        .bearer_auth(&coordinator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let patient = created["upload_token"].as_str().unwrap().to_owned();
     let data = pattern(40 * 1024 * 1024, 7);
-    let resp = gw
-        .tus(Method::POST, "/tus/", &patient)
-        .header("Upload-Length", data.len().to_string())
-        .header("Upload-Metadata", meta("MR-series.zip", None))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let path = resp.headers()["location"].to_str().unwrap().to_owned();
-
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let req = gw
-        .tus(Method::PATCH, &path, &patient)
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(body);
-    let inflight = tokio::spawn(async move { req.send().await });
+    let (patient, path) = gw.new_upload(&coordinator, data.len()).await;
+    let (tx, inflight) = gw.streaming_patch(&patient, &path, 0);
     let sent = 20 * 1024 * 1024 + 12_345;
     for piece in data[..sent].chunks(256 * 1024) {
         tx.send(Ok(piece.to_vec())).await.unwrap();
