@@ -244,21 +244,7 @@ impl Application {
             stop_rx,
         );
         tokio::join!(main, centre);
-        // PATCHes cut by the closing connections run on as tasks of their
-        // own: their last durable point (and its audit entry) and the
-        // release of their lease must come before the last checkpoint and
-        // the end of the process, or the bytes they received are lost and
-        // other replicas see the upload locked until its lease expires.
-        if !self
-            .uploads
-            .registry
-            .idle_within(UPLOADS_SETTLE_TIMEOUT)
-            .await
-        {
-            tracing::warn!(
-                "uploads still writing at shutdown; they resume from their last durable point"
-            );
-        }
+        settle_uploads(&self.uploads, sweeper).await;
         let _ = summaries.await;
         limiter_summaries::flush(&self.state).await;
         let _ = checkpointer.await;
@@ -270,7 +256,30 @@ impl Application {
             Ok(Err(e)) => tracing::error!(error = %e, "final audit checkpoint could not be made"),
             Err(_) => tracing::error!("final audit checkpoint timed out; shutting down without it"),
         }
-        let _ = sweeper.await;
+    }
+}
+
+/// After the listeners ended: the upload sweep and the PATCHes cut by
+/// the closing connections finish what they are doing, each within
+/// [`UPLOADS_SETTLE_TIMEOUT`].
+async fn settle_uploads(uploads: &Uploads, sweeper: tokio::task::JoinHandle<()>) {
+    // A running sweep stops before its next upload; the one it is on
+    // is finished.
+    if tokio::time::timeout(UPLOADS_SETTLE_TIMEOUT, sweeper)
+        .await
+        .is_err()
+    {
+        tracing::warn!("upload sweep still running at shutdown");
+    }
+    // Cut PATCHes run on as tasks of their own: their last durable
+    // point (and its audit entry) and the release of their lease must
+    // come before the last checkpoint and the end of the process, or
+    // the bytes they received are lost and other replicas see the
+    // upload locked until its lease expires.
+    if !uploads.registry.idle_within(UPLOADS_SETTLE_TIMEOUT).await {
+        tracing::warn!(
+            "uploads still writing at shutdown; they resume from their last durable point"
+        );
     }
 }
 
@@ -298,7 +307,8 @@ fn open_store(config: &Config) -> Result<ObjectStore, StartError> {
 /// minute (and once at start, to pick up work a crash left).
 async fn sweep_uploads(uploads: Uploads, mut stop: watch::Receiver<bool>) {
     loop {
-        match uploads.sweep().await {
+        let stopping = || *stop.borrow();
+        match uploads.sweep_until(&stopping).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "upload sweep"),
             Err(e) => tracing::warn!(error = %e, "upload sweep failed"),

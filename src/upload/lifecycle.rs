@@ -111,6 +111,17 @@ impl Uploads {
     /// (never one whose bytes are all stored).
     /// Returns how many uploads it changed.
     pub async fn sweep(&self) -> Result<usize, UploadError> {
+        self.sweep_until(&|| false).await
+    }
+
+    /// [`Uploads::sweep`], stopping before the next upload once
+    /// `stopping()` says so (at shutdown: a sweep over a page of large
+    /// uploads would otherwise hold the shutdown while it re-hashes them;
+    /// the next start picks up where it stopped).
+    pub async fn sweep_until(
+        &self,
+        stopping: &(dyn Fn() -> bool + Sync),
+    ) -> Result<usize, UploadError> {
         let ctx = system();
         let mut changed = 0;
         // Paged on from where the last sweep stopped: uploads whose
@@ -122,6 +133,9 @@ impl Uploads {
             .flatten();
         self.registry.set_sweep_after(next);
         for upload in stalled {
+            if stopping() {
+                return Ok(changed);
+            }
             let Some(held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
@@ -130,6 +144,9 @@ impl Uploads {
             changed += usize::from(finished?);
         }
         for upload in db::uploads::expired(&self.db, self.now(), 100).await? {
+            if stopping() {
+                return Ok(changed);
+            }
             let Some(held) = self.hold(upload.upload_id.as_str()).await? else {
                 continue;
             };
