@@ -409,6 +409,7 @@ impl Default for UploadsConfig {
 mod database;
 mod load;
 mod network;
+mod validate;
 
 pub use database::{DatabaseConfig, redacted_url};
 pub use load::ConfigError;

@@ -20,14 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use s3::creds::Credentials;
-use s3::error::S3Error;
 use s3::{Bucket, Region};
 use serde::{Deserialize, Serialize};
 
 mod part;
+mod retry;
+mod staging;
 mod writer;
 
 pub use writer::S3Writer;
+
+use retry::{backend, local, retry, retry_guarded};
+use staging::staging_key;
 
 use super::{StoreError, WriteProgress};
 use crate::config::S3Config;
@@ -57,15 +61,6 @@ pub(crate) struct MultipartProgress {
     pub staging_writer: Option<String>,
 }
 
-impl MultipartProgress {
-    /// The staging object this progress records (none when it has no
-    /// staged bytes).
-    fn staging_key(&self, key: &str) -> Option<String> {
-        (self.staging_len > 0)
-            .then(|| staging_key(key, self.staging_generation, self.staging_writer.as_deref()))
-    }
-}
-
 /// Parts still uploading for writers that were dropped (a request that
 /// ended with an error while a part was in flight), by object key. The
 /// next writer of that object, its termination, and the request's release
@@ -89,103 +84,6 @@ impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "S3Store({})", self.bucket.name)
     }
-}
-
-fn status(e: &S3Error) -> Option<u16> {
-    match e {
-        S3Error::HttpFailWithBody(code, _) => Some(*code),
-        _ => None,
-    }
-}
-
-/// A failure found on this side of the wire (a header that cannot be
-/// built, an answer that cannot be used): never worth another attempt.
-/// Carried as a status below 100 so [`transient`] refuses it.
-fn local(message: impl Into<String>) -> S3Error {
-    S3Error::HttpFailWithBody(0, message.into())
-}
-
-fn backend(op: &str, e: &S3Error) -> StoreError {
-    match (status(e), e) {
-        (Some(404), _) => StoreError::NotFound,
-        // Not an HTTP error ([`local`]): the message says what went wrong.
-        (Some(0), S3Error::HttpFailWithBody(_, message)) => {
-            StoreError::Backend(format!("{op}: {message}"))
-        }
-        (Some(code), _) => StoreError::Backend(format!("{op}: HTTP {code}")),
-        (None, _) => StoreError::Backend(format!("{op}: {e}")),
-    }
-}
-
-/// Transport failures (timeouts included), throttling, server errors and
-/// a store that timed out reading the body are worth retrying; everything
-/// here is idempotent (puts overwrite, parts are re-uploadable).
-fn transient(e: &S3Error) -> bool {
-    match (status(e), e) {
-        // 501: the store does not implement the call; asking again is no use.
-        (Some(code), _) if code == 408 || code == 429 || (code >= 500 && code != 501) => true,
-        // AWS answers a body that arrived too slowly with 400 RequestTimeout.
-        (Some(400), S3Error::HttpFailWithBody(_, body)) => {
-            body.contains("<Code>RequestTimeout</Code>")
-        }
-        (Some(_), _) => false,
-        (None, _) => !matches!(e, S3Error::HttpFail),
-    }
-}
-
-async fn retry<T, F, Fut>(op: &str, call: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, S3Error>>,
-{
-    retry_guarded(op, None, call).await
-}
-
-/// [`retry`], asking `guard` before every attempt.
-async fn retry_guarded<T, F, Fut>(
-    op: &str,
-    guard: Option<&super::WriteGuard>,
-    mut call: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, S3Error>>,
-{
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1.. {
-        if guard.is_some_and(|may_write| !may_write()) {
-            return Err(StoreError::Fenced);
-        }
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < 4 && transient(&e) => {
-                tracing::warn!(op, attempt, error = %backend(op, &e), "S3 call failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 3;
-            }
-            Err(e) => return Err(backend(op, &e)),
-        }
-    }
-    unreachable!("the loop returns")
-}
-
-fn staging_key(key: &str, generation: u64, writer: Option<&str>) -> String {
-    match writer {
-        Some(writer) => format!("staging/{key}/{generation:010}-{writer}"),
-        None => format!("staging/{key}/{generation:010}"),
-    }
-}
-
-/// The generation a staging object's name carries (`None`: not one of
-/// ours).
-fn staging_generation(key: &str, name: &str) -> Option<u64> {
-    let rest = name.strip_prefix(&format!("staging/{key}/"))?;
-    // `<generation>-<writer>`, or `<generation>` alone (older names).
-    let generation = rest.split('-').next()?;
-    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    generation.parse().ok()
 }
 
 /// Part size for an object of `len` bytes.
@@ -352,37 +250,6 @@ impl S3Store {
         Ok(S3Writer::new(self.clone(), key, state, buffer))
     }
 
-    /// Deletes, in the background, the staging objects of `key` that no
-    /// record can name any more: every one of an older generation than
-    /// `recorded`'s, and every other one of the same generation (a writer
-    /// that lost the upload, a durable point whose commit failed). Writers
-    /// only ever write newer generations than the record they opened from,
-    /// so whatever they write meanwhile is never touched — wherever the
-    /// lease is by then.
-    fn sweep_staging(&self, key: &str, recorded: &MultipartProgress) {
-        let store = self.clone();
-        let key = key.to_owned();
-        let generation = recorded.staging_generation;
-        let keep = recorded.staging_key(&key);
-        tokio::spawn(async move {
-            let pages = match store.bucket.list(format!("staging/{key}/"), None).await {
-                Ok(pages) => pages,
-                Err(e) => {
-                    tracing::debug!(error = %e, "staging objects not listed");
-                    return;
-                }
-            };
-            for object in pages.iter().flat_map(|p| &p.contents) {
-                let stale = staging_generation(&key, &object.key).is_some_and(|g| {
-                    g < generation || (g == generation && keep.as_ref() != Some(&object.key))
-                });
-                if stale && let Err(e) = store.delete(&object.key).await {
-                    tracing::debug!(error = %e, "stale staging object not deleted");
-                }
-            }
-        });
-    }
-
     /// Completes the object written up to `progress`. An earlier
     /// completion may have finished and removed the staging object before
     /// the database recorded it (a crash in between): the object is then
@@ -490,61 +357,6 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_is_retried() {
-        let http = |code: u16, body: &str| S3Error::HttpFailWithBody(code, body.into());
-        for (e, again) in [
-            (http(500, ""), true),
-            (http(503, "SlowDown"), true),
-            (http(429, ""), true),
-            (http(408, ""), true),
-            (
-                http(400, "<Error><Code>RequestTimeout</Code></Error>"),
-                true,
-            ),
-            (http(400, "<Error><Code>BadDigest</Code></Error>"), false),
-            (http(403, ""), false),
-            (http(404, ""), false),
-            (http(501, ""), false),
-            (local("the store answered without an ETag"), false),
-            (S3Error::HttpFail, false),
-            (
-                S3Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "stalled")),
-                true,
-            ),
-        ] {
-            assert_eq!(transient(&e), again, "{e:?}");
-        }
-        let said = |e: StoreError| e.to_string();
-        assert!(said(backend("upload part", &local("no ETag"))).contains("no ETag"));
-        assert!(said(backend("get", &http(301, "<Key>cases/c1/f1</Key>"))).contains("HTTP 301"));
-        assert!(!said(backend("get", &http(301, "<Key>cases/c1/f1</Key>"))).contains("cases/"));
-        assert!(matches!(
-            backend("get", &http(404, "")),
-            StoreError::NotFound
-        ));
-    }
-
-    #[test]
-    fn staging_names_carry_their_generation() {
-        let key = "cases/c1/f1";
-        assert_eq!(
-            staging_generation(key, &staging_key(key, 7, Some("ab12"))),
-            Some(7)
-        );
-        assert_eq!(staging_generation(key, &staging_key(key, 7, None)), Some(7));
-        let big = 12_345_678_901;
-        assert_eq!(
-            staging_generation(key, &staging_key(key, big, Some("ab12"))),
-            Some(big)
-        );
-        assert_eq!(
-            staging_generation(key, "staging/cases/c1/f10/0000000001-ab"),
-            None
-        );
-        assert_eq!(staging_generation(key, "staging/cases/c1/f1/x-1"), None);
-    }
 
     #[test]
     fn part_sizes_keep_s3_limits() {
