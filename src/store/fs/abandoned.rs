@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
-use super::WriteDone;
+use super::writer::WriteDone;
 
 /// The running writes of dropped writers, by file; shared by every clone
 /// of the store and every writer it opened.
