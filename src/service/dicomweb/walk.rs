@@ -266,15 +266,7 @@ mod tests {
 
     #[test]
     fn the_index_needs_the_header_only_through_group_0028() {
-        let image = Image {
-            sop_instance_uid: "1.2.3",
-            instance_number: Some(7),
-            rows: Some((4, 3)),
-            frames: None,
-            pixels: vec![1; 24],
-        };
-        let file = ct_image("1.2", "1.2.3", "Doe^Jane", &image);
-        let syntax = meta_syntax(&file).unwrap();
+        let (file, syntax, _) = image_and_geometry();
         assert_eq!(syntax, "1.2.840.10008.1.2.1");
         let pixel_data = file.len() - 24 - 12;
         assert_eq!(index_cut(&file, &syntax, 0x0028), IndexCut::At(pixel_data));
